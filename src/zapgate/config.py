@@ -1,0 +1,216 @@
+"""Settings: one flat object, every field documented with its default (pure, no I/O).
+
+Each field can be set by a ``ZAPGATE_<FIELD>`` environment variable (upper case) or, for the most common
+ones, by a ``zapgate serve`` flag; flags win over the environment. Unknown ``ZAPGATE_*`` variables and
+invalid values fail at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CLIENT_ENV_VARS", "ENGINES", "ConfigError", "Settings"]
+
+ENGINES = ("whatsapp", "simulator")
+
+#: Variables read by the CLI's client commands, not by the server; allowed in the environment.
+CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
+
+
+class ConfigError(ValueError):
+    """An invalid or unknown setting; the message names it and says what is accepted."""
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # -- server
+    host: str = field(default="127.0.0.1", metadata=_doc("Interface to bind. Loopback by default."))
+    port: int = field(default=8787, metadata=_doc("TCP port (0 picks a free one)."))
+    data_dir: Path = field(default=Path("zapgate-data"), metadata=_doc("Directory for the database and device keys."))
+    engine: str = field(default="whatsapp", metadata=_doc("'whatsapp' (real, via neonize) or 'simulator'."))
+    log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+
+    # -- WebSocket limits
+    auth_timeout_s: float = field(default=10.0, metadata=_doc("Seconds a new connection has to authenticate."))
+    max_frame_bytes: int = field(default=65536, metadata=_doc("Largest accepted frame; larger closes 1009."))
+    send_buffer_frames: int = field(
+        default=1000, metadata=_doc("Frames queued for one client before it is closed as a slow consumer (4429).")
+    )
+    max_inflight_commands: int = field(
+        default=64, metadata=_doc("Commands one connection may have in progress; beyond it reading pauses.")
+    )
+    ping_interval_s: float = field(default=20.0, metadata=_doc("WebSocket ping interval (0 disables)."))
+    ping_timeout_s: float = field(default=20.0, metadata=_doc("Close a client that does not answer a ping."))
+
+    # -- sends
+    send_wait_s: float = field(
+        default=2.0, metadata=_doc("How long message.send waits for WhatsApp before replying 'queued'.")
+    )
+    idempotency_ttl_s: float = field(default=86400.0, metadata=_doc("How long idempotency keys are kept."))
+    pacing: bool = field(default=True, metadata=_doc("Anti-ban pacing of outgoing messages."))
+    pacing_interval_s: float = field(default=1.0, metadata=_doc("Minimum seconds between two sends of a session."))
+    pacing_jitter_s: float = field(default=1.0, metadata=_doc("Random extra delay, 0 to this, added per send."))
+    pacing_recipient_interval_s: float = field(
+        default=3.0, metadata=_doc("Minimum seconds between two sends to the same chat.")
+    )
+    pacing_new_contacts_per_day: int = field(
+        default=30, metadata=_doc("First messages to new contacts allowed per session per rolling 24 h.")
+    )
+
+    # -- events
+    event_retention_s: float = field(
+        default=86400.0, metadata=_doc("Events younger than this are always kept for resume.")
+    )
+    event_retention_count: int = field(
+        default=100000, metadata=_doc("The newest this many events per tenant are always kept for resume.")
+    )
+
+    # -- storage
+    sqlite_synchronous: str = field(
+        default="full", metadata=_doc("SQLite 'full' (fsync every commit) or 'normal' (survives process crash).")
+    )
+
+    # -- simulator engine
+    sim_qr_schedule: tuple[float, ...] = field(
+        default=(60.0, 20.0, 20.0, 20.0, 20.0, 20.0),
+        metadata=_doc("Lifetime in seconds of each QR code, comma-separated, as WhatsApp does."),
+    )
+    sim_latency_s: float = field(
+        default=0.2, metadata=_doc("Simulated network delay before receipts and the echo contact's reply.")
+    )
+    sim_contacts: tuple[str, ...] = field(
+        default=(), metadata=_doc("Extra phone numbers that exist on the simulated network (comma-separated).")
+    )
+
+    # -- whatsapp engine
+    wa_sessions_per_worker: int = field(
+        default=100, metadata=_doc("Sessions one engine worker process hosts before another is started.")
+    )
+    wa_connect_attempts: int = field(
+        default=8, metadata=_doc("Initial connection attempts before a session is 'failed'.")
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "zapgate.db"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``ZAPGATE_*`` variables in ``env``, then apply non-None ``overrides``."""
+        known = {f"ZAPGATE_{f.name.upper()}": f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in env.items():
+            if not key.startswith("ZAPGATE_") or key in CLIENT_ENV_VARS:
+                continue
+            if key not in known:
+                raise ConfigError(f"unknown setting {key}; known settings: {', '.join(sorted(known))}")
+            f = known[key]
+            values[f.name] = _parse(key, f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, documentation) for every setting, for docs and ``--help``."""
+        rows = []
+        for f in fields(cls):
+            default = f.default
+            shown = (
+                ",".join(f"{v:g}" if isinstance(v, float) else v for v in default)
+                if isinstance(default, tuple)
+                else str(default)
+            )
+            rows.append((f"ZAPGATE_{f.name.upper()}", shown, f.metadata.get("doc", "")))
+        return rows
+
+
+def _parse(key: str, f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    raw = raw.strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind == "tuple[float, ...]":
+            return tuple(float(part) for part in raw.split(",") if part.strip())
+        if kind == "tuple[str, ...]":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a valid {kind}") from None
+
+
+def _validate(s: Settings) -> None:
+    if s.engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {s.engine!r}")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"port must be between 0 and 65535, not {s.port}")
+    if s.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"log_level must be debug, info, warning or error, not {s.log_level!r}")
+    if s.sqlite_synchronous not in {"full", "normal"}:
+        raise ConfigError(f"sqlite_synchronous must be 'full' or 'normal', not {s.sqlite_synchronous!r}")
+    if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
+        raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
+    if s.max_frame_bytes < 1024:
+        raise ConfigError("max_frame_bytes must be at least 1024")
+    positive = {
+        "auth_timeout_s": s.auth_timeout_s,
+        "send_buffer_frames": s.send_buffer_frames,
+        "max_inflight_commands": s.max_inflight_commands,
+        "wa_sessions_per_worker": s.wa_sessions_per_worker,
+        "wa_connect_attempts": s.wa_connect_attempts,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, not {value}")
+    non_negative = {
+        "send_wait_s": s.send_wait_s,
+        "pacing_interval_s": s.pacing_interval_s,
+        "pacing_jitter_s": s.pacing_jitter_s,
+        "pacing_recipient_interval_s": s.pacing_recipient_interval_s,
+        "pacing_new_contacts_per_day": s.pacing_new_contacts_per_day,
+        "sim_latency_s": s.sim_latency_s,
+        "ping_interval_s": s.ping_interval_s,
+        "ping_timeout_s": s.ping_timeout_s,
+    }
+    for name, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative, not {value}")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,199 @@
+"""The engine interface: what the session manager needs from a WhatsApp implementation.
+
+An engine knows sessions only by their opaque ``session_id`` and the ``device`` record it asked the
+manager to persist; it knows nothing of tenants, tokens or clients. It reports everything that happens
+to a session through one async callback, the :data:`EngineSink`, with the typed events below, in order per
+session. The sink returns once the event is durably recorded, so an engine may acknowledge a message to
+WhatsApp only after the sink returned.
+
+Engine events are msgspec structs so that they can cross a process boundary unchanged (the ``whatsapp``
+engine runs neonize in worker processes).
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from ..jid import Jid
+from ..protocol import Me
+
+__all__ = [
+    "Connected",
+    "Disconnected",
+    "Engine",
+    "EngineEvent",
+    "EngineSink",
+    "Failed",
+    "LoggedOut",
+    "MessageIn",
+    "PairCode",
+    "Paired",
+    "QrCode",
+    "Quote",
+    "ReceiptIn",
+    "SendError",
+    "SendRestricted",
+]
+
+
+class _EngineEvent(msgspec.Struct, tag_field="kind", kw_only=True):
+    pass
+
+
+class QrCode(_EngineEvent, tag="qr"):
+    """A new QR code to show; it replaces the previous one."""
+
+    code: str
+    attempt: int
+    max_attempts: int
+    expires_at: float
+
+
+class PairCode(_EngineEvent, tag="pair_code"):
+    """A pairing code to type on the phone (phone-number linking)."""
+
+    code: str
+    expires_at: float
+
+
+class Paired(_EngineEvent, tag="paired"):
+    """A phone linked the session. ``device`` must be persisted: it resumes the session without a scan."""
+
+    me: Me
+    device: dict[str, Any]
+
+
+class Connected(_EngineEvent, tag="connected"):
+    me: Me
+
+
+class Disconnected(_EngineEvent, tag="disconnected"):
+    """Offline; the engine reconnects by itself (``retry_at`` says when it tries next, if known)."""
+
+    reason: str
+    retry_at: float | None = None
+
+
+class LoggedOut(_EngineEvent, tag="logged_out"):
+    """The device was unlinked; its keys are gone and a new pairing is needed."""
+
+    reason: str
+
+
+class Failed(_EngineEvent, tag="failed"):
+    """The engine stopped working on the session and will not retry by itself."""
+
+    reason: str
+    retry_at: float | None = None
+
+
+class SendRestricted(_EngineEvent, tag="send_restricted"):
+    """WhatsApp restricts sending until ``until`` (temporary ban, rate or reach-out limit)."""
+
+    reason: str
+    until: float
+
+
+class MessageIn(_EngineEvent, tag="message"):
+    """A text message in a chat of the session (``from_me`` when sent from the phone itself)."""
+
+    message_id: str
+    chat: str
+    sender: str
+    text: str
+    timestamp: int
+    """Unix seconds."""
+    sender_lid: str | None = None
+    from_me: bool = False
+    push_name: str | None = None
+    reply_to: str | None = None
+
+
+class ReceiptIn(_EngineEvent, tag="receipt"):
+    """The recipient's device got (``delivered``), read or played messages we sent."""
+
+    message_ids: list[str]
+    chat: str
+    status: Literal["delivered", "read", "played"]
+    timestamp: int
+
+
+EngineEvent = (
+    QrCode | PairCode | Paired | Connected | Disconnected | LoggedOut | Failed | SendRestricted | MessageIn | ReceiptIn
+)
+EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
+
+
+class Quote(msgspec.Struct, frozen=True):
+    """The message a reply quotes."""
+
+    message_id: str
+    sender: str
+    text: str | None = None
+
+
+class SendError(Exception):
+    """WhatsApp (or the engine) did not take a message.
+
+    ``retryable`` errors (the session is offline, the engine worker restarts) leave the message queued;
+    the others end it as failed with ``code``.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class Engine(abc.ABC):
+    """A WhatsApp implementation: the real one (neonize) or the simulator."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    async def start(self, sink: EngineSink) -> None:
+        """Get ready to run sessions; every session event goes to ``sink``."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every session (keeping pairings) and release all resources. Must finish in seconds."""
+
+    @abc.abstractmethod
+    async def open(self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None) -> None:
+        """Start a session: resume ``device`` if given, else begin a pairing (QR, or a code for
+        ``pair_phone``). Returns at once; progress arrives at the sink."""
+
+    @abc.abstractmethod
+    async def stop(self, session_id: str) -> None:
+        """Disconnect the session, keeping its pairing. Idempotent."""
+
+    @abc.abstractmethod
+    async def logout(self, session_id: str, device: dict[str, Any] | None) -> None:
+        """Unlink the device from the phone (when possible) and delete its keys. Idempotent."""
+
+    @abc.abstractmethod
+    async def send_text(
+        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
+    ) -> int:
+        """Send a text with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds).
+
+        Raises :class:`SendError`. Sending the same ``message_id`` twice must not make the recipient see
+        two messages (WhatsApp drops a repeated id), which is what makes retries after a crash safe.
+        """
+
+    @abc.abstractmethod
+    async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
+        """Send read receipts for messages received in ``chat``."""
+
+    def new_message_id(self) -> str:
+        """A fresh WhatsApp message id, as WhatsApp Web makes them (``3EB0`` + 18 upper-case hex digits)."""
+        return "3EB0" + secrets.token_hex(9).upper()
+
+
+EngineFactory = Callable[..., Engine]

@@ -1,0 +1,659 @@
+"""The simulator engine: an offline WhatsApp for sandboxes and tests.
+
+It behaves like WhatsApp multi-device as seen through whatsmeow:
+
+- **Pairing.** Opening an unpaired session shows QR codes shaped like WhatsApp's (``2@ref,noiseKey,
+  identityKey,advSecret``, base64 parts) on WhatsApp's schedule (60 s, then 20 s each, six codes; configurable),
+  then fails with ``qr_timeout``. A simulated phone scans with :meth:`SimulatorEngine.scan`; a pairing code
+  (``ABCD-EFGH``) is shown when a phone number is given, and the phone may type it instead.
+- **A network of accounts.** Every paired phone is an account; so are the echo contact ``+1 555 000 0000``
+  (reads, then replies with the same text), the numbers in ``sim_contacts`` and any contact that wrote to a
+  session. Sending elsewhere fails with ``not_on_whatsapp``.
+- **Delivery like WhatsApp's server.** A message is recorded once per (sender, message id): sending the same
+  id again is accepted and ignored, as WhatsApp drops repeated ids. Messages and receipts for a linked device
+  that is offline wait on the "server" and arrive, in order, when it reconnects. The record lives in
+  ``simulator.db`` in the data directory, so it survives a gateway crash, and tests can read it.
+- **Phone-side actions.** The phone can unlink the device (``logged_out``) and the network can drop and come
+  back (``disconnected`` → ``connected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..config import Settings
+from ..errors import QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
+from ..jid import Jid, parse_phone
+from ..protocol import Me
+from ..sessions.qr import QrSchedule
+from ..storage.sqlite import SqliteDatabase
+from .base import (
+    Connected,
+    Disconnected,
+    Engine,
+    EngineEvent,
+    EngineSink,
+    Failed,
+    LoggedOut,
+    MessageIn,
+    PairCode,
+    Paired,
+    QrCode,
+    Quote,
+    ReceiptIn,
+    SendError,
+)
+
+__all__ = ["ECHO_PHONE", "SimulatorEngine", "from_settings"]
+
+log = logging.getLogger("zapgate.engines.simulator")
+
+ECHO_PHONE = "15550000000"
+MAX_REMEMBERED_CODES = 10000
+"""Codes of ended pairings remembered to answer ``qr_used`` rather than ``qr_unknown``."""
+PAIR_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
+
+MIGRATIONS = [
+    """
+    CREATE TABLE accounts (
+        phone TEXT PRIMARY KEY,
+        lid TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL
+    );
+    CREATE TABLE devices (
+        jid TEXT PRIMARY KEY,
+        phone TEXT NOT NULL,
+        device_no INTEGER NOT NULL,
+        session_id TEXT NOT NULL UNIQUE,
+        linked_at REAL NOT NULL
+    );
+    CREATE TABLE deliveries (
+        sender TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        reply_to TEXT,
+        timestamp INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (sender, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE mailbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE INDEX mailbox_session ON mailbox (session_id, id);
+    """
+]
+
+_event_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(EngineEvent)
+
+
+def _b64(n: int) -> str:
+    return base64.b64encode(secrets.token_bytes(n)).decode()
+
+
+def make_qr_code() -> str:
+    """A QR payload shaped like WhatsApp's: ``ref,noise public key,identity public key,adv secret``."""
+    return f"2@{_b64(48)},{_b64(32)},{_b64(32)},{_b64(32)}"
+
+
+def make_pair_code() -> str:
+    chars = "".join(secrets.choice(PAIR_CODE_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+def _user_jid(phone: str) -> str:
+    return f"{phone}@s.whatsapp.net"
+
+
+@dataclass
+class _Pairing:
+    schedule: QrSchedule
+    codes: list[str]
+    pair_phone: str | None
+    pair_code: str | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Device:
+    """One session as WhatsApp's server sees it: a (possibly not yet linked) companion device."""
+
+    session_id: str
+    opened: bool = False
+    online: bool = False
+    network_up: bool = True
+    jid: str | None = None
+    phone: str | None = None
+    pairing: _Pairing | None = None
+    control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
+    mail: collections.deque[tuple[int, EngineEvent]] = field(default_factory=collections.deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pump: asyncio.Task[None] | None = None
+
+
+class SimulatorEngine(Engine):
+    """An in-process simulated WhatsApp network (see the module documentation)."""
+
+    name = "simulator"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        qr_schedule: Sequence[float] = (60.0, 20.0, 20.0, 20.0, 20.0, 20.0),
+        latency: float = 0.2,
+        contacts: Sequence[str] = (),
+    ) -> None:
+        self._db = SqliteDatabase(
+            data_dir / "simulator.db", synchronous="normal", migrations=MIGRATIONS, name="zapgate-sim"
+        )
+        self._qr_schedule = tuple(qr_schedule)
+        self._latency = latency
+        self._extra_contacts = [parse_phone(c) for c in contacts]
+        self._sink: EngineSink | None = None
+        self._devices: dict[str, _Device] = {}
+        self._accounts: dict[str, tuple[str, str]] = {}  # phone -> (kind, lid)
+        self._linked: dict[str, list[str]] = collections.defaultdict(list)  # phone -> session ids
+        self._qr_index: dict[str, tuple[str, int]] = {}  # code -> (session id, attempt)
+        self._used_codes: dict[str, str] = {}  # code of an ended pairing -> session id
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- engine interface
+
+    async def start(self, sink: EngineSink) -> None:
+        self._sink = sink
+        await self._db.open()
+
+        def load(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
+            return (
+                conn.execute("SELECT phone, kind, lid FROM accounts").fetchall(),
+                conn.execute("SELECT session_id, jid, phone FROM devices").fetchall(),
+                conn.execute("SELECT id, session_id, event FROM mailbox ORDER BY id").fetchall(),
+            )
+
+        accounts, devices, mail = await self._db.read(load)
+        self._accounts = {phone: (kind, lid) for phone, kind, lid in accounts}
+        for session_id, jid, phone in devices:
+            device = self._device(session_id)
+            device.jid, device.phone = jid, phone
+            self._linked[phone].append(session_id)
+        for row_id, session_id, raw in mail:
+            self._device(session_id).mail.append((row_id, _event_decoder.decode(raw)))
+        for phone in [ECHO_PHONE, *self._extra_contacts]:
+            kind = "echo" if phone == ECHO_PHONE else "contact"
+            if phone not in self._accounts:
+                await self._add_account(phone, kind)
+
+    async def close(self) -> None:
+        for device in self._devices.values():
+            self._cancel_pairing(device)
+            if device.pump is not None:
+                device.pump.cancel()
+        tasks = [d.pump for d in self._devices.values() if d.pump is not None] + list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._db.close()
+
+    async def open(
+        self, session_id: str, device_record: dict[str, Any] | None, *, pair_phone: str | None = None
+    ) -> None:
+        device = self._device(session_id)
+        if device.opened:
+            return
+        device.opened = True
+        if device.pump is None or device.pump.done():
+            device.pump = asyncio.create_task(self._pump(device), name=f"sim-pump-{session_id}")
+        if device_record is None:
+            self._begin_pairing(device, parse_phone(pair_phone) if pair_phone else None)
+            return
+        if device.jid is None or device.jid != device_record.get("jid"):
+            device.opened = False
+            self._emit(device, LoggedOut(reason="device_removed"))
+            return
+        self._later(self._come_online, device)
+
+    async def stop(self, session_id: str) -> None:
+        device = self._devices.get(session_id)
+        if device is None:
+            return
+        self._cancel_pairing(device)
+        device.opened = device.online = False
+
+    async def logout(self, session_id: str, device_record: dict[str, Any] | None) -> None:
+        device = self._devices.get(session_id)
+        if device is None:
+            return
+        self._cancel_pairing(device)
+        device.opened = device.online = False
+        await self._unlink(device)
+
+    async def send_text(
+        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
+    ) -> int:
+        device = self._devices.get(session_id)
+        if device is None or not device.online or device.phone is None:
+            raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
+        if not to.is_user:
+            raise SendError("unsupported_recipient", "the simulator only delivers to phone numbers", retryable=False)
+        if to.user not in self._accounts:
+            raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
+        sender = device.phone
+        now = int(time.time())
+        reply_to = quote.message_id if quote else None
+
+        def record(conn: sqlite3.Connection) -> tuple[tuple[int, bool], list[Any]]:
+            row = conn.execute(
+                "SELECT timestamp FROM deliveries WHERE sender = ? AND message_id = ?", (sender, message_id)
+            ).fetchone()
+            if row:
+                conn.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1 WHERE sender = ? AND message_id = ?",
+                    (sender, message_id),
+                )
+                return (int(row[0]), False), []
+            conn.execute(
+                "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (sender, message_id, to.user, text, reply_to, now),
+            )
+            return (now, True), []
+
+        timestamp, first = await self._db.write(record)
+        if first:
+            self._later(self._deliver, sender, to.user, message_id, text, reply_to, timestamp)
+        return timestamp
+
+    async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
+        device = self._devices.get(session_id)
+        if device is None or device.phone is None:
+            return
+        author = (sender or chat).user
+        reader = device.phone
+
+        def find(conn: sqlite3.Connection) -> list[str]:
+            marks = ",".join("?" * len(message_ids))
+            rows = conn.execute(
+                f"SELECT message_id FROM deliveries WHERE sender = ? AND recipient = ? AND message_id IN ({marks})",  # noqa: S608
+                (author, reader, *message_ids),
+            )
+            return [r[0] for r in rows]
+
+        known = await self._db.read(find)
+        if known:
+            receipt = ReceiptIn(message_ids=known, chat=_user_jid(reader), status="read", timestamp=int(time.time()))
+            await self._mail_account(author, receipt)
+
+    # -- phone-side actions (the sim.* commands)
+
+    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool] = lambda _: True) -> Me:
+        """A phone with number ``phone`` scans a QR code or types a pairing code; returns the linked identity.
+
+        ``owned(session_id)`` limits which sessions' codes count (the caller's tenant's); any other code is
+        reported as unknown.
+        """
+        phone = parse_phone(phone)
+        session_id = self._find_code(code.strip(), phone, owned)
+        device = self._devices[session_id]
+        self._cancel_pairing(device)
+        if phone not in self._accounts:
+            await self._add_account(phone, "phone")
+        me, record = await self._link(device, phone)
+        self._emit(device, Paired(me=me, device=record))
+        # WhatsApp asks a freshly paired device to reconnect (stream error 515) before it is online.
+        self._later(self._come_online, device)
+        return me
+
+    async def unlink(self, session_id: str) -> None:
+        """The phone removes the session from its linked devices."""
+        device = self._devices.get(session_id)
+        if device is None or device.jid is None:
+            raise SessionNotPaired("the session is not linked to a phone")
+        was_open = device.opened
+        device.opened = device.online = False
+        await self._unlink(device)
+        if was_open:
+            self._emit(device, LoggedOut(reason="unlinked_from_phone"))
+
+    async def set_network(self, session_id: str, online: bool) -> None:
+        device = self._device(session_id)
+        if device.network_up == online:
+            return
+        device.network_up = online
+        if not online and device.online:
+            device.online = False
+            self._emit(device, Disconnected(reason="network"))
+        elif online and device.opened and device.jid is not None:
+            self._later(self._come_online, device)
+
+    async def receive(self, session_id: str, from_phone: str, text: str, reply_to: str | None = None) -> str:
+        """A simulated contact writes to the session's number; returns the new message's id."""
+        device = self._devices.get(session_id)
+        if device is None or device.phone is None:
+            raise SessionNotPaired("the session is not linked to a phone")
+        sender = parse_phone(from_phone)
+        if sender not in self._accounts:
+            await self._add_account(sender, "contact")
+        message_id = "3A" + secrets.token_hex(9).upper()
+        await self._store_delivery(sender, device.phone, message_id, text, reply_to, int(time.time()))
+        message = MessageIn(
+            message_id=message_id,
+            chat=_user_jid(sender),
+            sender=_user_jid(sender),
+            text=text,
+            timestamp=int(time.time()),
+            reply_to=reply_to,
+            push_name=self._name(sender),
+        )
+        await self._mail_account(device.phone, message)
+        return message_id
+
+    async def deliveries(self) -> list[dict[str, Any]]:
+        """Every message WhatsApp's side accepted, with how many times it was sent (for tests and demos)."""
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT sender, message_id, recipient, text, timestamp, attempts FROM deliveries ORDER BY rowid"
+            )
+            keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return await self._db.read(read)
+
+    # -- internals: pairing
+
+    def _device(self, session_id: str) -> _Device:
+        device = self._devices.get(session_id)
+        if device is None:
+            device = self._devices[session_id] = _Device(session_id)
+        return device
+
+    def _begin_pairing(self, device: _Device, pair_phone: str | None) -> None:
+        self._cancel_pairing(device)
+        schedule = QrSchedule(time.time(), self._qr_schedule)
+        pairing = _Pairing(schedule, [make_qr_code() for _ in self._qr_schedule], pair_phone)
+        device.pairing = pairing
+        for attempt, code in enumerate(pairing.codes, start=1):
+            self._qr_index[code] = (device.session_id, attempt)
+        self._show_qr(device, 1)
+        if pair_phone is not None:
+            # whatsmeow can only ask for a pairing code once the first QR proved the socket is up.
+            pairing.pair_code = make_pair_code()
+            self._qr_index[pairing.pair_code] = (device.session_id, 0)
+            self._emit(device, PairCode(code=pairing.pair_code, expires_at=schedule.ends_at))
+
+    def _show_qr(self, device: _Device, attempt: int) -> None:
+        pairing = device.pairing
+        if pairing is None:
+            return
+        loop = asyncio.get_running_loop()
+        if attempt > pairing.schedule.max_attempts:
+            self._cancel_pairing(device)
+            device.opened = False
+            self._emit(device, Failed(reason="qr_timeout"))
+            return
+        slot = pairing.schedule.slot(attempt)
+        self._emit(
+            device,
+            QrCode(
+                code=pairing.codes[attempt - 1],
+                attempt=attempt,
+                max_attempts=slot.max_attempts,
+                expires_at=slot.expires_at,
+            ),
+        )
+        pairing.timer = loop.call_at(
+            loop.time() + max(0.0, slot.expires_at - time.time()), self._show_qr, device, attempt + 1
+        )
+
+    def _cancel_pairing(self, device: _Device) -> None:
+        pairing, device.pairing = device.pairing, None
+        if pairing is None:
+            return
+        if pairing.timer is not None:
+            pairing.timer.cancel()
+        for code in [*pairing.codes, pairing.pair_code]:
+            if code is not None:
+                self._qr_index.pop(code, None)
+                self._used_codes[code] = device.session_id
+        while len(self._used_codes) > MAX_REMEMBERED_CODES:
+            del self._used_codes[next(iter(self._used_codes))]
+
+    def _find_code(self, code: str, phone: str, owned: Callable[[str], bool]) -> str:
+        found = self._qr_index.get(code)
+        if found is None or not owned(found[0]):
+            used_by = self._used_codes.get(code)
+            if used_by is not None and owned(used_by):
+                raise QRAlreadyUsed("this code was already used or its pairing ended; start the session again")
+            raise QRUnknown("no session is showing this code")
+        session_id, attempt = found
+        pairing = self._devices[session_id].pairing
+        assert pairing is not None
+        if attempt == 0:
+            if phone != pairing.pair_phone:
+                raise QRUnknown("this pairing code was issued for another phone number")
+            return session_id
+        current = pairing.schedule.current(time.time())
+        if current is None or current.attempt != attempt:
+            raise QRExpired(f"QR code {attempt} of {pairing.schedule.max_attempts} has expired; scan the current one")
+        return session_id
+
+    async def _link(self, device: _Device, phone: str) -> tuple[Me, dict[str, Any]]:
+        def link(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
+            row = conn.execute("SELECT coalesce(max(device_no), 0) FROM devices WHERE phone = ?", (phone,)).fetchone()
+            number = int(row[0]) + 1
+            conn.execute("DELETE FROM devices WHERE session_id = ?", (device.session_id,))
+            conn.execute(
+                "INSERT INTO devices (jid, phone, device_no, session_id, linked_at) VALUES (?, ?, ?, ?, ?)",
+                (f"{phone}:{number}@s.whatsapp.net", phone, number, device.session_id, time.time()),
+            )
+            return number, []
+
+        number = await self._db.write(link)
+        device.jid, device.phone = f"{phone}:{number}@s.whatsapp.net", phone
+        self._linked[phone].append(device.session_id)
+        me = self._me(device)
+        return me, {"jid": device.jid, "phone": phone, "lid": me.lid}
+
+    async def _unlink(self, device: _Device) -> None:
+        session_id = device.session_id
+
+        def unlink(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute("DELETE FROM devices WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM mailbox WHERE session_id = ?", (session_id,))
+            return None, []
+
+        await self._db.write(unlink)
+        if device.phone is not None and session_id in self._linked[device.phone]:
+            self._linked[device.phone].remove(session_id)
+        device.jid = device.phone = None
+        device.mail.clear()
+
+    def _me(self, device: _Device) -> Me:
+        assert device.jid is not None and device.phone is not None
+        _, lid = self._accounts[device.phone]
+        number = device.jid.split(":", 1)[1].split("@", 1)[0]
+        return Me(phone=device.phone, jid=device.jid, lid=f"{lid}:{number}@lid")
+
+    def _come_online(self, device: _Device) -> None:
+        if not device.opened or device.jid is None or device.online:
+            return
+        if not device.network_up:
+            self._emit(device, Disconnected(reason="network"))
+            return
+        device.online = True
+        self._emit(device, Connected(me=self._me(device)))
+
+    # -- internals: the network
+
+    async def _add_account(self, phone: str, kind: str) -> None:
+        lid = str(10**13 + secrets.randbelow(9 * 10**13))
+        name = "Echo" if kind == "echo" else f"Contact {phone[-4:]}" if kind == "contact" else f"Phone {phone[-4:]}"
+
+        def add(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts (phone, lid, kind, name) VALUES (?, ?, ?, ?)", (phone, lid, kind, name)
+            )
+            return None, []
+
+        await self._db.write(add)
+        self._accounts.setdefault(phone, (kind, lid))
+
+    def _name(self, phone: str) -> str:
+        kind, _ = self._accounts.get(phone, ("contact", ""))
+        return "Echo" if kind == "echo" else f"+{phone}"
+
+    async def _store_delivery(
+        self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, timestamp: int
+    ) -> None:
+        def store(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute(
+                "INSERT OR IGNORE INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (sender, message_id, recipient, text, reply_to, timestamp),
+            )
+            return None, []
+
+        await self._db.write(store)
+
+    async def _deliver(
+        self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, timestamp: int
+    ) -> None:
+        """WhatsApp's server hands a message to the recipient's phone and linked devices."""
+        kind, _ = self._accounts[recipient]
+        message = MessageIn(
+            message_id=message_id,
+            chat=_user_jid(sender),
+            sender=_user_jid(sender),
+            text=text,
+            timestamp=timestamp,
+            reply_to=reply_to,
+            push_name=self._name(sender),
+        )
+        await self._mail_account(recipient, message)
+        # The recipient's phone is always online in the simulation: it confirms delivery at once.
+        delivered = ReceiptIn(
+            message_ids=[message_id], chat=_user_jid(recipient), status="delivered", timestamp=int(time.time())
+        )
+        await self._mail_account(sender, delivered)
+        if kind == "echo":
+            await asyncio.sleep(self._latency)
+            read = ReceiptIn(
+                message_ids=[message_id], chat=_user_jid(recipient), status="read", timestamp=int(time.time())
+            )
+            await self._mail_account(sender, read)
+            await asyncio.sleep(self._latency)
+            echo_id = "3A" + secrets.token_hex(9).upper()
+            now = int(time.time())
+            await self._store_delivery(recipient, sender, echo_id, text, message_id, now)
+            echo = MessageIn(
+                message_id=echo_id,
+                chat=_user_jid(recipient),
+                sender=_user_jid(recipient),
+                text=text,
+                timestamp=now,
+                reply_to=message_id,
+                push_name="Echo",
+            )
+            await self._mail_account(sender, echo)
+
+    async def _mail_account(self, phone: str, event: EngineEvent) -> None:
+        """Queue ``event`` durably for every device linked to ``phone`` and wake them."""
+        targets = [self._devices[s] for s in self._linked.get(phone, ()) if s in self._devices]
+        if not targets:
+            return
+        raw = _event_encoder.encode(event)
+
+        def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:
+            ids = []
+            for device in targets:
+                cur = conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?)", (device.session_id, raw))
+                ids.append(cur.lastrowid or 0)
+            return ids, []
+
+        ids = await self._db.write(store)
+        for device, row_id in zip(targets, ids, strict=True):
+            device.mail.append((row_id, event))
+            device.wake.set()
+
+    def _emit(self, device: _Device, event: EngineEvent) -> None:
+        device.control.append(event)
+        device.wake.set()
+
+    def _later(self, fn: Any, *args: Any) -> None:
+        async def run() -> None:
+            if self._latency:
+                await asyncio.sleep(self._latency)
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                await result
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, device: _Device) -> None:
+        """Deliver a device's events to the sink in order: link events first, mail while online.
+
+        Mail leaves the mailbox only after the sink returned, that is after the gateway stored it; if the
+        sink fails the same item is offered again a second later.
+        """
+        while True:
+            if device.control:
+                await self._call_sink(device, device.control.popleft())
+                continue
+            if device.online and device.mail:
+                row_id, event = device.mail[0]
+                if not await self._call_sink(device, event):
+                    await asyncio.sleep(1.0)
+                    continue
+                if device.mail and device.mail[0][0] == row_id:
+                    device.mail.popleft()
+                await self._db.write(_delete_mail(row_id))
+                continue
+            device.wake.clear()
+            await device.wake.wait()
+
+    async def _call_sink(self, device: _Device, event: EngineEvent) -> bool:
+        assert self._sink is not None
+        try:
+            await self._sink(device.session_id, event)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s: handling %s failed", device.session_id, type(event).__name__)
+            return False
+
+
+def _delete_mail(row_id: int) -> Any:
+    def delete(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        conn.execute("DELETE FROM mailbox WHERE id = ?", (row_id,))
+        return None, []
+
+    return delete
+
+
+def from_settings(settings: Settings) -> SimulatorEngine:
+    return SimulatorEngine(
+        settings.data_dir,
+        qr_schedule=settings.sim_qr_schedule,
+        latency=settings.sim_latency_s,
+        contacts=settings.sim_contacts,
+    )

@@ -1,0 +1,186 @@
+"""Every error zapgate reports, each with a stable wire ``code``.
+
+The server raises these; the reply frame carries ``{"code": ..., "message": ...}``; the client SDK turns
+the code back into the same class. Codes never change meaning once released.
+
+.. code-block:: text
+
+    ZapgateError                       internal
+    ├── ProtocolError
+    │   ├── InvalidJSON                invalid_json
+    │   ├── InvalidFrame               invalid_frame
+    │   ├── UnknownType                unknown_type
+    │   └── InvalidRequest             invalid_request
+    ├── Unauthorized                   unauthorized
+    ├── CommandUnavailable             command_unavailable
+    ├── RateLimited                    rate_limited
+    ├── SessionNotFound                session_not_found
+    ├── SessionNotPaired               session_not_paired
+    ├── SessionBusy                    session_busy
+    ├── InvalidRecipient               invalid_recipient
+    ├── NotOnWhatsApp                  not_on_whatsapp
+    ├── SendFailed                     send_failed
+    ├── IdempotencyConflict            idempotency_conflict
+    ├── QRError
+    │   ├── QRUnknown                  qr_unknown
+    │   ├── QRExpired                  qr_expired
+    │   └── QRAlreadyUsed              qr_used
+    ├── EngineUnavailable              engine_unavailable
+    └── ConnectionClosed               connection_closed   (client side only)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ERRORS_BY_CODE",
+    "CommandUnavailable",
+    "ConnectionClosed",
+    "EngineUnavailable",
+    "IdempotencyConflict",
+    "InvalidFrame",
+    "InvalidJSON",
+    "InvalidRecipient",
+    "InvalidRequest",
+    "NotOnWhatsApp",
+    "ProtocolError",
+    "QRAlreadyUsed",
+    "QRError",
+    "QRExpired",
+    "QRUnknown",
+    "RateLimited",
+    "SendFailed",
+    "SessionBusy",
+    "SessionNotFound",
+    "SessionNotPaired",
+    "Unauthorized",
+    "UnknownType",
+    "ZapgateError",
+    "error_from_wire",
+]
+
+
+class ZapgateError(Exception):
+    """Root of every zapgate error. ``code`` is the stable wire name of the error."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(ZapgateError):
+    """A frame the server could not accept as written.
+
+    ``request_id`` is the frame's ``id`` when it could be read, so the error can be sent as that
+    command's reply; otherwise the server sends a connection-level ``error`` frame.
+    """
+
+    code = "invalid_frame"
+
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class InvalidJSON(ProtocolError):
+    code = "invalid_json"
+
+
+class InvalidFrame(ProtocolError):
+    code = "invalid_frame"
+
+
+class UnknownType(ProtocolError):
+    code = "unknown_type"
+
+
+class InvalidRequest(ProtocolError):
+    code = "invalid_request"
+
+
+class Unauthorized(ZapgateError):
+    code = "unauthorized"
+
+
+class CommandUnavailable(ZapgateError):
+    code = "command_unavailable"
+
+
+class RateLimited(ZapgateError):
+    code = "rate_limited"
+
+
+class SessionNotFound(ZapgateError):
+    code = "session_not_found"
+
+
+class SessionNotPaired(ZapgateError):
+    code = "session_not_paired"
+
+
+class SessionBusy(ZapgateError):
+    code = "session_busy"
+
+
+class InvalidRecipient(ZapgateError):
+    code = "invalid_recipient"
+
+
+class NotOnWhatsApp(ZapgateError):
+    code = "not_on_whatsapp"
+
+
+class SendFailed(ZapgateError):
+    code = "send_failed"
+
+
+class IdempotencyConflict(ZapgateError):
+    code = "idempotency_conflict"
+
+
+class QRError(ZapgateError):
+    code = "qr_unknown"
+
+
+class QRUnknown(QRError):
+    code = "qr_unknown"
+
+
+class QRExpired(QRError):
+    code = "qr_expired"
+
+
+class QRAlreadyUsed(QRError):
+    code = "qr_used"
+
+
+class EngineUnavailable(ZapgateError):
+    code = "engine_unavailable"
+
+
+class ConnectionClosed(ZapgateError):
+    """Raised by the client SDK when the connection closed before a reply arrived."""
+
+    code = "connection_closed"
+
+
+def _all_subclasses(cls: type[ZapgateError]) -> list[type[ZapgateError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+#: Wire code → class. Where a base class and a subclass share a code, the subclass wins.
+ERRORS_BY_CODE: dict[str, type[ZapgateError]] = {c.code: c for c in _all_subclasses(ZapgateError)}
+
+
+def error_from_wire(code: str, message: str) -> ZapgateError:
+    """Build the exception for a wire error; unknown codes become a plain ``ZapgateError``."""
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        err = ZapgateError(message)
+        err.code = code
+        return err
+    return cls(message)

@@ -1,0 +1,60 @@
+"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz`` and the REST routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from ..config import Settings
+from ..engines.base import Engine
+from ..gateway import Gateway
+from .http import healthz, session_qr_png
+from .websocket import websocket_endpoint
+
+__all__ = ["create_app", "uvicorn_config"]
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
+    """Build the application; the gateway it owns starts and stops with the ASGI lifespan."""
+    gateway = Gateway(settings, engine=engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/v1/ws", websocket_endpoint),
+            Route("/healthz", healthz),
+            Route("/v1/sessions/{session}/qr.png", session_qr_png),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    """How zapgate runs under uvicorn: sans-I/O websockets, no compression, frame limit and pings from settings."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,  # no compression: cheaper per connection, no decompression bombs
+        ws_ping_interval=settings.ping_interval_s or None,
+        ws_ping_timeout=settings.ping_timeout_s or None,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

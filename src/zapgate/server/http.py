@@ -1,0 +1,67 @@
+"""Plain HTTP routes: health and the current QR code as an image."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import segno
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import SessionNotFound, Unauthorized
+from ..gateway import Gateway
+from ..sessions.state import Status
+from .websocket import bearer_token
+
+__all__ = ["healthz", "session_qr_png"]
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def healthz(request: Request) -> Response:
+    gw = _gateway(request)
+    sessions = gw.sessions.all()
+    by_status: dict[str, int] = {}
+    for session in sessions:
+        by_status[session.state.status.value] = by_status.get(session.state.status.value, 0) + 1
+    return JSONResponse(
+        {
+            "status": "ok",
+            "engine": gw.engine.name,
+            "uptime_s": round(time.time() - gw.started_at, 3),
+            "connections": gw.hub.connection_count(),
+            "sessions": by_status,
+        }
+    )
+
+
+def _error(status: int, exc: Exception, code: str) -> Response:
+    return JSONResponse({"code": code, "message": str(exc)}, status_code=status)
+
+
+async def session_qr_png(request: Request) -> Response:
+    """``GET /v1/sessions/{session}/qr.png`` with ``Authorization: Bearer <token>``."""
+    gw = _gateway(request)
+    token = bearer_token(request.headers)
+    if not token:
+        return _error(401, Unauthorized("send Authorization: Bearer <token>"), "unauthorized")
+    try:
+        record = await gw.tokens.authenticate(token)
+        session = gw.sessions.get(record.tenant, request.path_params["session"])
+    except Unauthorized as exc:
+        return _error(401, exc, exc.code)
+    except SessionNotFound as exc:
+        return _error(404, exc, exc.code)
+    if session.state.status is not Status.QR or session.qr_code is None:
+        return _error(404, SessionNotFound("the session is not showing a QR code now"), "qr_not_available")
+    image = io.BytesIO()
+    segno.make_qr(session.qr_code, error="l").save(image, kind="png", scale=8, border=4)
+    headers = {"Cache-Control": "no-store"}
+    if session.qr is not None:
+        headers["X-QR-Attempt"] = f"{session.qr.attempt}/{session.qr.max_attempts}"
+        headers["X-QR-Expires-At"] = f"{session.qr.expires_at:.3f}"
+    return Response(image.getvalue(), media_type="image/png", headers=headers)

@@ -1,0 +1,1 @@
+"""Sessions: the pure per-session state machine, pacing policy and the session manager."""

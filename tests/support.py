@@ -1,0 +1,174 @@
+"""Test support: run a real gateway in-process on 127.0.0.1, and a minimal raw WebSocket client.
+
+The client here is deliberately not the SDK: the protocol tests speak raw JSON frames over a plain
+``websockets`` connection, exactly as a user without the SDK would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from zapgate.config import Settings
+from zapgate.gateway import Gateway
+from zapgate.server import create_app, uvicorn_config
+
+TIMEOUT = 10.0
+
+
+@dataclass
+class RunningGateway:
+    settings: Settings
+    gateway: Gateway
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def token(self, tenant: str = "acme") -> str:
+        _, token = await self.gateway.tokens.create(tenant)
+        return token
+
+    async def client(self, tenant: str = "acme", **kwargs: Any) -> RawClient:
+        """A connected, authenticated raw client for ``tenant`` (close it, or use ``connect``)."""
+        client = await RawClient.open(self.url, **kwargs)
+        await client.authenticate(await self.token(tenant))
+        return client
+
+    @contextlib.asynccontextmanager
+    async def connect(self, tenant: str = "acme") -> AsyncIterator[RawClient]:
+        client = await self.client(tenant)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    """Run the real ASGI app under uvicorn on 127.0.0.1 (port 0 → a free one) for the block's duration."""
+    app = create_app(settings.replace(host="127.0.0.1"))
+    server = uvicorn.Server(uvicorn_config(app, settings.replace(host="127.0.0.1")))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped while starting")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield RunningGateway(settings, app.state.gateway, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+class RawClient:
+    """JSON frames over a plain websockets connection, with a little bookkeeping for tests."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.hello: dict[str, Any] | None = None
+        self.ready: dict[str, Any] | None = None
+        self.events: list[dict[str, Any]] = []  # every event frame received, in order
+        self._replies: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+
+    @classmethod
+    async def open(cls, url: str, **kwargs: Any) -> RawClient:
+        ws = await websockets.connect(url, open_timeout=TIMEOUT, compression=None, **kwargs)
+        client = cls(ws)
+        client.hello = await client.recv()
+        return client
+
+    async def authenticate(self, token: str, resume_from: int | None = None) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "auth", "token": token}
+        if resume_from is not None:
+            frame["resume_from"] = resume_from
+        await self.send(frame)
+        self.ready = await self.recv()
+        assert self.ready["type"] == "ready", self.ready
+        return self.ready
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame: dict[str, Any] = json.loads(message)
+        if frame.get("type") == "event":
+            self.events.append(frame)
+        return frame
+
+    async def _pump_until(self, done: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            frame = await self.recv(max(0.01, deadline - loop.time()))
+            if frame.get("type") == "reply":
+                self._replies[frame["id"]] = frame
+
+    async def request(self, type_: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Send a command and return its whole reply frame (ok or not)."""
+        request_id = f"r{next(self._ids)}"
+        await self.send({"type": type_, "id": request_id, **fields})
+        await self._pump_until(lambda: request_id in self._replies, timeout)
+        return self._replies.pop(request_id)
+
+    async def call(self, type_: str, **fields: Any) -> Any:
+        """Send a command and return its ``data``; fail the test on an error reply."""
+        reply = await self.request(type_, **fields)
+        assert reply["ok"], reply
+        return reply["data"]
+
+    async def event(
+        self, name: str, where: Callable[[dict[str, Any]], bool] = lambda _: True, timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The first event named ``name`` matching ``where`` received from now on (or already seen)."""
+        seen = len(self.events)
+        for frame in self.events[: seen]:
+            if frame["event"] == name and where(frame) and not frame.get("_taken"):
+                frame["_taken"] = True
+                return frame
+        found: list[dict[str, Any]] = []
+
+        def done() -> bool:
+            for frame in self.events[seen:]:
+                if frame["event"] == name and where(frame) and not frame.get("_taken"):
+                    frame["_taken"] = True
+                    found.append(frame)
+                    return True
+            return False
+
+        await self._pump_until(done, timeout)
+        return found[0]
+
+    async def status(self, session: str, status: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        return await self.event(
+            "session.status", lambda e: e["session"] == session and e["data"]["status"] == status, timeout
+        )
+
+    async def pair(self, session: str, phone: str) -> dict[str, Any]:
+        """Start ``session`` and scan its first QR with a simulated phone; return the connected event."""
+        await self.call("session.start", session=session)
+        qr = await self.event("session.qr", lambda e: e["session"] == session)
+        await self.call("sim.scan", qr=qr["data"]["qr"], phone=phone)
+        return await self.status(session, "connected")
