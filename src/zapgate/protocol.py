@@ -47,6 +47,7 @@ __all__ = [
     "SessionStop",
     "SimNetwork",
     "SimReceive",
+    "SimRestrict",
     "SimScan",
     "SimUnlink",
     "decode_client_frame",
@@ -167,6 +168,14 @@ class SimReceive(_Command, tag="sim.receive"):
     reply_to: MessageId | None = None
 
 
+class SimRestrict(_Command, tag="sim.restrict"):
+    """Simulator only: WhatsApp restricts the session's sending for ``seconds`` (like a temporary ban)."""
+
+    session: SessionName
+    seconds: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+    reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,40}$")] = "send_restricted"
+
+
 Command = (
     SessionStart
     | SessionList
@@ -182,6 +191,7 @@ Command = (
     | SimUnlink
     | SimNetwork
     | SimReceive
+    | SimRestrict
 )
 ClientFrame = Auth | Command
 

@@ -13,8 +13,8 @@ It behaves like WhatsApp multi-device as seen through whatsmeow:
   id again is accepted and ignored, as WhatsApp drops repeated ids. Messages and receipts for a linked device
   that is offline wait on the "server" and arrive, in order, when it reconnects. The record lives in
   ``simulator.db`` in the data directory, so it survives a gateway crash, and tests can read it.
-- **Phone-side actions.** The phone can unlink the device (``logged_out``) and the network can drop and come
-  back (``disconnected`` → ``connected``).
+- **Phone-side actions.** The phone can unlink the device (``logged_out``), the network can drop and come
+  back (``disconnected`` → ``connected``), and WhatsApp can restrict an account's sending for a while.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from .base import (
     Quote,
     ReceiptIn,
     SendError,
+    SendRestricted,
 )
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine", "from_settings"]
@@ -141,6 +142,7 @@ class _Device:
     jid: str | None = None
     phone: str | None = None
     pairing: _Pairing | None = None
+    restricted_until: float = 0.0
     control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
     mail: collections.deque[tuple[int, EngineEvent]] = field(default_factory=collections.deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -250,6 +252,8 @@ class SimulatorEngine(Engine):
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
+        if device.restricted_until > time.time():
+            raise SendError("send_restricted", "WhatsApp restricts this account's sending", retryable=True)
         if not to.is_user:
             raise SendError("unsupported_recipient", "the simulator only delivers to phone numbers", retryable=False)
         if to.user not in self._accounts:
@@ -341,6 +345,15 @@ class SimulatorEngine(Engine):
             self._emit(device, Disconnected(reason="network"))
         elif online and device.opened and device.jid is not None:
             self._later(self._come_online, device)
+
+    async def restrict(self, session_id: str, seconds: float, reason: str) -> float:
+        """WhatsApp restricts the session's sending for ``seconds``; sends are refused until then."""
+        device = self._devices.get(session_id)
+        if device is None or device.phone is None:
+            raise SessionNotPaired("the session is not linked to a phone")
+        device.restricted_until = time.time() + seconds
+        self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
+        return device.restricted_until
 
     async def receive(self, session_id: str, from_phone: str, text: str, reply_to: str | None = None) -> str:
         """A simulated contact writes to the session's number; returns the new message's id."""

@@ -30,6 +30,7 @@ from ..protocol import (
     SessionStop,
     SimNetwork,
     SimReceive,
+    SimRestrict,
     SimScan,
     SimUnlink,
 )
@@ -128,6 +129,12 @@ async def sim_receive(gw: Gateway, tenant: str, cmd: SimReceive) -> Any:
     return {"message_id": message_id}
 
 
+async def sim_restrict(gw: Gateway, tenant: str, cmd: SimRestrict) -> Any:
+    engine = _simulator(gw)
+    until = await engine.restrict(gw.sessions.get(tenant, cmd.session).id, cmd.seconds, cmd.reason)
+    return {"until": until}
+
+
 HANDLERS: dict[type[Any], Handler] = {
     SessionStart: session_start,
     SessionList: session_list,
@@ -143,6 +150,7 @@ HANDLERS: dict[type[Any], Handler] = {
     SimUnlink: sim_unlink,
     SimNetwork: sim_network,
     SimReceive: sim_receive,
+    SimRestrict: sim_restrict,
 }
 
 
