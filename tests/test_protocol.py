@@ -21,11 +21,11 @@ from zapgate.protocol import (
 
 
 def test_every_command_type_is_known_and_listed() -> None:
-    assert COMMAND_TYPES == {
+    assert {
         "session.start", "session.list", "session.get", "session.stop", "session.logout", "session.delete",
         "message.send", "message.read", "events.fetch", "ping",
         "sim.scan", "sim.unlink", "sim.network", "sim.receive", "sim.restrict",
-    }
+    } == COMMAND_TYPES
 
 
 def test_auth_frame_with_and_without_resume() -> None:

@@ -26,7 +26,7 @@ async def test_seed_flow_with_echo_contact(gateway: RunningGateway) -> None:
         assert isinstance(sent["timestamp"], int)
         message_id = sent["message_id"]
 
-        def about(status: str):  # noqa: ANN202
+        def about(status: str):
             return lambda e: e["data"]["message_id"] == message_id and e["data"]["status"] == status
 
         await client.event("message.status", about("delivered"))

@@ -106,7 +106,7 @@ async def test_stop_keeps_pairing_logout_unlinks_delete_removes(gateway: Running
         assert (await client.call("session.list"))["sessions"] == []
 
 
-def stopped_seq(client) -> int:  # noqa: ANN001
+def stopped_seq(client) -> int:
     """The seq of the latest 'stopped' or 'logged_out' status seen."""
     marks = [e["seq"] for e in client.events if e["event"] == "session.status"
              and e["data"]["status"] in {"stopped", "logged_out"}]
