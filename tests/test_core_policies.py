@@ -19,8 +19,7 @@ from zapgate.sessions.state import TRANSITIONS, InvalidTransition, SessionState,
 
 def test_seed_path_through_the_state_machine() -> None:
     state = SessionState()
-    for status in [Status.STARTING, Status.QR, Status.CONNECTED, Status.DISCONNECTED, Status.CONNECTED,
-                   Status.STOPPED]:
+    for status in [Status.STARTING, Status.QR, Status.CONNECTED, Status.DISCONNECTED, Status.CONNECTED, Status.STOPPED]:
         assert state.transition(status)
     assert state.status is Status.STOPPED
 
@@ -95,8 +94,19 @@ def test_recipients_accepted(raw: str, jid: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "abc", "011 99999 0000", "+55 11", "1234567890123456", "55119@x.net", "abc@s.whatsapp.net",
-            "5511999990000@", "@s.whatsapp.net", "+55 11 99999-0000 ext 2"],
+    "raw",
+    [
+        "",
+        "abc",
+        "011 99999 0000",
+        "+55 11",
+        "1234567890123456",
+        "55119@x.net",
+        "abc@s.whatsapp.net",
+        "5511999990000@",
+        "@s.whatsapp.net",
+        "+55 11 99999-0000 ext 2",
+    ],
 )
 def test_recipients_refused(raw: str) -> None:
     with pytest.raises(InvalidRecipient):
@@ -182,8 +192,15 @@ def test_backoff_delays_stop_after_attempts() -> None:
 
 
 def test_settings_from_environment() -> None:
-    s = Settings.load({"ZAPGATE_PORT": "9000", "ZAPGATE_SIM_QR_SCHEDULE": "5, 2,2", "ZAPGATE_PACING": "off",
-                       "ZAPGATE_ENGINE": "simulator", "ZAPGATE_TOKEN": "client-side, ignored"})
+    s = Settings.load(
+        {
+            "ZAPGATE_PORT": "9000",
+            "ZAPGATE_SIM_QR_SCHEDULE": "5, 2,2",
+            "ZAPGATE_PACING": "off",
+            "ZAPGATE_ENGINE": "simulator",
+            "ZAPGATE_TOKEN": "client-side, ignored",
+        }
+    )
     assert (s.port, s.sim_qr_schedule, s.pacing, s.engine) == (9000, (5.0, 2.0, 2.0), False, "simulator")
     assert Settings.load({"ZAPGATE_PORT": "9000"}, port=9001).port == 9001
 

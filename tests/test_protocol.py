@@ -22,9 +22,21 @@ from zapgate.protocol import (
 
 def test_every_command_type_is_known_and_listed() -> None:
     assert {
-        "session.start", "session.list", "session.get", "session.stop", "session.logout", "session.delete",
-        "message.send", "message.read", "events.fetch", "ping",
-        "sim.scan", "sim.unlink", "sim.network", "sim.receive", "sim.restrict",
+        "session.start",
+        "session.list",
+        "session.get",
+        "session.stop",
+        "session.logout",
+        "session.delete",
+        "message.send",
+        "message.read",
+        "events.fetch",
+        "ping",
+        "sim.scan",
+        "sim.unlink",
+        "sim.network",
+        "sim.receive",
+        "sim.restrict",
     } == COMMAND_TYPES
 
 
@@ -35,11 +47,21 @@ def test_auth_frame_with_and_without_resume() -> None:
 
 def test_message_send_with_optional_fields() -> None:
     frame = decode_client_frame(
-        json.dumps({"type": "message.send", "id": "1", "session": "s", "to": "5511999990000", "text": "hi",
-                    "reply_to": "3EB0X", "idempotency_key": "k1"})
+        json.dumps(
+            {
+                "type": "message.send",
+                "id": "1",
+                "session": "s",
+                "to": "5511999990000",
+                "text": "hi",
+                "reply_to": "3EB0X",
+                "idempotency_key": "k1",
+            }
+        )
     )
-    assert frame == MessageSend(id="1", session="s", to="5511999990000", text="hi", reply_to="3EB0X",
-                                idempotency_key="k1")
+    assert frame == MessageSend(
+        id="1", session="s", to="5511999990000", text="hi", reply_to="3EB0X", idempotency_key="k1"
+    )
 
 
 def test_sim_receive_uses_from_on_the_wire() -> None:
@@ -63,14 +85,17 @@ def test_sim_receive_uses_from_on_the_wire() -> None:
         ('{"type":"session.start","id":"7","session":"s","extra":1}', InvalidRequest, "7", "unknown field `extra`"),
         ('{"type":"session.start","session":"s"}', InvalidRequest, None, "missing required field `id`"),
         ('{"type":"message.send","id":"7","session":"s","to":"1","text":""}', InvalidRequest, "7", "$.text"),
-        ('{"type":"message.read","id":"7","session":"s","chat":"1","message_ids":[]}', InvalidRequest, "7",
-         "$.message_ids"),
+        (
+            '{"type":"message.read","id":"7","session":"s","chat":"1","message_ids":[]}',
+            InvalidRequest,
+            "7",
+            "$.message_ids",
+        ),
         ('{"type":"events.fetch","id":"7","after":-1}', InvalidRequest, "7", "$.after"),
         ('{"type":"ping","id":""}', InvalidRequest, None, "$.id"),
     ],
 )
-def test_bad_frames_get_precise_errors(raw: str, error: type[ProtocolError], request_id: str | None,
-                                       says: str) -> None:
+def test_bad_frames_get_precise_errors(raw: str, error: type[ProtocolError], request_id: str | None, says: str) -> None:
     with pytest.raises(error) as caught:
         decode_client_frame(raw)
     assert caught.value.request_id == request_id
@@ -92,7 +117,10 @@ def test_server_frames_round_trip() -> None:
     assert json.loads(encode(frame)) == {"type": "reply", "id": "1", "ok": True, "data": {"a": 1}}
     error = protocol.Reply(id="2", ok=False, error=protocol.ErrorBody("session_not_found", "no"))
     assert json.loads(encode(error)) == {
-        "type": "reply", "id": "2", "ok": False, "error": {"code": "session_not_found", "message": "no"}
+        "type": "reply",
+        "id": "2",
+        "ok": False,
+        "error": {"code": "session_not_found", "message": "no"},
     }
 
 

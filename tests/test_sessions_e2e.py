@@ -57,8 +57,12 @@ async def test_two_sessions_message_each_other_with_receipts(gateway: RunningGat
         mid = sent["message_id"]
         received = await client.event("message.received", lambda e: e["session"] == "bob")
         assert received["data"] | {"timestamp": 0} == {
-            "message_id": mid, "chat": "5511999990001@s.whatsapp.net", "from": "5511999990001@s.whatsapp.net",
-            "text": "oi Bob", "timestamp": 0, "push_name": "+5511999990001",
+            "message_id": mid,
+            "chat": "5511999990001@s.whatsapp.net",
+            "from": "5511999990001@s.whatsapp.net",
+            "text": "oi Bob",
+            "timestamp": 0,
+            "push_name": "+5511999990001",
         }
         await client.event("message.status", lambda e: e["session"] == "alice" and e["data"]["status"] == "delivered")
         await client.call("message.read", session="bob", chat=received["data"]["chat"], message_ids=[mid])
@@ -108,8 +112,11 @@ async def test_stop_keeps_pairing_logout_unlinks_delete_removes(gateway: Running
 
 def stopped_seq(client) -> int:
     """The seq of the latest 'stopped' or 'logged_out' status seen."""
-    marks = [e["seq"] for e in client.events if e["event"] == "session.status"
-             and e["data"]["status"] in {"stopped", "logged_out"}]
+    marks = [
+        e["seq"]
+        for e in client.events
+        if e["event"] == "session.status" and e["data"]["status"] in {"stopped", "logged_out"}
+    ]
     return marks[-1]
 
 
@@ -134,8 +141,10 @@ async def test_phone_unlinks_and_network_flaps(gateway: RunningGateway) -> None:
         assert queued["status"] == "queued"
         await client.call("sim.network", session="s", online=True)
         await client.status("s", "connected")
-        sent = await client.event("message.status", lambda e: e["data"]["message_id"] == queued["message_id"]
-                                  and e["data"]["status"] == "sent")
+        sent = await client.event(
+            "message.status",
+            lambda e: e["data"]["message_id"] == queued["message_id"] and e["data"]["status"] == "sent",
+        )
         assert sent["data"]["chat"] == "15550000000@s.whatsapp.net"
 
         await client.call("sim.unlink", session="s")
