@@ -13,10 +13,8 @@ the code back into the same class. Codes never change meaning once released.
     │   └── InvalidRequest             invalid_request
     ├── Unauthorized                   unauthorized
     ├── CommandUnavailable             command_unavailable
-    ├── RateLimited                    rate_limited
     ├── SessionNotFound                session_not_found
     ├── SessionNotPaired               session_not_paired
-    ├── SessionBusy                    session_busy
     ├── InvalidRecipient               invalid_recipient
     ├── NotOnWhatsApp                  not_on_whatsapp
     ├── SendFailed                     send_failed
@@ -47,9 +45,7 @@ __all__ = [
     "QRError",
     "QRExpired",
     "QRUnknown",
-    "RateLimited",
     "SendFailed",
-    "SessionBusy",
     "SessionNotFound",
     "SessionNotPaired",
     "Unauthorized",
@@ -107,20 +103,12 @@ class CommandUnavailable(ZapgateError):
     code = "command_unavailable"
 
 
-class RateLimited(ZapgateError):
-    code = "rate_limited"
-
-
 class SessionNotFound(ZapgateError):
     code = "session_not_found"
 
 
 class SessionNotPaired(ZapgateError):
     code = "session_not_paired"
-
-
-class SessionBusy(ZapgateError):
-    code = "session_busy"
 
 
 class InvalidRecipient(ZapgateError):
