@@ -70,6 +70,18 @@ async def test_revoked_token_is_refused(gateway: RunningGateway) -> None:
     assert code == 4401
 
 
+async def test_revoking_a_token_closes_its_live_connections(gateway: RunningGateway) -> None:
+    record, token = await gateway.gateway.tokens.create("acme")
+    revoked = await RawClient.open(gateway.url)
+    await revoked.authenticate(token)
+    async with gateway.connect("acme") as other:
+        await gateway.gateway.tokens.revoke(record.id)
+        assert await gateway.gateway.check_tokens() == 1
+        code, frames = await closed_with(revoked)
+        assert code == 4401 and frames[-1]["message"] == "the token of this connection was revoked"
+        assert (await other.call("ping"))["time"] > 0  # same tenant, another token: untouched
+
+
 async def test_bearer_header_authenticates_the_upgrade(gateway: RunningGateway) -> None:
     token = await gateway.token("acme")
     headers = {"Authorization": f"Bearer {token}"}

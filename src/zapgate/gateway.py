@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .auth import TokenIssuer
 from .config import Settings
@@ -23,6 +25,15 @@ __all__ = ["Gateway"]
 log = logging.getLogger("zapgate.server")
 
 PRUNE_INTERVAL_S = 600.0
+TOKEN_CHECK_INTERVAL_S = 30.0
+"""How often live connections are checked against revoked tokens."""
+
+
+class LiveConnection(Protocol):
+    token_id: str | None
+
+    def revoke(self) -> None:
+        """Close the connection because its token was revoked."""
 
 
 class Gateway:
@@ -34,20 +45,24 @@ class Gateway:
         self.tokens = TokenIssuer(self.storage)
         self.sessions = SessionManager(self.storage, self.engine, settings)
         self.started_at = time.time()
-        self._pruner: asyncio.Task[None] | None = None
+        self.connections: set[LiveConnection] = set()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.storage.open()
         self.storage.set_event_listener(self.hub.publish)
         await self.engine.start(self.sessions.on_engine_event)
         await self.sessions.start()
-        self._pruner = asyncio.create_task(self._prune_forever(), name="zapgate-prune")
+        self._tasks = [
+            asyncio.create_task(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune"),
+            asyncio.create_task(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens"),
+        ]
         log.info("gateway ready (engine %s, data %s)", self.engine.name, self.settings.data_dir)
 
     async def close(self) -> None:
-        if self._pruner is not None:
-            self._pruner.cancel()
-            await asyncio.gather(self._pruner, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sessions.close()
         await self.engine.close()
         await self.storage.close()
@@ -62,12 +77,26 @@ class Gateway:
             record_max_age=max(s.idempotency_ttl_s, s.event_retention_s),
         )
 
-    async def _prune_forever(self) -> None:
+    async def check_tokens(self) -> int:
+        """Close every live connection whose token was revoked; return how many."""
+        by_token: dict[str, list[LiveConnection]] = {}
+        for connection in self.connections:
+            if connection.token_id is not None:
+                by_token.setdefault(connection.token_id, []).append(connection)
+        if not by_token:
+            return 0
+        live = await self.storage.live_tokens(list(by_token))
+        revoked = [c for token_id, conns in by_token.items() if token_id not in live for c in conns]
+        for connection in revoked:
+            connection.revoke()
+        return len(revoked)
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
         while True:
+            await asyncio.sleep(seconds)
             try:
-                removed = await self.prune()
-                if removed:
-                    log.info("pruned %d old events", removed)
+                done = await job()
+                if done:
+                    log.info("%s: %d", job.__name__, done)
             except Exception:
-                log.exception("pruning failed")
-            await asyncio.sleep(PRUNE_INTERVAL_S)
+                log.exception("%s failed", job.__name__)

@@ -101,12 +101,14 @@ class Connection:
             else:
                 resume_from = self._resume_header()
             self.tenant, self.token_id = record.tenant, record.id
+            self.gw.connections.add(self)
             log.info("connection from %s authenticated as tenant %s (token %s)", self.peer, record.tenant, record.id)
             await self._ready(record.tenant, resume_from)
             await self._read_loop()
         except WebSocketDisconnect:
             pass
         finally:
+            self.gw.connections.discard(self)
             if self.tenant is not None:
                 self.gw.hub.unsubscribe(self.tenant, self)
             for task in list(self._tasks):
@@ -152,6 +154,10 @@ class Connection:
     def _refuse(self, code: int, error: str, message: str) -> None:
         self._send(ErrorFrame(code=error, message=message))
         self.close(code, error)
+
+    def revoke(self) -> None:
+        log.info("closing %s (tenant %s): token %s was revoked", self.peer, self.tenant, self.token_id)
+        self._refuse(CLOSE_UNAUTHORIZED, "unauthorized", "the token of this connection was revoked")
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued are sent."""

@@ -121,6 +121,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def revoke_token(self, token_id: str, now: float) -> bool: ...
 
+    @abc.abstractmethod
+    async def live_tokens(self, token_ids: Sequence[str]) -> set[str]:
+        """Which of ``token_ids`` exist and are not revoked."""
+
     # -- sessions
 
     @abc.abstractmethod

@@ -384,6 +384,23 @@ class SqliteStorage(Storage):
 
         return await self._write(op)
 
+    async def live_tokens(self, token_ids: Sequence[str]) -> set[str]:
+        ids = list(token_ids)
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            live: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT id FROM tokens WHERE id IN ({marks}) AND revoked_at IS NULL",  # noqa: S608
+                    chunk,
+                )
+                live.update(r[0] for r in rows)
+            return live
+
+        return await self._read(op)
+
     # -- sessions
 
     async def list_sessions(self) -> list[SessionRecord]:
