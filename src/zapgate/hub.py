@@ -8,6 +8,7 @@ becomes the bus (Redis), behind the same two calls.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -31,9 +32,19 @@ def event_frame(event: StoredEvent) -> str:
     ).decode()
 
 
+class _Status(msgspec.Struct):
+    status: str = ""
+
+
+_status_decoder = msgspec.json.Decoder(_Status)
+_COUNTED_BY_STATUS = frozenset({"session.status", "message.status"})
+
+
 class EventHub:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        """Events published so far, by (event, status) — status only for session.status and message.status."""
 
     def subscribe(self, tenant: str, subscriber: Subscriber) -> None:
         self._subscribers.setdefault(tenant, set()).add(subscriber)
@@ -47,6 +58,8 @@ class EventHub:
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
         for event in events:
+            status = _status_decoder.decode(event.data).status if event.event in _COUNTED_BY_STATUS else ""
+            self.counts[(event.event, status)] += 1
             subscribers = self._subscribers.get(event.tenant)
             if not subscribers:
                 continue

@@ -1,4 +1,4 @@
-"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz`` and the REST routes."""
+"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics`` and the REST routes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
@@ -13,6 +14,7 @@ from ..config import Settings
 from ..engines.base import Engine
 from ..gateway import Gateway
 from .http import healthz, session_qr_png
+from .metrics import GatewayCollector, metrics
 from .websocket import websocket_endpoint
 
 __all__ = ["create_app", "uvicorn_config"]
@@ -34,11 +36,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/v1/sessions/{session}/qr.png", session_qr_png),
         ],
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.metrics = CollectorRegistry(auto_describe=True)
+    app.state.metrics.register(GatewayCollector(gateway))
     return app
 
 

@@ -1,0 +1,33 @@
+"""Plain HTTP routes: /healthz and /metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from .support import RunningGateway
+
+
+async def test_healthz_reports_engine_and_sessions(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client, httpx.AsyncClient(base_url=gateway.http) as http:
+        await client.pair("s", "+55 11 99999-0001")
+        response = await http.get("/healthz")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok" and body["engine"] == "simulator"
+        assert body["sessions"] == {"connected": 1} and body["connections"] == 1
+
+
+async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client, httpx.AsyncClient(base_url=gateway.http) as http:
+        await client.pair("s", "+55 11 99999-0001")
+        sent = await client.call("message.send", session="s", to="+1 555 000 0000", text="hi")
+        await client.event("message.received", lambda e: e["data"]["reply_to"] == sent["message_id"])
+        response = await http.get("/metrics")
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+        lines = set(response.text.splitlines())
+        assert 'zapgate_sessions{status="connected"} 1.0' in lines
+        assert 'zapgate_sessions{status="qr"} 0.0' in lines
+        assert "zapgate_connections 1.0" in lines
+        assert 'zapgate_events_total{event="message.status",status="sent"} 1.0' in lines
+        assert 'zapgate_events_total{event="message.received",status=""} 1.0' in lines
+        assert "acme" not in response.text and '"s"' not in response.text
