@@ -1,0 +1,70 @@
+"""The Python SDK for zapgate: ``async with zapgate.client.connect(url, token) as gw:``.
+
+.. code-block:: python
+
+    import zapgate.client
+    from zapgate.client import MessageReceived
+
+    async with zapgate.client.connect("ws://127.0.0.1:8787/v1/ws", token) as gw:
+        await gw.start_session("main")
+        async for event in gw.events():
+            match event:
+                case MessageReceived(session=session, data=msg) if not msg.from_me:
+                    await gw.send_text(session, msg.chat, msg.text, reply_to=msg.message_id)
+
+Typed methods for every command, typed events, the server's errors as the same exception classes
+(:mod:`zapgate.errors`), automatic reconnection with resume. ``docs/client.md`` is the guide. This package
+imports only :mod:`zapgate.protocol`, :mod:`zapgate.errors`, :mod:`zapgate.backoff`, ``msgspec`` and
+``websockets``: never the server stack.
+
+Errors the client adds to the :mod:`zapgate.errors` tree (client side only, never on the wire)::
+
+    ConnectionClosed                   connection_closed
+    └── GatewayUnreachable             gateway_unreachable
+    RequestTimeout (also TimeoutError) timeout
+"""
+
+from __future__ import annotations
+
+from ..errors import ConnectionClosed, ZapgateError
+from ..protocol import Me, SendResult, SessionInfo
+from .connection import DEFAULT_URL, Client, GatewayUnreachable, RequestTimeout, connect
+from .events import (
+    Event,
+    EventGap,
+    EventPage,
+    MessageReceived,
+    MessageStatus,
+    SessionDeleted,
+    SessionPairCode,
+    SessionQr,
+    SessionRestricted,
+    SessionStatus,
+    UnknownEvent,
+    event_to_json,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "Client",
+    "ConnectionClosed",
+    "Event",
+    "EventGap",
+    "EventPage",
+    "GatewayUnreachable",
+    "Me",
+    "MessageReceived",
+    "MessageStatus",
+    "RequestTimeout",
+    "SendResult",
+    "SessionDeleted",
+    "SessionInfo",
+    "SessionPairCode",
+    "SessionQr",
+    "SessionRestricted",
+    "SessionStatus",
+    "UnknownEvent",
+    "ZapgateError",
+    "connect",
+    "event_to_json",
+]

@@ -1,0 +1,640 @@
+"""The SDK's client: one logical connection to a gateway that survives dropped sockets.
+
+How it behaves, in short (``docs/client.md`` says it at length):
+
+- **Events.** Every event the gateway sends is put in an in-memory queue as it arrives, whether or not
+  anyone iterates :meth:`Client.events` yet, so nothing is lost between ``connect`` and the first
+  ``async for``. The queue holds at most ``max_pending_events``; beyond that the client stops queueing and,
+  once the consumer has caught up, reads what it skipped from the gateway's log with ``events.fetch``.
+  Memory stays bounded and nothing is skipped.
+- **Reconnection.** When the socket drops, the client reconnects with capped, fully jittered exponential
+  backoff and asks the gateway to resume after the last ``seq`` it accepted. Events are deduplicated by
+  ``seq``, so the stream neither skips nor repeats. When the gateway no longer has the events the client
+  missed, the stream carries an :class:`~zapgate.client.events.EventGap` where they would have been.
+- **Commands across a drop.** A command whose reply was lost with the socket is sent again on the new
+  connection only when doing it twice is harmless: reads, ``session.start``/``stop``/``logout``,
+  ``message.read``, ``sim.network`` and ``message.send``, which always carries an idempotency key (the SDK
+  makes one when the caller gives none), so the gateway answers a repeat with the original result and sends
+  nothing twice. Any other command fails with :class:`~zapgate.errors.ConnectionClosed`: it may or may not
+  have taken effect. A command issued while disconnected waits for the next connection. Every command is
+  bounded by ``request_timeout`` (:class:`RequestTimeout`), reconnection included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
+
+from .. import __version__
+from ..backoff import backoff_delays
+from ..errors import ConnectionClosed, Unauthorized, ZapgateError, error_from_wire
+from ..protocol import (
+    Auth,
+    Command,
+    ErrorFrame,
+    EventsFetch,
+    Hello,
+    Me,
+    MessageRead,
+    MessageSend,
+    Ping,
+    Ready,
+    Reply,
+    SendResult,
+    SessionDelete,
+    SessionGet,
+    SessionInfo,
+    SessionList,
+    SessionLogout,
+    SessionStart,
+    SessionStop,
+    SimNetwork,
+    SimReceive,
+    SimScan,
+    SimUnlink,
+    decode_server_frame,
+    encode,
+)
+from ..protocol import Event as EventFrame
+from .events import Event, EventGap, EventPage, event_from_frame
+from .stream import EventStream
+
+__all__ = ["DEFAULT_URL", "Client", "GatewayUnreachable", "RequestTimeout", "connect"]
+
+log = logging.getLogger("zapgate.client")
+
+DEFAULT_URL = "ws://127.0.0.1:8787/v1/ws"
+
+CLOSE_UNAUTHORIZED = 4401
+CATCH_UP_PAGE = 500
+CLOSE_TIMEOUT = 3.0  # seconds to wait for the gateway to answer our close frame
+MAX_INCOMING_FRAME = 64 * 1024 * 1024  # an events.fetch page of 1000 events of up to 64 KiB each
+
+T = TypeVar("T")
+
+
+class GatewayUnreachable(ConnectionClosed):
+    """The gateway could not be reached (refused, unresolvable, not a zapgate WebSocket, handshake failed).
+
+    Raised by :meth:`Client.open` (and ``async with connect(...)``): nothing was sent, so retrying is safe.
+    """
+
+    code = "gateway_unreachable"
+
+
+class RequestTimeout(ZapgateError, TimeoutError):
+    """No reply within the client's ``request_timeout`` (or no ``ready`` within ``open_timeout``).
+
+    The command may still take effect on the gateway. Also a :class:`TimeoutError`.
+    """
+
+    code = "timeout"
+
+
+@dataclass(eq=False)
+class _Pending:
+    command: Command
+    future: asyncio.Future[Any]
+    retry_safe: bool
+    sent: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(type(self.command).__struct_config__.tag)
+
+
+def connect(
+    url: str = DEFAULT_URL,
+    token: str = "",
+    *,
+    resume_from: int | None = None,
+    request_timeout: float | None = 30.0,
+    open_timeout: float = 10.0,
+    reconnect: bool = True,
+    backoff_base: float = 0.5,
+    backoff_cap: float = 30.0,
+    max_pending_events: int = 10_000,
+) -> Client:
+    """A client for the gateway at ``url``; use it as ``async with connect(url, token) as gw:``.
+
+    ``resume_from`` is the ``seq`` of the last event you handled (e.g. stored by a previous run): the stream
+    then starts right after it. Without it, the stream starts with events newer than the connection.
+    The first connection fails at once (:class:`GatewayUnreachable`, :class:`~zapgate.errors.Unauthorized`);
+    later drops are retried with backoff between ``backoff_base`` and ``backoff_cap`` seconds.
+    """
+    return Client(
+        url,
+        token,
+        resume_from=resume_from,
+        request_timeout=request_timeout,
+        open_timeout=open_timeout,
+        reconnect=reconnect,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+        max_pending_events=max_pending_events,
+    )
+
+
+class Client:
+    """A connection to one gateway as one tenant. Build it with :func:`connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        resume_from: int | None = None,
+        request_timeout: float | None = 30.0,
+        open_timeout: float = 10.0,
+        reconnect: bool = True,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_pending_events: int = 10_000,
+    ) -> None:
+        try:
+            parse_uri(url)
+        except InvalidURI:
+            raise ValueError(f"{url!r} is not a WebSocket URL: expected ws://HOST:PORT/v1/ws or wss://...") from None
+        if not token:
+            raise ValueError("a token is required (create one with 'zapgate token create --tenant NAME')")
+        if resume_from is not None and resume_from < 0:
+            raise ValueError("resume_from must be a seq, 0 or more")
+        self.url = url
+        self._token = token
+        self._request_timeout = request_timeout
+        self._open_timeout = open_timeout
+        self._reconnect = reconnect
+        self._backoff = (backoff_base, backoff_cap)
+        self._stream = EventStream(resume_from, max_pending_events)
+        self._wake = asyncio.Event()
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+        self._fatal: ZapgateError | None = None
+        self._ready: Ready | None = None
+
+    # -- lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect and authenticate; raises :class:`GatewayUnreachable`, :class:`~zapgate.errors.Unauthorized`
+        or :class:`RequestTimeout` at once rather than retrying."""
+        if self._runner is not None or self._closed:
+            raise RuntimeError("a Client is opened once; make a new one with connect()")
+        ws = await self._handshake()
+        self._runner = asyncio.create_task(self._run(ws), name="zapgate-client")
+
+    async def close(self) -> None:
+        """Close the connection. Commands still waiting fail with ConnectionClosed; ``events()`` ends."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        ws, self._ws = self._ws, None
+        self._connected.clear()
+        if ws is not None:
+            await ws.close()
+        self._fail_pending(ConnectionClosed("the client was closed before the reply arrived"))
+        self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        """True while a socket is up and authenticated (False while reconnecting)."""
+        return self._ws is not None
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant the token belongs to (known once connected)."""
+        return self._ready.tenant if self._ready else None
+
+    @property
+    def engine(self) -> str | None:
+        """The gateway's engine: ``"whatsapp"`` or ``"simulator"`` (known once connected)."""
+        return self._ready.engine if self._ready else None
+
+    @property
+    def last_seq(self) -> int | None:
+        """The ``seq`` of the last event accepted into the stream (handled or still queued)."""
+        return self._stream.cursor
+
+    # -- connecting
+
+    async def _handshake(self) -> ClientConnection:
+        """Open a socket, authenticate, and take the ``ready`` frame; the socket is returned ready to read."""
+        resume = self._stream.resume_point()
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if resume is not None:
+            headers["Zapgate-Resume-From"] = str(resume)
+        try:
+            ws = await websockets.connect(
+                self.url,
+                additional_headers=headers,
+                open_timeout=self._open_timeout,
+                compression=None,
+                max_size=MAX_INCOMING_FRAME,
+                close_timeout=CLOSE_TIMEOUT,
+                user_agent_header=f"zapgate-client/{__version__}",
+            )
+        except InvalidStatus as exc:
+            raise _refusal(self.url, exc) from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise GatewayUnreachable(f"cannot reach the gateway at {self.url}: {exc or type(exc).__name__}") from None
+        try:
+            async with asyncio.timeout(self._open_timeout):
+                hello = decode_server_frame(await ws.recv())
+                if not isinstance(hello, Hello):
+                    raise GatewayUnreachable(f"{self.url} did not greet like a zapgate gateway")
+                if hello.auth == "required":  # the Authorization header did not reach the gateway (a proxy?)
+                    await ws.send(encode(Auth(token=self._token, resume_from=resume)).decode())
+                frame = decode_server_frame(await ws.recv())
+            if isinstance(frame, ErrorFrame):
+                raise error_from_wire(frame.code, frame.message)
+            if not isinstance(frame, Ready):
+                raise GatewayUnreachable(f"{self.url} sent {type(frame).__name__} instead of ready")
+        except TimeoutError:
+            await ws.close()
+            raise RequestTimeout(f"the gateway at {self.url} did not get ready within {self._open_timeout} s") from None
+        except websockets.ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == CLOSE_UNAUTHORIZED:
+                raise Unauthorized(exc.rcvd.reason or "the gateway refused the token") from None
+            raise GatewayUnreachable(f"the gateway at {self.url} closed the connection while connecting") from None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await ws.close()
+            raise GatewayUnreachable(f"{self.url} is not a zapgate gateway (bad frame: {exc})") from None
+        except BaseException:
+            await ws.close()
+            raise
+        self._on_ready(frame, resume)
+        self._ws = ws
+        self._connected.set()
+        return ws
+
+    def _on_ready(self, ready: Ready, resumed_from: int | None) -> None:
+        self._ready = ready
+        if ready.resume == "gap":
+            log.warning("the gateway no longer has every event after seq %s; reading what it kept", resumed_from)
+        elif ready.resume == "ok":
+            log.debug("resumed after seq %s; %d events replayed", resumed_from, ready.replayed)
+        self._stream.on_ready(ready.resume, ready.last_seq)
+        self._wake.set()
+
+    # -- the connection loop
+
+    async def _run(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await self._flush(ws)
+                await self._read(ws)
+                self._dropped(ws)
+                if not self._reconnect:
+                    self._fail(ConnectionClosed(f"the connection to {self.url} was lost"))
+                    return
+                ws = await self._reconnect_loop()
+        except ZapgateError as exc:  # fatal: the token no longer works
+            self._fail(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("zapgate client connection loop crashed")
+            self._fail(ConnectionClosed(f"the client failed: {exc!r}"))
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                self._on_frame(message)
+        except websockets.ConnectionClosed:
+            pass
+        if ws.close_code == CLOSE_UNAUTHORIZED:
+            raise Unauthorized(ws.close_reason or "the gateway no longer accepts the token")
+        log.info(
+            "connection to %s lost (close code %s %s)%s",
+            self.url,
+            ws.close_code,
+            ws.close_reason or "",
+            "; reconnecting" if self._reconnect else "",
+        )
+
+    def _dropped(self, ws: ClientConnection) -> None:
+        if self._ws is ws:
+            self._ws = None
+            self._connected.clear()
+        for pending in list(self._pending.values()):
+            if not pending.sent or pending.future.done():
+                continue
+            if pending.retry_safe:
+                pending.sent = False  # sent again on the next connection
+            else:
+                pending.future.set_exception(
+                    ConnectionClosed(
+                        f"the connection dropped before the reply to {pending.name} arrived: it may or may not "
+                        "have taken effect"
+                    )
+                )
+
+    async def _reconnect_loop(self) -> ClientConnection:
+        base, cap = self._backoff
+        for attempt, delay in enumerate(backoff_delays(base=base, cap=cap), start=1):
+            await asyncio.sleep(delay)
+            try:
+                ws = await self._handshake()
+            except Unauthorized:
+                raise
+            except (ZapgateError, OSError) as exc:
+                log.info("reconnect attempt %d to %s failed: %s", attempt, self.url, exc)
+                continue
+            log.info("reconnected to %s", self.url)
+            return ws
+        raise AssertionError("backoff_delays is endless")
+
+    async def _flush(self, ws: ClientConnection) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.sent and not pending.future.done():
+                await self._transmit(ws, pending)
+
+    async def _transmit(self, ws: ClientConnection, pending: _Pending) -> None:
+        pending.sent = True
+        # On a closed socket the read loop sees the drop too, and _dropped() decides what becomes of the command.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(encode(pending.command).decode())
+
+    # -- incoming frames
+
+    def _on_frame(self, message: str | bytes) -> None:
+        try:
+            frame = decode_server_frame(message)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("ignoring a frame this client cannot read: %s", exc)
+            return
+        if isinstance(frame, EventFrame):
+            if self._stream.accept(event_from_frame(frame)):
+                self._wake.set()
+        elif isinstance(frame, Reply):
+            pending = self._pending.get(frame.id)
+            if pending is None or pending.future.done():
+                return
+            if frame.ok:
+                pending.future.set_result(frame.data)
+            else:
+                error = frame.error
+                code, text = (error.code, error.message) if error else ("internal", "error reply without details")
+                pending.future.set_exception(error_from_wire(code, text))
+        elif isinstance(frame, ErrorFrame):
+            log.warning("the gateway reported %s: %s", frame.code, frame.message)
+
+    # -- the event stream
+
+    def events(self) -> _EventIterator:
+        """The tenant's events, in ``seq`` order, across reconnections: ``async for event in gw.events():``.
+
+        Yields :class:`~zapgate.client.events.Event` subclasses and, when the gateway lost events this
+        client missed, an :class:`~zapgate.client.events.EventGap`. Iterate from one task: each event is
+        delivered once. Ends when the client is closed; raises when it fails for good (e.g. the token was
+        revoked: :class:`~zapgate.errors.Unauthorized`).
+        """
+        return _EventIterator(self)
+
+    async def next_event(self) -> Event | EventGap | None:
+        """The next event of the stream, waiting for it; None once the client is closed."""
+        stream = self._stream
+        while True:
+            event = stream.pop()
+            if event is not None:
+                return event
+            if self._fatal is not None:
+                raise self._fatal
+            if self._closed:
+                return None
+            if stream.behind:
+                await self._catch_up()
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _catch_up(self) -> None:
+        """Read one page of what the stream passed over from the gateway's log."""
+        after = self._stream.cursor or 0
+        try:
+            page = await self.fetch_events(after, limit=CATCH_UP_PAGE)
+        except (ConnectionClosed, RequestTimeout):
+            if not self._closed and self._fatal is None:
+                await self._wait_connected()
+            return
+        self._stream.apply_page(after, page)
+
+    async def _wait_connected(self) -> None:
+        waiter = asyncio.create_task(self._connected.wait())
+        self._wake.clear()
+        woken = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait({waiter, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            woken.cancel()
+
+    # -- commands
+
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    async def _call(self, command: Command, *, retry_safe: bool) -> Any:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed or self._runner is None:
+            raise ConnectionClosed("the client is not open: use 'async with connect(url, token) as gw:'")
+        pending = _Pending(command, asyncio.get_running_loop().create_future(), retry_safe)
+        self._pending[command.id] = pending
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                if self._ws is not None:
+                    await self._transmit(self._ws, pending)
+                return await pending.future
+        except TimeoutError as exc:
+            if isinstance(exc, ZapgateError):
+                raise
+            where = "" if self.connected else " (the gateway is unreachable; still reconnecting)"
+            raise RequestTimeout(f"no reply to {pending.name} within {self._request_timeout} s{where}") from None
+        finally:
+            self._pending.pop(command.id, None)
+
+    async def _request(self, command: Command, result: type[T], *, retry_safe: bool) -> T:
+        data = await self._call(command, retry_safe=retry_safe)
+        return msgspec.convert(data, result)
+
+    async def start_session(self, session: str, *, pair_phone: str | None = None) -> SessionInfo:
+        """Create ``session`` if needed and start it (idempotent). Unpaired, it shows QR codes
+        (``session.qr`` events) or, with ``pair_phone``, also a pairing code (``session.pair_code``)."""
+        cmd = SessionStart(id=self._new_id(), session=session, pair_phone=pair_phone)
+        return await self._request(cmd, SessionInfo, retry_safe=True)
+
+    async def sessions(self) -> list[SessionInfo]:
+        """Every session of the tenant, sorted by name."""
+        listing = await self._request(SessionList(id=self._new_id()), _SessionListing, retry_safe=True)
+        return listing.sessions
+
+    async def session(self, session: str) -> SessionInfo:
+        """One session; :class:`~zapgate.errors.SessionNotFound` when the tenant has no such session."""
+        return await self._request(SessionGet(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
+
+    async def stop_session(self, session: str) -> SessionInfo:
+        """Stop the session and keep its pairing; ``start_session`` resumes it without a scan."""
+        return await self._request(SessionStop(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
+
+    async def logout(self, session: str) -> SessionInfo:
+        """Unlink the session from its phone and forget its keys; it needs a new pairing."""
+        return await self._request(SessionLogout(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
+
+    async def delete_session(self, session: str) -> None:
+        """Log out and delete the session with everything stored for it (not retried across a drop)."""
+        await self._call(SessionDelete(id=self._new_id(), session=session), retry_safe=False)
+
+    async def send_text(
+        self,
+        session: str,
+        to: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Send ``text`` to ``to`` (a phone number or JID); ``reply_to`` quotes a message of that chat.
+
+        ``idempotency_key`` makes the send safe to repeat: the same key with the same content returns the first
+        result and sends nothing (a different content raises :class:`~zapgate.errors.IdempotencyConflict`).
+        Without one the SDK makes a fresh key, so its own resend after a dropped connection is safe too;
+        pass your own (e.g. your database id of the message) to be safe across restarts of your program.
+        """
+        key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
+        cmd = MessageSend(id=self._new_id(), session=session, to=to, text=text, reply_to=reply_to, idempotency_key=key)
+        return await self._request(cmd, SendResult, retry_safe=True)
+
+    async def mark_read(self, session: str, chat: str, message_ids: list[str]) -> None:
+        """Send read receipts (blue ticks) for ``message_ids`` received in ``chat``."""
+        cmd = MessageRead(id=self._new_id(), session=session, chat=chat, message_ids=list(message_ids))
+        await self._call(cmd, retry_safe=True)
+
+    async def fetch_events(self, after: int, *, limit: int = 100) -> EventPage:
+        """Read the tenant's event log: up to ``limit`` (1-1000) events with ``seq > after``, oldest first.
+
+        Independent of the live stream; use it to page through history.
+        """
+        data = await self._call(EventsFetch(id=self._new_id(), after=after, limit=limit), retry_safe=True)
+        page = msgspec.convert(data, _RawPage)
+        events = [event_from_frame(msgspec.convert(raw, EventFrame)) for raw in page.events]
+        return EventPage(events=events, oldest_seq=page.oldest_seq, last_seq=page.last_seq, gap=page.gap)
+
+    async def ping(self) -> float:
+        """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""
+        pong = await self._request(Ping(id=self._new_id()), _Pong, retry_safe=True)
+        return pong.time
+
+    # -- simulator only (CommandUnavailable on a gateway running the real engine)
+
+    async def sim_scan(self, qr: str, phone: str) -> Me:
+        """Simulator: a simulated phone with number ``phone`` scans ``qr`` (or types a pairing code)."""
+        result = await self._request(SimScan(id=self._new_id(), qr=qr, phone=phone), _Linked, retry_safe=False)
+        return result.me
+
+    async def sim_unlink(self, session: str) -> None:
+        """Simulator: the session's phone removes it from its linked devices."""
+        await self._call(SimUnlink(id=self._new_id(), session=session), retry_safe=False)
+
+    async def sim_network(self, session: str, online: bool) -> None:
+        """Simulator: drop (``online=False``) or restore the session's network."""
+        await self._call(SimNetwork(id=self._new_id(), session=session, online=online), retry_safe=True)
+
+    async def sim_receive(self, session: str, from_: str, text: str, *, reply_to: str | None = None) -> str:
+        """Simulator: contact ``from_`` sends ``text`` to the session's number; returns the message id."""
+        cmd = SimReceive(id=self._new_id(), session=session, from_=from_, text=text, reply_to=reply_to)
+        received = await self._request(cmd, _Received, retry_safe=False)
+        return received.message_id
+
+    # -- failure
+
+    def _fail(self, exc: ZapgateError) -> None:
+        if self._fatal is None and not self._closed:
+            log.error("zapgate client stopped: %s", exc)
+            self._fatal = exc
+        self._ws = None
+        self._connected.clear()
+        self._fail_pending(exc)
+        self._wake.set()
+
+    def _fail_pending(self, exc: ZapgateError) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+
+
+class _EventIterator:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __aiter__(self) -> _EventIterator:
+        return self
+
+    async def __anext__(self) -> Event | EventGap:
+        event = await self._client.next_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+
+class _SessionListing(msgspec.Struct):
+    sessions: list[SessionInfo]
+
+
+class _RawPage(msgspec.Struct):
+    events: list[Any]
+    oldest_seq: int
+    last_seq: int
+    gap: bool
+
+
+class _Pong(msgspec.Struct):
+    time: float
+
+
+class _Linked(msgspec.Struct):
+    me: Me
+
+
+class _Received(msgspec.Struct):
+    message_id: str
+
+
+def _refusal(url: str, exc: InvalidStatus) -> ZapgateError:
+    """The error for an HTTP answer instead of a WebSocket upgrade."""
+    response = exc.response
+    body: dict[str, Any] = {}
+    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        body = msgspec.json.decode(response.body or b"{}", type=dict[str, Any])
+    message = str(body.get("message") or "")
+    if response.status_code == 401:
+        return Unauthorized(message or "the gateway refused the token")
+    return GatewayUnreachable(
+        f"{url} answered HTTP {response.status_code} instead of a WebSocket upgrade{': ' + message if message else ''}"
+        " (is this the gateway's /v1/ws URL?)"
+    )

@@ -1,0 +1,171 @@
+"""Typed events for SDK users (pure, no I/O).
+
+Every wire event becomes one frozen struct carrying the envelope (``event``, ``seq``, ``session``, ``ts``)
+and its payload as ``data``, typed with the payload struct from :mod:`zapgate.protocol`. An event name this
+SDK does not know yet becomes an :class:`UnknownEvent` with the raw ``data``, so a newer gateway never
+breaks an older client. :class:`EventGap` is not a wire event: the SDK yields it when the gateway could not
+replay what the client missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..protocol import Event as EventFrame
+from ..protocol import (
+    MessageReceivedData,
+    MessageStatusData,
+    SessionPairCodeData,
+    SessionQrData,
+    SessionStatusData,
+    encode,
+)
+
+__all__ = [
+    "Event",
+    "EventGap",
+    "EventPage",
+    "MessageReceived",
+    "MessageStatus",
+    "SessionDeleted",
+    "SessionDeletedData",
+    "SessionPairCode",
+    "SessionQr",
+    "SessionRestricted",
+    "SessionRestrictedData",
+    "SessionStatus",
+    "UnknownEvent",
+    "event_from_frame",
+    "event_to_json",
+]
+
+
+class SessionRestrictedData(msgspec.Struct, frozen=True):
+    """WhatsApp restricted sending for the session until ``until`` (epoch seconds); sends wait."""
+
+    reason: str
+    until: float
+
+
+class SessionDeletedData(msgspec.Struct, frozen=True):
+    """``session.deleted`` carries no payload."""
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of the tenant's stream. ``seq`` increases strictly; ``ts`` is the gateway's epoch time."""
+
+    event: str
+    seq: int
+    session: str
+    ts: float
+
+
+class SessionStatus(Event, frozen=True, kw_only=True):
+    """``session.status``: the session changed status (``data.status``, with ``reason`` and ``me``)."""
+
+    data: SessionStatusData
+
+
+class SessionQr(Event, frozen=True, kw_only=True):
+    """``session.qr``: a new QR code to scan; it replaces the previous one and expires at ``data.expires_at``."""
+
+    data: SessionQrData
+
+
+class SessionPairCode(Event, frozen=True, kw_only=True):
+    """``session.pair_code``: the code to type on the phone (pairing by phone number)."""
+
+    data: SessionPairCodeData
+
+
+class SessionRestricted(Event, frozen=True, kw_only=True):
+    """``session.restricted``: WhatsApp limited sending; queued messages wait until ``data.until``."""
+
+    data: SessionRestrictedData
+
+
+class SessionDeleted(Event, frozen=True, kw_only=True):
+    """``session.deleted``: the session and everything stored for it are gone."""
+
+    data: SessionDeletedData
+
+
+class MessageStatus(Event, frozen=True, kw_only=True):
+    """``message.status``: a sent message moved to sent, delivered, read, played or failed."""
+
+    data: MessageStatusData
+
+
+class MessageReceived(Event, frozen=True, kw_only=True):
+    """``message.received``: a message arrived in a chat of the session (``data.from_me`` for the phone's own)."""
+
+    data: MessageReceivedData
+
+
+class UnknownEvent(Event, frozen=True, kw_only=True):
+    """An event this version of the SDK has no type for; ``data`` is the decoded JSON."""
+
+    data: Any
+
+
+class EventGap(msgspec.Struct, frozen=True, kw_only=True):
+    """Not a wire event: the gateway could not replay everything after ``after``.
+
+    Yielded by :meth:`zapgate.client.Client.events` in place of the events it could not deliver: those with
+    ``seq`` greater than ``after`` that the gateway no longer keeps (older than its retention) or never had
+    (its database was replaced). The stream goes on with events newer than ``last_seq``. Treat it as "my
+    picture of the world may be stale": re-read what you depend on (``sessions()``, your own records).
+    """
+
+    after: int
+    """The last ``seq`` this client had received."""
+    last_seq: int
+    """The gateway's newest ``seq`` when it reported the gap; the stream continues after it."""
+
+
+class EventPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of the event log from :meth:`zapgate.client.Client.fetch_events`."""
+
+    events: list[Event]
+    oldest_seq: int
+    """The oldest ``seq`` the gateway still keeps (0 when the log is empty)."""
+    last_seq: int
+    """The newest ``seq`` when the page was read."""
+    gap: bool
+    """True when ``after`` is outside what the gateway keeps: the page is empty and events were lost."""
+
+
+_TYPES: dict[str, tuple[type[Event], type[Any]]] = {
+    "session.status": (SessionStatus, SessionStatusData),
+    "session.qr": (SessionQr, SessionQrData),
+    "session.pair_code": (SessionPairCode, SessionPairCodeData),
+    "session.restricted": (SessionRestricted, SessionRestrictedData),
+    "session.deleted": (SessionDeleted, SessionDeletedData),
+    "message.status": (MessageStatus, MessageStatusData),
+    "message.received": (MessageReceived, MessageReceivedData),
+}
+
+
+def event_from_frame(frame: EventFrame) -> Event:
+    """The typed event for a decoded wire frame; a payload that does not fit its type becomes an
+    :class:`UnknownEvent` rather than an error, so one odd event never stops a client."""
+    known = _TYPES.get(frame.event)
+    if known is not None:
+        cls, data_type = known
+        make: Any = cls  # every class in _TYPES has a typed ``data`` field
+        try:
+            data = msgspec.convert(frame.data, data_type)
+        except msgspec.ValidationError:
+            pass
+        else:
+            typed: Event = make(event=frame.event, seq=frame.seq, session=frame.session, ts=frame.ts, data=data)
+            return typed
+    return UnknownEvent(event=frame.event, seq=frame.seq, session=frame.session, ts=frame.ts, data=frame.data)
+
+
+def event_to_json(event: Event) -> bytes:
+    """The event as the gateway sent it: one JSON object, the wire frame."""
+    data = getattr(event, "data", None)
+    return encode(EventFrame(event=event.event, seq=event.seq, session=event.session, data=data, ts=event.ts))
