@@ -98,6 +98,20 @@ class Settings:
     wa_connect_attempts: int = field(
         default=8, metadata=_doc("Initial connection attempts before a session is 'failed'.")
     )
+    wa_connect_backoff_s: float = field(
+        default=2.0, metadata=_doc("Base of the capped (60 s) exponential backoff with full jitter between attempts.")
+    )
+    wa_failed_retry_s: float = field(
+        default=300.0,
+        metadata=_doc("A paired session that failed for a passing cause (offline) is retried after this (0: never)."),
+    )
+    wa_heartbeat_s: float = field(default=5.0, metadata=_doc("How often the gateway pings each engine worker."))
+    wa_heartbeat_timeout_s: float = field(
+        default=30.0, metadata=_doc("An engine worker silent for this long is killed and restarted.")
+    )
+    wa_worker_restarts: int = field(
+        default=5, metadata=_doc("Consecutive quick crashes of an engine worker before its sessions are 'failed'.")
+    )
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -187,6 +201,9 @@ def _validate(s: Settings) -> None:
         "max_inflight_commands": s.max_inflight_commands,
         "wa_sessions_per_worker": s.wa_sessions_per_worker,
         "wa_connect_attempts": s.wa_connect_attempts,
+        "wa_connect_backoff_s": s.wa_connect_backoff_s,
+        "wa_heartbeat_s": s.wa_heartbeat_s,
+        "wa_heartbeat_timeout_s": s.wa_heartbeat_timeout_s,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -200,6 +217,8 @@ def _validate(s: Settings) -> None:
         "sim_latency_s": s.sim_latency_s,
         "ping_interval_s": s.ping_interval_s,
         "ping_timeout_s": s.ping_timeout_s,
+        "wa_failed_retry_s": s.wa_failed_retry_s,
+        "wa_worker_restarts": s.wa_worker_restarts,
     }
     for name, value in non_negative.items():
         if value < 0:

@@ -1,0 +1,243 @@
+"""The ``whatsapp`` engine as the gateway sees it: the :class:`~zapgate.engines.base.Engine` interface over
+supervised worker processes that run whatsmeow through neonize.
+
+This module runs in the gateway process and never imports neonize. It hands commands to the
+:class:`~.supervisor.WorkerPool`, delivers the workers' events to the sink one session at a time and in order,
+and translates between the message ids the gateway hands out and the ones WhatsApp assigns (:mod:`.ids`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ...config import Settings
+from ...jid import Jid
+from ..base import Connected, Engine, EngineEvent, EngineSink, MessageIn, Paired, Quote, ReceiptIn, SendError
+from . import ipc
+from .ids import MessageIds
+from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
+from .supervisor import WorkerInfo, WorkerPool, WorkerUnavailable
+
+__all__ = ["WhatsAppEngine"]
+
+log = logging.getLogger("zapgate.engines.whatsapp")
+
+SEND_TIMEOUT_S = 90.0
+"""Longer than whatsmeow's own 75 s wait for WhatsApp's acknowledgement of a message."""
+READ_TIMEOUT_S = 30.0
+LOGOUT_TIMEOUT_S = 30.0
+RECENT_MESSAGES = 20000
+"""Messages remembered (sender and text) so that a reply can quote them; older quotes go out without text."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    participant: str
+    text: str
+
+
+class WhatsAppEngine(Engine):
+    """Real WhatsApp through whatsmeow (neonize) in engine worker processes; see ``docs/engines.md``."""
+
+    name = "whatsapp"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool = WorkerPool(settings, self._from_worker)
+        self._ids = MessageIds(settings.data_dir / STORE_DIR / "messages.db", synchronous=settings.sqlite_synchronous)
+        self._sink: EngineSink | None = None
+        self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._me: dict[str, str] = {}
+        self._recent: collections.OrderedDict[tuple[str, str], _Recent] = collections.OrderedDict()
+
+    # -- engine interface
+
+    async def start(self, sink: EngineSink) -> None:
+        self._sink = sink
+        await self._ids.open()
+
+    async def close(self) -> None:
+        await self._pool.close()
+        consumers = list(self._consumers.values())
+        for task in consumers:
+            task.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+        self._consumers.clear()
+        await self._ids.close()
+
+    async def open(self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None) -> None:
+        try:
+            await self._pool.open(session_id, device, pair_phone)
+        except WorkerUnavailable as exc:
+            log.warning("session %s not opened: %s", session_id, exc)
+
+    async def stop(self, session_id: str) -> None:
+        await self._pool.stop(session_id)
+
+    async def logout(self, session_id: str, device: dict[str, Any] | None) -> None:
+        # A worker unlinks the device on WhatsApp's side too, connecting first if the session is not open.
+        remote = self._pool.hosts(session_id) or await asyncio.to_thread(self._has_keys, device)
+        if remote and not await self._pool.logout(session_id, device, LOGOUT_TIMEOUT_S):
+            log.warning("session %s: no engine worker could log it out; deleting its keys here", session_id)
+        # The worker deleted the keys already; this covers a worker that could not be reached.
+        with contextlib.suppress(ValueError):
+            delete_store(store_path(self._settings.data_dir, session_id))
+        if device is not None:
+            with contextlib.suppress(ValueError):
+                delete_store(self._settings.data_dir / DeviceRef.from_record(device).store)
+        self._me.pop(session_id, None)
+        await self._ids.forget(session_id)
+
+    def _has_keys(self, device: dict[str, Any] | None) -> bool:
+        if device is None:
+            return False
+        try:
+            ref = DeviceRef.from_record(device)
+        except ValueError:
+            return False
+        return read_device(self._settings.data_dir / ref.store, ref.jid) is not None
+
+    async def send_text(
+        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
+    ) -> int:
+        earlier = await self._ids.sent(session_id, message_id)
+        if earlier is not None:
+            return earlier[1]  # WhatsApp has it already: sending again would show it twice
+        quote_ref = await self._quote(session_id, quote) if quote is not None else None
+        if not await self._ids.begin(session_id, message_id):
+            log.warning(
+                "session %s: %s was in flight when a worker or the gateway died; sending it again",
+                session_id,
+                message_id,
+            )
+        try:
+            reply = await self._pool.request(
+                session_id,
+                lambda i: ipc.SendText(id=i, session_id=session_id, to=str(to), text=text, quote=quote_ref),
+                SEND_TIMEOUT_S,
+            )
+        except WorkerUnavailable as exc:
+            raise SendError(
+                "engine_restarting", f"the session's engine worker is not running: {exc}", retryable=True
+            ) from None
+        except TimeoutError:
+            raise SendError(
+                "send_unconfirmed",
+                "WhatsApp did not confirm the message in time; it may have been delivered",
+                retryable=False,
+            ) from None
+        if not reply.ok:
+            if reply.retryable:
+                await self._ids.abandon(session_id, message_id)
+            raise SendError(
+                reply.error_code or "engine_error", reply.error_message or "send failed", retryable=reply.retryable
+            )
+        assert reply.wa_id is not None and reply.timestamp is not None
+        await self._ids.complete(session_id, message_id, reply.wa_id, reply.timestamp)
+        self._remember(session_id, reply.wa_id, self._me.get(session_id, ""), text)
+        return reply.timestamp
+
+    async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
+        try:
+            reply = await self._pool.request(
+                session_id,
+                lambda i: ipc.MarkRead(
+                    id=i,
+                    session_id=session_id,
+                    chat=str(chat),
+                    sender=str(sender) if sender else None,
+                    message_ids=message_ids,
+                ),
+                READ_TIMEOUT_S,
+            )
+        except WorkerUnavailable as exc:
+            raise SendError("not_connected", f"the session is not connected: {exc}", retryable=True) from None
+        except TimeoutError:
+            raise SendError("timeout", "the engine worker did not answer", retryable=True) from None
+        if not reply.ok:
+            raise SendError(
+                reply.error_code or "engine_error", reply.error_message or "failed", retryable=reply.retryable
+            )
+
+    # -- introspection
+
+    def workers(self) -> list[WorkerInfo]:
+        """The engine worker slots, their processes and sessions."""
+        return self._pool.workers()
+
+    # -- events
+
+    def _from_worker(self, session_id: str, event: EngineEvent) -> None:
+        """Called by the pool, in order; each session's events reach the sink one after the other."""
+        queue = self._queues.get(session_id)
+        if queue is None:
+            queue = self._queues[session_id] = asyncio.Queue()
+        queue.put_nowait(event)
+        consumer = self._consumers.get(session_id)
+        if consumer is None or consumer.done():
+            self._consumers[session_id] = asyncio.create_task(
+                self._deliver(session_id, queue), name=f"wa-events-{session_id}"
+            )
+
+    async def _deliver(self, session_id: str, queue: asyncio.Queue[EngineEvent]) -> None:
+        assert self._sink is not None
+        while not queue.empty():
+            event = await self._translated(session_id, queue.get_nowait())
+            for attempt in range(1, 4):
+                try:
+                    await self._sink(session_id, event)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "session %s: storing %s failed (attempt %d)", session_id, type(event).__name__, attempt
+                    )
+                    await asyncio.sleep(attempt)
+        if self._queues.get(session_id) is queue and queue.empty():
+            del self._queues[session_id]
+            self._consumers.pop(session_id, None)
+
+    async def _translated(self, session_id: str, event: EngineEvent) -> EngineEvent:
+        """Replace WhatsApp ids of messages the gateway sent by the gateway's ids; remember who is who."""
+        match event:
+            case ReceiptIn():
+                known = await self._ids.to_gateway(session_id, event.message_ids)
+                if known:
+                    ids = [known.get(wa_id, wa_id) for wa_id in event.message_ids]
+                    return msgspec.structs.replace(event, message_ids=ids)
+            case MessageIn():
+                self._remember(session_id, event.message_id, event.sender, event.text)
+                if event.reply_to is not None:
+                    known = await self._ids.to_gateway(session_id, [event.reply_to])
+                    if event.reply_to in known:
+                        return msgspec.structs.replace(event, reply_to=known[event.reply_to])
+            case Paired() | Connected():
+                self._me[session_id] = str(Jid.parse(event.me.jid))
+        return event
+
+    def _remember(self, session_id: str, wa_id: str, participant: str, text: str) -> None:
+        self._recent[(session_id, wa_id)] = _Recent(participant, text)
+        while len(self._recent) > RECENT_MESSAGES:
+            self._recent.popitem(last=False)
+
+    async def _quote(self, session_id: str, quote: Quote) -> ipc.QuoteRef:
+        """WhatsApp's id, author and text of the quoted message (which may be one the gateway sent)."""
+        ours = await self._ids.sent(session_id, quote.message_id)
+        wa_id = ours[0] if ours else quote.message_id
+        recent = self._recent.get((session_id, wa_id))
+        participant: str = quote.sender
+        text: str | None = quote.text
+        if recent is not None and recent.participant:
+            participant, text = recent.participant, recent.text
+        elif ours is not None:
+            participant, text = self._me.get(session_id, quote.sender), quote.text
+        return ipc.QuoteRef(message_id=wa_id, participant=participant, text=text)

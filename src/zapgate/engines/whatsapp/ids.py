@@ -1,0 +1,127 @@
+"""zapgate message ids ↔ WhatsApp message ids, for messages the gateway sent (gateway side).
+
+neonize 0.5.2 cannot send with a chosen message id: its ``SendMessage`` passes no ``SendRequestExtra`` to
+whatsmeow, which then generates one. So the id the gateway gave the client at ``message.send`` and the id
+WhatsApp knows differ. This table links them, so that receipts and replies (which carry WhatsApp's id) are
+reported with the gateway's id, and so that a message recorded as sent is not sent again after a crash.
+
+A row is written *before* the send (``wa_id`` NULL: outcome unknown) and completed after it. A retry finds
+the completed row and returns its timestamp without sending. A row left incomplete means the gateway or the
+worker died while the message was in flight; it is sent again, which can duplicate it (docs/engines.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...storage.sqlite import SqliteDatabase
+
+__all__ = ["RETENTION_S", "MessageIds"]
+
+RETENTION_S = 30 * 86400.0
+"""How long the link of a sent message is kept: receipts and replies older than this keep WhatsApp's id."""
+
+MIGRATIONS = [
+    """
+    CREATE TABLE sent (
+        session_id TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        wa_id TEXT,
+        timestamp INTEGER,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (session_id, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX sent_by_wa_id ON sent (session_id, wa_id) WHERE wa_id IS NOT NULL;
+    CREATE INDEX sent_by_age ON sent (created_at);
+    """
+]
+
+
+class MessageIds:
+    def __init__(self, path: Path, *, synchronous: str) -> None:
+        self._db = SqliteDatabase(path, synchronous=synchronous, migrations=MIGRATIONS, name="zapgate-wa-ids")
+
+    async def open(self) -> None:
+        await self._db.open()
+        await self.prune(time.time() - RETENTION_S)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def sent(self, session_id: str, message_id: str) -> tuple[str, int] | None:
+        """(WhatsApp id, timestamp) of a message WhatsApp took, or None if it was never recorded as sent."""
+
+        def read(conn: sqlite3.Connection) -> tuple[str, int] | None:
+            row = conn.execute(
+                "SELECT wa_id, timestamp FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NOT NULL",
+                (session_id, message_id),
+            ).fetchone()
+            return (str(row[0]), int(row[1])) if row else None
+
+        return await self._db.read(read)
+
+    async def begin(self, session_id: str, message_id: str) -> bool:
+        """Record that the message is about to be sent; False when an earlier attempt's outcome is unknown."""
+
+        def write(conn: sqlite3.Connection) -> tuple[bool, list[Any]]:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO sent (session_id, message_id, created_at) VALUES (?, ?, ?)",
+                (session_id, message_id, time.time()),
+            )
+            return cursor.rowcount == 1, []
+
+        return await self._db.write(write)
+
+    async def complete(self, session_id: str, message_id: str, wa_id: str, timestamp: int) -> None:
+        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute(
+                "UPDATE sent SET wa_id = ?, timestamp = ? WHERE session_id = ? AND message_id = ?",
+                (wa_id, timestamp, session_id, message_id),
+            )
+            return None, []
+
+        await self._db.write(write)
+
+    async def abandon(self, session_id: str, message_id: str) -> None:
+        """The message certainly did not leave: forget the attempt."""
+
+        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute(
+                "DELETE FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NULL", (session_id, message_id)
+            )
+            return None, []
+
+        await self._db.write(write)
+
+    async def to_gateway(self, session_id: str, wa_ids: Sequence[str]) -> dict[str, str]:
+        """WhatsApp id → gateway id for those of ``wa_ids`` the gateway sent."""
+        if not wa_ids:
+            return {}
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            marks = ",".join("?" * len(wa_ids))
+            rows = conn.execute(
+                f"SELECT wa_id, message_id FROM sent WHERE session_id = ? AND wa_id IN ({marks})",  # noqa: S608
+                (session_id, *wa_ids),
+            )
+            return {str(wa): str(mid) for wa, mid in rows}
+
+        return await self._db.read(read)
+
+    async def forget(self, session_id: str) -> None:
+        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute("DELETE FROM sent WHERE session_id = ?", (session_id,))
+            return None, []
+
+        await self._db.write(write)
+
+    async def prune(self, before: float) -> None:
+        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.execute("DELETE FROM sent WHERE created_at < ?", (before,))
+            return None, []
+
+        await self._db.write(write)

@@ -1,0 +1,97 @@
+"""The one place that imports neonize. Only engine worker processes (and tests of the adapter) import this.
+
+Importing neonize loads its Go library, calls ``logging.basicConfig`` on the root logger, starts a log
+forwarding thread and leaves an unclosed ``os.popen`` pipe behind (a ``ResourceWarning``). This module
+imports it with that warning silenced, puts the root logger back as it was, and sets the level of the Go
+logs *before* any connect (neonize fixes the Go log level at ``connect()`` from the ``neonize.utils.log``
+logger; the default would send every WhatsApp stanza across the FFI as a DEBUG log).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+__all__ = [
+    "EMPTY_JID",
+    "ClientName",
+    "ContextInfo",
+    "ExtendedTextMessage",
+    "JIDToNonAD",
+    "Jid2String",
+    "N",
+    "NewAClient",
+    "ReceiptType",
+    "SetProxyAddressError",
+    "WAMessage",
+    "build_jid",
+    "events_module",
+    "neonize_version",
+    "set_go_log_level",
+]
+
+
+def _import_quietly() -> dict[str, Any]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            import neonize
+            import neonize.aioze.client as client_module
+            import neonize.aioze.events as events_module
+            from neonize.exc import SetProxyAddressError
+            from neonize.proto import Neonize_pb2
+            from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
+            from neonize.utils.enum import ClientName, ReceiptType
+            from neonize.utils.jid import Jid2String, JIDToNonAD, build_jid
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+    # ffmpeg is only needed for media we never send; neonize warns about it at every connect.
+    logging.getLogger("neonize.utils.ffmpeg").setLevel(logging.ERROR)
+    return {
+        "version": neonize.__version__,
+        "client": client_module,
+        "events": events_module,
+        "SetProxyAddressError": SetProxyAddressError,
+        "N": Neonize_pb2,
+        "e2e": e2e,
+        "ClientName": ClientName,
+        "ReceiptType": ReceiptType,
+        "Jid2String": Jid2String,
+        "JIDToNonAD": JIDToNonAD,
+        "build_jid": build_jid,
+    }
+
+
+_m = _import_quietly()
+
+neonize_version: str = _m["version"]
+NewAClient: Any = _m["client"].NewAClient
+events_module: Any = _m["events"]
+"""``neonize.aioze.events``: the event classes (``MessageEv``, ``ReceiptEv`` ...) and the global loop."""
+SetProxyAddressError: type[Exception] = _m["SetProxyAddressError"]
+N: Any = _m["N"]
+"""``neonize.proto.Neonize_pb2``: JID, Message (the message event), Receipt, PairStatus ..."""
+WAMessage: Any = _m["e2e"].Message
+ExtendedTextMessage: Any = _m["e2e"].ExtendedTextMessage
+ContextInfo: Any = _m["e2e"].ContextInfo
+ClientName: Any = _m["ClientName"]
+ReceiptType: Any = _m["ReceiptType"]
+Jid2String: Any = _m["Jid2String"]
+JIDToNonAD: Any = _m["JIDToNonAD"]
+build_jid: Any = _m["build_jid"]
+
+EMPTY_JID: Any = N.JID(User="", Server="", RawAgent=0, Device=0, Integrator=0, IsEmpty=True)
+
+
+def set_go_log_level(level: int) -> None:
+    """Level of the whatsmeow logs forwarded from Go; read by neonize at each ``connect()``."""
+    logging.getLogger("neonize.utils.log").setLevel(level)
+
+
+set_go_log_level(logging.WARNING)

@@ -1,0 +1,251 @@
+"""What the whatsapp engine does when things go wrong (pure: no I/O, no clock, no neonize).
+
+- **Status mapping.** Each connection-state event of whatsmeow becomes zapgate engine events plus an
+  :class:`Action` for the session's client. The functions take the event's fields as plain values (enum
+  *names*, numbers) so they can be tested without neonize; :mod:`.translate` reads them off the protobufs.
+- **Retries.** The initial connect, which whatsmeow does not retry, and a broken event stream are retried
+  with capped exponential backoff and full jitter (:class:`RetryPolicy`); a worker process that keeps dying
+  is restarted with the same backoff until :class:`CrashLoop` gives up.
+- **Error classification.** neonize reports failures as free text; :func:`connect_error_reason` and
+  :func:`send_error` turn them into stable codes.
+
+Reasons are stable snake_case codes, optionally followed by ``:`` and a detail code
+(``temporary_ban:sent_too_many_same_message``); ``docs/engines.md`` lists them.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from ...backoff import full_jitter
+from ..base import Disconnected, EngineEvent, Failed, LoggedOut
+
+__all__ = [
+    "BACKOFF_CAP_S",
+    "PAIRING_CONNECT_ATTEMPTS",
+    "Action",
+    "CrashLoop",
+    "Outcome",
+    "RetryPolicy",
+    "connect_error_reason",
+    "on_client_outdated",
+    "on_connect_failure",
+    "on_disconnected",
+    "on_keepalive_timeout",
+    "on_logged_out",
+    "on_stream_error",
+    "on_stream_replaced",
+    "on_temporary_ban",
+    "send_error",
+    "to_seconds",
+]
+
+BACKOFF_CAP_S = 60.0
+"""Longest wait between two connect attempts of a session, or two restarts of a worker."""
+
+PAIRING_CONNECT_ATTEMPTS = 3
+"""Connect attempts of a new pairing before it fails: someone is waiting for the QR code, so a pairing
+that cannot reach WhatsApp says so within seconds instead of retrying for minutes."""
+
+WHATSAPP_UNREACHABLE = "whatsapp_unreachable"
+"""The reason of every failure that means the network path to WhatsApp is down."""
+
+# Fragments of Go network errors (net, net/http, crypto/tls, coder/websocket) meaning "could not reach".
+_UNREACHABLE_FRAGMENTS = (
+    "failed to dial",
+    "no such host",
+    "connection refused",
+    "network is unreachable",
+    "no route to host",
+    "i/o timeout",
+    "tls handshake timeout",
+    "context deadline exceeded",
+    "connection reset",
+    "temporary failure in name resolution",
+    "server misbehaving",
+    "eof",
+)
+
+_NOT_CONNECTED_FRAGMENTS = (
+    "not connected",
+    "client is nil",
+    "not logged in",
+    "websocket not connected",
+    "websocket is closed",
+    "use of closed network connection",
+)
+
+# WhatsApp answered but the outcome is unknown: resending would risk a duplicate.
+_UNCONFIRMED_FRAGMENTS = ("timed out", "timeout", "context deadline exceeded", "context canceled")
+
+
+class Action(enum.Enum):
+    """What happens to the session's whatsmeow client after an event."""
+
+    KEEP = "keep"
+    """Nothing: whatsmeow stays connected or reconnects by itself."""
+    STOP = "stop"
+    """Stop the client and keep the device keys (temporary ban, replaced stream, refused connect)."""
+    FORGET = "forget"
+    """Stop the client and delete the device keys: WhatsApp unlinked the device."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    events: tuple[EngineEvent, ...]
+    action: Action = Action.KEEP
+
+
+def _code(name: str) -> str:
+    return name.strip().lower().replace(" ", "_") or "unknown"
+
+
+# -- status mapping
+
+
+def on_disconnected() -> Outcome:
+    """The websocket dropped; whatsmeow reconnects for ever with a growing delay."""
+    return Outcome((Disconnected(reason="network"),))
+
+
+def on_keepalive_timeout() -> Outcome:
+    """WhatsApp stopped answering pings; whatsmeow forces a reconnect if it lasts."""
+    return Outcome((Disconnected(reason="keepalive_timeout"),))
+
+
+def on_logged_out(reason_name: str) -> Outcome:
+    """WhatsApp unlinked the device (``LOGGED_OUT`` is the phone removing it; ``MAIN_DEVICE_GONE``,
+    ``UNKNOWN_LOGOUT`` ... are WhatsApp's own reasons). The keys are void: forget them."""
+    reason = "unlinked_from_phone" if reason_name == "LOGGED_OUT" else _code(reason_name)
+    return Outcome((LoggedOut(reason=reason),), Action.FORGET)
+
+
+def on_stream_replaced() -> Outcome:
+    """The same device connected elsewhere. Terminal: reconnecting would kick the other one off, which would
+    reconnect and kick this one, for ever."""
+    return Outcome((Failed(reason="stream_replaced"),), Action.STOP)
+
+
+def on_temporary_ban(code_name: str, expire_s: int, *, now: float) -> Outcome:
+    """WhatsApp refuses the connection until the ban expires (``expire_s`` seconds from now)."""
+    until = now + max(0, expire_s)
+    return Outcome((Failed(reason=f"temporary_ban:{_code(code_name)}", retry_at=until),), Action.STOP)
+
+
+def on_client_outdated(*, now: float, retry_after: float) -> Outcome:
+    """405: WhatsApp no longer accepts this whatsmeow version; upgrading neonize is the fix. The session keeps
+    probing rarely (``retry_after``) so that it comes back by itself once the gateway runs a newer build."""
+    retry_at = now + retry_after if retry_after > 0 else None
+    return Outcome((Failed(reason="client_outdated", retry_at=retry_at),), Action.STOP)
+
+
+def on_connect_failure(reason_name: str, *, now: float, retry_after: float) -> Outcome:
+    """WhatsApp refused the connection with ``reason_name`` (a ``ConnectFailureReason``)."""
+    if reason_name in ("SERVICE_UNAVAILABLE", "INTERNAL_SERVER_ERROR"):
+        # 503/500: whatsmeow retries these by itself.
+        return Outcome((Disconnected(reason=f"connect_failure:{_code(reason_name)}"),))
+    if reason_name in ("LOGGED_OUT", "MAIN_DEVICE_GONE", "UNKNOWN_LOGOUT"):
+        return on_logged_out(reason_name)
+    if reason_name == "TEMP_BANNED":
+        # whatsmeow reports bans as TemporaryBan (with the expiry); this is the fallback without one.
+        retry_at = now + retry_after if retry_after > 0 else None
+        return Outcome((Failed(reason="temporary_ban:unknown", retry_at=retry_at),), Action.STOP)
+    if reason_name == "CLIENT_OUTDATED":
+        return on_client_outdated(now=now, retry_after=retry_after)
+    retry_at = now + retry_after if retry_after > 0 else None
+    return Outcome((Failed(reason=f"connect_failure:{_code(reason_name)}", retry_at=retry_at),), Action.STOP)
+
+
+def on_stream_error(code: str) -> Outcome:
+    """An unknown stream error; whatsmeow drops the socket and reconnects."""
+    return Outcome((Disconnected(reason=f"stream_error:{_code(code)}"),))
+
+
+# -- error classification
+
+
+def connect_error_reason(message: str) -> str:
+    """The reason code for a ``connect()`` that ended with neonize error text ``message``."""
+    text = message.lower()
+    if "required field" in text:
+        # neonize could not encode an event (see docs/engines.md): the event pump is gone for good.
+        return "event_stream_broken"
+    if "database" in text or "sqlite" in text:
+        return "device_store_error"
+    if any(fragment in text for fragment in _UNREACHABLE_FRAGMENTS):
+        return WHATSAPP_UNREACHABLE
+    return "connect_error"
+
+
+def send_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a failed send with neonize error text ``message``.
+
+    Retryable only when the message certainly did not leave: the session is not connected. A timeout is not
+    retryable because WhatsApp may have taken the message, and a resend would carry a new id (neonize cannot
+    send with a chosen id), so the recipient could see it twice.
+    """
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    if any(fragment in text for fragment in _UNCONFIRMED_FRAGMENTS):
+        return "send_unconfirmed", False
+    return "whatsapp_refused", False
+
+
+def to_seconds(timestamp: int) -> int:
+    """Unix seconds from a neonize timestamp: ``MessageInfo.Timestamp`` is in milliseconds while receipts
+    and send responses are in seconds. Anything past year 5138 in seconds is taken as milliseconds."""
+    return timestamp // 1000 if timestamp > 100_000_000_000 else timestamp
+
+
+# -- retries
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter over a fixed number of attempts."""
+
+    attempts: int
+    base: float
+    cap: float = BACKOFF_CAP_S
+
+    def delay(self, failures: int, rng: random.Random | None = None) -> float | None:
+        """Seconds to wait after ``failures`` consecutive failed attempts (1-based) before the next one, or
+        None when every attempt is used up."""
+        if failures < 1:
+            raise ValueError("failures starts at 1")
+        if failures >= self.attempts:
+            return None
+        return full_jitter(failures, base=self.base, cap=self.cap, rng=rng)
+
+
+def connect_policy(*, attempts: int, base: float, paired: bool) -> RetryPolicy:
+    """The connect retry policy of a session: ``attempts`` for a paired one, at most
+    :data:`PAIRING_CONNECT_ATTEMPTS` for a new pairing."""
+    return RetryPolicy(attempts if paired else min(attempts, PAIRING_CONNECT_ATTEMPTS), base)
+
+
+@dataclass(slots=True)
+class CrashLoop:
+    """Restart decisions for one worker slot.
+
+    A worker that lived at least ``healthy_after`` seconds resets the count; otherwise each exit counts as one
+    more consecutive crash. After ``max_restarts`` consecutive crashes it gives up.
+    """
+
+    max_restarts: int
+    base: float
+    healthy_after: float
+    cap: float = BACKOFF_CAP_S
+    crashes: int = 0
+
+    def record_exit(self, lived_s: float, rng: random.Random | None = None) -> float | None:
+        """Seconds to wait before restarting a worker that died after ``lived_s`` seconds, or None to give up."""
+        if lived_s >= self.healthy_after:
+            self.crashes = 0
+        self.crashes += 1
+        if self.crashes > self.max_restarts:
+            return None
+        return full_jitter(self.crashes, base=self.base, cap=self.cap, rng=rng)

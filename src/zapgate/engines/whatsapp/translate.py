@@ -1,0 +1,153 @@
+"""neonize event protobufs → zapgate engine events (no I/O; runs in the worker).
+
+Field names follow neonize's protobufs (PascalCase, ``ev.Info.MessageSource.Chat``). JIDs come out as
+strings without the device part, with phone-number JIDs preferred over hidden-user ``@lid`` ones whenever
+WhatsApp tells both (replies to a ``@lid`` chat fail on many accounts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...jid import LID_SERVER, USER_SERVER
+from ...protocol import Me
+from ..base import MessageIn, ReceiptIn
+from . import nz, policy
+from .policy import Outcome
+
+__all__ = [
+    "connection_outcome",
+    "jid_string",
+    "me_from",
+    "message_in",
+    "pair_result",
+    "receipt_in",
+]
+
+_RECEIPT_STATUS = {"DELIVERED": "delivered", "READ": "read", "PLAYED": "played"}
+
+
+def _present(jid: Any) -> bool:
+    return bool(jid is not None and jid.User and not jid.IsEmpty)
+
+
+def jid_string(jid: Any) -> str:
+    """``user@server`` without the device or agent part; empty for an empty JID."""
+    if not _present(jid):
+        return ""
+    text: str = nz.Jid2String(nz.JIDToNonAD(jid))
+    return text
+
+
+def device_jid_string(jid: Any) -> str:
+    """The JID with its device part (``15550001111:7@s.whatsapp.net``), as stored for a linked device."""
+    text: str = nz.Jid2String(jid)
+    return text
+
+
+def _phone_and_lid(primary: Any, alternative: Any) -> tuple[Any | None, Any | None]:
+    """Split a (JID, alternative JID) pair into (phone-number JID, LID), either possibly unknown."""
+    pn = lid = None
+    for jid in (primary, alternative):
+        if not _present(jid):
+            continue
+        if jid.Server == LID_SERVER and lid is None:
+            lid = jid
+        elif jid.Server == USER_SERVER and pn is None:
+            pn = jid
+    return pn, lid
+
+
+def _chat(source: Any) -> str:
+    """The chat JID; a one-to-one chat addressed by LID is named by the peer's phone number when known."""
+    chat = source.Chat
+    if chat.Server != LID_SERVER or source.IsGroup:
+        return jid_string(chat)
+    alternative = source.RecipientAlt if source.IsFromMe else source.SenderAlt
+    pn, _ = _phone_and_lid(chat, alternative)
+    return jid_string(pn if pn is not None else chat)
+
+
+def _text(message: Any) -> tuple[str, str | None] | None:
+    """(text, quoted message id) of a plain text message, or None for anything else."""
+    if message.HasField("extendedTextMessage") and message.extendedTextMessage.text:
+        extended = message.extendedTextMessage
+        quoted = extended.contextInfo.stanzaID if extended.HasField("contextInfo") else ""
+        return extended.text, quoted or None
+    if message.conversation:
+        return message.conversation, None
+    return None
+
+
+def message_in(event: Any) -> MessageIn | None:
+    """A ``MessageEv`` (``neonize.proto.Neonize_pb2.Message``) as :class:`MessageIn`; None when it is not
+    text (media, reactions, edits, protocol messages are not relayed yet)."""
+    content = _text(event.Message)
+    if content is None:
+        return None
+    text, reply_to = content
+    info = event.Info
+    source = info.MessageSource
+    pn, lid = _phone_and_lid(source.Sender, source.SenderAlt)
+    return MessageIn(
+        message_id=info.ID,
+        chat=_chat(source),
+        sender=jid_string(pn if pn is not None else lid),
+        sender_lid=jid_string(lid) or None,
+        text=text,
+        timestamp=policy.to_seconds(info.Timestamp),
+        from_me=bool(source.IsFromMe),
+        push_name=info.Pushname or None,
+        reply_to=reply_to,
+    )
+
+
+def receipt_in(event: Any) -> ReceiptIn | None:
+    """A ``ReceiptEv`` as :class:`ReceiptIn`; None for receipt types that are not a delivery status of a
+    message we sent (retries, our own devices' read marks, server errors)."""
+    status = _RECEIPT_STATUS.get(nz.N.Receipt.ReceiptType.Name(event.Type))
+    if status is None or not event.MessageIDs:
+        return None
+    return ReceiptIn(
+        message_ids=list(event.MessageIDs),
+        chat=_chat(event.MessageSource),
+        status=status,  # type: ignore[arg-type]
+        timestamp=policy.to_seconds(event.Timestamp),
+    )
+
+
+def me_from(device_jid: str, lid: str | None = None, name: str | None = None) -> Me:
+    """The linked account: phone number, device JID and LID."""
+    user = device_jid.partition("@")[0]
+    return Me(phone=user.split(":", 1)[0].split(".", 1)[0], jid=device_jid, lid=lid or None, name=name or None)
+
+
+def pair_result(event: Any) -> str | None:
+    """The device JID of a successful ``PairStatusEv``, or None when pairing failed."""
+    if event.Status != nz.N.PairStatus.SUCCESS or not _present(event.ID):
+        return None
+    return device_jid_string(event.ID)
+
+
+def connection_outcome(event: Any, *, now: float, retry_after: float) -> Outcome | None:
+    """The outcome of a connection-state event (see :mod:`.policy`); None for other events."""
+    N = nz.N
+    if isinstance(event, N.Disconnected):
+        return policy.on_disconnected()
+    if isinstance(event, N.KeepAliveTimeout):
+        return policy.on_keepalive_timeout()
+    if isinstance(event, N.LoggedOut):
+        return policy.on_logged_out(N.ConnectFailureReason.Name(event.Reason))
+    if isinstance(event, N.StreamReplaced):
+        return policy.on_stream_replaced()
+    if isinstance(event, N.TemporaryBan):
+        code = N.TemporaryBan.TempBanReason.Name(event.Code)
+        return policy.on_temporary_ban(code, int(event.Expire), now=now)
+    if isinstance(event, N.ConnectFailure):
+        reason = N.ConnectFailureReason.Name(event.Reason)
+        return policy.on_connect_failure(reason, now=now, retry_after=retry_after)
+    if isinstance(event, N.ClientOutdated):
+        return policy.on_client_outdated(now=now, retry_after=retry_after)
+    if isinstance(event, N.StreamError):
+        return policy.on_stream_error(event.Code)
+    return None

@@ -1,0 +1,294 @@
+"""An engine worker process: hosts many WhatsApp sessions on one long-lived asyncio loop.
+
+Started by the gateway's supervisor as ``python -m zapgate.engines.whatsapp.worker --fd N --config JSON``
+with one end of a Unix socket pair as file descriptor ``N`` (see :mod:`.ipc`). It answers pings from its
+event loop (a blocked loop stops answering and gets the worker restarted), runs requests concurrently, and
+forwards session events in order.
+
+It exits when asked to (:class:`~.ipc.Shutdown`), when the gateway closes the channel, and, on Linux, when
+the gateway process dies (``PR_SET_PDEATHSIG``), so no worker outlives its gateway. It exits with
+``os._exit``: executor threads stuck inside neonize would otherwise keep the interpreter alive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..base import EngineEvent, LoggedOut
+from . import ipc
+from .ipc import Channel, ChannelClosed, Reply, WorkerConfig
+from .policy import RetryPolicy
+from .session import SendFailure, SessionRunner
+from .store import DeviceRef, delete_store, read_device, store_path
+
+__all__ = ["Worker", "main"]
+
+log = logging.getLogger("zapgate.engines.whatsapp.worker")
+
+SHUTDOWN_BUDGET_S = 3.0
+"""Time a worker gives its sessions to stop before it exits anyway."""
+LOGOUT_CONNECT_TIMEOUT_S = 15.0
+"""How long a logout of a session that is not open waits to reach WhatsApp to unlink the device there."""
+LOGOUT_TIMEOUT_S = 10.0
+ABANDON_GRACE_S = 5.0
+"""A connect still running this long after its ``stop()`` is counted as a leaked executor thread."""
+
+
+class Worker:
+    """The sessions of one worker process and the request handlers (see the module documentation)."""
+
+    def __init__(self, config: WorkerConfig, channel: Channel) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.gate = asyncio.Lock()
+        self.channel = channel
+        self.sessions: dict[str, SessionRunner] = {}
+        self._clients: dict[str, Any] = {}  # never shrinks: a collected client stops its Go twin
+        self._leaked: set[asyncio.Task[Any]] = set()
+        self._requests: set[asyncio.Task[None]] = set()
+
+    # -- Host protocol (for session runners)
+
+    def emit(self, session_id: str, event: EngineEvent) -> None:
+        try:
+            self.channel.send(ipc.SessionEvent(session_id=session_id, event=event))
+        except ChannelClosed:
+            log.debug("channel closed; %s for %s dropped", type(event).__name__, session_id)
+
+    def client(self, uuid: str, create: Any) -> Any:
+        found = self._clients.get(uuid)
+        if found is None:
+            found = self._clients[uuid] = create()
+        return found
+
+    def abandoned(self, task: asyncio.Task[Any]) -> None:
+        def check() -> None:
+            if not task.done():
+                self._leaked.add(task)
+                log.warning("a neonize connect did not end after stop(): %d executor threads leaked", len(self._leaked))
+
+        def finished(_: asyncio.Task[Any]) -> None:
+            self._leaked.discard(task)
+            if not task.cancelled():
+                task.exception()
+
+        task.add_done_callback(finished)
+        asyncio.get_running_loop().call_later(ABANDON_GRACE_S, check)
+
+    def ended(self, runner: SessionRunner) -> None:
+        if self.sessions.get(runner.session_id) is runner:
+            del self.sessions[runner.session_id]
+
+    # -- serving
+
+    async def serve(self) -> None:
+        """Answer the gateway until it asks to shut down or goes away."""
+        self.channel.send(ipc.Hello(pid=os.getpid(), neonize_version=_neonize_version()))
+        while True:
+            try:
+                message = await self.channel.receive()
+            except ChannelClosed:
+                log.info("gateway closed the channel")
+                return
+            if isinstance(message, ipc.Ping):
+                pong = ipc.Pong(seq=message.seq, sessions=len(self.sessions), leaked_threads=len(self._leaked))
+                self._send(pong)
+            elif isinstance(message, ipc.Shutdown):
+                self._send(Reply(id=message.id))
+                return
+            elif isinstance(message, ipc.Request):
+                task = asyncio.create_task(self._answer(message))
+                self._requests.add(task)
+                task.add_done_callback(self._requests.discard)
+
+    def _send(self, message: ipc.Message) -> None:
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send(message)
+
+    async def _answer(self, request: ipc.Request) -> None:
+        try:
+            reply = await self._handle(request)
+        except SendFailure as exc:
+            reply = Reply(
+                id=request.id, ok=False, error_code=exc.code, error_message=exc.message, retryable=exc.retryable
+            )
+        except Exception as exc:
+            log.exception("request %s failed", type(request).__name__)
+            reply = Reply(id=request.id, ok=False, error_code="engine_error", error_message=str(exc), retryable=True)
+        self._send(reply)
+
+    async def _handle(self, request: ipc.Request) -> Reply:
+        match request:
+            case ipc.OpenSession():
+                await self.open(request.session_id, request.device, request.pair_phone)
+                return Reply(id=request.id)
+            case ipc.StopSession():
+                runner = self.sessions.get(request.session_id)
+                if runner is not None:
+                    await runner.stop()
+                return Reply(id=request.id)
+            case ipc.LogoutSession():
+                await self.logout(request.session_id, request.device)
+                return Reply(id=request.id)
+            case ipc.SendText():
+                wa_id, timestamp = await self._runner(request.session_id).send_text(
+                    request.to, request.text, request.quote
+                )
+                return Reply(id=request.id, wa_id=wa_id, timestamp=timestamp)
+            case ipc.MarkRead():
+                await self._runner(request.session_id).mark_read(request.chat, request.sender, request.message_ids)
+                return Reply(id=request.id)
+        raise ValueError(f"unknown request {type(request).__name__}")
+
+    def _runner(self, session_id: str) -> SessionRunner:
+        runner = self.sessions.get(session_id)
+        if runner is None:
+            raise SendFailure("not_connected", "the session is not running", retryable=True)
+        return runner
+
+    # -- sessions
+
+    async def open(self, session_id: str, device: dict[str, Any] | None, pair_phone: str | None) -> None:
+        """Start the session unless it runs already; progress is reported as events."""
+        current = self.sessions.get(session_id)
+        if current is not None:
+            if not current.stopping:
+                return
+            await current.done.wait()
+            if self.sessions.get(session_id) is not None:
+                return
+        ref: DeviceRef | None = None
+        if device is not None:
+            try:
+                ref = DeviceRef.from_record(device)
+            except ValueError as exc:
+                log.warning("session %s: %s; it needs a new pairing", session_id, exc)
+                self.emit(session_id, LoggedOut(reason="device_record_invalid"))
+                return
+            if read_device(self.data_dir / ref.store, ref.jid) is None:
+                log.warning("session %s: device keys of %s are missing; it needs a new pairing", session_id, ref.jid)
+                self.emit(session_id, LoggedOut(reason="device_keys_missing"))
+                return
+        elif store_path(self.data_dir, session_id).exists():
+            delete_store(store_path(self.data_dir, session_id))  # leftovers of an earlier pairing
+        runner = SessionRunner(self, session_id, ref, pair_phone=pair_phone if ref is None else None)
+        self.sessions[session_id] = runner
+        runner.start()
+
+    async def logout(self, session_id: str, device: dict[str, Any] | None) -> None:
+        """Unlink the device on WhatsApp when it can be reached, stop the session, delete its keys."""
+        stores = {store_path(self.data_dir, session_id)}
+        ref: DeviceRef | None = None
+        if device is not None:
+            try:
+                ref = DeviceRef.from_record(device)
+                stores.add(self.data_dir / ref.store)
+            except ValueError:
+                ref = None
+        runner = self.sessions.get(session_id)
+        if runner is None and ref is not None and read_device(self.data_dir / ref.store, ref.jid) is not None:
+            runner = SessionRunner(self, session_id, ref, quiet=True, retry=RetryPolicy(1, 1.0))
+            runner.start()
+            connected = asyncio.ensure_future(runner.connected_once.wait())
+            done = asyncio.ensure_future(runner.done.wait())
+            await asyncio.wait({connected, done}, timeout=LOGOUT_CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            connected.cancel()
+            done.cancel()
+        if runner is not None:
+            unlinked = await runner.logout(LOGOUT_TIMEOUT_S)
+            log.info("session %s: logged out%s", session_id, "" if unlinked else " (WhatsApp not told: offline)")
+            await runner.stop()
+        for path in stores:
+            delete_store(path)
+
+    async def shutdown(self) -> None:
+        """Stop every session, keeping their keys, within :data:`SHUTDOWN_BUDGET_S`."""
+        runners = list(self.sessions.values())
+        for runner in runners:
+            runner._end()
+        deadline = time.monotonic() + SHUTDOWN_BUDGET_S
+        for runner in runners:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await runner.stop(within=remaining)
+        for task in self._requests:
+            task.cancel()
+        with contextlib.suppress(TimeoutError, ChannelClosed):
+            await asyncio.wait_for(self.channel.drain(), 1.0)
+
+
+def _neonize_version() -> str:
+    from . import nz
+
+    return nz.neonize_version
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the gateway that started it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+async def _run(config: WorkerConfig, fd: int) -> None:
+    from . import nz
+
+    loop = asyncio.get_running_loop()
+    # Every live session pins one executor thread inside neonize's connect; abandoned pairings may pin more.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2 * config.max_sessions + 32))
+    nz.events_module.event_global_loop = loop
+    channel = await Channel.over_socket(socket.socket(fileno=fd))
+    worker = Worker(config, channel)
+    await worker.serve()
+    await worker.shutdown()
+    # Not a return into asyncio.run(): it would join the default executor, and a thread stuck in neonize
+    # would keep this process alive for ever.
+    logging.shutdown()
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zapgate-wa-worker", description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="file descriptor of the channel to the gateway")
+    parser.add_argument("--config", required=True, help="WorkerConfig as JSON")
+    args = parser.parse_args(argv)
+    config = msgspec.json.decode(args.config, type=WorkerConfig)
+    _die_with_parent()
+    level = getattr(logging, config.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    from . import nz
+
+    # whatsmeow's own logs: warnings and errors only, unless the gateway runs at debug level.
+    nz.set_go_log_level(logging.INFO if level <= logging.DEBUG else logging.WARNING)
+    code = 0
+    try:
+        asyncio.run(_run(config, args.fd))
+    except BaseException:
+        log.exception("worker %d crashed", config.worker_id)
+        code = 1
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
