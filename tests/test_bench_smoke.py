@@ -1,0 +1,70 @@
+"""The benchmarks still run: every bench script once, at the smallest sizes, through ``bench/run.py --tiny``.
+
+This measures nothing (figures at these sizes mean nothing); it keeps ``bench/`` from rotting as the code it
+drives changes. The real runs are ``python3 tasks.py bench`` (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG" and not k.startswith("ZAPGATE_")}
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--tiny", "--results", str(out), "--output", str(out / "performance.md")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    return results, (out / "performance.md").read_text()
+
+
+def test_send_path_round_trips_through_gateway_and_ceiling(bench_run: tuple[dict[str, Any], str]) -> None:
+    result = bench_run[0]["send_path"]
+    for target in ("ceiling", "gateway-normal", "gateway-ping"):
+        point = result["closed_loop"][target]["1x2"]
+        assert point["msgs_per_s"] > 0 and point["errors"] == 0, (target, point)
+        assert result["fixed_rate"][target]["p99_ms"] > 0
+
+
+def test_idle_clients_are_all_authenticated(bench_run: tuple[dict[str, Any], str]) -> None:
+    result = bench_run[0]["idle_clients"]
+    assert result["gateway"]["rows"][-1]["subscribed"] == 20
+    assert result["ceiling"]["rows"][-1]["rss_kib"] > 0
+
+
+def test_sessions_pair_send_and_restore(bench_run: tuple[dict[str, Any], str]) -> None:
+    result = bench_run[0]["sessions"]
+    assert result["rows"][-1]["sessions"] == 12
+    (restore,) = result["restore"]["runs"]
+    assert 0 < restore["listening_s"] <= restore["all_connected_s"]
+
+
+def test_engine_worker_holds_neonize_sessions(bench_run: tuple[dict[str, Any], str]) -> None:
+    result = bench_run[0]["engine_worker"]
+    assert [row["sessions"] for row in result["rows"]] == [1, 2]
+    assert result["rows"][-1]["rss_kib"] > result["base_rss_kib"]
+
+
+def test_report_has_every_section(bench_run: tuple[dict[str, Any], str]) -> None:
+    report = bench_run[1]
+    for heading in ("## Targets", "## Scenario 1", "## Scenario 2", "## Scenario 3", "## Scenario 4", "## How to"):
+        assert heading in report
