@@ -9,7 +9,10 @@ logger; the default would send every WhatsApp stanza across the FFI as a DEBUG l
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import subprocess
 import warnings
 from typing import Any
 
@@ -32,6 +35,20 @@ __all__ = [
 ]
 
 
+def _reap_uname() -> None:
+    """neonize runs ``os.popen("uname -a")`` and never closes it: the ``Popen`` waits in ``subprocess._active``
+    and its unclosed pipe raises a ``ResourceWarning`` at some later, unrelated subprocess start. Reap it now,
+    while that warning is silenced."""
+    for proc in list(getattr(subprocess, "_active", None) or ()):
+        if proc.args == "uname -a":
+            with contextlib.suppress(Exception):
+                if proc.stdout is not None:
+                    proc.stdout.close()
+                proc.wait(timeout=5)
+                subprocess._active.remove(proc)  # type: ignore[attr-defined]
+    gc.collect()
+
+
 def _import_quietly() -> dict[str, Any]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -46,6 +63,8 @@ def _import_quietly() -> dict[str, Any]:
             from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
             from neonize.utils.enum import ClientName, ReceiptType
             from neonize.utils.jid import Jid2String, JIDToNonAD, build_jid
+
+            _reap_uname()
     finally:
         for handler in list(root.handlers):
             if handler not in handlers:

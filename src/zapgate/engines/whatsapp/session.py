@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from ...jid import USER_SERVER
 from ...protocol import Me
 from ...sessions.qr import WHATSAPP_QR_SCHEDULE, QrSchedule
-from ..base import Connected, Disconnected, EngineEvent, Failed, PairCode, Paired, QrCode
+from ..base import Connected, Disconnected, EngineEvent, Failed, LoggedOut, PairCode, Paired, QrCode
 from . import nz, policy, translate
 from .ipc import QuoteRef, WorkerConfig
 from .policy import Action, Outcome, RetryPolicy
@@ -131,6 +131,7 @@ class SessionRunner:
         self._reached = False  # this connect got as far as a QR code or a login
         self._stop_requested = asyncio.Event()
         self._forget = False
+        self._final: EngineEvent | None = None
         self._pairing: _Pairing | None = None
         self._on_whatsapp: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -146,7 +147,11 @@ class SessionRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), within)
 
-    def _end(self, action: Action = Action.STOP) -> None:
+    def _end(self, action: Action = Action.STOP, final: EngineEvent | None = None) -> None:
+        """End the runner; ``final`` (why it ended) is reported once the client is stopped and, for
+        :attr:`Action.FORGET`, the keys are deleted, so whoever sees it sees the cleanup done."""
+        if final is not None and self._final is None:
+            self._final = final
         self.stopping = True
         self.online = False
         if action is Action.FORGET:
@@ -174,8 +179,9 @@ class SessionRunner:
                 if delay is None:
                     retry_after = self.host.config.failed_retry_s
                     retry_at = now + retry_after if self.device is not None and retry_after > 0 else None
-                    self._emit(Failed(reason=reason, retry_at=retry_at))
-                    self._end(Action.FORGET if self.device is None else Action.STOP)
+                    self._end(
+                        Action.FORGET if self.device is None else Action.STOP, Failed(reason=reason, retry_at=retry_at)
+                    )
                     break
                 if self.device is not None:
                     self._emit(Disconnected(reason=reason, retry_at=now + delay))
@@ -183,7 +189,7 @@ class SessionRunner:
                     await asyncio.wait_for(self._stop_requested.wait(), delay)
         except Exception:
             log.exception("session %s: runner crashed", self.session_id)
-            self._emit(Failed(reason="engine_error"))
+            self._end(final=Failed(reason="engine_error"))
         finally:
             self.online = False
             await self._release()
@@ -193,10 +199,17 @@ class SessionRunner:
                 task.cancel()
             self.done.set()
             self.host.ended(self)
+            if self._final is not None:
+                self._emit(self._final)
 
     async def _connect_once(self) -> str | None:
         """Connect and wait until the connection ends by itself (its error text, or "" without one) or a stop
         is requested (None)."""
+        if self.device is not None and read_device(self.store, self.device.jid) is None:
+            # Resuming a device the store does not hold aborts the whole process inside whatsmeow.
+            log.warning("session %s: the device keys are gone; it needs a new pairing", self.session_id)
+            self._end(final=LoggedOut(reason="device_keys_missing"))
+            return None
         client = self._client()
         self._reached = False
         async with self.host.gate:
@@ -263,8 +276,9 @@ class SessionRunner:
             user, _, server = self.device.jid.partition("@")
             # The device number stays inside User: that keeps the Go client id unique per linked device.
             jid = nz.N.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-            path = str(self.host.data_dir / self.device.store)
+            path = str(self.store)
             client = self.host.client(user, lambda: nz.NewAClient(path, jid=jid))
+            client.name = path  # the client object is reused for ever; its store is read at each connect
         self._subscribe(client)
         self.client = client
         return client
@@ -341,8 +355,7 @@ class SessionRunner:
         if not self._current(client) or self.device is not None:
             return
         log.info("session %s: no phone scanned the QR codes", self.session_id)
-        self._emit(Failed(reason="qr_timeout"))
-        self._end(Action.FORGET)
+        self._end(Action.FORGET, Failed(reason="qr_timeout"))
 
     async def _on_pair_status(self, client: Any, event: Any) -> None:
         try:
@@ -351,8 +364,7 @@ class SessionRunner:
             jid = translate.pair_result(event)
             if jid is None:
                 log.warning("session %s: pairing failed: %s", self.session_id, event.Error or "unknown error")
-                self._emit(Failed(reason="pair_error"))
-                self._end(Action.FORGET)
+                self._end(Action.FORGET, Failed(reason="pair_error"))
                 return
             self._paired(jid)
         except Exception:
@@ -426,13 +438,17 @@ class SessionRunner:
             log.exception("session %s: connection event handler failed", self.session_id)
 
     def _apply(self, outcome: Outcome) -> None:
+        if outcome.action is not Action.KEEP:
+            *before, last = outcome.events
+            for event in before:
+                self._emit(event)
+            log.info("session %s: %s (%s)", self.session_id, last, outcome.action.value)
+            self._end(outcome.action, last)
+            return
         for event in outcome.events:
             if isinstance(event, Disconnected):
                 self.online = False
             self._emit(event)
-        if outcome.action is not Action.KEEP:
-            log.info("session %s: %s (%s)", self.session_id, outcome.events[0], outcome.action.value)
-            self._end(outcome.action)
 
     async def _on_message(self, client: Any, event: Any) -> None:
         try:

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from ..base import EngineEvent, LoggedOut
+from ..base import EngineEvent, Failed, LoggedOut
 from . import ipc
 from .ipc import Channel, ChannelClosed, Reply, WorkerConfig
 from .policy import RetryPolicy
@@ -183,6 +183,11 @@ class Worker:
                 log.warning("session %s: device keys of %s are missing; it needs a new pairing", session_id, ref.jid)
                 self.emit(session_id, LoggedOut(reason="device_keys_missing"))
                 return
+            if self._device_in_use(ref.jid):
+                # Two clients on one device would replace each other's stream for ever.
+                log.error("session %s: device %s is already running in another session", session_id, ref.jid)
+                self.emit(session_id, Failed(reason="device_in_use"))
+                return
         elif store_path(self.data_dir, session_id).exists():
             delete_store(store_path(self.data_dir, session_id))  # leftovers of an earlier pairing
         runner = SessionRunner(self, session_id, ref, pair_phone=pair_phone if ref is None else None)
@@ -200,7 +205,12 @@ class Worker:
             except ValueError:
                 ref = None
         runner = self.sessions.get(session_id)
-        if runner is None and ref is not None and read_device(self.data_dir / ref.store, ref.jid) is not None:
+        if (
+            runner is None
+            and ref is not None
+            and not self._device_in_use(ref.jid)
+            and read_device(self.data_dir / ref.store, ref.jid) is not None
+        ):
             runner = SessionRunner(self, session_id, ref, quiet=True, retry=RetryPolicy(1, 1.0))
             runner.start()
             connected = asyncio.ensure_future(runner.connected_once.wait())
@@ -214,6 +224,9 @@ class Worker:
             await runner.stop()
         for path in stores:
             delete_store(path)
+
+    def _device_in_use(self, jid: str) -> bool:
+        return any(r.device is not None and r.device.jid == jid and not r.stopping for r in self.sessions.values())
 
     async def shutdown(self) -> None:
         """Stop every session, keeping their keys, within :data:`SHUTDOWN_BUDGET_S`."""

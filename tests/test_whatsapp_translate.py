@@ -1,0 +1,531 @@
+"""The whatsapp adapter's translation, fed real ``neonize.proto`` event objects.
+
+Two levels: the pure translation functions (``translate``), and a session runner whose neonize client gets
+the events through neonize's own dispatch (``Event.execute`` called from a foreign thread with serialised
+protobuf bytes, exactly as the Go side does), asserting the exact zapgate engine events it reports. Only
+the terminal-event tests let a runner connect (offline that fails within milliseconds) so that its whole
+life, up to deleting or keeping the keys, runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zapgate.engines.base import (
+    Connected,
+    Disconnected,
+    EngineEvent,
+    Failed,
+    LoggedOut,
+    MessageIn,
+    Paired,
+    QrCode,
+    ReceiptIn,
+)
+from zapgate.engines.whatsapp import nz, policy, translate
+from zapgate.engines.whatsapp.ipc import QuoteRef, WorkerConfig
+from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
+from zapgate.engines.whatsapp.store import DeviceRef, store_path
+from zapgate.protocol import Me
+
+N = nz.N
+EVENT_CODES: dict[type, int] = {}
+NOW_MS = 1_795_909_751_123
+
+# -- builders of complete (all proto2-required fields set) neonize events
+
+
+def jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> Any:
+    value = nz.build_jid(user, server)
+    value.Device = device
+    return value
+
+
+def source(chat: Any, sender: Any, *, from_me: bool = False, sender_alt: Any = None, recipient_alt: Any = None) -> Any:
+    return N.MessageSource(
+        Chat=chat,
+        Sender=sender,
+        IsFromMe=from_me,
+        IsGroup=chat.Server == "g.us",
+        SenderAlt=sender_alt or nz.EMPTY_JID,
+        RecipientAlt=recipient_alt or nz.EMPTY_JID,
+        BroadcastListOwner=nz.EMPTY_JID,
+    )
+
+
+def message_ev(content: Any, src: Any, *, msg_id: str = "3A0000000000000001", push_name: str = "Alice") -> Any:
+    info = N.MessageInfo(
+        MessageSource=src,
+        ID=msg_id,
+        ServerID=0,
+        Type="text",
+        Pushname=push_name,
+        Timestamp=NOW_MS,
+        Category="",
+        Multicast=False,
+        MediaType="",
+        Edit="",
+    )
+    return N.Message(
+        Info=info,
+        Message=content,
+        IsEphemeral=False,
+        IsViewOnce=False,
+        IsViewOnceV2=False,
+        IsViewOnceV2Extension=False,
+        IsDocumentWithCaption=False,
+        IsLottieSticker=False,
+        IsEdit=False,
+        UnavailableRequestID="",
+        RetryCount=0,
+    )
+
+
+def receipt_ev(ids: list[str], kind: int, chat: Any, reader: Any, **alts: Any) -> Any:
+    return N.Receipt(MessageSource=source(chat, reader, **alts), MessageIDs=ids, Timestamp=1_795_909_760, Type=kind)
+
+
+def text(body: str) -> Any:
+    return nz.WAMessage(conversation=body)
+
+
+def extended(body: str, *, quoting: str | None = None) -> Any:
+    context = nz.ContextInfo(stanzaID=quoting) if quoting else None
+    return nz.WAMessage(extendedTextMessage=nz.ExtendedTextMessage(text=body, contextInfo=context))
+
+
+ALICE = jid("5511999990000")
+ALICE_LID = jid("123456789012345", "lid")
+GROUP = jid("120363000000000000", "g.us")
+
+# -- pure translation
+
+
+def test_a_conversation_message() -> None:
+    event = message_ev(text("olá"), source(ALICE, ALICE))
+    assert translate.message_in(event) == MessageIn(
+        message_id="3A0000000000000001",
+        chat="5511999990000@s.whatsapp.net",
+        sender="5511999990000@s.whatsapp.net",
+        text="olá",
+        timestamp=1_795_909_751,  # milliseconds on the wire, seconds in zapgate
+        push_name="Alice",
+    )
+
+
+def test_an_extended_text_reply_names_the_quoted_message() -> None:
+    event = message_ev(extended("sim", quoting="3EB0AAAAAAAAAAAAAAAAAA"), source(ALICE, ALICE), msg_id="3A02")
+    got = translate.message_in(event)
+    assert got is not None and got.text == "sim" and got.reply_to == "3EB0AAAAAAAAAAAAAAAAAA"
+
+
+def test_a_sender_known_by_lid_is_reported_by_phone_with_its_lid() -> None:
+    event = message_ev(text("oi"), source(ALICE_LID, ALICE_LID, sender_alt=ALICE))
+    assert translate.message_in(event) == MessageIn(
+        message_id="3A0000000000000001",
+        chat="5511999990000@s.whatsapp.net",
+        sender="5511999990000@s.whatsapp.net",
+        sender_lid="123456789012345@lid",
+        text="oi",
+        timestamp=1_795_909_751,
+        push_name="Alice",
+    )
+
+
+def test_a_lid_only_sender_stays_a_lid() -> None:
+    got = translate.message_in(message_ev(text("oi"), source(ALICE_LID, ALICE_LID)))
+    assert got is not None
+    assert (got.chat, got.sender, got.sender_lid) == (
+        "123456789012345@lid",
+        "123456789012345@lid",
+        "123456789012345@lid",
+    )
+
+
+def test_a_group_message_names_the_group_and_the_participant_without_device() -> None:
+    event = message_ev(text("bom dia"), source(GROUP, jid("5511988887777", device=3), sender_alt=jid("998877", "lid")))
+    got = translate.message_in(event)
+    assert got is not None
+    assert (got.chat, got.sender, got.sender_lid) == (
+        "120363000000000000@g.us",
+        "5511988887777@s.whatsapp.net",
+        "998877@lid",
+    )
+
+
+def test_a_message_sent_from_the_phone_is_from_me() -> None:
+    me = jid("5511911112222", device=0)
+    event = message_ev(text("sent from my phone"), source(ALICE, me, from_me=True), push_name="")
+    got = translate.message_in(event)
+    assert got is not None and got.from_me and got.sender == "5511911112222@s.whatsapp.net" and got.push_name is None
+    assert got.chat == "5511999990000@s.whatsapp.net"
+
+
+def test_non_text_messages_are_not_relayed() -> None:
+    image = nz.WAMessage(imageMessage={"caption": "a caption"})
+    assert translate.message_in(message_ev(image, source(ALICE, ALICE))) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [(N.Receipt.DELIVERED, "delivered"), (N.Receipt.READ, "read"), (N.Receipt.PLAYED, "played")],
+)
+def test_receipts_of_our_messages(kind: int, status: str) -> None:
+    event = receipt_ev(["3EB0A", "3EB0B"], kind, ALICE, ALICE)
+    assert translate.receipt_in(event) == ReceiptIn(
+        message_ids=["3EB0A", "3EB0B"], chat="5511999990000@s.whatsapp.net", status=status, timestamp=1_795_909_760
+    )
+
+
+def test_a_receipt_from_a_lid_chat_is_reported_on_the_phone_chat() -> None:
+    event = receipt_ev(["3EB0A"], N.Receipt.READ, ALICE_LID, ALICE_LID, sender_alt=ALICE)
+    got = translate.receipt_in(event)
+    assert got is not None and got.chat == "5511999990000@s.whatsapp.net"
+
+
+@pytest.mark.parametrize(
+    "kind", [N.Receipt.READ_SELF, N.Receipt.RETRY, N.Receipt.SENDER, N.Receipt.SERVER_ERROR, N.Receipt.INACTIVE]
+)
+def test_other_receipts_are_ignored(kind: int) -> None:
+    assert translate.receipt_in(receipt_ev(["3EB0A"], kind, ALICE, ALICE)) is None
+
+
+def test_connection_events() -> None:
+    def outcome(event: Any) -> policy.Outcome | None:
+        return translate.connection_outcome(event, now=1000.0, retry_after=300.0)
+
+    assert outcome(N.Disconnected(status=True)) == policy.Outcome((Disconnected(reason="network"),))
+    assert outcome(N.KeepAliveTimeout(ErrorCount=2, LastSuccess=990)) == policy.Outcome(
+        (Disconnected(reason="keepalive_timeout"),)
+    )
+    assert outcome(N.LoggedOut(OnConnect=False, Reason=N.ConnectFailureReason.LOGGED_OUT)) == policy.Outcome(
+        (LoggedOut(reason="unlinked_from_phone"),), policy.Action.FORGET
+    )
+    assert outcome(N.LoggedOut(OnConnect=True, Reason=N.ConnectFailureReason.MAIN_DEVICE_GONE)) == policy.Outcome(
+        (LoggedOut(reason="main_device_gone"),), policy.Action.FORGET
+    )
+    assert outcome(N.StreamReplaced()) == policy.Outcome((Failed(reason="stream_replaced"),), policy.Action.STOP)
+    ban = N.TemporaryBan(Code=N.TemporaryBan.SEND_TO_TOO_MANY_PEOPLE, Expire=86400)
+    assert outcome(ban) == policy.Outcome(
+        (Failed(reason="temporary_ban:send_to_too_many_people", retry_at=1000.0 + 86400),), policy.Action.STOP
+    )
+    refused = N.ConnectFailure(Reason=N.ConnectFailureReason.CLIENT_OUTDATED, Message="", Raw=N.Node(Tag="failure"))
+    assert outcome(refused) == policy.Outcome((Failed(reason="client_outdated", retry_at=1300.0),), policy.Action.STOP)
+    assert outcome(N.ClientOutdated()) == policy.Outcome(
+        (Failed(reason="client_outdated", retry_at=1300.0),), policy.Action.STOP
+    )
+    assert outcome(N.Connected(status=True)) is None
+
+
+def test_pair_status() -> None:
+    success = N.PairStatus(
+        ID=jid("5511911112222", device=7), BusinessName="", Platform="android", Status=N.PairStatus.SUCCESS
+    )
+    assert translate.pair_result(success) == "5511911112222:7@s.whatsapp.net"
+    failure = N.PairStatus(
+        ID=nz.EMPTY_JID, BusinessName="", Platform="", Status=N.PairStatus.ERROR, Error="bad signature"
+    )
+    assert translate.pair_result(failure) is None
+
+
+def test_me_holds_phone_device_jid_and_lid() -> None:
+    assert translate.me_from("5511911112222:7@s.whatsapp.net", "99887766:7@lid", "Bob") == Me(
+        phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766:7@lid", name="Bob"
+    )
+
+
+# -- a session runner driven through neonize's dispatch
+
+
+class RecordingHost:
+    """Stands in for the worker process around the runner: records what the runner reports."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.config = WorkerConfig(
+            worker_id=1,
+            data_dir=str(data_dir),
+            max_sessions=10,
+            connect_attempts=3,
+            connect_backoff_s=0.01,
+            failed_retry_s=300.0,
+        )
+        self.data_dir = data_dir
+        self.gate = asyncio.Lock()
+        self.events: list[EngineEvent] = []
+        self.clients: dict[str, Any] = {}
+
+    def emit(self, session_id: str, event: EngineEvent) -> None:
+        self.events.append(event)
+
+    def client(self, uuid: str, create: Callable[[], Any]) -> Any:
+        if uuid not in self.clients:
+            self.clients[uuid] = create()
+        return self.clients[uuid]
+
+    def abandoned(self, task: asyncio.Task[Any]) -> None:
+        pass
+
+    def ended(self, runner: SessionRunner) -> None:
+        pass
+
+    async def next_event(self, count: int) -> EngineEvent:
+        """Wait until at least ``count`` events were reported; return the last one."""
+        async with asyncio.timeout(10):
+            while len(self.events) < count:
+                await asyncio.sleep(0.001)
+        return self.events[count - 1]
+
+
+@pytest.fixture
+async def neonize_loop() -> AsyncIterator[None]:
+    """neonize dispatches events to one module-global loop; point it at this test's loop."""
+    nz.events_module.event_global_loop = asyncio.get_running_loop()
+    yield
+    nz.events_module.event_global_loop = None
+
+
+def deliver_like_go(client: Any, event: Any) -> None:
+    """Serialise ``event`` and run neonize's ``Event.execute`` from a foreign thread, as the Go side does."""
+    from neonize.events import EVENT_TO_INT
+
+    code = 0 if isinstance(event, N.Device) else EVENT_TO_INT[type(event)]
+    data = event.SerializeToString()  # raises if a proto2-required field is missing
+    buffer = ctypes.create_string_buffer(data, len(data))
+    thread = threading.Thread(target=client.event.execute, args=(0, ctypes.addressof(buffer), len(data), code))
+    thread.start()
+    thread.join()
+
+
+def show_qr_like_go(client: Any, code: str) -> None:
+    buffer = ctypes.create_string_buffer(code.encode())
+    thread = threading.Thread(target=client._NewAClient__onQr, args=(0, ctypes.addressof(buffer)))
+    thread.start()
+    thread.join()
+
+
+def fake_store(path: Path, jid_text: str, lid: str) -> None:
+    """A store holding the columns of whatsmeow's device table that zapgate reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY, lid TEXT)")
+        conn.execute("INSERT INTO whatsmeow_device VALUES (?, ?)", (jid_text, lid))
+    conn.close()
+
+
+@pytest.mark.usefixtures("neonize_loop")
+async def test_pairing_by_qr_then_paired_and_connected_with_phone_jid_and_lid(tmp_path: Path) -> None:
+    host = RecordingHost(tmp_path)
+    runner = SessionRunner(host, "ses_pair", None)
+    client = runner._client()
+    before = time.time()
+    show_qr_like_go(client, "https://wa.me/settings/linked_devices#ref1,noise,identity,adv,1")
+    qr = await host.next_event(1)
+    assert isinstance(qr, QrCode)
+    assert (qr.code, qr.attempt, qr.max_attempts) == (
+        "https://wa.me/settings/linked_devices#ref1,noise,identity,adv,1",
+        1,
+        6,
+    )
+    assert before + 60 <= qr.expires_at <= time.time() + 60  # the first code lives 60 s
+    show_qr_like_go(client, "https://wa.me/settings/linked_devices#ref2,noise,identity,adv,1")
+    second = await host.next_event(2)
+    assert isinstance(second, QrCode) and second.attempt == 2 and second.expires_at - time.time() <= 20
+
+    # The phone scanned: whatsmeow stored the device, then reports the pair status.
+    fake_store(store_path(tmp_path, "ses_pair"), "5511911112222:7@s.whatsapp.net", "99887766:7@lid")
+    deliver_like_go(
+        client,
+        N.PairStatus(
+            ID=jid("5511911112222", device=7), BusinessName="", Platform="android", Status=N.PairStatus.SUCCESS
+        ),
+    )
+    me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766:7@lid")
+    assert await host.next_event(3) == Paired(
+        me=me,
+        device={"engine": "whatsapp", "jid": "5511911112222:7@s.whatsapp.net", "store": "whatsapp/ses_pair.db"},
+    )
+    # neonize sets client.me when its event pump starts, then the post-pairing reconnect reports Connected.
+    deliver_like_go(
+        client,
+        N.Device(
+            JID=jid("5511911112222", device=7),
+            LID=jid("99887766", "lid", device=7),
+            Platform="android",
+            BussinessName="",
+            PushName="Bob",
+            Initialized=True,
+        ),
+    )
+    deliver_like_go(client, N.Connected(status=True))
+    assert await host.next_event(4) == Connected(me=Me(phone=me.phone, jid=me.jid, lid=me.lid, name="Bob"))
+    assert runner.online
+
+
+@pytest.mark.usefixtures("neonize_loop")
+async def test_a_resumed_session_reports_messages_receipts_and_connection_events(tmp_path: Path) -> None:
+    host = RecordingHost(tmp_path)
+    device = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_r.db")
+    fake_store(tmp_path / device.store, device.jid, "99887766:7@lid")
+    runner = SessionRunner(host, "ses_r", device)
+    client = runner._client()
+    assert client.uuid == b"5511911112222:7"  # one Go client per linked device
+
+    deliver_like_go(client, N.Connected(status=True))
+    me = Me(phone="5511911112222", jid=device.jid, lid="99887766:7@lid")
+    assert await host.next_event(1) == Connected(me=me)
+    deliver_like_go(client, message_ev(text("olá"), source(ALICE, ALICE)))
+    deliver_like_go(client, receipt_ev(["3EB0A"], N.Receipt.READ, ALICE, ALICE))
+    deliver_like_go(client, N.KeepAliveTimeout(ErrorCount=1, LastSuccess=0))
+    deliver_like_go(client, N.KeepAliveRestored())
+    deliver_like_go(client, N.Disconnected(status=True))
+    await host.next_event(6)
+    assert host.events[1:] == [
+        MessageIn(
+            message_id="3A0000000000000001",
+            chat="5511999990000@s.whatsapp.net",
+            sender="5511999990000@s.whatsapp.net",
+            text="olá",
+            timestamp=1_795_909_751,
+            push_name="Alice",
+        ),
+        ReceiptIn(message_ids=["3EB0A"], chat="5511999990000@s.whatsapp.net", status="read", timestamp=1_795_909_760),
+        Disconnected(reason="keepalive_timeout"),
+        Connected(me=me),
+        Disconnected(reason="network"),
+    ]
+    assert not runner.online and not runner.stopping
+
+
+@pytest.mark.usefixtures("neonize_loop")
+@pytest.mark.parametrize(
+    ("event", "expected", "keys_kept"),
+    [
+        (
+            N.LoggedOut(OnConnect=False, Reason=N.ConnectFailureReason.LOGGED_OUT),
+            LoggedOut(reason="unlinked_from_phone"),
+            False,
+        ),
+        (N.StreamReplaced(), Failed(reason="stream_replaced"), True),
+        (
+            N.TemporaryBan(Code=N.TemporaryBan.SENT_TOO_MANY_SAME_MESSAGE, Expire=3600),
+            "temporary_ban:sent_too_many_same_message",
+            True,
+        ),
+        (N.ClientOutdated(), "client_outdated", True),
+    ],
+)
+async def test_terminal_events_end_the_session(tmp_path: Path, event: Any, expected: Any, keys_kept: bool) -> None:
+    host = RecordingHost(tmp_path)
+    device = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_t.db")
+    fake_store(tmp_path / device.store, device.jid, "")
+    # Offline its connect fails and it waits to retry (long, with plenty of attempts); the event ends it.
+    runner = SessionRunner(host, "ses_t", device, retry=policy.RetryPolicy(attempts=1000, base=100.0))
+    runner.start()
+    assert isinstance(await host.next_event(1), Disconnected)  # the store here is not a whole whatsmeow store
+    client = runner.client
+    before = time.time()
+    deliver_like_go(client, event)
+    async with asyncio.timeout(10):
+        while not any(isinstance(e, (Failed, LoggedOut)) for e in host.events):
+            await asyncio.sleep(0.001)
+        await runner.done.wait()
+    final = next(e for e in host.events if isinstance(e, (Failed, LoggedOut)))
+    if isinstance(expected, str):
+        assert isinstance(final, Failed) and final.reason == expected and final.retry_at is not None
+        assert final.retry_at >= before + 300 if expected == "client_outdated" else final.retry_at >= before + 3600
+    else:
+        assert final == expected
+    assert (tmp_path / device.store).exists() is keys_kept
+
+
+# -- sending through the real neonize client
+
+
+class FakeGo:
+    """Stands in for WhatsApp behind neonize's FFI object (``NewAClient._NewAClient__client``), which cannot be
+    reached from here; everything above it is neonize's and zapgate's real code."""
+
+    def __init__(self, *, on_whatsapp: bool = True, send_error: str = "") -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.on_whatsapp = on_whatsapp
+        self.send_error = send_error
+
+    async def IsOnWhatsApp(self, uuid: bytes, numbers: bytes, size: int) -> bytes:
+        answers = [
+            N.IsOnWhatsAppResponse(Query=n, JID=jid(n.lstrip("+")), IsIn=self.on_whatsapp)
+            for n in numbers.decode().split()
+        ]
+        return N.IsOnWhatsAppReturnFunction(IsOnWhatsAppResponse=answers).SerializeToString()
+
+    async def SendMessage(self, uuid: bytes, to: bytes, to_size: int, message: bytes, size: int) -> bytes:
+        if self.send_error:
+            return N.SendMessageReturnFunction(Error=self.send_error).SerializePartialToString()
+        self.sent.append((nz.Jid2String(N.JID.FromString(to)), nz.WAMessage.FromString(message)))
+        response = N.SendResponse(
+            ID="3EB0FFFFFFFFFFFFFFFFFF", Timestamp=1_795_909_999, ServerID=0, DebugTimings=N.MessageDebugTimings()
+        )
+        return N.SendMessageReturnFunction(SendResponse=response).SerializePartialToString()
+
+
+def _online_runner(tmp_path: Path, go: FakeGo | None) -> SessionRunner:
+    device = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_s.db")
+    runner = SessionRunner(RecordingHost(tmp_path), "ses_s", device)
+    client = runner._client()
+    if go is not None:
+        client._NewAClient__client = go
+    runner.online = True
+    return runner
+
+
+async def test_send_text_and_a_quoted_reply(tmp_path: Path) -> None:
+    go = FakeGo()
+    runner = _online_runner(tmp_path, go)
+    assert await runner.send_text("5511999990000@s.whatsapp.net", "olá", None) == (
+        "3EB0FFFFFFFFFFFFFFFFFF",
+        1_795_909_999,
+    )
+    to, message = go.sent[0]
+    assert to == "5511999990000@s.whatsapp.net" and message.conversation == "olá"
+    quote = QuoteRef(message_id="3A0000000000000001", participant="5511999990000@s.whatsapp.net", text="pergunta")
+    await runner.send_text("5511999990000@s.whatsapp.net", "resposta", quote)
+    _, reply = go.sent[1]
+    context = reply.extendedTextMessage.contextInfo
+    assert reply.extendedTextMessage.text == "resposta"
+    assert (context.stanzaID, context.participant, context.quotedMessage.conversation) == (
+        "3A0000000000000001",
+        "5511999990000@s.whatsapp.net",
+        "pergunta",
+    )
+
+
+async def test_sending_to_a_number_without_whatsapp_is_refused_for_good(tmp_path: Path) -> None:
+    runner = _online_runner(tmp_path, FakeGo(on_whatsapp=False))
+    with pytest.raises(SendFailure) as refused:
+        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+    assert (refused.value.code, refused.value.retryable) == ("not_on_whatsapp", False)
+
+
+async def test_an_unconfirmed_send_is_not_retried(tmp_path: Path) -> None:
+    runner = _online_runner(tmp_path, FakeGo(send_error="failed to send message: context deadline exceeded"))
+    with pytest.raises(SendFailure) as failed:
+        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+    assert (failed.value.code, failed.value.retryable) == ("send_unconfirmed", False)
+
+
+async def test_a_client_go_does_not_know_fails_sends_as_retryable(tmp_path: Path) -> None:
+    runner = _online_runner(tmp_path, None)  # the real FFI: this client never connected
+    with pytest.raises(SendFailure) as failed:
+        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+    assert (failed.value.code, failed.value.retryable) == ("not_connected", True)
+    runner.online = False
+    with pytest.raises(SendFailure, match="not connected"):
+        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
