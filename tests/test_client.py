@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -30,6 +31,7 @@ from zapgate.client import (
     SessionQr,
     SessionStatus,
 )
+from zapgate.config import Settings
 from zapgate.errors import (
     ConnectionClosed,
     IdempotencyConflict,
@@ -40,12 +42,19 @@ from zapgate.errors import (
     ZapgateError,
 )
 
+from .conftest import fast_settings
 from .support import TIMEOUT, RunningGateway
 
 E = TypeVar("E")
 
 ECHO = "+1 555 000 0000"
 FAST = {"backoff_base": 0.02, "backoff_cap": 0.2}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """QR codes that live long enough for a slow machine to scan the first one (rotation is tested apart)."""
+    return fast_settings(tmp_path / "data", sim_qr_schedule=(30.0, 30.0, 30.0))
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -347,14 +356,14 @@ async def test_send_in_flight_during_a_drop_is_resent_and_sent_once(gateway: Run
         send = asyncio.create_task(gw.send_text("main", ECHO, "exactly once"))
 
         async def accepted() -> bool:
-            return any(d["text"] == "exactly once" for d in await engine.deliveries())
+            return any(d["text"] == "exactly once" for d in await engine.deliveries())  # ours or the echo
 
         await eventually(accepted, "the gateway to send the message")
         relay.cut()
         async with asyncio.timeout(TIMEOUT):
             result = await send  # the SDK sent it again on a new connection, with the same idempotency key
         assert result.status == "sent"
-        sends = [d for d in await engine.deliveries() if d["text"] == "exactly once"]
+        sends = [d for d in await engine.deliveries() if d["text"] == "exactly once" and d["sender"] == "5511900000003"]
         assert [(d["message_id"], d["attempts"]) for d in sends] == [(result.message_id, 1)]
 
 

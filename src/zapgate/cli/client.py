@@ -1,11 +1,589 @@
-"""Client commands of the CLI (pair, send, sessions, events, logout, sim): they talk to a running gateway."""
+"""Client commands of the CLI (pair, send, sessions, events, logout, stop, sim): they talk to a running gateway.
+
+Each command connects with the Python SDK (:mod:`zapgate.client`), does one thing and exits with the codes
+documented in :mod:`zapgate.cli`. Results go to stdout (one line, a table or JSON lines), progress and
+errors to stderr.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import asyncio
+import io
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import msgspec
+
+from ..client import (
+    DEFAULT_URL,
+    Client,
+    EventGap,
+    GatewayUnreachable,
+    MessageStatus,
+    RequestTimeout,
+    SessionDeleted,
+    SessionInfo,
+    SessionPairCode,
+    SessionQr,
+    SessionStatus,
+    connect,
+    event_to_json,
+)
+from ..errors import ConnectionClosed, Unauthorized, ZapgateError
 
 __all__ = ["add_commands"]
 
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+REQUEST_TIMEOUT = 30.0
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+
+Body = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+class Failure(Exception):
+    """The command cannot go on: ``message`` for stderr, ``code`` for the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- registration ----------------------------------------------------------------------------------------
+
 
 def add_commands(commands: Any) -> None:
-    """Register the client commands (filled in with the client SDK)."""
+    """Register the client commands on the ``zapgate`` parser."""
+    connection = argparse.ArgumentParser(add_help=False)
+    options = connection.add_argument_group("connection")
+    options.add_argument(
+        "--url",
+        help=f"the gateway's WebSocket URL (ZAPGATE_URL; default {DEFAULT_URL})",
+    )
+    options.add_argument(
+        "--token",
+        help="the tenant's token (ZAPGATE_TOKEN). Prefer the variable: a token on the command line shows up in "
+        "'ps' and shell history. Create one on the gateway's machine with 'zapgate token create --tenant NAME'",
+    )
+
+    def client_command(
+        name: str, body: Body, *, help: str, description: str, timeout: float | None = REQUEST_TIMEOUT
+    ) -> Any:
+        parser = commands.add_parser(
+            name,
+            help=help,
+            description=description,
+            parents=[connection],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=EXIT_CODES,
+        )
+        if timeout is not None:
+            parser.add_argument(
+                "--timeout",
+                dest="request_timeout",
+                type=_seconds,
+                default=timeout,
+                metavar="SECONDS",
+                help=f"give up when the gateway has not answered within this many seconds (default {timeout:g})",
+            )
+        parser.set_defaults(handler=lambda args: run(args, body), request_timeout=REQUEST_TIMEOUT)
+        return parser
+
+    pair = client_command(
+        "pair",
+        _pair,
+        help="start a session and link a phone to it (QR code or pairing code)",
+        description="Start SESSION (created on first use) and link a WhatsApp account to it.\n\n"
+        "Without --phone, each QR code is drawn in the terminal as it rotates (WhatsApp shows up to six, the\n"
+        "first for 60 s, then 20 s each). On the phone: WhatsApp > Settings > Linked devices > Link a device,\n"
+        "then scan. With --phone, a pairing code is printed instead: on the phone choose 'Link with phone\n"
+        "number instead' and type it.\n\n"
+        "Exits 0 once the session is connected, 4 when no phone linked it before the codes ran out (or\n"
+        "--timeout passed), 1 when the gateway reports a failure. Running it for a session that is already\n"
+        "linked just waits until it is connected.",
+        timeout=None,
+    )
+    pair.add_argument("session", metavar="SESSION", help="session name: letters, digits, '.', '_' or '-'")
+    pair.add_argument(
+        "--phone",
+        metavar="NUMBER",
+        help="link by pairing code for this phone number, in international format (e.g. +55 11 99999-0000)",
+    )
+    pair.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up after this many seconds (default: wait until the gateway's last QR code expires)",
+    )
+
+    send = client_command(
+        "send",
+        _send,
+        help="send a text message",
+        description="Send TEXT from SESSION to TO and print the WhatsApp message id.\n\n"
+        "The send is idempotent: it carries a key (--idempotency-key, or a fresh one), so if the connection\n"
+        "drops the command is repeated safely and the message goes out once.\n\n"
+        "example:\n  zapgate send main +5511999990000 'Olá!' --wait delivered",
+    )
+    send.add_argument("session", metavar="SESSION", help="a connected session of your tenant")
+    send.add_argument("to", metavar="TO", help="recipient: phone number in international format, or a JID")
+    send.add_argument("text", metavar="TEXT", help="the message text")
+    send.add_argument("--reply-to", metavar="MESSAGE_ID", help="quote this message of the same chat")
+    send.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="repeat-safe key: the same key and text again returns the first result and sends nothing",
+    )
+    send.add_argument(
+        "--wait",
+        choices=["sent", "delivered", "read"],
+        help="wait until the message is at least this far (exit 1 if it fails, 4 on --timeout)",
+    )
+    send.add_argument("--json", action="store_true", help="print the gateway's result as JSON")
+
+    sessions = client_command(
+        "sessions",
+        _sessions,
+        help="list the tenant's sessions",
+        description="List your tenant's sessions with their status and linked phone.",
+    )
+    sessions.add_argument("--json", action="store_true", help="print JSON (one array) instead of a table")
+
+    events = client_command(
+        "events",
+        _events,
+        help="print events as JSON lines (for jq), following live",
+        description="Print the tenant's events, one JSON object per line, exactly as the gateway sends them,\n"
+        "and keep following until interrupted. A dropped connection is resumed from the last event printed,\n"
+        "so nothing is skipped or repeated. If the gateway no longer has events you missed, a line\n"
+        '{"type":"gap","after":N,"last_seq":M} takes their place (and a warning goes to stderr).\n\n'
+        "examples:\n"
+        "  zapgate events | jq -c 'select(.event == \"message.received\") | .data'\n"
+        "  zapgate events --from 0 --limit 100      # the first 100 events the gateway still keeps",
+        timeout=None,
+    )
+    events.add_argument(
+        "--from",
+        dest="from_seq",
+        type=int,
+        metavar="SEQ",
+        help="start after event number SEQ (0: from the oldest kept); default: only new events",
+    )
+    events.add_argument("--session", metavar="SESSION", help="only this session's events")
+    events.add_argument("--limit", type=int, metavar="N", help="exit after printing N events")
+
+    logout = client_command(
+        "logout",
+        _logout,
+        help="unlink a session from its phone",
+        description="Unlink SESSION from its phone and forget its keys. Run 'zapgate pair SESSION' to link again.",
+    )
+    logout.add_argument("session", metavar="SESSION")
+
+    stop = client_command(
+        "stop",
+        _stop,
+        help="stop a session, keeping its link",
+        description="Stop SESSION but keep its link to the phone: 'zapgate pair SESSION' starts it again "
+        "without a scan.",
+    )
+    stop.add_argument("session", metavar="SESSION")
+
+    sim = commands.add_parser(
+        "sim",
+        help="act as the phone on a simulator gateway (scan, unlink, network, receive)",
+        description="Drive the simulated WhatsApp of a gateway started with --engine simulator: play the "
+        "phone that scans a QR code, unlinks the device, loses its network, or a contact that writes in.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim_commands = sim.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+
+    def sim_command(name: str, body: Body, *, help: str, description: str) -> Any:
+        parser = sim_commands.add_parser(
+            name, help=help, description=description, parents=[connection], epilog=EXIT_CODES
+        )
+        parser.add_argument(
+            "--timeout",
+            dest="request_timeout",
+            type=_seconds,
+            default=REQUEST_TIMEOUT,
+            metavar="SECONDS",
+            help=f"give up when the gateway has not answered within this many seconds (default {REQUEST_TIMEOUT:g})",
+        )
+        parser.set_defaults(handler=lambda args: run(args, body))
+        return parser
+
+    scan = sim_command(
+        "scan",
+        _sim_scan,
+        help="a simulated phone scans a QR code (or types a pairing code)",
+        description="A simulated phone with number --phone scans QR (the text 'zapgate pair' prints under "
+        "each code on a simulator) or types a pairing code (ABCD-EFGH).",
+    )
+    scan.add_argument("qr", metavar="QR", help="the QR code's text (2@...) or a pairing code")
+    scan.add_argument("--phone", required=True, metavar="NUMBER", help="the phone's number, e.g. +55 11 99999-0000")
+
+    unlink = sim_command(
+        "unlink",
+        _sim_unlink,
+        help="the phone removes the session from its linked devices",
+        description="The phone linked to SESSION removes it from 'Linked devices': the session is logged out.",
+    )
+    unlink.add_argument("session", metavar="SESSION")
+
+    network = sim_command(
+        "network",
+        _sim_network,
+        help="take the session's network down or up",
+        description="Drop (off) or restore (on) SESSION's network: it goes 'disconnected', then 'connected'.",
+    )
+    network.add_argument("session", metavar="SESSION")
+    network.add_argument("state", choices=["on", "off"], help="on: network restored; off: network down")
+
+    receive = sim_command(
+        "receive",
+        _sim_receive,
+        help="a contact sends a message to the session",
+        description="The contact --from writes TEXT to SESSION's number; prints the message id.",
+    )
+    receive.add_argument("session", metavar="SESSION")
+    receive.add_argument("text", metavar="TEXT")
+    receive.add_argument("--from", dest="from_", required=True, metavar="NUMBER", help="the contact's phone number")
+    receive.add_argument("--reply-to", metavar="MESSAGE_ID", help="quote this message")
+
+
+EXIT_CODES = (
+    "exit codes: 0 ok, 1 error reported by the gateway (message on stderr), 2 usage or configuration "
+    "error (e.g. no token), 3 gateway unreachable or connection lost, 4 timeout, 130 interrupted"
+)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+# -- running one command -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, body: Body) -> int:
+    """Connect, run ``body``, close; turn every failure into a message on stderr and an exit code."""
+    token = args.token or os.environ.get("ZAPGATE_TOKEN", "")
+    if not token:
+        return _fail(
+            "no token: set ZAPGATE_TOKEN (or pass --token). Create one on the gateway's machine with "
+            "'zapgate token create --tenant NAME'",
+            EXIT_USAGE,
+        )
+    url = args.url or os.environ.get("ZAPGATE_URL") or DEFAULT_URL
+    try:
+        client = connect(url, token, resume_from=getattr(args, "from_seq", None), request_timeout=args.request_timeout)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+    async def main() -> int:
+        async with client as gw:
+            return await body(gw, args)
+
+    try:
+        return asyncio.run(main())
+    except Failure as exc:
+        return _fail(exc.message, exc.code)
+    except Unauthorized as exc:
+        return _fail(f"the gateway refused the token: {exc.message}", EXIT_ERROR)
+    except RequestTimeout as exc:
+        return _fail(f"timed out: {exc.message}", EXIT_TIMEOUT)
+    except GatewayUnreachable as exc:
+        return _fail(f"{exc.message}. Is 'zapgate serve' running there?", EXIT_UNREACHABLE)
+    except ConnectionClosed as exc:
+        return _fail(exc.message, EXIT_UNREACHABLE)
+    except ZapgateError as exc:
+        return _fail(f"{exc.message} ({exc.code})", EXIT_ERROR)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. 'zapgate events | head': the reader left, which is fine
+        _silence_stdout()
+        return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"zapgate: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _say(text: str = "", out: TextIO | None = None) -> None:
+    print(text, file=out or sys.stdout, flush=True)
+
+
+# -- pair -----------------------------------------------------------------------------------------------
+
+
+async def _pair(gw: Client, args: argparse.Namespace) -> int:
+    try:
+        async with asyncio.timeout(args.timeout):
+            return await _pair_until_connected(gw, args.session, args.phone)
+    except TimeoutError as exc:
+        if isinstance(exc, ZapgateError):
+            raise
+        raise Failure(
+            f"gave up after {args.timeout:g} s; the session may still be waiting for a phone "
+            f"(run 'zapgate pair {args.session}' again, or 'zapgate stop {args.session}')",
+            EXIT_TIMEOUT,
+        ) from None
+
+
+async def _pair_until_connected(gw: Client, session: str, phone: str | None) -> int:
+    info = await gw.start_session(session, pair_phone=phone)
+    if info.status == "connected":
+        _say(f"session {session} is already connected as {_phone(info)}")
+        return EXIT_OK
+    if info.paired:
+        _say(f"session {session} is linked to {_phone(info)}; waiting for it to connect ...", sys.stderr)
+    elif info.status == "qr":
+        # Someone started the pairing before us: show the code that is on screen now.
+        await _show_current_code(gw, session, phone)
+    if not info.paired and phone is None:
+        _say(_png_hint(gw.url, session), sys.stderr)
+    async for event in gw.events():
+        if isinstance(event, EventGap) or event.session != session:
+            continue
+        if isinstance(event, SessionQr):
+            if phone is None:
+                _draw_qr(event, simulator=gw.engine == "simulator")
+        elif isinstance(event, SessionPairCode):
+            _show_pair_code(event, phone, simulator=gw.engine == "simulator")
+        elif isinstance(event, SessionStatus):
+            done = _pair_status(session, event)
+            if done is not None:
+                return done
+        elif isinstance(event, SessionDeleted):
+            raise Failure(f"session {session} was deleted while pairing")
+    raise ConnectionClosed("the client closed before the session connected")
+
+
+def _pair_status(session: str, event: SessionStatus) -> int | None:
+    data = event.data
+    if data.status == "connected":
+        who = f"+{data.me.phone}" if data.me else "a phone"
+        _say(f"session {session} connected as {who}")
+        return EXIT_OK
+    if data.status == "failed" and data.reason == "qr_timeout":
+        raise Failure(
+            f"no phone linked session {session} before the last code expired; run 'zapgate pair {session}' "
+            "to get new codes",
+            EXIT_TIMEOUT,
+        )
+    if data.status in {"failed", "logged_out", "stopped"}:
+        raise Failure(f"session {session} is {data.status}" + (f" ({data.reason})" if data.reason else ""))
+    return None
+
+
+async def _show_current_code(gw: Client, session: str, phone: str | None) -> None:
+    """Find the QR (or pairing) code shown before we connected in the recent event log."""
+    newest = gw.last_seq or 0
+    page = await gw.fetch_events(max(0, newest - 1000), limit=1000)
+    simulator = gw.engine == "simulator"
+    if phone is None:
+        qrs = [e for e in page.events if isinstance(e, SessionQr) and e.session == session]
+        if qrs:
+            _draw_qr(qrs[-1], simulator=simulator)
+            return
+    else:
+        codes = [e for e in page.events if isinstance(e, SessionPairCode) and e.session == session]
+        if codes:
+            _show_pair_code(codes[-1], phone, simulator=simulator)
+            return
+    if phone:
+        raise Failure(
+            f"session {session} is already showing QR codes, without a pairing code; run 'zapgate stop {session}' "
+            "and then 'zapgate pair --phone' again"
+        )
+    _say("waiting for the next QR code ...", sys.stderr)
+
+
+def _draw_qr(event: SessionQr, *, simulator: bool) -> None:
+    import segno  # only 'pair' needs it
+
+    data = event.data
+    out = sys.stdout
+    art = io.StringIO()
+    symbol = segno.make_qr(data.qr, error="l")
+    try:
+        symbol.terminal(out=art, compact=True)
+        art.getvalue().encode(out.encoding or "utf-8")
+    except UnicodeEncodeError:  # a terminal without block characters: ANSI colours instead
+        art = io.StringIO()
+        symbol.terminal(out=art)
+    if out.isatty():
+        out.write("\x1b[2J\x1b[H")  # clear the screen: an expired code must not stay scannable
+    out.write(art.getvalue())
+    expires_in = max(0, round(data.expires_at - time.time()))
+    _say("Scan it with WhatsApp on the phone: Settings > Linked devices > Link a device.")
+    _say(f"code {data.attempt} of {data.max_attempts}, expires in {expires_in} s")
+    if simulator:
+        _say(f"simulator: zapgate sim scan '{data.qr}' --phone NUMBER")
+
+
+def _show_pair_code(event: SessionPairCode, phone: str | None, *, simulator: bool) -> None:
+    expires_in = max(0, round(event.data.expires_at - time.time()))
+    _say(f"pairing code: {event.data.code}")
+    _say(
+        "On the phone: WhatsApp > Settings > Linked devices > Link a device > Link with phone number instead, "
+        f"then type the code (valid for {expires_in} s)."
+    )
+    if simulator:
+        _say(f"simulator: zapgate sim scan {event.data.code} --phone '{phone}'")
+
+
+def _png_hint(url: str, session: str) -> str:
+    http = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+    if http.endswith("/v1/ws"):
+        http = http[: -len("/v1/ws")]
+    return (
+        f'(or download it as an image: curl -H "Authorization: Bearer $ZAPGATE_TOKEN" '
+        f"{http}/v1/sessions/{session}/qr.png -o qr.png)"
+    )
+
+
+def _phone(info: SessionInfo) -> str:
+    return f"+{info.me.phone}" if info.me else "a phone"
+
+
+# -- send, sessions, logout, stop ------------------------------------------------------------------------------
+
+
+async def _send(gw: Client, args: argparse.Namespace) -> int:
+    result = await gw.send_text(
+        args.session, args.to, args.text, reply_to=args.reply_to, idempotency_key=args.idempotency_key
+    )
+    status: str = result.status
+    if args.wait and STATUS_RANK[status] < STATUS_RANK[args.wait]:
+        try:
+            async with asyncio.timeout(args.request_timeout):
+                status = await _wait_status(gw, result.message_id, args.wait)
+        except TimeoutError as exc:
+            if isinstance(exc, ZapgateError):
+                raise
+            raise Failure(
+                f"message {result.message_id} was accepted but is not {args.wait} after "
+                f"{args.request_timeout:g} s (last status: {status})",
+                EXIT_TIMEOUT,
+            ) from None
+    if args.json:
+        _say(json.dumps({**msgspec.to_builtins(result), "status": status}))
+    else:
+        _say(result.message_id)
+    _say(f"{status}: message {result.message_id} to {result.chat}", sys.stderr)
+    return EXIT_OK
+
+
+async def _wait_status(gw: Client, message_id: str, wanted: str) -> str:
+    async for event in gw.events():
+        if not isinstance(event, MessageStatus) or event.data.message_id != message_id:
+            continue
+        if event.data.status == "failed":
+            raise Failure(f"message {message_id} failed: {event.data.reason or 'no reason given'}")
+        if STATUS_RANK[event.data.status] >= STATUS_RANK[wanted]:
+            return event.data.status
+    raise ConnectionClosed("the client closed while waiting for the message status")
+
+
+async def _sessions(gw: Client, args: argparse.Namespace) -> int:
+    listing = await gw.sessions()
+    if args.json:
+        _say(msgspec.json.encode(listing).decode())
+        return EXIT_OK
+    if not listing:
+        _say("no sessions yet: start one with 'zapgate pair NAME'", sys.stderr)
+        return EXIT_OK
+    rows = [("SESSION", "STATUS", "PHONE", "QUEUED", "REASON")]
+    for info in listing:
+        queued = str(info.outbox.queued) if info.outbox else "0"
+        rows.append((info.session, info.status, f"+{info.me.phone}" if info.me else "-", queued, info.reason or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return EXIT_OK
+
+
+async def _logout(gw: Client, args: argparse.Namespace) -> int:
+    await gw.logout(args.session)
+    _say(f"session {args.session} logged out; link it again with 'zapgate pair {args.session}'")
+    return EXIT_OK
+
+
+async def _stop(gw: Client, args: argparse.Namespace) -> int:
+    info = await gw.stop_session(args.session)
+    _say(f"session {args.session} stopped{'; its link is kept' if info.paired else ''}")
+    return EXIT_OK
+
+
+# -- events -------------------------------------------------------------------------------------------------
+
+
+async def _events(gw: Client, args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit <= 0:
+        raise Failure("--limit must be at least 1", EXIT_USAGE)
+    printed = 0
+    out = sys.stdout
+    async for event in gw.events():
+        if isinstance(event, EventGap):
+            _say(
+                f"warning: the gateway no longer has events {event.after + 1} to {event.last_seq}: they are lost",
+                sys.stderr,
+            )
+            line = json.dumps({"type": "gap", "after": event.after, "last_seq": event.last_seq})
+        elif args.session and event.session != args.session:
+            continue
+        else:
+            line = event_to_json(event).decode()
+            printed += 1
+        out.write(line + "\n")
+        out.flush()
+        if args.limit is not None and printed >= args.limit:
+            break
+    return EXIT_OK
+
+
+# -- simulator ---------------------------------------------------------------------------------------------
+
+
+async def _sim_scan(gw: Client, args: argparse.Namespace) -> int:
+    me = await gw.sim_scan(args.qr, args.phone)
+    _say(f"linked +{me.phone} ({me.jid})")
+    return EXIT_OK
+
+
+async def _sim_unlink(gw: Client, args: argparse.Namespace) -> int:
+    await gw.sim_unlink(args.session)
+    _say(f"the phone unlinked session {args.session}")
+    return EXIT_OK
+
+
+async def _sim_network(gw: Client, args: argparse.Namespace) -> int:
+    await gw.sim_network(args.session, args.state == "on")
+    _say(f"session {args.session}: network {args.state}")
+    return EXIT_OK
+
+
+async def _sim_receive(gw: Client, args: argparse.Namespace) -> int:
+    message_id = await gw.sim_receive(args.session, args.from_, args.text, reply_to=args.reply_to)
+    _say(message_id)
+    return EXIT_OK
