@@ -125,9 +125,9 @@ class WhatsAppEngine(Engine):
                 SEND_TIMEOUT_S,
             )
         except WorkerUnavailable as exc:
-            raise SendError(
-                "engine_restarting", f"the session's engine worker is not running: {exc}", retryable=True
-            ) from None
+            if not exc.in_flight:  # it never reached a worker: certainly not sent
+                await self._ids.abandon(session_id, message_id)
+            raise SendError(exc.code, f"cannot send now: {exc}", retryable=True) from None
         except TimeoutError:
             raise SendError(
                 "send_unconfirmed",
@@ -159,7 +159,7 @@ class WhatsAppEngine(Engine):
                 READ_TIMEOUT_S,
             )
         except WorkerUnavailable as exc:
-            raise SendError("not_connected", f"the session is not connected: {exc}", retryable=True) from None
+            raise SendError(exc.code, f"cannot send read receipts now: {exc}", retryable=True) from None
         except TimeoutError:
             raise SendError("timeout", "the engine worker did not answer", retryable=True) from None
         if not reply.ok:

@@ -59,7 +59,14 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARN
 
 
 class WorkerUnavailable(Exception):
-    """The session has no running worker now (it is starting, restarting, or the session is not open)."""
+    """The session has no running worker now: ``code`` is ``not_connected`` when the session is not open,
+    ``engine_restarting`` when its worker is starting, restarting or died during the request."""
+
+    def __init__(self, message: str, code: str = "engine_restarting", *, in_flight: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.in_flight = in_flight
+        """The worker died while it had the request: whether it acted on it is unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +127,7 @@ class _Process:
     def fail_pending(self) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(WorkerUnavailable("the engine worker died"))
+                future.set_exception(WorkerUnavailable("the engine worker died", in_flight=True))
         self._pending.clear()
         if not self.hello.done():
             self.hello.cancel()
@@ -181,7 +188,7 @@ class WorkerPool:
     async def open(self, session_id: str, device: dict[str, Any] | None, pair_phone: str | None) -> None:
         """Place the session on a worker (starting one if needed) and start it there."""
         if self._closing.is_set():
-            raise WorkerUnavailable("the engine is shutting down")
+            raise WorkerUnavailable("the engine is shutting down", "not_connected")
         slot = self._slot_of(session_id) or self._pick_slot()
         self._where[session_id] = slot.id
         spec = slot.sessions[session_id] = _OpenSpec(device, pair_phone)
@@ -223,7 +230,7 @@ class WorkerPool:
         """Send a request to the session's worker; raises :class:`WorkerUnavailable` if there is none now."""
         slot = self._slot_of(session_id)
         if slot is None:
-            raise WorkerUnavailable("the session is not running")
+            raise WorkerUnavailable("the session is not running", "not_connected")
         process = slot.process
         if process is None or not process.ready:
             raise WorkerUnavailable("the session's engine worker is starting")
