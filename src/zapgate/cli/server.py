@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -99,7 +100,9 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     app = create_app(settings)
     config = uvicorn_config(app, settings)
-    uvicorn.Server(config).run()
+    # uvicorn re-raises the Ctrl+C it already handled with a clean shutdown: not an error, no traceback.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
     return 0
 
 

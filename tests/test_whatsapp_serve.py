@@ -1,0 +1,99 @@
+"""``zapgate serve`` with its default engine (whatsapp) on a machine that cannot reach WhatsApp: it starts,
+stays healthy, reports why a session cannot connect, and a Ctrl+C stops it and its workers in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import RawClient
+
+pytestmark = pytest.mark.slow
+
+ZAPGATE = str(Path(sys.executable).with_name("zapgate"))
+WAIT_S = 30.0
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds worker processes through /proc")
+async def test_serve_with_the_default_engine_offline(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPGATE_") and k != "PYTHONASYNCIODEBUG"}
+    env.update(PYTHONWARNINGS="error", ZAPGATE_WA_CONNECT_BACKOFF_S="0.1")
+    data = str(tmp_path / "data")
+    made = await asyncio.create_subprocess_exec(
+        ZAPGATE, "token", "create", "--tenant", "acme", "--data-dir", data, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    token = (await made.communicate())[0].decode().strip()
+    assert made.returncode == 0 and token
+
+    serve = await asyncio.create_subprocess_exec(
+        ZAPGATE, "serve", "--port", "0", "--data-dir", data, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert serve.stderr is not None
+    log: list[str] = []
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not (match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", "".join(log))):
+                line = await serve.stderr.readline()
+                assert line, "".join(log)
+                log.append(line.decode())
+        port = int(match[1])
+        drain = asyncio.create_task(_collect(serve.stderr, log))
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            health = (await http.get("/healthz")).json()
+            assert health["status"] == "ok" and health["engine"] == "whatsapp"
+
+            client = await RawClient.open(f"ws://127.0.0.1:{port}/v1/ws")
+            await client.authenticate(token)
+            await client.call("session.start", session="main")
+            failed = await client.status("main", "failed", timeout=WAIT_S)
+            assert failed["data"]["reason"] == "whatsapp_unreachable"
+            assert (await http.get("/healthz")).json()["sessions"] == {"failed": 1}
+            await client.close()
+
+        workers = children_of(serve.pid)
+        assert workers, "the session ran in an engine worker process"
+        serve.send_signal(signal.SIGINT)  # Ctrl+C
+        async with asyncio.timeout(WAIT_S):
+            code = await serve.wait()
+        await drain
+        assert code == 0, "".join(log)
+        assert not [pid for pid in workers if alive(pid)], "an engine worker outlived the gateway"
+        assert "Traceback" not in "".join(log), "".join(log)
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+
+
+async def _collect(stream: asyncio.StreamReader, log: list[str]) -> None:
+    while line := await stream.readline():
+        log.append(line.decode())
