@@ -271,6 +271,8 @@ class SessionRunner:
             uuid = f"{self.session_id}.pairing{SessionRunner._pairings}"
             path = str(self.store)
             client = self.host.client(uuid, lambda: nz.NewAClient(path, uuid=uuid, new_device=True))
+            if self._pairing is not None:
+                self._pairing.cancel()
             self._pairing = _Pairing()
         else:
             user, _, server = self.device.jid.partition("@")
