@@ -27,6 +27,7 @@ from zapgate.engines.base import (
     Failed,
     LoggedOut,
     MessageIn,
+    PairCode,
     Paired,
     QrCode,
     ReceiptIn,
@@ -456,6 +457,7 @@ class FakeGo:
 
     def __init__(self, *, on_whatsapp: bool = True, send_error: str = "") -> None:
         self.sent: list[tuple[str, Any]] = []
+        self.pair_requests: list[Any] = []
         self.on_whatsapp = on_whatsapp
         self.send_error = send_error
 
@@ -465,6 +467,10 @@ class FakeGo:
             for n in numbers.decode().split()
         ]
         return N.IsOnWhatsAppReturnFunction(IsOnWhatsAppResponse=answers).SerializeToString()
+
+    async def PairPhone(self, uuid: bytes, payload: bytes, size: int) -> bytes:
+        self.pair_requests.append(N.PairPhoneParams.FromString(payload))
+        return N.PairPhoneReturnFunction(Code="ABCD-EFGH").SerializeToString()
 
     async def SendMessage(self, uuid: bytes, to: bytes, to_size: int, message: bytes, size: int) -> bytes:
         if self.send_error:
@@ -529,3 +535,34 @@ async def test_a_client_go_does_not_know_fails_sends_as_retryable(tmp_path: Path
     runner.online = False
     with pytest.raises(SendFailure, match="not connected"):
         await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+
+
+@pytest.mark.usefixtures("neonize_loop")
+async def test_a_pairing_code_is_asked_once_after_the_first_qr_code(tmp_path: Path) -> None:
+    host = RecordingHost(tmp_path)
+    runner = SessionRunner(host, "ses_code", None, pair_phone="5511911112222")
+    client = runner._client()
+    go = FakeGo()
+    client._NewAClient__client = go
+    show_qr_like_go(client, "https://wa.me/settings/linked_devices#ref1,noise,identity,adv,1")
+    qr = await host.next_event(1)
+    code = await host.next_event(2)
+    assert isinstance(qr, QrCode) and qr.attempt == 1
+    assert isinstance(code, PairCode) and code.code == "ABCD-EFGH"
+    assert code.expires_at >= qr.expires_at + 100  # valid for the whole pairing window, not one QR code
+    show_qr_like_go(client, "https://wa.me/settings/linked_devices#ref2,noise,identity,adv,1")
+    await host.next_event(3)
+    assert [p.phone for p in go.pair_requests] == ["5511911112222"]  # once, not at every QR code
+
+
+@pytest.mark.usefixtures("neonize_loop")
+async def test_without_a_pairing_code_the_qr_code_still_works(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    host = RecordingHost(tmp_path)
+    runner = SessionRunner(host, "ses_nocode", None, pair_phone="5511911112222")
+    client = runner._client()  # the real FFI: Go does not know this client, so PairPhone fails
+    show_qr_like_go(client, "https://wa.me/settings/linked_devices#ref1,noise,identity,adv,1")
+    assert isinstance(await host.next_event(1), QrCode)
+    async with asyncio.timeout(10):
+        while "gave no pairing code" not in caplog.text:
+            await asyncio.sleep(0.01)
+    assert len(host.events) == 1
