@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from ...config import Settings
 from ...jid import Jid
 from ..base import Connected, Engine, EngineEvent, EngineSink, MessageIn, Paired, Quote, ReceiptIn, SendError
 from . import ipc
-from .ids import MessageIds
+from .ids import RETENTION_S, MessageIds
 from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
 from .supervisor import WorkerInfo, WorkerPool, WorkerUnavailable
 
@@ -33,6 +34,8 @@ SEND_TIMEOUT_S = 90.0
 """Longer than whatsmeow's own 75 s wait for WhatsApp's acknowledgement of a message."""
 READ_TIMEOUT_S = 30.0
 LOGOUT_TIMEOUT_S = 30.0
+PRUNE_EVERY_SENDS = 10000
+"""Links older than :data:`~.ids.RETENTION_S` are pruned at start and after this many sends."""
 RECENT_MESSAGES = 20000
 """Messages remembered (sender and text) so that a reply can quote them; older quotes go out without text."""
 
@@ -56,6 +59,7 @@ class WhatsAppEngine(Engine):
         self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._me: dict[str, str] = {}
+        self._sends = 0
         self._recent: collections.OrderedDict[tuple[str, str], _Recent] = collections.OrderedDict()
 
     # -- engine interface
@@ -142,6 +146,9 @@ class WhatsAppEngine(Engine):
             )
         assert reply.wa_id is not None and reply.timestamp is not None
         await self._ids.complete(session_id, message_id, reply.wa_id, reply.timestamp)
+        self._sends += 1
+        if self._sends % PRUNE_EVERY_SENDS == 0:
+            await self._ids.prune(time.time() - RETENTION_S)
         self._remember(session_id, reply.wa_id, self._me.get(session_id, ""), text)
         return reply.timestamp
 
