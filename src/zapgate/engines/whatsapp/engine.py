@@ -34,6 +34,8 @@ SEND_TIMEOUT_S = 90.0
 """Longer than whatsmeow's own 75 s wait for WhatsApp's acknowledgement of a message."""
 READ_TIMEOUT_S = 30.0
 LOGOUT_TIMEOUT_S = 30.0
+SINK_ATTEMPTS = 3
+"""Tries to store an event (a second apart) before it is dropped and logged."""
 PRUNE_EVERY_SENDS = 10000
 """Links older than :data:`~.ids.RETENTION_S` are pruned at start and after this many sends."""
 RECENT_MESSAGES = 20000
@@ -197,8 +199,12 @@ class WhatsAppEngine(Engine):
     async def _deliver(self, session_id: str, queue: asyncio.Queue[EngineEvent]) -> None:
         assert self._sink is not None
         while not queue.empty():
-            event = await self._translated(session_id, queue.get_nowait())
-            for attempt in range(1, 4):
+            event = queue.get_nowait()
+            try:
+                event = await self._translated(session_id, event)
+            except Exception:
+                log.exception("session %s: could not map the message ids of %s", session_id, type(event).__name__)
+            for attempt in range(1, SINK_ATTEMPTS + 1):
                 try:
                     await self._sink(session_id, event)
                     break
@@ -206,9 +212,14 @@ class WhatsAppEngine(Engine):
                     raise
                 except Exception:
                     log.exception(
-                        "session %s: storing %s failed (attempt %d)", session_id, type(event).__name__, attempt
+                        "session %s: storing %s failed (attempt %d of %d)",
+                        session_id,
+                        type(event).__name__,
+                        attempt,
+                        SINK_ATTEMPTS,
                     )
-                    await asyncio.sleep(attempt)
+                    if attempt < SINK_ATTEMPTS:
+                        await asyncio.sleep(1.0)
         if self._queues.get(session_id) is queue and queue.empty():
             del self._queues[session_id]
             self._consumers.pop(session_id, None)
