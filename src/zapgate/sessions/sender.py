@@ -5,8 +5,10 @@ answered). The sender hands one message at a time to the engine; when WhatsApp t
 status and its event are committed (pipelined: the next send does not wait for that commit). A message the
 engine cannot take now (the session is offline, the worker restarts) stays at the head of its chat and is
 retried when the session is back; one that WhatsApp refuses ends ``failed`` with the reason. After a crash
-the outbox is reloaded and anything not recorded as sent is sent again with the **same** WhatsApp message id,
-which WhatsApp drops as a repeat: see ``docs/delivery.md``.
+the outbox is reloaded and anything not recorded as sent is handed to the engine again with the **same**
+message id. The engine makes that safe where it can: the simulator (like WhatsApp with a client-chosen id)
+drops the repeat; the ``whatsapp`` engine remembers which ids WhatsApp already confirmed. The window that is
+left is described in ``docs/delivery.md``.
 """
 
 from __future__ import annotations
