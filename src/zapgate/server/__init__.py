@@ -9,6 +9,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from ..config import Settings
 from ..engines.base import Engine
@@ -18,6 +20,22 @@ from .metrics import GatewayCollector, metrics
 from .websocket import websocket_endpoint
 
 __all__ = ["create_app", "uvicorn_config"]
+
+
+class _App(Starlette):
+    """Starlette, except that ``/v1/ws`` goes straight to its endpoint.
+
+    Starlette's middleware and router add nothing to a WebSocket connection, but every open connection keeps
+    their coroutine frames alive for its whole life: about 4.7 KiB per idle client (30.3 → 25.6 KiB,
+    ``bench/idle_clients.py``). Any other path, including ``/v1/ws`` under a ``root_path``, takes the usual route.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/v1/ws":
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
@@ -32,7 +50,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         finally:
             await gateway.close()
 
-    app = Starlette(
+    app = _App(
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
             Route("/healthz", healthz),
