@@ -97,7 +97,12 @@ MIGRATIONS = [
         event BLOB NOT NULL
     );
     CREATE INDEX mailbox_session ON mailbox (session_id, id);
+    """,
+    # 2: the order in which WhatsApp's side accepted messages (a WITHOUT ROWID table keeps none by itself)
     """
+    ALTER TABLE deliveries ADD COLUMN accepted INTEGER;
+    CREATE UNIQUE INDEX deliveries_accepted ON deliveries (accepted);
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()
@@ -273,8 +278,8 @@ class SimulatorEngine(Engine):
                 )
                 return (int(row[0]), False), []
             conn.execute(
-                "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
+                "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
                 (sender, message_id, to.user, text, reply_to, now),
             )
             return (now, True), []
@@ -382,7 +387,7 @@ class SimulatorEngine(Engine):
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT sender, message_id, recipient, text, timestamp, attempts FROM deliveries ORDER BY rowid"
+                "SELECT sender, message_id, recipient, text, timestamp, attempts FROM deliveries ORDER BY accepted"
             )
             keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts")
             return [dict(zip(keys, r, strict=True)) for r in rows]
@@ -537,8 +542,8 @@ class SimulatorEngine(Engine):
     ) -> None:
         def store(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
             conn.execute(
-                "INSERT OR IGNORE INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
+                "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
                 (sender, message_id, recipient, text, reply_to, timestamp),
             )
             return None, []
