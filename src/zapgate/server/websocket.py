@@ -186,15 +186,18 @@ class Connection:
                 tenant=tenant, last_seq=newest, resume="ok", engine=self.gw.engine.name, replayed=newest - resume_from
             )
         )
+        # A page is at most half the send buffer and is pushed only once it fits, so a replay runs at the
+        # client's pace and never overflows the buffer (which would close a client that reads promptly).
+        page_size = min(REPLAY_PAGE, max(1, self.settings.send_buffer_frames // 2))
         cursor = resume_from
         while cursor < newest and self._close is None:
-            page = await self.gw.storage.read_events(tenant, cursor, REPLAY_PAGE)
+            page = await self.gw.storage.read_events(tenant, cursor, page_size)
             if not page:
                 break
+            await self._drained(self.settings.send_buffer_frames - len(page))
             for event in page:
                 self._push_event(event.seq, event_frame(event))
             cursor = page[-1].seq
-            await self._drained(REPLAY_PAGE)
         self._release(after=cursor)
 
     def _release(self, *, after: int) -> None:
