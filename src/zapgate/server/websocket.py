@@ -240,6 +240,9 @@ class Connection:
 
     async def _read_loop(self) -> None:
         while self._close is None:
+            # Replies count against the send buffer too: while it is full, read no more commands, so a client
+            # that sends without reading is held back by TCP instead of growing this queue without bound.
+            await self._drained(self.settings.send_buffer_frames - 1)
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
