@@ -198,6 +198,8 @@ def _validate(s: Settings) -> None:
     positive = {
         "auth_timeout_s": s.auth_timeout_s,
         "send_buffer_frames": s.send_buffer_frames,
+        # At least the newest event must stay: seq numbers restart from the newest stored one after a restart.
+        "event_retention_count": s.event_retention_count,
         "max_inflight_commands": s.max_inflight_commands,
         "wa_sessions_per_worker": s.wa_sessions_per_worker,
         "wa_connect_attempts": s.wa_connect_attempts,
