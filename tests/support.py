@@ -106,7 +106,17 @@ class RawClient:
         return self.ready
 
     async def close(self) -> None:
+        """Close while reading (and dropping) what the server still sends: a client that stopped reading
+        would not see the server's close frame queued behind events and would wait out its close timeout."""
+
+        async def drain() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for _ in self.ws:
+                    pass
+
+        reader = asyncio.create_task(drain())
         await self.ws.close()
+        await reader
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
@@ -144,7 +154,7 @@ class RawClient:
     ) -> dict[str, Any]:
         """The first event named ``name`` matching ``where`` received from now on (or already seen)."""
         seen = len(self.events)
-        for frame in self.events[: seen]:
+        for frame in self.events[:seen]:
             if frame["event"] == name and where(frame) and not frame.get("_taken"):
                 frame["_taken"] = True
                 return frame

@@ -250,6 +250,10 @@ class SimulatorEngine(Engine):
         self._cancel_pairing(device)
         device.opened = device.online = False
         await self._unlink(device)
+        # Nothing is left to deliver to this device: forget it (a later open starts afresh).
+        if device.pump is not None:
+            device.pump.cancel()
+        del self._devices[session_id]
 
     async def send_text(
         self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
