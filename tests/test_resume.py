@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import socket
@@ -19,6 +20,7 @@ import pytest
 import websockets
 
 from zapgate.config import ConfigError, Settings
+from zapgate.server.commands import EVENTS_FETCH_MAX_BYTES
 from zapgate.server.websocket import Connection
 
 from .conftest import fast_settings
@@ -406,3 +408,23 @@ async def test_a_client_that_sends_without_reading_is_held_back_not_buffered(tmp
 async def send_all(client: RawClient, count: int) -> None:
     for i in range(count):
         await client.send({"type": "events.fetch", "id": f"fetch{i}", "after": 0, "limit": 40})
+
+
+async def test_events_fetch_pages_large_events_under_the_size_cap(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client:
+        await client.pair("s", "+55 11 99999-0001")
+        big = "x" * 60000
+        for _ in range(12):
+            await client.call("sim.receive", session="s", **{"from": "+1 555 000 1234"}, text=big)
+        for _ in range(12):
+            await client.event("message.received")
+        reply = await client.request("events.fetch", after=0, limit=1000)
+        assert len(reply["data"]["events"]) < reply["data"]["last_seq"]  # stopped early
+        assert len(json.dumps(reply)) < EVENTS_FETCH_MAX_BYTES + 70000
+        seen, after = [], 0
+        while after < reply["data"]["last_seq"]:
+            page = (await client.request("events.fetch", after=after, limit=1000))["data"]
+            assert page["events"]
+            seen += [e["seq"] for e in page["events"]]
+            after = seen[-1]
+        assert seen == list(range(1, reply["data"]["last_seq"] + 1))

@@ -39,6 +39,10 @@ __all__ = ["run_command"]
 
 Handler = Callable[[Gateway, str, Any], Awaitable[Any]]
 
+EVENTS_FETCH_MAX_BYTES = 512 * 1024
+"""An ``events.fetch`` reply stops adding events past this size (but always carries at least one), so that it
+fits the 1 MiB default message limit of common WebSocket clients."""
+
 
 async def session_start(gw: Gateway, tenant: str, cmd: SessionStart) -> Any:
     session = await gw.sessions.start_session(tenant, cmd.session, pair_phone=cmd.pair_phone)
@@ -80,9 +84,16 @@ async def message_read(gw: Gateway, tenant: str, cmd: MessageRead) -> Any:
 async def events_fetch(gw: Gateway, tenant: str, cmd: EventsFetch) -> Any:
     oldest, newest = await gw.storage.event_bounds(tenant)
     gap = cmd.after > newest or (oldest > 0 and cmd.after < oldest - 1)
-    events = [] if gap else await gw.storage.read_events(tenant, cmd.after, cmd.limit)
+    frames: list[msgspec.Raw] = []
+    size = 0
+    for event in [] if gap else await gw.storage.read_events(tenant, cmd.after, cmd.limit):
+        frame = event_frame(event).encode()
+        if frames and size + len(frame) > EVENTS_FETCH_MAX_BYTES:
+            break  # the client pages on with after = the last seq it got
+        frames.append(msgspec.Raw(frame))
+        size += len(frame)
     return {
-        "events": [msgspec.Raw(event_frame(e).encode()) for e in events],
+        "events": frames,
         "oldest_seq": oldest,
         "last_seq": newest,
         "gap": gap,
