@@ -43,7 +43,7 @@ from zapgate.errors import (
 )
 
 from .conftest import fast_settings
-from .support import TIMEOUT, RunningGateway
+from .support import TIMEOUT, RunningGateway, serve_gateway
 
 E = TypeVar("E")
 
@@ -332,6 +332,27 @@ async def test_event_stream_survives_dropped_connections_without_skips_or_repeat
         assert seqs == [e.seq for e in log.events][: len(seqs)]  # exactly the log, in order
         texts = [e.data.text for e in received if isinstance(e, MessageReceived)]
         assert texts == [f"msg {b}-{n}" for b in range(3) for n in range(20)]
+
+
+async def test_client_rides_through_a_gateway_restart(settings: Settings) -> None:
+    async with serve_gateway(settings) as first:
+        token = await first.token()
+        port = first.port
+        client = zapgate.client.connect(first.url, token, **FAST)
+        await client.open()
+        await pair(client, "main", "+55 11 90000-0008")
+        before = client.last_seq
+    try:
+        # The gateway stopped (closing the socket); a new process on the same port and data directory.
+        async with serve_gateway(settings.replace(port=port)) as second:
+            async with sdk(second.url, token) as phone:
+                await phone.sim_receive("main", "+55 21 93333-0000", "after the restart")
+            event = await next_event(client, MessageReceived)
+            assert event.data.text == "after the restart"
+            assert before is not None and event.seq > before
+            assert (await client.session("main")).status == "connected"  # no re-scan needed
+    finally:
+        await client.close()
 
 
 async def test_commands_wait_for_the_next_connection(gateway: RunningGateway) -> None:

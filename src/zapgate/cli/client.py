@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -297,6 +298,7 @@ def run(args: argparse.Namespace, body: Body) -> int:
         async with client as gw:
             return await body(gw, args)
 
+    _report_reconnections()
     try:
         return asyncio.run(main())
     except Failure as exc:
@@ -316,6 +318,20 @@ def run(args: argparse.Namespace, body: Body) -> int:
     except BrokenPipeError:  # e.g. 'zapgate events | head': the reader left, which is fine
         _silence_stdout()
         return EXIT_OK
+
+
+def _report_reconnections() -> None:
+    """Say on stderr when the connection drops and comes back (the SDK logs it at INFO); errors are
+    reported once, by :func:`run`."""
+    logger = logging.getLogger("zapgate.client")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("zapgate: %(message)s"))
+    handler.addFilter(lambda record: record.levelno == logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _fail(message: str, code: int) -> int:

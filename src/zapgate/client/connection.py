@@ -115,8 +115,8 @@ class _Pending:
 
 
 def connect(
-    url: str = DEFAULT_URL,
-    token: str = "",
+    url: str,
+    token: str,
     *,
     resume_from: int | None = None,
     request_timeout: float | None = 30.0,
