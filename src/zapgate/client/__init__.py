@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
 from ..protocol import Me, SendResult, SessionInfo
-from .connection import DEFAULT_URL, Client, GatewayUnreachable, RequestTimeout, connect
+from .api import Client, connect
+from .connection import DEFAULT_URL, Connection, GatewayUnreachable, RequestTimeout
 from .events import (
     Event,
     EventGap,
@@ -47,6 +48,7 @@ from .events import (
 __all__ = [
     "DEFAULT_URL",
     "Client",
+    "Connection",
     "ConnectionClosed",
     "Event",
     "EventGap",

@@ -3,7 +3,7 @@
 How it behaves, in short (``docs/client.md`` says it at length):
 
 - **Events.** Every event the gateway sends is put in an in-memory queue as it arrives, whether or not
-  anyone iterates :meth:`Client.events` yet, so nothing is lost between ``connect`` and the first
+  anyone iterates :meth:`Connection.events` yet, so nothing is lost between ``connect`` and the first
   ``async for``. The queue holds at most ``max_pending_events``; beyond that the client stops queueing and,
   once the consumer has caught up, reads what it skipped from the gateway's log with ``events.fetch``.
   Memory stays bounded and nothing is skipped.
@@ -45,24 +45,8 @@ from ..protocol import (
     ErrorFrame,
     EventsFetch,
     Hello,
-    Me,
-    MessageRead,
-    MessageSend,
-    Ping,
     Ready,
     Reply,
-    SendResult,
-    SessionDelete,
-    SessionGet,
-    SessionInfo,
-    SessionList,
-    SessionLogout,
-    SessionStart,
-    SessionStop,
-    SimNetwork,
-    SimReceive,
-    SimScan,
-    SimUnlink,
     decode_server_frame,
     encode,
 )
@@ -70,7 +54,7 @@ from ..protocol import Event as EventFrame
 from .events import Event, EventGap, EventPage, event_from_frame
 from .stream import EventStream
 
-__all__ = ["DEFAULT_URL", "Client", "GatewayUnreachable", "RequestTimeout", "connect"]
+__all__ = ["DEFAULT_URL", "Connection", "GatewayUnreachable", "RequestTimeout"]
 
 log = logging.getLogger("zapgate.client")
 
@@ -87,7 +71,7 @@ T = TypeVar("T")
 class GatewayUnreachable(ConnectionClosed):
     """The gateway could not be reached (refused, unresolvable, not a zapgate WebSocket, handshake failed).
 
-    Raised by :meth:`Client.open` (and ``async with connect(...)``): nothing was sent, so retrying is safe.
+    Raised by :meth:`Connection.open` (and ``async with connect(...)``): nothing was sent, so retrying is safe.
     """
 
     code = "gateway_unreachable"
@@ -114,40 +98,12 @@ class _Pending:
         return str(type(self.command).__struct_config__.tag)
 
 
-def connect(
-    url: str,
-    token: str,
-    *,
-    resume_from: int | None = None,
-    request_timeout: float | None = 30.0,
-    open_timeout: float = 10.0,
-    reconnect: bool = True,
-    backoff_base: float = 0.5,
-    backoff_cap: float = 30.0,
-    max_pending_events: int = 10_000,
-) -> Client:
-    """A client for the gateway at ``url``; use it as ``async with connect(url, token) as gw:``.
+class Connection:
+    """One logical connection to a gateway as one tenant: sockets, reconnection, replies and the event stream.
 
-    ``resume_from`` is the ``seq`` of the last event you handled (e.g. stored by a previous run): the stream
-    then starts right after it. Without it, the stream starts with events newer than the connection.
-    The first connection fails at once (:class:`GatewayUnreachable`, :class:`~zapgate.errors.Unauthorized`);
-    later drops are retried with backoff between ``backoff_base`` and ``backoff_cap`` seconds.
+    :class:`~zapgate.client.Client` adds a typed method per command; build it with
+    :func:`~zapgate.client.connect`.
     """
-    return Client(
-        url,
-        token,
-        resume_from=resume_from,
-        request_timeout=request_timeout,
-        open_timeout=open_timeout,
-        reconnect=reconnect,
-        backoff_base=backoff_base,
-        backoff_cap=backoff_cap,
-        max_pending_events=max_pending_events,
-    )
-
-
-class Client:
-    """A connection to one gateway as one tenant. Build it with :func:`connect`."""
 
     def __init__(
         self,
@@ -483,58 +439,6 @@ class Client:
         data = await self._call(command, retry_safe=retry_safe)
         return msgspec.convert(data, result)
 
-    async def start_session(self, session: str, *, pair_phone: str | None = None) -> SessionInfo:
-        """Create ``session`` if needed and start it (idempotent). Unpaired, it shows QR codes
-        (``session.qr`` events) or, with ``pair_phone``, also a pairing code (``session.pair_code``)."""
-        cmd = SessionStart(id=self._new_id(), session=session, pair_phone=pair_phone)
-        return await self._request(cmd, SessionInfo, retry_safe=True)
-
-    async def sessions(self) -> list[SessionInfo]:
-        """Every session of the tenant, sorted by name."""
-        listing = await self._request(SessionList(id=self._new_id()), _SessionListing, retry_safe=True)
-        return listing.sessions
-
-    async def session(self, session: str) -> SessionInfo:
-        """One session; :class:`~zapgate.errors.SessionNotFound` when the tenant has no such session."""
-        return await self._request(SessionGet(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
-
-    async def stop_session(self, session: str) -> SessionInfo:
-        """Stop the session and keep its pairing; ``start_session`` resumes it without a scan."""
-        return await self._request(SessionStop(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
-
-    async def logout(self, session: str) -> SessionInfo:
-        """Unlink the session from its phone and forget its keys; it needs a new pairing."""
-        return await self._request(SessionLogout(id=self._new_id(), session=session), SessionInfo, retry_safe=True)
-
-    async def delete_session(self, session: str) -> None:
-        """Log out and delete the session with everything stored for it (not retried across a drop)."""
-        await self._call(SessionDelete(id=self._new_id(), session=session), retry_safe=False)
-
-    async def send_text(
-        self,
-        session: str,
-        to: str,
-        text: str,
-        *,
-        reply_to: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> SendResult:
-        """Send ``text`` to ``to`` (a phone number or JID); ``reply_to`` quotes a message of that chat.
-
-        ``idempotency_key`` makes the send safe to repeat: the same key with the same content returns the first
-        result and sends nothing (a different content raises :class:`~zapgate.errors.IdempotencyConflict`).
-        Without one the SDK makes a fresh key, so its own resend after a dropped connection is safe too;
-        pass your own (e.g. your database id of the message) to be safe across restarts of your program.
-        """
-        key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
-        cmd = MessageSend(id=self._new_id(), session=session, to=to, text=text, reply_to=reply_to, idempotency_key=key)
-        return await self._request(cmd, SendResult, retry_safe=True)
-
-    async def mark_read(self, session: str, chat: str, message_ids: list[str]) -> None:
-        """Send read receipts (blue ticks) for ``message_ids`` received in ``chat``."""
-        cmd = MessageRead(id=self._new_id(), session=session, chat=chat, message_ids=list(message_ids))
-        await self._call(cmd, retry_safe=True)
-
     async def fetch_events(self, after: int, *, limit: int = 100) -> EventPage:
         """Read the tenant's event log: up to ``limit`` (1-1000) events with ``seq > after``, oldest first.
 
@@ -544,32 +448,6 @@ class Client:
         page = msgspec.convert(data, _RawPage)
         events = [event_from_frame(msgspec.convert(raw, EventFrame)) for raw in page.events]
         return EventPage(events=events, oldest_seq=page.oldest_seq, last_seq=page.last_seq, gap=page.gap)
-
-    async def ping(self) -> float:
-        """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""
-        pong = await self._request(Ping(id=self._new_id()), _Pong, retry_safe=True)
-        return pong.time
-
-    # -- simulator only (CommandUnavailable on a gateway running the real engine)
-
-    async def sim_scan(self, qr: str, phone: str) -> Me:
-        """Simulator: a simulated phone with number ``phone`` scans ``qr`` (or types a pairing code)."""
-        result = await self._request(SimScan(id=self._new_id(), qr=qr, phone=phone), _Linked, retry_safe=False)
-        return result.me
-
-    async def sim_unlink(self, session: str) -> None:
-        """Simulator: the session's phone removes it from its linked devices."""
-        await self._call(SimUnlink(id=self._new_id(), session=session), retry_safe=False)
-
-    async def sim_network(self, session: str, online: bool) -> None:
-        """Simulator: drop (``online=False``) or restore the session's network."""
-        await self._call(SimNetwork(id=self._new_id(), session=session, online=online), retry_safe=True)
-
-    async def sim_receive(self, session: str, from_: str, text: str, *, reply_to: str | None = None) -> str:
-        """Simulator: contact ``from_`` sends ``text`` to the session's number; returns the message id."""
-        cmd = SimReceive(id=self._new_id(), session=session, from_=from_, text=text, reply_to=reply_to)
-        received = await self._request(cmd, _Received, retry_safe=False)
-        return received.message_id
 
     # -- failure
 
@@ -589,7 +467,7 @@ class Client:
 
 
 class _EventIterator:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Connection) -> None:
         self._client = client
 
     def __aiter__(self) -> _EventIterator:
@@ -602,27 +480,11 @@ class _EventIterator:
         return event
 
 
-class _SessionListing(msgspec.Struct):
-    sessions: list[SessionInfo]
-
-
 class _RawPage(msgspec.Struct):
     events: list[Any]
     oldest_seq: int
     last_seq: int
     gap: bool
-
-
-class _Pong(msgspec.Struct):
-    time: float
-
-
-class _Linked(msgspec.Struct):
-    me: Me
-
-
-class _Received(msgspec.Struct):
-    message_id: str
 
 
 def _refusal(url: str, exc: InvalidStatus) -> ZapgateError:
