@@ -63,8 +63,10 @@ def settings(tmp_path: Path) -> Settings:
 class TcpRelay:
     """A TCP relay on 127.0.0.1 in front of the gateway, to break connections the way a network does."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, *, strip_authorization: bool = False) -> None:
         self.target_port = target_port
+        self.strip_authorization = strip_authorization  # as some proxies do with WebSocket upgrades
+        self.stripped = 0
         self.port = 0
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -95,16 +97,21 @@ class TcpRelay:
         self.accepted += 1
         server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         tasks = {
-            asyncio.create_task(self._copy(client_r, server_w, gate=None)),
+            asyncio.create_task(self._copy(client_r, server_w, gate=None, upstream=True)),
             asyncio.create_task(self._copy(server_r, client_w, gate=self._downstream)),
         }
         self._pipes.append((client_w, server_w, tasks))
 
-    async def _copy(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event | None) -> None:
+    async def _copy(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event | None, upstream: bool = False
+    ) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while data := await src.read(65536):
                 if gate is not None:
                     await gate.wait()
+                if upstream and self.strip_authorization and b"\r\nAuthorization: " in data:
+                    data = data.replace(b"\r\nAuthorization: ", b"\r\nX-Stripped: ")
+                    self.stripped += 1
                 dst.write(data)
                 await dst.drain()
             dst.close()
@@ -355,6 +362,21 @@ async def test_client_rides_through_a_gateway_restart(settings: Settings) -> Non
         await client.close()
 
 
+async def test_auth_frame_when_a_proxy_drops_the_authorization_header(gateway: RunningGateway) -> None:
+    token = await gateway.token()
+    relay = TcpRelay(gateway.port, strip_authorization=True)
+    async with relay, sdk(relay.url, token) as gw, sdk(gateway.url, token) as phone:
+        await pair(gw, "main", "+55 11 90000-0009")
+        relay.refusing = True
+        relay.cut()
+        await eventually(lambda: not gw.connected, "the SDK to notice the cut")
+        await phone.sim_receive("main", "+55 21 92222-0000", "while the bot was away")
+        relay.refusing = False
+        event = await next_event(gw, MessageReceived)  # replayed: resume_from went in the auth frame
+        assert event.data.text == "while the bot was away"
+        assert relay.stripped == relay.accepted == 2
+
+
 async def test_commands_wait_for_the_next_connection(gateway: RunningGateway) -> None:
     async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as gw:
         relay.refusing = True  # the gateway looks down: reconnect attempts fail
@@ -418,14 +440,18 @@ async def test_no_reply_in_time_raises_request_timeout(gateway: RunningGateway) 
 
 async def test_revoked_token_stops_the_client_for_good(gateway: RunningGateway) -> None:
     record, token = await gateway.gateway.tokens.create("acme")
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, token) as gw:
+    async with TcpRelay(gateway.port) as relay, sdk(gateway.url, token) as live, sdk(relay.url, token) as away:
         assert await gateway.gateway.tokens.revoke(record.id)
-        relay.cut()
-        with pytest.raises(Unauthorized):
-            async with asyncio.timeout(TIMEOUT):
-                await gw.next_event()
-        with pytest.raises(Unauthorized):
-            await gw.ping()
+        relay.hold_downstream()  # "away" is cut off while the gateway closes "live" (4401)
+        assert await gateway.gateway.check_tokens() == 2
+        relay.cut()  # "away" reconnects and is refused (HTTP 401)
+        for gw, said in ((live, "the token of this connection was revoked"), (away, "invalid or revoked token")):
+            with pytest.raises(Unauthorized, match=said):
+                async with asyncio.timeout(TIMEOUT):
+                    await gw.next_event()
+            with pytest.raises(Unauthorized):
+                await gw.ping()
+            assert not gw.connected
 
 
 # -- resume from a stored seq, gaps, bounded memory ---------------------------------------------------------

@@ -143,6 +143,7 @@ class Connection:
         self._closed = False
         self._fatal: ZapgateError | None = None
         self._ready: Ready | None = None
+        self._last_error: ErrorFrame | None = None
 
     # -- lifecycle
 
@@ -284,7 +285,8 @@ class Connection:
         except websockets.ConnectionClosed:
             pass
         if ws.close_code == CLOSE_UNAUTHORIZED:
-            raise Unauthorized(ws.close_reason or "the gateway no longer accepts the token")
+            said = self._last_error.message if self._last_error else ws.close_reason
+            raise Unauthorized(said or "the gateway no longer accepts the token")
         log.info(
             "connection to %s lost (close code %s %s)%s",
             self.url,
@@ -358,6 +360,7 @@ class Connection:
                 code, text = (error.code, error.message) if error else ("internal", "error reply without details")
                 pending.future.set_exception(error_from_wire(code, text))
         elif isinstance(frame, ErrorFrame):
+            self._last_error = frame  # explains the close that usually follows
             log.warning("the gateway reported %s: %s", frame.code, frame.message)
 
     # -- the event stream
