@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,16 @@ async def test_events_from_a_seq_prints_the_wire_frames(gateway: RunningGateway)
         "data": {"status": "starting"},
         "ts": log.events[0].ts,
     }
+
+    # Once the gateway has dropped old events, asking for them prints a gap line, then what it kept.
+    await gateway.gateway.storage.prune(time.time() + 1, event_max_age=0, event_keep=2, record_max_age=1e9)
+    after_gap = await cli("events", "--from", "1", "--limit", "2", env=cli_env(gateway.url, token))
+    assert after_gap.code == 0, after_gap.err
+    gap, *kept = [json.loads(line) for line in after_gap.out.splitlines()]
+    newest = log.events[-1].seq
+    assert gap == {"type": "gap", "after": 1, "last_seq": newest - 2}
+    assert [e["seq"] for e in kept] == [newest - 1, newest]
+    assert f"no longer has events 2 to {newest - 2}" in after_gap.err
 
 
 # -- errors and exit codes ---------------------------------------------------------------------------------------

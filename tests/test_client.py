@@ -429,6 +429,17 @@ async def test_unsafe_command_in_flight_during_a_drop_fails_with_connection_clos
         assert event.session == "main"
 
 
+async def test_without_reconnect_a_drop_ends_the_client(gateway: RunningGateway) -> None:
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), reconnect=False) as gw:
+        relay.cut()
+        with pytest.raises(ConnectionClosed, match="lost"):
+            async with asyncio.timeout(TIMEOUT):
+                await gw.next_event()
+        with pytest.raises(ConnectionClosed):
+            await gw.ping()
+        assert relay.accepted == 1
+
+
 async def test_no_reply_in_time_raises_request_timeout(gateway: RunningGateway) -> None:
     async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), request_timeout=0.3) as gw:
         relay.hold_downstream()
