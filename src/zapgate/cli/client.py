@@ -261,7 +261,7 @@ def add_commands(commands: Any) -> None:
 
 
 EXIT_CODES = (
-    "exit codes: 0 ok, 1 error reported by the gateway (message on stderr), 2 usage or configuration "
+    "exit codes: 0 ok, 1 error reported by the gateway (message on stderr), 2 usage or configuration\n"
     "error (e.g. no token), 3 gateway unreachable or connection lost, 4 timeout, 130 interrupted"
 )
 
