@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Literal
 
@@ -192,8 +193,12 @@ class Engine(abc.ABC):
         """Send read receipts for messages received in ``chat``."""
 
     def new_message_id(self) -> str:
-        """A fresh WhatsApp message id, as WhatsApp Web makes them (``3EB0`` + 18 upper-case hex digits)."""
-        return "3EB0" + secrets.token_hex(9).upper()
+        """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).
+
+        The first 11 digits count milliseconds, the other 7 are random: ids made later sort later, so the
+        indexes that hold them grow at one end instead of touching a random page for every message.
+        """
+        return f"3EB0{time.time_ns() // 1_000_000 % 16**11:011X}{secrets.randbits(28):07X}"
 
 
 EngineFactory = Callable[..., Engine]

@@ -180,6 +180,7 @@ class SimulatorEngine(Engine):
         self._qr_index: dict[str, tuple[str, int]] = {}  # code -> (session id, attempt)
         self._used_codes: dict[str, str] = {}  # code of an ended pairing -> session id
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._acknowledged: list[int] = []  # mailbox rows the gateway stored, not yet deleted
 
     # -- engine interface
 
@@ -216,6 +217,7 @@ class SimulatorEngine(Engine):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._forget_acknowledged()
         await self._db.close()
 
     async def open(
@@ -270,27 +272,37 @@ class SimulatorEngine(Engine):
         sender = device.phone
         now = int(time.time())
         reply_to = quote.message_id if quote else None
+        message = MessageIn(
+            message_id=message_id,
+            chat=_user_jid(sender),
+            sender=_user_jid(sender),
+            text=text,
+            timestamp=now,
+            reply_to=reply_to,
+            push_name=self._name(sender),
+        )
+        # The recipient's phone is always online in the simulation: it confirms delivery at once.
+        delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
+        mail = self._address([(to.user, message), (sender, delivered)])
 
-        def record(conn: sqlite3.Connection) -> tuple[tuple[int, bool], list[Any]]:
+        def record(conn: sqlite3.Connection) -> tuple[tuple[int, list[int] | None], list[Any]]:
             row = conn.execute(
                 "SELECT timestamp FROM deliveries WHERE sender = ? AND message_id = ?", (sender, message_id)
             ).fetchone()
-            if row:
+            if row:  # a repeated id: WhatsApp drops it
                 conn.execute(
                     "UPDATE deliveries SET attempts = attempts + 1 WHERE sender = ? AND message_id = ?",
                     (sender, message_id),
                 )
-                return (int(row[0]), False), []
-            conn.execute(
-                "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
-                "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
-                (sender, message_id, to.user, text, reply_to, now),
-            )
-            return (now, True), []
+                return (int(row[0]), None), []
+            _insert_delivery(conn, sender, to.user, message_id, text, reply_to, now)
+            return (now, _insert_mail(conn, mail)), []
 
-        timestamp, first = await self._db.write(record)
-        if first:
-            self._later(self._deliver, sender, to.user, message_id, text, reply_to, timestamp)
+        timestamp, row_ids = await self._db.write(record)
+        if row_ids is not None:
+            self._later(self._post, mail, row_ids)
+            if self._accounts[to.user][0] == "echo":
+                self._later(self._echo, sender, to.user, message_id, text)
         return timestamp
 
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
@@ -373,17 +385,7 @@ class SimulatorEngine(Engine):
         if sender not in self._accounts:
             await self._add_account(sender, "contact")
         message_id = "3A" + secrets.token_hex(9).upper()
-        await self._store_delivery(sender, device.phone, message_id, text, reply_to, int(time.time()))
-        message = MessageIn(
-            message_id=message_id,
-            chat=_user_jid(sender),
-            sender=_user_jid(sender),
-            text=text,
-            timestamp=int(time.time()),
-            reply_to=reply_to,
-            push_name=self._name(sender),
-        )
-        await self._mail_account(device.phone, message)
+        await self._accept(sender, device.phone, message_id, text, reply_to)
         return message_id
 
     async def deliveries(self) -> list[dict[str, Any]]:
@@ -541,78 +543,73 @@ class SimulatorEngine(Engine):
         kind, _ = self._accounts.get(phone, ("contact", ""))
         return "Echo" if kind == "echo" else f"+{phone}"
 
-    async def _store_delivery(
-        self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, timestamp: int
-    ) -> None:
-        def store(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
-            conn.execute(
-                "INSERT OR IGNORE INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
-                "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
-                (sender, message_id, recipient, text, reply_to, timestamp),
-            )
-            return None, []
-
-        await self._db.write(store)
-
-    async def _deliver(
-        self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, timestamp: int
-    ) -> None:
-        """WhatsApp's server hands a message to the recipient's phone and linked devices."""
-        kind, _ = self._accounts[recipient]
+    async def _accept(self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None) -> None:
+        """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices."""
+        now = int(time.time())
         message = MessageIn(
             message_id=message_id,
             chat=_user_jid(sender),
             sender=_user_jid(sender),
             text=text,
-            timestamp=timestamp,
+            timestamp=now,
             reply_to=reply_to,
             push_name=self._name(sender),
         )
-        await self._mail_account(recipient, message)
-        # The recipient's phone is always online in the simulation: it confirms delivery at once.
-        delivered = ReceiptIn(
-            message_ids=[message_id], chat=_user_jid(recipient), status="delivered", timestamp=int(time.time())
+        mail = self._address([(recipient, message)])
+
+        def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:
+            _insert_delivery(conn, sender, recipient, message_id, text, reply_to, now)
+            return _insert_mail(conn, mail), []
+
+        self._post(mail, await self._db.write(store))
+
+    async def _echo(self, sender: str, echo: str, message_id: str, text: str) -> None:
+        """The echo contact reads the message, then answers it with the same text."""
+        await asyncio.sleep(self._latency)
+        await self._mail_account(
+            sender, ReceiptIn(message_ids=[message_id], chat=_user_jid(echo), status="read", timestamp=int(time.time()))
         )
-        await self._mail_account(sender, delivered)
-        if kind == "echo":
-            await asyncio.sleep(self._latency)
-            read = ReceiptIn(
-                message_ids=[message_id], chat=_user_jid(recipient), status="read", timestamp=int(time.time())
-            )
-            await self._mail_account(sender, read)
-            await asyncio.sleep(self._latency)
-            echo_id = "3A" + secrets.token_hex(9).upper()
-            now = int(time.time())
-            await self._store_delivery(recipient, sender, echo_id, text, message_id, now)
-            echo = MessageIn(
-                message_id=echo_id,
-                chat=_user_jid(recipient),
-                sender=_user_jid(recipient),
-                text=text,
-                timestamp=now,
-                reply_to=message_id,
-                push_name="Echo",
-            )
-            await self._mail_account(sender, echo)
+        await asyncio.sleep(self._latency)
+        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), text, message_id)
 
     async def _mail_account(self, phone: str, event: EngineEvent) -> None:
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""
-        targets = [self._devices[s] for s in self._linked.get(phone, ()) if s in self._devices]
-        if not targets:
-            return
-        raw = _event_encoder.encode(event)
+        mail = self._address([(phone, event)])
+        if mail:
+            self._post(mail, await self._db.write(lambda conn: (_insert_mail(conn, mail), [])))
 
-        def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:
-            ids = []
-            for device in targets:
-                cur = conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?)", (device.session_id, raw))
-                ids.append(cur.lastrowid or 0)
-            return ids, []
+    def _address(self, items: Sequence[tuple[str, EngineEvent]]) -> list[tuple[_Device, EngineEvent, bytes]]:
+        """Mail for every device linked to each phone: (device, event, encoded event)."""
+        mail = []
+        for phone, event in items:
+            raw = _event_encoder.encode(event)
+            mail += [(self._devices[s], event, raw) for s in self._linked.get(phone, ()) if s in self._devices]
+        return mail
 
-        ids = await self._db.write(store)
-        for device, row_id in zip(targets, ids, strict=True):
+    def _post(self, mail: Sequence[tuple[_Device, EngineEvent, bytes]], row_ids: Sequence[int]) -> None:
+        """Hand stored mail to the devices' pumps."""
+        for (device, event, _), row_id in zip(mail, row_ids, strict=True):
             device.mail.append((row_id, event))
             device.wake.set()
+
+    def _delivered(self, row_id: int) -> None:
+        """Forget mail the gateway stored. Deletions are batched: one write for all acknowledged so far."""
+        self._acknowledged.append(row_id)
+        if len(self._acknowledged) == 1:
+            asyncio.get_running_loop().call_soon(self._forget_acknowledged)
+
+    def _forget_acknowledged(self) -> None:
+        ids, self._acknowledged = self._acknowledged, []
+        if not ids or self._db.closed:
+            return
+
+        def delete(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+            conn.executemany("DELETE FROM mailbox WHERE id = ?", [(i,) for i in ids])
+            return None, []
+
+        # Losing this write in a crash only means the mail is offered again after the restart, which the
+        # gateway handles (messages are deduplicated by id); so nobody waits for it.
+        self._db.submit(delete).add_done_callback(_log_failure)
 
     def _emit(self, device: _Device, event: EngineEvent) -> None:
         device.control.append(event)
@@ -647,7 +644,7 @@ class SimulatorEngine(Engine):
                     continue
                 if device.mail and device.mail[0][0] == row_id:
                     device.mail.popleft()
-                await self._db.write(_delete_mail(row_id))
+                self._delivered(row_id)
                 continue
             device.wake.clear()
             await device.wake.wait()
@@ -664,12 +661,27 @@ class SimulatorEngine(Engine):
             return False
 
 
-def _delete_mail(row_id: int) -> Any:
-    def delete(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
-        conn.execute("DELETE FROM mailbox WHERE id = ?", (row_id,))
-        return None, []
+def _insert_delivery(
+    conn: sqlite3.Connection, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, ts: int
+) -> None:
+    conn.execute(
+        "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
+        "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
+        (sender, message_id, recipient, text, reply_to, ts),
+    )
 
-    return delete
+
+def _insert_mail(conn: sqlite3.Connection, mail: Sequence[tuple[_Device, EngineEvent, bytes]]) -> list[int]:
+    ids = []
+    for device, _, raw in mail:
+        cur = conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?)", (device.session_id, raw))
+        ids.append(cur.lastrowid or 0)
+    return ids
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("simulator: could not clear delivered mail: %s", future.exception())
 
 
 def from_settings(settings: Settings) -> SimulatorEngine:

@@ -230,6 +230,10 @@ class SqliteDatabase:
                 await loop.run_in_executor(pool, conn.close)
             pool.shutdown(wait=True)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise RuntimeError("storage is closed")
@@ -255,6 +259,9 @@ class SqliteDatabase:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
+                # Let every callback that is ready run first: writes they request join this group, so one
+                # commit (and one write of each page they share) serves them all.
+                await asyncio.sleep(0)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 try:
                     outcomes = await loop.run_in_executor(self._writer, self._apply, [fn for fn, _ in group])
