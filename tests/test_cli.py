@@ -26,6 +26,8 @@ from .conftest import fast_settings
 from .support import TIMEOUT, RunningGateway, serve_gateway
 from .test_client import TcpRelay, next_event, pair
 
+pytestmark = pytest.mark.slow  # each test runs the zapgate executable (but the --help ones)
+
 ZAPGATE = str(Path(sys.executable).with_name("zapgate"))
 ECHO = "+1 555 000 0000"
 
@@ -129,7 +131,6 @@ def qr_art(code: str) -> str:
 # -- pair ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 async def test_new_user_journey_serve_token_pair_rotating_qr_scan(tmp_path: Path) -> None:
     """Everything through the CLI: create a token, serve a simulator, pair while the QR rotates, scan."""
     data = str(tmp_path / "data")
