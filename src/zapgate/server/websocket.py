@@ -49,6 +49,25 @@ def bearer_token(headers: Any) -> str | None:
 
 
 class Connection:
+    # Thousands of these can sit idle: slots, and no writer task or events until they are needed.
+    __slots__ = (
+        "_close",
+        "_close_sent",
+        "_holding",
+        "_last_seq",
+        "_out",
+        "_sent",
+        "_slots",
+        "_tasks",
+        "_writer",
+        "gw",
+        "peer",
+        "settings",
+        "tenant",
+        "token_id",
+        "ws",
+    )
+
     def __init__(self, websocket: WebSocket, gateway: Gateway) -> None:
         self.ws = websocket
         self.gw = gateway
@@ -56,9 +75,10 @@ class Connection:
         self.tenant: str | None = None
         self.token_id: str | None = None
         self._out: collections.deque[str] = collections.deque()
-        self._wake = asyncio.Event()
-        self._sent = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
+        self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
         self._close: tuple[int, str] | None = None
+        self._close_sent = False
         self._slots = asyncio.Semaphore(self.settings.max_inflight_commands)
         self._tasks: set[asyncio.Task[None]] = set()
         self._holding: list[tuple[int, str]] | None = None  # live events held back while replaying
@@ -81,7 +101,6 @@ class Connection:
                 )
                 return
         await self.ws.accept()
-        writer = asyncio.create_task(self._write_loop(), name="ws-writer")
         try:
             self._send(
                 Hello(
@@ -116,8 +135,9 @@ class Connection:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._close is None:
                 self._close = (1000, "")
-            self._wake.set()
-            await asyncio.gather(writer, return_exceptions=True)
+            self._kick()
+            if self._writer is not None:
+                await asyncio.gather(self._writer, return_exceptions=True)
 
     def _resume_header(self) -> int | None:
         raw = self.ws.headers.get("zapgate-resume-from")
@@ -163,8 +183,9 @@ class Connection:
         """Close after the frames already queued are sent."""
         if self._close is None:
             self._close = (code, reason)
-            self._wake.set()
-            self._sent.set()
+            self._kick()
+            if self._sent is not None:
+                self._sent.set()
 
     # -- ready and resume
 
@@ -209,7 +230,10 @@ class Connection:
     async def _drained(self, below: int) -> None:
         """Wait until the writer has brought the queue down to ``below`` frames (replay pacing)."""
         while len(self._out) > below and self._close is None:
+            if self._sent is None:
+                self._sent = asyncio.Event()
             self._sent.clear()
+            self._kick()
             await self._sent.wait()
 
     # -- events from the hub
@@ -230,7 +254,7 @@ class Connection:
             return
         self._last_seq = seq
         self._out.append(frame)
-        self._wake.set()
+        self._kick()
 
     def _slow_consumer(self) -> None:
         log.info("closing %s (tenant %s): slow consumer, %d frames queued", self.peer, self.tenant, len(self._out))
@@ -289,25 +313,32 @@ class Connection:
     def _send(self, frame: object) -> None:
         """Queue a reply or control frame (these are bounded by the in-flight limit, not the buffer)."""
         self._out.append(encode(frame).decode())
-        self._wake.set()
+        self._kick()
 
-    async def _write_loop(self) -> None:
+    def _kick(self) -> None:
+        """Make sure a writer is draining the queue."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="ws-writer")
+
+    async def _drain(self) -> None:
+        """Send queued frames in order, then the close frame if one is due; end when there is nothing left.
+
+        A frame queued while this runs is sent by this same task: it is only ever suspended inside
+        ``send_text``, and it finishes (``done()``) in the same step in which it finds the queue empty."""
         try:
-            while True:
-                while self._out:
-                    await self.ws.send_text(self._out.popleft())
+            while self._out:
+                await self.ws.send_text(self._out.popleft())
+                if self._sent is not None:
                     self._sent.set()
-                if self._close is not None:
-                    code, reason = self._close
-                    try:
-                        await self.ws.close(code, reason)
-                    except Exception:  # already closed by the peer
-                        log.debug("close after peer left", exc_info=True)
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-        finally:
-            # Whatever ended the writer (close, peer gone), nothing more will be sent: say so to waiters.
+            if self._close is not None and not self._close_sent:
+                self._close_sent = True
+                await self.ws.close(*self._close)
+        except Exception:  # the peer is gone: nothing more can be sent
+            log.debug("writer for %s stopped", self.peer, exc_info=True)
+            self._out.clear()
+            self._close_sent = True
             if self._close is None:
                 self._close = (1006, "")
-            self._sent.set()
+        finally:
+            if self._sent is not None:
+                self._sent.set()
