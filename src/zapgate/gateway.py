@@ -98,11 +98,12 @@ class Gateway:
         return len(revoked)
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
+        """Run ``job`` now and then every ``seconds``."""
         while True:
-            await asyncio.sleep(seconds)
             try:
                 done = await job()
                 if done:
                     log.info("%s: %d", job.__name__, done)
             except Exception:
                 log.exception("%s failed", job.__name__)
+            await asyncio.sleep(seconds)
