@@ -161,20 +161,6 @@ class GatewayProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def close_draining(client: RawClient) -> None:
-    """Close while reading whatever the server still sends: a client that stops reading cannot receive the
-    server's close frame behind the events queued before it, and would wait out its close timeout."""
-
-    async def drain() -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for _ in client.ws:
-                pass
-
-    reader = asyncio.create_task(drain())
-    await client.ws.close()
-    await reader
-
-
 @contextlib.asynccontextmanager
 async def authenticated(url: str, token: str, resume_from: int | None = None) -> AsyncIterator[RawClient]:
     client = await RawClient.open(url)
@@ -182,7 +168,7 @@ async def authenticated(url: str, token: str, resume_from: int | None = None) ->
         await client.authenticate(token, resume_from)
         yield client
     finally:
-        await close_draining(client)
+        await client.close()
 
 
 async def wait_drained(client: RawClient, session: str) -> None:
@@ -372,7 +358,7 @@ async def paired_gateway(tmp_path: Path) -> AsyncIterator[tuple[RunningGateway, 
             await client.pair("s", PHONE)
             yield gateway, client
         finally:
-            await close_draining(client)
+            await client.close()
 
 
 async def accepted_by_whatsapp(gateway: RunningGateway, sender: str = PHONE) -> list[dict[str, Any]]:

@@ -33,20 +33,6 @@ CONTACTS = ("5531900000001", "5531900000002", "5531900000003")
 # -- helpers --------------------------------------------------------------------------------------
 
 
-async def close(client: RawClient) -> None:
-    """Close while reading (and ignoring) whatever the server still sends: a client that stops reading cannot
-    receive the server's close frame queued behind events, and would wait out its close timeout."""
-
-    async def drain() -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for _ in client.ws:
-                pass
-
-    reader = asyncio.create_task(drain())
-    await client.ws.close()
-    await reader
-
-
 @contextlib.asynccontextmanager
 async def connected(gateway: RunningGateway, token: str | None = None, **auth: Any) -> AsyncIterator[RawClient]:
     """An authenticated raw client for tenant ``acme``, closed with :func:`close` at the end of the block."""
@@ -55,7 +41,7 @@ async def connected(gateway: RunningGateway, token: str | None = None, **auth: A
         await client.authenticate(token or await gateway.token(), **auth)
         yield client
     finally:
-        await close(client)
+        await client.close()
 
 
 async def pair(gateway: RunningGateway) -> None:
@@ -163,7 +149,7 @@ async def test_fifty_random_disconnects_during_inbound_traffic_lose_and_repeat_n
                 if rng.random() < 0.4:
                     moment += "+abort"
                     abort(client)
-                await close(client)
+                await client.close()
                 how[moment] = how.get(moment, 0) + 1
                 # Sometimes stay away long enough for a backlog to build up, so the next resume replays it.
                 if rng.random() < 0.3:
@@ -402,7 +388,7 @@ async def test_a_client_that_sends_without_reading_is_held_back_not_buffered(tmp
                 assert frame["ok"] and len(frame["data"]["events"]) == 40
                 replies.add(frame["id"])
         await flood
-        await close(greedy)
+        await greedy.close()
 
 
 async def send_all(client: RawClient, count: int) -> None:

@@ -272,15 +272,7 @@ class SimulatorEngine(Engine):
         sender = device.phone
         now = int(time.time())
         reply_to = quote.message_id if quote else None
-        message = MessageIn(
-            message_id=message_id,
-            chat=_user_jid(sender),
-            sender=_user_jid(sender),
-            text=text,
-            timestamp=now,
-            reply_to=reply_to,
-            push_name=self._name(sender),
-        )
+        message = self._message(sender, message_id, text, reply_to, now)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
         delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
         mail = self._address([(to.user, message), (sender, delivered)])
@@ -539,6 +531,19 @@ class SimulatorEngine(Engine):
         await self._db.write(add)
         self._accounts.setdefault(phone, (kind, lid))
 
+    def _message(self, sender: str, message_id: str, text: str, reply_to: str | None, now: int) -> MessageIn:
+        """A 1:1 message from ``sender`` as the recipient's devices receive it."""
+        chat = _user_jid(sender)
+        return MessageIn(
+            message_id=message_id,
+            chat=chat,
+            sender=chat,
+            text=text,
+            timestamp=now,
+            reply_to=reply_to,
+            push_name=self._name(sender),
+        )
+
     def _name(self, phone: str) -> str:
         kind, _ = self._accounts.get(phone, ("contact", ""))
         return "Echo" if kind == "echo" else f"+{phone}"
@@ -546,15 +551,7 @@ class SimulatorEngine(Engine):
     async def _accept(self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None) -> None:
         """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices."""
         now = int(time.time())
-        message = MessageIn(
-            message_id=message_id,
-            chat=_user_jid(sender),
-            sender=_user_jid(sender),
-            text=text,
-            timestamp=now,
-            reply_to=reply_to,
-            push_name=self._name(sender),
-        )
+        message = self._message(sender, message_id, text, reply_to, now)
         mail = self._address([(recipient, message)])
 
         def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:

@@ -68,7 +68,9 @@ __all__ = ["Session", "SessionManager"]
 
 log = logging.getLogger("zapgate.sessions")
 
-_me_decoder = msgspec.json.Decoder(Me)
+
+RESTORE_CONCURRENCY = 64
+"""Sessions prepared and reopened at the same time when the gateway starts."""
 
 
 class Session:
@@ -126,18 +128,25 @@ class SessionManager:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Load every stored session and resume those that were running."""
+        """Load every stored session and resume those that were running.
+
+        Sessions are prepared and reopened many at a time, so that their reads and status commits share
+        group commits instead of queueing one behind the other."""
         records = await self._storage.list_sessions()
-        for record in records:
-            session = Session(record)
+        sessions = [Session(record) for record in records]
+        for session in sessions:
             self._add(session)
-            await self._start_sender(session)
-        resumed = 0
-        for session in list(self._by_id.values()):
-            if session.record.want_running:
-                async with session.lock:
-                    await self._open(session, pair_phone=None)
-                resumed += 1
+        limit = asyncio.Semaphore(RESTORE_CONCURRENCY)
+
+        async def restore(session: Session) -> None:
+            async with limit:
+                await self._start_sender(session)
+                if session.record.want_running:
+                    async with session.lock:
+                        await self._open(session, pair_phone=None)
+
+        await asyncio.gather(*(restore(s) for s in sessions))
+        resumed = sum(1 for s in sessions if s.record.want_running)
         log.info("loaded %d sessions, resumed %d", len(records), resumed)
 
     async def close(self) -> None:
