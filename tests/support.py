@@ -143,6 +143,11 @@ class RawClient:
         await self._pump_until(lambda: request_id in self._replies, timeout)
         return self._replies.pop(request_id)
 
+    async def reply(self, request_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The reply to a command sent with ``send`` under ``request_id``."""
+        await self._pump_until(lambda: request_id in self._replies, timeout)
+        return self._replies.pop(request_id)
+
     async def call(self, type_: str, **fields: Any) -> Any:
         """Send a command and return its ``data``; fail the test on an error reply."""
         reply = await self.request(type_, **fields)

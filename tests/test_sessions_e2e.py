@@ -202,3 +202,27 @@ async def test_restart_keeps_paired_sessions(tmp_path: Path) -> None:
             assert sent["status"] == "sent"
         finally:
             await client.close()
+
+
+async def test_deleting_a_session_answers_a_send_waiting_for_it(tmp_path: Path) -> None:
+    # send_wait_s is far beyond the test's timeout: only the deletion can produce the reply in time.
+    settings = fast_settings(tmp_path / "data", send_wait_s=600.0)
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
+        await client.pair("s", ALICE)
+        await client.call("sim.restrict", session="s", seconds=600)
+        await client.send(
+            {
+                "type": "message.send",
+                "id": "waiting",
+                "session": "s",
+                "to": "+1 555 000 0000",
+                "text": "held back by the restriction",
+            }
+        )
+        while (await client.call("session.get", session="s"))["outbox"]["queued"] == 0:
+            pass  # until the send is stored and waiting
+        await client.call("session.delete", session="s")
+        answer = await client.reply("waiting")
+        assert answer["ok"] and answer["data"]["status"] == "queued"
+        failed = await client.event("message.status", lambda e: e["data"]["status"] == "failed")
+        assert failed["data"]["reason"] == "session_deleted"

@@ -9,7 +9,6 @@ tenant: a session of another tenant is reported exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -328,6 +327,8 @@ class SessionManager:
             fingerprint=fingerprint,
         )
         stored, created = await self._storage.enqueue_message(item)
+        if self._by_id.get(session.id) is not session:  # deleted while the message was being stored
+            raise SessionNotFound(f"no session named {name!r}")
         if not created:  # the same key arrived twice at the same time: the other one stored it
             return await self._replay(session, stored, fingerprint)
         assert session.sender is not None
@@ -347,8 +348,14 @@ class SessionManager:
         assert session.sender is not None
         waiter = session.sender.waiter(item.message_id) if item.status == "queued" else None
         if waiter is not None and session.state.status is Status.CONNECTED:
-            with contextlib.suppress(TimeoutError):
+            try:
                 item = await asyncio.wait_for(asyncio.shield(waiter), self._settings.send_wait_s)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                if not waiter.cancelled():
+                    raise  # this command itself was cancelled (its connection closed)
+                # The session was deleted or logged out while we waited: its events say what became of it.
         if item.status == "failed":
             if item.reason == "not_on_whatsapp":
                 raise NotOnWhatsApp(f"{Jid.parse(item.chat).user} is not on WhatsApp (message {item.message_id})")
@@ -442,6 +449,8 @@ class SessionManager:
             session.sender.known_chats.add(event.chat)
 
     async def _on_failed(self, session: Session, event: Failed) -> None:
+        if not session.state.can(Status.FAILED):
+            return  # a late report about a session that was stopped meanwhile
         session.qr = session.qr_code = None
         session.record.want_running = event.retry_at is not None
         if not await self._set_status(session, Status.FAILED, event.reason, retry_at=event.retry_at):
