@@ -35,6 +35,7 @@ from ..engines.base import (
     SendRestricted,
 )
 from ..errors import (
+    EngineUnavailable,
     IdempotencyConflict,
     InvalidRecipient,
     InvalidRequest,
@@ -371,6 +372,8 @@ class SessionManager:
         try:
             await self._engine.mark_read(session.id, parse_recipient(chat), None, list(message_ids))
         except SendError as exc:
+            if exc.retryable:
+                raise EngineUnavailable(f"could not send read receipts now ({exc.message}); retry") from None
             raise SendFailed(f"could not send read receipts: {exc.message}") from None
 
     # -- engine events
