@@ -1,26 +1,8 @@
-"""The simulator engine: an offline WhatsApp for sandboxes and tests.
-
-It behaves like WhatsApp multi-device as seen through whatsmeow:
-
-- **Pairing.** Opening an unpaired session shows QR codes shaped like WhatsApp's (``2@ref,noiseKey,
-  identityKey,advSecret``, base64 parts) on WhatsApp's schedule (60 s, then 20 s each, six codes; configurable),
-  then fails with ``qr_timeout``. A simulated phone scans with :meth:`SimulatorEngine.scan`; a pairing code
-  (``ABCD-EFGH``) is shown when a phone number is given, and the phone may type it instead.
-- **A network of accounts.** Every paired phone is an account; so are the echo contact ``+1 555 000 0000``
-  (reads, then replies with the same text), the numbers in ``sim_contacts`` and any contact that wrote to a
-  session. Sending elsewhere fails with ``not_on_whatsapp``.
-- **Delivery like WhatsApp's server.** A message is recorded once per (sender, message id): sending the same
-  id again is accepted and ignored, as WhatsApp drops repeated ids. Messages and receipts for a linked device
-  that is offline wait on the "server" and arrive, in order, when it reconnects. The record lives in
-  ``simulator.db`` in the data directory, so it survives a gateway crash, and tests can read it.
-- **Phone-side actions.** The phone can unlink the device (``logged_out``), the network can drop and come
-  back (``disconnected`` → ``connected``), and WhatsApp can restrict an account's sending for a while.
-"""
+"""The simulator engine itself: devices, pairing, the network of accounts and delivery (see the package docs)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import logging
 import secrets
@@ -31,15 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from ..config import Settings
-from ..errors import QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
-from ..jid import Jid, parse_phone
-from ..protocol import Me
-from ..sessions.qr import QrSchedule
-from ..storage.sqlite import SqliteDatabase
-from .base import (
+from ...errors import QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
+from ...jid import Jid, parse_phone
+from ...protocol import Me
+from ...sessions.qr import QrSchedule
+from ...storage.sqlite import SqliteDatabase
+from ..base import (
     Connected,
     Disconnected,
     Engine,
@@ -56,8 +35,9 @@ from .base import (
     SendError,
     SendRestricted,
 )
+from .records import MIGRATIONS, decode_event, encode_event, insert_delivery, insert_mail, make_pair_code, make_qr_code
 
-__all__ = ["ECHO_PHONE", "SimulatorEngine", "from_settings"]
+__all__ = ["ECHO_PHONE", "SimulatorEngine"]
 
 log = logging.getLogger("zapgate.engines.simulator")
 
@@ -65,62 +45,6 @@ ECHO_PHONE = "15550000000"
 MAX_REMEMBERED_CODES = 10000
 """Codes of ended pairings remembered to answer ``qr_used`` rather than ``qr_unknown``."""
 PAIR_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
-
-MIGRATIONS = [
-    """
-    CREATE TABLE accounts (
-        phone TEXT PRIMARY KEY,
-        lid TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL
-    );
-    CREATE TABLE devices (
-        jid TEXT PRIMARY KEY,
-        phone TEXT NOT NULL,
-        device_no INTEGER NOT NULL,
-        session_id TEXT NOT NULL UNIQUE,
-        linked_at REAL NOT NULL
-    );
-    CREATE TABLE deliveries (
-        sender TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        recipient TEXT NOT NULL,
-        text TEXT NOT NULL,
-        reply_to TEXT,
-        timestamp INTEGER NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 1,
-        PRIMARY KEY (sender, message_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE mailbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id TEXT NOT NULL,
-        event BLOB NOT NULL
-    );
-    CREATE INDEX mailbox_session ON mailbox (session_id, id);
-    """,
-    # 2: the order in which WhatsApp's side accepted messages (a WITHOUT ROWID table keeps none by itself)
-    """
-    ALTER TABLE deliveries ADD COLUMN accepted INTEGER;
-    CREATE UNIQUE INDEX deliveries_accepted ON deliveries (accepted);
-    """,
-]
-
-_event_encoder = msgspec.json.Encoder()
-_event_decoder = msgspec.json.Decoder(EngineEvent)
-
-
-def _b64(n: int) -> str:
-    return base64.b64encode(secrets.token_bytes(n)).decode()
-
-
-def make_qr_code() -> str:
-    """A QR payload shaped like WhatsApp's: ``ref,noise public key,identity public key,adv secret``."""
-    return f"2@{_b64(48)},{_b64(32)},{_b64(32)},{_b64(32)}"
-
-
-def make_pair_code() -> str:
-    chars = "".join(secrets.choice(PAIR_CODE_ALPHABET) for _ in range(8))
-    return f"{chars[:4]}-{chars[4:]}"
 
 
 def _user_jid(phone: str) -> str:
@@ -202,7 +126,7 @@ class SimulatorEngine(Engine):
             device.jid, device.phone = jid, phone
             self._linked[phone].append(session_id)
         for row_id, session_id, raw in mail:
-            self._device(session_id).mail.append((row_id, _event_decoder.decode(raw)))
+            self._device(session_id).mail.append((row_id, decode_event(raw)))
         for phone in [ECHO_PHONE, *self._extra_contacts]:
             kind = "echo" if phone == ECHO_PHONE else "contact"
             if phone not in self._accounts:
@@ -287,8 +211,8 @@ class SimulatorEngine(Engine):
                     (sender, message_id),
                 )
                 return (int(row[0]), None), []
-            _insert_delivery(conn, sender, to.user, message_id, text, reply_to, now)
-            return (now, _insert_mail(conn, mail)), []
+            insert_delivery(conn, sender, to.user, message_id, text, reply_to, now)
+            return (now, _store_mail(conn, mail)), []
 
         timestamp, row_ids = await self._db.write(record)
         if row_ids is not None:
@@ -555,8 +479,8 @@ class SimulatorEngine(Engine):
         mail = self._address([(recipient, message)])
 
         def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:
-            _insert_delivery(conn, sender, recipient, message_id, text, reply_to, now)
-            return _insert_mail(conn, mail), []
+            insert_delivery(conn, sender, recipient, message_id, text, reply_to, now)
+            return _store_mail(conn, mail), []
 
         self._post(mail, await self._db.write(store))
 
@@ -573,13 +497,13 @@ class SimulatorEngine(Engine):
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""
         mail = self._address([(phone, event)])
         if mail:
-            self._post(mail, await self._db.write(lambda conn: (_insert_mail(conn, mail), [])))
+            self._post(mail, await self._db.write(lambda conn: (_store_mail(conn, mail), [])))
 
     def _address(self, items: Sequence[tuple[str, EngineEvent]]) -> list[tuple[_Device, EngineEvent, bytes]]:
         """Mail for every device linked to each phone: (device, event, encoded event)."""
         mail = []
         for phone, event in items:
-            raw = _event_encoder.encode(event)
+            raw = encode_event(event)
             mail += [(self._devices[s], event, raw) for s in self._linked.get(phone, ()) if s in self._devices]
         return mail
 
@@ -658,33 +582,10 @@ class SimulatorEngine(Engine):
             return False
 
 
-def _insert_delivery(
-    conn: sqlite3.Connection, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, ts: int
-) -> None:
-    conn.execute(
-        "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
-        "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
-        (sender, message_id, recipient, text, reply_to, ts),
-    )
-
-
-def _insert_mail(conn: sqlite3.Connection, mail: Sequence[tuple[_Device, EngineEvent, bytes]]) -> list[int]:
-    ids = []
-    for device, _, raw in mail:
-        cur = conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?)", (device.session_id, raw))
-        ids.append(cur.lastrowid or 0)
-    return ids
-
-
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("simulator: could not clear delivered mail: %s", future.exception())
 
 
-def from_settings(settings: Settings) -> SimulatorEngine:
-    return SimulatorEngine(
-        settings.data_dir,
-        qr_schedule=settings.sim_qr_schedule,
-        latency=settings.sim_latency_s,
-        contacts=settings.sim_contacts,
-    )
+def _store_mail(conn: sqlite3.Connection, mail: Sequence[tuple[_Device, EngineEvent, bytes]]) -> list[int]:
+    return insert_mail(conn, [(device.session_id, raw) for device, _, raw in mail])
