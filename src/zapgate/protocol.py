@@ -36,12 +36,14 @@ __all__ = [
     "Reply",
     "SendResult",
     "SessionDelete",
+    "SessionDeletedData",
     "SessionGet",
     "SessionInfo",
     "SessionList",
     "SessionLogout",
     "SessionPairCodeData",
     "SessionQrData",
+    "SessionRestrictedData",
     "SessionStart",
     "SessionStatusData",
     "SessionStop",
@@ -269,6 +271,17 @@ class SessionStatusData(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
     me: Me | None = None
     retry_at: float | None = None
+
+
+class SessionRestrictedData(msgspec.Struct, frozen=True):
+    """WhatsApp restricted sending for the session until ``until`` (epoch seconds); sends wait."""
+
+    reason: str
+    until: float
+
+
+class SessionDeletedData(msgspec.Struct, frozen=True):
+    """``session.deleted`` carries no payload."""
 
 
 class MessageStatusData(msgspec.Struct, omit_defaults=True):

@@ -17,8 +17,10 @@ from ..protocol import Event as EventFrame
 from ..protocol import (
     MessageReceivedData,
     MessageStatusData,
+    SessionDeletedData,
     SessionPairCodeData,
     SessionQrData,
+    SessionRestrictedData,
     SessionStatusData,
     encode,
 )
@@ -40,17 +42,6 @@ __all__ = [
     "event_from_frame",
     "event_to_json",
 ]
-
-
-class SessionRestrictedData(msgspec.Struct, frozen=True):
-    """WhatsApp restricted sending for the session until ``until`` (epoch seconds); sends wait."""
-
-    reason: str
-    until: float
-
-
-class SessionDeletedData(msgspec.Struct, frozen=True):
-    """``session.deleted`` carries no payload."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

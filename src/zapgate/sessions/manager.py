@@ -53,9 +53,11 @@ from ..protocol import (
     PacingState,
     QrState,
     SendResult,
+    SessionDeletedData,
     SessionInfo,
     SessionPairCodeData,
     SessionQrData,
+    SessionRestrictedData,
     SessionStatusData,
     encode,
 )
@@ -294,7 +296,7 @@ class SessionManager:
                 await self._fail_pending(session, "session_deleted")
             del self._by_name[(session.tenant, session.name)]
             del self._by_id[session.id]
-            event = NewEvent(session.tenant, session.name, "session.deleted", b"{}")
+            event = self._event(session, "session.deleted", SessionDeletedData())
             await self._storage.delete_session(session.record, [event])
         log.info("session %s deleted", session.id)
 
@@ -430,7 +432,7 @@ class SessionManager:
                 if session.sender is not None:
                     session.sender.pacer.pause(event.until, event.reason)
                     session.sender.wake()
-                data_sr = {"reason": event.reason, "until": event.until}
+                data_sr = SessionRestrictedData(reason=event.reason, until=event.until)
                 await self._storage.append_events([self._event(session, "session.restricted", data_sr)])
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
