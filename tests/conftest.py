@@ -1,4 +1,11 @@
-"""Shared fixtures: settings for a fast simulator, and a real gateway on 127.0.0.1 with an ephemeral port."""
+"""Shared fixtures: settings for a fast simulator, a real gateway on 127.0.0.1 with an ephemeral port, and the
+per-test time limit.
+
+Every wait in the tests is a multiple of :data:`~tests.support.TIMEOUT_SCALE` (``ZAPGATE_TEST_TIMEOUT_SCALE``,
+default 1): on a slow or loaded machine, raise it instead of editing timeouts. pytest-timeout ends any test
+that runs longer than :data:`TEST_LIMIT_S` (or :data:`SLOW_TEST_LIMIT_S` for ``slow`` ones) times that scale,
+so a hang fails one test instead of stalling the run.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +17,31 @@ import pytest
 
 from zapgate.config import Settings
 
-from .support import RunningGateway, serve_gateway
+from .support import TIMEOUT_SCALE, RunningGateway, serve_gateway
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 
-# Services this machine kind provides; tests that need them skip elsewhere, but never under CI=true.
-IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_LIMIT_S = 60.0
+SLOW_TEST_LIMIT_S = 240.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            limit = SLOW_TEST_LIMIT_S if item.get_closest_marker("slow") else TEST_LIMIT_S
+            item.add_marker(pytest.mark.timeout(limit * TIMEOUT_SCALE))
 
 
 def fast_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Simulator settings for tests: ephemeral port, short QR schedule, no pacing, tiny latencies."""
+    """Simulator settings for tests: ephemeral port, no pacing, tiny latencies.
+
+    QR codes live 30 s each, so that a test that scans never races the schedule on a loaded machine; tests of
+    QR rotation and expiry pass a short ``sim_qr_schedule`` of their own."""
     values: dict[str, object] = {
         "data_dir": data_dir,
         "port": 0,
         "engine": "simulator",
-        "sim_qr_schedule": (1.0, 0.5, 0.5),
+        "sim_qr_schedule": (30.0, 30.0, 30.0),
         "sim_latency_s": 0.01,
         "pacing": False,
         "sqlite_synchronous": "normal",

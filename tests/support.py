@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,9 @@ from zapgate.config import Settings
 from zapgate.gateway import Gateway
 from zapgate.server import create_app, uvicorn_config
 
-TIMEOUT = 10.0
+TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
+"""Multiplies every timeout in the tests (``ZAPGATE_TEST_TIMEOUT_SCALE``): raise it on a slow machine."""
+TIMEOUT = 10.0 * TIMEOUT_SCALE
 
 
 @dataclass

@@ -35,7 +35,7 @@ ECHO = "+1 555 000 0000"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """QR codes that live long enough for a slow machine to scan the first one (rotation is tested apart)."""
-    return fast_settings(tmp_path / "data", sim_qr_schedule=(30.0, 30.0, 30.0))
+    return fast_settings(tmp_path / "data")
 
 
 def cli_env(url: str | None = None, token: str | None = None, **extra: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ BOT_PHONE, CONTACT = "5511999990000", "5521988887777"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return fast_settings(tmp_path / "data", sim_qr_schedule=(30.0, 30.0))
+    return fast_settings(tmp_path / "data")
 
 
 def echo_bot_source() -> str:
@@ -60,7 +60,7 @@ async def test_the_documented_echo_bot_answers_once_and_resumes_after_a_restart(
     async with connect(gateway.url, token) as gw:
         bot = await start_bot(script, env)
         try:
-            scan = await bot.expect(r"^QR 1 of 2: zapgate sim scan '(2@[^']+)' --phone \+5511999990000$")
+            scan = await bot.expect(r"^QR 1 of 3: zapgate sim scan '(2@[^']+)' --phone \+5511999990000$")
             await gw.sim_scan(scan[1], "+5511999990000")
             await bot.expect(r"^session echo is connected")
             await gw.sim_receive("echo", f"+{CONTACT}", "olá, bot")

@@ -25,15 +25,15 @@ import websockets
 from zapgate.engines.simulator import SimulatorEngine
 
 from .conftest import fast_settings
-from .support import RawClient, RunningGateway, serve_gateway
+from .support import TIMEOUT_SCALE, RawClient, RunningGateway, serve_gateway
 
 PHONE = "5511988880000"
 CHATS = ("5521900000001", "5521900000002", "5521900000003", "5521900000004", "5521900000005")
 """Silent contacts: they exist on the simulated network and never answer."""
 
 ZAPGATE = Path(sys.executable).with_name("zapgate")
-STARTUP_TIMEOUT = 20.0
-DRAIN_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 20.0 * TIMEOUT_SCALE
+DRAIN_TIMEOUT = 30.0 * TIMEOUT_SCALE
 
 
 # -- reading the two databases ----------------------------------------------------------------------

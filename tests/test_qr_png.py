@@ -25,7 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """QR codes that live long enough for a slow machine to scan the first one (rotation is tested apart)."""
-    return fast_settings(tmp_path / "data", sim_qr_schedule=(30.0, 30.0, 30.0))
+    return fast_settings(tmp_path / "data")
 
 
 @dataclass

@@ -13,8 +13,13 @@ ALICE = "+55 11 99999-0001"
 BOB = "+55 21 98888-0002"
 
 
-async def test_qr_rotates_then_times_out(gateway: RunningGateway) -> None:
-    async with gateway.connect() as client:
+ROTATING_QR = (1.0, 0.5, 0.5)
+"""A short QR schedule for the tests that watch codes rotate and expire (the default one is long)."""
+
+
+async def test_qr_rotates_then_times_out(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data", sim_qr_schedule=ROTATING_QR)
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
         await client.call("session.start", session="s")
         codes = []
         for attempt in (1, 2, 3):
@@ -35,8 +40,9 @@ async def test_qr_rotates_then_times_out(gateway: RunningGateway) -> None:
         await client.status("s", "connected")
 
 
-async def test_scan_errors(gateway: RunningGateway) -> None:
-    async with gateway.connect() as client:
+async def test_scan_errors(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data", sim_qr_schedule=ROTATING_QR)
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
         await client.call("session.start", session="s")
         first = await client.event("session.qr", lambda e: e["data"]["attempt"] == 1)
         await client.event("session.qr", lambda e: e["data"]["attempt"] == 2)

@@ -8,7 +8,7 @@ this module is the reference for code, and the two must agree.
 from __future__ import annotations
 
 import typing
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -382,11 +382,12 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     The error carries the frame's ``id`` when it has a readable one, so the caller can answer it as a reply.
     """
     try:
-        return cast(ClientFrame, _client_decoder.decode(data))
+        frame: ClientFrame = _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise _explain(data, exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidJSON(f"frame is not valid JSON: {exc}") from None
+    return frame
 
 
 def _explain(data: str | bytes, exc: msgspec.ValidationError) -> Exception:
@@ -407,4 +408,5 @@ def _explain(data: str | bytes, exc: msgspec.ValidationError) -> Exception:
 
 def decode_server_frame(data: str | bytes) -> ServerFrame:
     """Decode one server frame (used by the client SDK and tests)."""
-    return cast(ServerFrame, _server_decoder.decode(data))
+    frame: ServerFrame = _server_decoder.decode(data)
+    return frame
