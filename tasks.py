@@ -5,6 +5,7 @@
     python3 tasks.py test [pytest options]           set up .venv, then lint, type-check and run every test
     python3 tasks.py bench [--quick]                 set up .venv, then run the benchmarks (writes docs/performance.md)
     python3 tasks.py zapgate ARGS...                 set up .venv, then run the zapgate CLI
+    python3 tasks.py docs                            regenerate the generated parts of docs/ (settings table)
     python3 tasks.py lock                            re-resolve every dependency and rewrite requirements.lock
 
 Set-up is idempotent: the virtual environment is rebuilt only when pyproject.toml or requirements.lock changes.
@@ -129,12 +130,17 @@ def bench(args: list[str]) -> int:
     return 0
 
 
+def docs(args: list[str]) -> int:
+    """Rewrite the parts of docs/ that are generated from the code (tests/test_docs.py checks them)."""
+    return _run(BIN / "python", "-m", "zapgate.docgen", *args)
+
+
 def zapgate(args: list[str]) -> int:
     _exec(BIN / "zapgate", *args)
     return 0
 
 
-TASKS = {"serve": serve, "test": test, "bench": bench, "zapgate": zapgate}
+TASKS = {"serve": serve, "test": test, "bench": bench, "docs": docs, "zapgate": zapgate}
 
 
 def main() -> None:

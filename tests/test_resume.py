@@ -20,8 +20,8 @@ import pytest
 import websockets
 
 from zapgate.config import ConfigError, Settings
-from zapgate.server.commands import EVENTS_FETCH_MAX_BYTES
-from zapgate.server.websocket import Connection
+from zapgate.protocol import EVENTS_FETCH_MAX_BYTES
+from zapgate.server.websocket import WebSocketClient
 
 from .conftest import fast_settings
 from .support import TIMEOUT, RawClient, RunningGateway, serve_gateway
@@ -174,12 +174,12 @@ def strip(event: dict[str, Any]) -> dict[str, Any]:
 # -- slow consumers -------------------------------------------------------------------------------------
 
 
-def server_side(gateway: RunningGateway, client: RawClient) -> Connection:
+def server_side(gateway: RunningGateway, client: RawClient) -> WebSocketClient:
     """The server's object for ``client``'s connection (in-process gateway), to watch its send queue."""
     host, port = client.ws.local_address[:2]
     for connections in gateway.gateway.hub._subscribers.values():
         for connection in connections:
-            if isinstance(connection, Connection) and connection.peer == f"{host}:{port}":
+            if isinstance(connection, WebSocketClient) and connection.peer == f"{host}:{port}":
                 return connection
     raise AssertionError("no server-side connection for this client")
 

@@ -66,6 +66,7 @@ async def test_two_sessions_message_each_other_with_receipts(gateway: RunningGat
             "message_id": mid,
             "chat": "5511999990001@s.whatsapp.net",
             "from": "5511999990001@s.whatsapp.net",
+            "from_me": False,
             "text": "oi Bob",
             "timestamp": 0,
             "push_name": "+5511999990001",
@@ -170,7 +171,7 @@ async def test_pairing_code_flow(gateway: RunningGateway) -> None:
         assert me["phone"] == "5511999990001"
         await client.status("s", "connected")
         bad = await client.request("session.start", session="t", pair_phone="12")
-        assert bad["error"]["code"] == "invalid_request"
+        assert bad["error"]["code"] == "invalid_recipient"
 
 
 async def test_send_restriction_pauses_the_queue(gateway: RunningGateway) -> None:

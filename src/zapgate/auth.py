@@ -14,11 +14,45 @@ import hmac
 import re
 import secrets
 import time
+from dataclasses import dataclass
 
 from .errors import Unauthorized
+from .protocol import Scope
 from .storage import Storage, TokenRecord
 
-__all__ = ["TENANT_PATTERN", "TokenIssuer", "hash_token", "valid_tenant"]
+__all__ = ["TENANT_PATTERN", "Caller", "TokenIssuer", "expand_scopes", "hash_token", "valid_tenant"]
+
+_IMPLIED: dict[Scope, frozenset[Scope]] = {
+    Scope.READ: frozenset({Scope.READ}),
+    Scope.SEND: frozenset({Scope.SEND, Scope.READ}),
+    Scope.TENANT: frozenset({Scope.TENANT, Scope.SEND, Scope.READ}),
+    Scope.ADMIN: frozenset({Scope.ADMIN}),
+}
+
+
+def expand_scopes(scopes: frozenset[Scope] | set[Scope]) -> frozenset[Scope]:
+    """Every scope the given ones grant: ``tenant`` includes ``send`` and ``read``; ``send`` includes ``read``."""
+    granted: set[Scope] = set()
+    for scope in scopes:
+        granted |= _IMPLIED[scope]
+    return frozenset(granted)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who runs a command: the tenant it acts for, the token it used, and what that token may do."""
+
+    tenant: str
+    token_id: str | None
+    scopes: frozenset[Scope] = frozenset({Scope.TENANT, Scope.SEND, Scope.READ})
+    """Already expanded (see :func:`expand_scopes`)."""
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+    @classmethod
+    def of(cls, record: TokenRecord) -> Caller:
+        return cls(tenant=record.tenant, token_id=record.id)
 
 TOKEN_PREFIX = "zgt_"
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}")

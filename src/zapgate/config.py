@@ -40,7 +40,9 @@ class Settings:
     log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
 
     # -- WebSocket limits
-    auth_timeout_s: float = field(default=10.0, metadata=_doc("Seconds a new connection has to authenticate."))
+    auth_timeout_s: float = field(
+        default=30.0, metadata=_doc("Seconds a new connection has to authenticate (long enough to paste a token).")
+    )
     max_frame_bytes: int = field(default=65536, metadata=_doc("Largest accepted frame; larger closes 1009."))
     send_buffer_frames: int = field(
         default=1000, metadata=_doc("Frames queued for one client before it is closed as a slow consumer (4429).")
@@ -154,6 +156,15 @@ class Settings:
             )
             rows.append((f"ZAPGATE_{f.name.upper()}", shown, f.metadata.get("doc", "")))
         return rows
+
+    @classmethod
+    def markdown_table(cls) -> str:
+        """The settings table of ``docs/configuration.md`` (``python3 tasks.py docs`` writes it there)."""
+        lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+        for variable, default, doc in cls.describe():
+            escaped = doc.replace("|", "\\|")
+            lines.append(f"| `{variable}` | `{default}` | {escaped} |")
+        return "\n".join(lines) + "\n"
 
 
 def _parse(key: str, f: dataclasses.Field[Any], raw: str) -> Any:

@@ -12,6 +12,7 @@ the code back into the same class. Codes never change meaning once released.
     │   ├── UnknownType                unknown_type
     │   └── InvalidRequest             invalid_request
     ├── Unauthorized                   unauthorized
+    ├── Forbidden                      forbidden
     ├── CommandUnavailable             command_unavailable
     ├── SessionNotFound                session_not_found
     ├── SessionNotPaired               session_not_paired
@@ -34,6 +35,7 @@ __all__ = [
     "CommandUnavailable",
     "ConnectionClosed",
     "EngineUnavailable",
+    "Forbidden",
     "IdempotencyConflict",
     "InvalidFrame",
     "InvalidJSON",
@@ -97,6 +99,12 @@ class InvalidRequest(ProtocolError):
 
 class Unauthorized(ZapgateError):
     code = "unauthorized"
+
+
+class Forbidden(ZapgateError):
+    """The token is valid but its scopes do not allow this command."""
+
+    code = "forbidden"
 
 
 class CommandUnavailable(ZapgateError):

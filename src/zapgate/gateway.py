@@ -15,7 +15,7 @@ from typing import Protocol
 from .auth import TokenIssuer
 from .config import Settings
 from .engines import create_engine
-from .engines.base import Engine
+from .engines.base import Engine, Sandbox
 from .hub import EventHub
 from .sessions.manager import SessionManager
 from .storage import Storage, open_storage
@@ -47,6 +47,11 @@ class Gateway:
         self.started_at = time.time()
         self.connections: set[LiveConnection] = set()
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The engine's simulator controls (``sim.*``), when the engine is a simulator."""
+        return self.engine if isinstance(self.engine, Sandbox) else None
 
     async def start(self) -> None:
         await self.storage.open()

@@ -23,6 +23,7 @@ _PHONE_PUNCTUATION = re.compile(r"[\s\-().]")
 _PHONE_DIGITS = re.compile(r"[1-9][0-9]{6,14}")
 _GROUP_USER = re.compile(r"[0-9]{5,20}(-[0-9]{5,15})?")
 _LID_USER = re.compile(r"[0-9]{5,20}")
+_DEVICE_SUFFIX = re.compile(r"([0-9]+)(?:\.[0-9]+)?:[0-9]{1,4}")
 _SERVER_ALIASES = {"c.us": USER_SERVER, USER_SERVER: USER_SERVER, GROUP_SERVER: GROUP_SERVER, LID_SERVER: LID_SERVER}
 
 
@@ -71,6 +72,11 @@ def parse_recipient(raw: str) -> Jid:
         return Jid(parse_phone(raw))
     user, _, server = raw.partition("@")
     canonical = _SERVER_ALIASES.get(server.lower())
+    if canonical in (USER_SERVER, LID_SERVER):
+        # A device-qualified JID (``5511…:12@s.whatsapp.net``, as in ``me.jid``) names the same account.
+        device_free = _DEVICE_SUFFIX.fullmatch(user)
+        if device_free is not None:
+            user = device_free.group(1)
     valid = (
         (canonical == USER_SERVER and _PHONE_DIGITS.fullmatch(user) is not None)
         or (canonical == GROUP_SERVER and _GROUP_USER.fullmatch(user) is not None)

@@ -41,6 +41,7 @@ from ..backoff import backoff_delays
 from ..errors import ConnectionClosed, Unauthorized, ZapgateError, error_from_wire
 from ..protocol import (
     Auth,
+    CloseCode,
     Command,
     ErrorFrame,
     EventsFetch,
@@ -60,7 +61,6 @@ log = logging.getLogger("zapgate.client")
 
 DEFAULT_URL = "ws://127.0.0.1:8787/v1/ws"
 
-CLOSE_UNAUTHORIZED = 4401
 CATCH_UP_PAGE = 500
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the gateway to answer our close frame
 MAX_INCOMING_FRAME = 64 * 1024 * 1024  # an events.fetch page of 1000 events of up to 64 KiB each
@@ -235,7 +235,7 @@ class Connection:
             await ws.close()
             raise RequestTimeout(f"the gateway at {self.url} did not get ready within {self._open_timeout} s") from None
         except websockets.ConnectionClosed as exc:
-            if exc.rcvd is not None and exc.rcvd.code == CLOSE_UNAUTHORIZED:
+            if exc.rcvd is not None and exc.rcvd.code == CloseCode.UNAUTHORIZED:
                 raise Unauthorized(exc.rcvd.reason or "the gateway refused the token") from None
             raise GatewayUnreachable(f"the gateway at {self.url} closed the connection while connecting") from None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -284,7 +284,7 @@ class Connection:
                 self._on_frame(message)
         except websockets.ConnectionClosed:
             pass
-        if ws.close_code == CLOSE_UNAUTHORIZED:
+        if ws.close_code == CloseCode.UNAUTHORIZED:
             said = self._last_error.message if self._last_error else ws.close_reason
             raise Unauthorized(said or "the gateway no longer accepts the token")
         log.info(

@@ -16,7 +16,7 @@ import abc
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -37,6 +37,7 @@ __all__ = [
     "QrCode",
     "Quote",
     "ReceiptIn",
+    "Sandbox",
     "SendError",
     "SendRestricted",
 ]
@@ -202,3 +203,24 @@ class Engine(abc.ABC):
 
 
 EngineFactory = Callable[..., Engine]
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """What an engine that simulates WhatsApp also lets clients do (the ``sim.*`` commands): act as the phone
+    or as WhatsApp itself. Only the simulator implements it."""
+
+    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool]) -> Me:
+        """A phone with number ``phone`` scans a QR code (or types a pairing code) of a session ``owned``
+        accepts; returns the linked account."""
+        ...
+
+    async def unlink(self, session_id: str) -> None: ...
+
+    async def set_network(self, session_id: str, online: bool) -> None: ...
+
+    async def receive(self, session_id: str, from_phone: str, text: str, reply_to: str | None = None) -> str:
+        """A contact writes to the session's number; returns the new message's id."""
+        ...
+
+    async def restrict(self, session_id: str, seconds: float, reason: str) -> float: ...

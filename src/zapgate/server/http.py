@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import SessionNotFound, Unauthorized
 from ..gateway import Gateway
 from ..sessions.state import Status
-from .websocket import bearer_token
+from .access import bearer_token
 
 __all__ = ["healthz", "session_qr_png"]
 

@@ -11,44 +11,47 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import __version__
-from ..errors import InvalidFrame, ProtocolError, Unauthorized, ZapgateError
+from ..auth import Caller
+from ..errors import InvalidFrame, InvalidRequest, ProtocolError, Unauthorized, ZapgateError
 from ..gateway import Gateway
 from ..hub import event_frame
-from ..protocol import PROTOCOL_VERSION, Auth, ErrorBody, ErrorFrame, Hello, Ready, Reply, decode_client_frame, encode
+from ..protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    CloseCode,
+    Command,
+    ErrorBody,
+    ErrorFrame,
+    Hello,
+    Ready,
+    Reply,
+    decode_client_frame,
+    encode,
+)
 from ..storage import TokenRecord
+from .access import bearer_token
 from .commands import run_command
 
-__all__ = ["CLOSE_AUTH_TIMEOUT", "CLOSE_SLOW_CONSUMER", "CLOSE_UNAUTHORIZED", "Connection", "websocket_endpoint"]
+__all__ = ["WebSocketClient", "websocket_endpoint"]
 
 log = logging.getLogger("zapgate.server")
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_AUTH_TIMEOUT = 4408
-CLOSE_SLOW_CONSUMER = 4429
-CLOSE_GOING_AWAY = 1001
-
 REPLAY_PAGE = 500
+SUBPROTOCOL = f"zapgate.v{PROTOCOL_VERSION}"
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    await Connection(websocket, websocket.app.state.gateway).run()
+    await WebSocketClient(websocket, websocket.app.state.gateway).run()
 
 
-def bearer_token(headers: Any) -> str | None:
-    value = headers.get("authorization")
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+class WebSocketClient:
+    """One client connected to ``/v1/ws`` (the SDK's own connection class is :class:`zapgate.client.Connection`)."""
 
-
-class Connection:
     # Thousands of these can sit idle: slots, and no writer task or events until they are needed.
     __slots__ = (
         "_close",
@@ -60,7 +63,8 @@ class Connection:
         "_slots",
         "_tasks",
         "_writer",
-        "gw",
+        "caller",
+        "gateway",
         "peer",
         "settings",
         "tenant",
@@ -70,10 +74,11 @@ class Connection:
 
     def __init__(self, websocket: WebSocket, gateway: Gateway) -> None:
         self.ws = websocket
-        self.gw = gateway
+        self.gateway = gateway
         self.settings = gateway.settings
         self.tenant: str | None = None
         self.token_id: str | None = None
+        self.caller: Caller | None = None
         self._out: collections.deque[str] = collections.deque()
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
@@ -93,14 +98,16 @@ class Connection:
         record: TokenRecord | None = None
         if header_token is not None:
             try:
-                record = await self.gw.tokens.authenticate(header_token)
+                record = await self.gateway.tokens.authenticate(header_token)
             except Unauthorized as exc:
                 log.info("connection from %s refused: bad bearer token", self.peer)
                 await self.ws.send_denial_response(
                     JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
                 )
                 return
-        await self.ws.accept()
+        # A browser that offers subprotocols fails the connection unless one is chosen: ours is zapgate.v1.
+        offered = self.ws.scope.get("subprotocols") or []
+        await self.ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         try:
             self._send(
                 Hello(
@@ -120,16 +127,17 @@ class Connection:
             else:
                 resume_from = self._resume_header()
             self.tenant, self.token_id = record.tenant, record.id
-            self.gw.connections.add(self)
+            self.caller = Caller.of(record)
+            self.gateway.connections.add(self)
             log.info("connection from %s authenticated as tenant %s (token %s)", self.peer, record.tenant, record.id)
             await self._ready(record.tenant, resume_from)
             await self._read_loop()
         except WebSocketDisconnect:
             pass
         finally:
-            self.gw.connections.discard(self)
+            self.gateway.connections.discard(self)
             if self.tenant is not None:
-                self.gw.hub.unsubscribe(self.tenant, self)
+                self.gateway.hub.unsubscribe(self.tenant, self)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -149,7 +157,7 @@ class Connection:
         try:
             message = await asyncio.wait_for(self.ws.receive(), self.settings.auth_timeout_s)
         except TimeoutError:
-            self._refuse(CLOSE_AUTH_TIMEOUT, "auth_timeout", "no auth frame within the time allowed")
+            self._refuse(CloseCode.AUTH_TIMEOUT, "auth_timeout", "no auth frame within the time allowed")
             return None
         if message["type"] == "websocket.disconnect":
             return None
@@ -158,16 +166,22 @@ class Connection:
             if text is None:
                 raise InvalidFrame("frames must be JSON text")
             frame = decode_client_frame(text)
+        except InvalidRequest as exc:
+            if exc.message.startswith("invalid 'auth' frame"):
+                # The token may well be right: say which field is wrong, with a close code of its own.
+                self._refuse(CloseCode.BAD_AUTH_FRAME, exc.code, exc.message)
+                return None
+            frame = None
         except ProtocolError:
             frame = None
         if not isinstance(frame, Auth):
-            self._refuse(CLOSE_UNAUTHORIZED, "unauthorized", 'the first frame must be {"type":"auth","token":...}')
+            self._refuse(CloseCode.UNAUTHORIZED, "unauthorized", 'the first frame must be {"type":"auth","token":...}')
             return None
         try:
-            record = await self.gw.tokens.authenticate(frame.token)
+            record = await self.gateway.tokens.authenticate(frame.token)
         except Unauthorized as exc:
             log.info("connection from %s refused: bad token", self.peer)
-            self._refuse(CLOSE_UNAUTHORIZED, exc.code, exc.message)
+            self._refuse(CloseCode.UNAUTHORIZED, exc.code, exc.message)
             return None
         return record, frame.resume_from
 
@@ -177,7 +191,7 @@ class Connection:
 
     def revoke(self) -> None:
         log.info("closing %s (tenant %s): token %s was revoked", self.peer, self.tenant, self.token_id)
-        self._refuse(CLOSE_UNAUTHORIZED, "unauthorized", "the token of this connection was revoked")
+        self._refuse(CloseCode.UNAUTHORIZED, "unauthorized", "the token of this connection was revoked")
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued are sent."""
@@ -191,20 +205,26 @@ class Connection:
 
     async def _ready(self, tenant: str, resume_from: int | None) -> None:
         self._holding = []
-        self.gw.hub.subscribe(tenant, self)
-        oldest, newest = await self.gw.storage.event_bounds(tenant)
+        self.gateway.hub.subscribe(tenant, self)
+        oldest, newest = await self.gateway.storage.event_bounds(tenant)
         if resume_from is None:
-            self._send(Ready(tenant=tenant, last_seq=newest, resume="none", engine=self.gw.engine.name, replayed=0))
+            self._send(
+                Ready(tenant=tenant, last_seq=newest, resume="none", engine=self.gateway.engine.name, replayed=0)
+            )
             self._release(after=0)
             return
         gap = resume_from > newest or (oldest > 0 and resume_from < oldest - 1)
         if gap:
-            self._send(Ready(tenant=tenant, last_seq=newest, resume="gap", engine=self.gw.engine.name, replayed=0))
+            self._send(Ready(tenant=tenant, last_seq=newest, resume="gap", engine=self.gateway.engine.name, replayed=0))
             self._release(after=0)
             return
         self._send(
             Ready(
-                tenant=tenant, last_seq=newest, resume="ok", engine=self.gw.engine.name, replayed=newest - resume_from
+                tenant=tenant,
+                last_seq=newest,
+                resume="ok",
+                engine=self.gateway.engine.name,
+                replayed=newest - resume_from,
             )
         )
         # A page is at most half the send buffer and is pushed only once it fits, so a replay runs at the
@@ -212,7 +232,7 @@ class Connection:
         page_size = min(REPLAY_PAGE, max(1, self.settings.send_buffer_frames // 2))
         cursor = resume_from
         while cursor < newest and self._close is None:
-            page = await self.gw.storage.read_events(tenant, cursor, page_size)
+            page = await self.gateway.storage.read_events(tenant, cursor, page_size)
             if not page:
                 break
             await self._drained(self.settings.send_buffer_frames - len(page))
@@ -258,7 +278,7 @@ class Connection:
 
     def _slow_consumer(self) -> None:
         log.info("closing %s (tenant %s): slow consumer, %d frames queued", self.peer, self.tenant, len(self._out))
-        self.close(CLOSE_SLOW_CONSUMER, "slow_consumer")
+        self.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
 
     # -- commands
 
@@ -286,10 +306,10 @@ class Connection:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, command: Any) -> None:
+    async def _execute(self, command: Command) -> None:
         try:
-            assert self.tenant is not None
-            data = await run_command(self.gw, self.tenant, command)
+            assert self.caller is not None
+            data = await run_command(self.gateway, self.caller, command)
             self._send(Reply(id=command.id, ok=True, data=data if data is not None else {}))
         except ZapgateError as exc:
             self._send_error(command.id, exc)

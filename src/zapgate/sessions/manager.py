@@ -38,7 +38,6 @@ from ..errors import (
     EngineUnavailable,
     IdempotencyConflict,
     InvalidRecipient,
-    InvalidRequest,
     NotOnWhatsApp,
     SendFailed,
     SessionNotFound,
@@ -211,7 +210,7 @@ class SessionManager:
             )
         return SessionInfo(
             session=session.name,
-            status=session.state.status.value,
+            status=session.state.status.wire,
             reason=session.state.reason,
             paired=session.paired,
             me=session.me,
@@ -229,7 +228,7 @@ class SessionManager:
             try:
                 pair_phone = parse_phone(pair_phone)
             except InvalidRecipient as exc:
-                raise InvalidRequest(f"pair_phone: {exc.message}") from None
+                raise InvalidRecipient(f"pair_phone: {exc.message}") from None
         session = self._by_name.get((tenant, name))
         if session is None:
             now = time.time()
@@ -367,16 +366,24 @@ class SessionManager:
             return SendResult(message_id=item.message_id, chat=item.chat, status="sent", timestamp=item.wa_timestamp)
         return SendResult(message_id=item.message_id, chat=item.chat, status="queued")
 
-    async def mark_read(self, tenant: str, name: str, *, chat: str, message_ids: Sequence[str]) -> None:
+    async def mark_read(self, tenant: str, name: str, *, chat: str, message_ids: Sequence[str]) -> int:
+        """Send read receipts for the given messages the session received; return how many those were
+        (ids it never received, or no longer remembers, are ignored)."""
         session = self.get(tenant, name)
         if not session.paired:
             raise SessionNotPaired(f"session {name!r} is not linked to a phone yet: pair it first")
+        jid = parse_recipient(chat)
+        known = await self._storage.known_inbound(session.id, message_ids)
+        ids = [mid for mid in dict.fromkeys(message_ids) if mid in known]
+        if not ids:
+            return 0
         try:
-            await self._engine.mark_read(session.id, parse_recipient(chat), None, list(message_ids))
+            await self._engine.mark_read(session.id, jid, None, ids)
         except SendError as exc:
             if exc.retryable:
                 raise EngineUnavailable(f"could not send read receipts now ({exc.message}); retry") from None
             raise SendFailed(f"could not send read receipts: {exc.message}") from None
+        return len(ids)
 
     # -- engine events
 
@@ -404,12 +411,16 @@ class SessionManager:
             case QrCode():
                 if session.state.status not in (Status.STARTING, Status.QR):
                     return
-                session.qr = QrState(event.attempt, event.max_attempts, event.expires_at)
+                session.qr = QrState(
+                    attempt=event.attempt, max_attempts=event.max_attempts, expires_at=event.expires_at
+                )
                 session.qr_code = event.code
-                data = SessionQrData(event.code, event.attempt, event.max_attempts, event.expires_at)
+                data = SessionQrData(
+                    qr=event.code, attempt=event.attempt, max_attempts=event.max_attempts, expires_at=event.expires_at
+                )
                 await self._set_status(session, Status.QR, None, extra=[self._event(session, "session.qr", data)])
             case PairCode():
-                data_pc = SessionPairCodeData(event.code, event.expires_at)
+                data_pc = SessionPairCodeData(code=event.code, expires_at=event.expires_at)
                 await self._storage.append_events([self._event(session, "session.pair_code", data_pc)])
             case Paired():
                 session.record.device = dict(event.device)
@@ -516,7 +527,7 @@ class SessionManager:
         if changed:
             log.info("session %s: %s -> %s%s", session.id, old, status, f" ({reason})" if reason else "")
             data = SessionStatusData(
-                status=status.value,
+                status=status.wire,
                 reason=reason,
                 me=session.me if status is Status.CONNECTED else None,
                 retry_at=retry_at,

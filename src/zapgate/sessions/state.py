@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..protocol.sessions import Status as WireStatus
+
 __all__ = ["TRANSITIONS", "InvalidTransition", "SessionState", "Status"]
 
 
@@ -28,6 +30,11 @@ class Status(enum.StrEnum):
     """Gave up (QR timeout, replaced stream, too many failures); ``session.start`` tries again."""
     STOPPED = "stopped"
     """Not running by request; the pairing is kept."""
+
+    @property
+    def wire(self) -> WireStatus:
+        """The status as the protocol spells it (the same string, typed for the wire structs)."""
+        return self.value
 
 
 S = Status

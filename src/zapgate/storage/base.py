@@ -199,5 +199,9 @@ class Storage(abc.ABC):
         The chat becomes a known contact."""
 
     @abc.abstractmethod
+    async def known_inbound(self, session_id: str, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` the session received (and still remembers: records are pruned)."""
+
+    @abc.abstractmethod
     async def load_contacts(self, session_id: str, since: float) -> tuple[set[str], list[float]]:
         """(every known chat, times of first messages we sent to new contacts since ``since``)."""

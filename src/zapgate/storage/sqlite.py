@@ -616,6 +616,19 @@ class SqliteStorage(Storage):
 
         return await self._write(op)
 
+    async def known_inbound(self, session_id: str, message_ids: Sequence[str]) -> set[str]:
+        ids = list(message_ids)
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT message_id FROM inbound WHERE session_id = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, *ids),
+            )
+            return {r[0] for r in rows}
+
+        return await self._read(op) if ids else set()
+
     async def load_contacts(self, session_id: str, since: float) -> tuple[set[str], list[float]]:
         def op(conn: sqlite3.Connection) -> tuple[set[str], list[float]]:
             rows = conn.execute(

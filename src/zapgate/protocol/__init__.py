@@ -1,0 +1,125 @@
+"""Wire protocol v1: every frame a client and the server exchange, on ``/v1/ws`` and through REST (pure, no I/O).
+
+Client frames are JSON objects tagged by ``type``: ``auth`` and the commands. Server frames are ``hello``,
+``ready``, ``reply``, ``event`` and ``error``. ``docs/protocol.md`` is the reference for users; this package
+is the reference for code, and the two must agree (``tests/test_docs.py``).
+
+==============  ==============================================================
+``base``        field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
+``frames``      hello, auth, ready, reply, event, error frames; close codes
+``sessions``    session commands, session info and session events
+``messages``    sending, read receipts, message events
+``events``      reading the event log; ping
+``sim``         simulator-only commands
+``codec``       encode / decode with precise errors
+==============  ==============================================================
+"""
+
+from __future__ import annotations
+
+from .base import COMMANDS, EVENTS, Command, CommandSpec, Empty, EventSpec, Scope
+from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_server_frame, encode
+from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
+from .frames import PROTOCOL_VERSION, Auth, CloseCode, ErrorBody, ErrorFrame, Event, Hello, Ready, Reply, ServerFrame
+from .messages import (
+    MAX_TEXT_CHARS,
+    MessageRead,
+    MessageReadResult,
+    MessageReceivedData,
+    MessageSend,
+    MessageStatusData,
+    SendResult,
+)
+from .sessions import (
+    Me,
+    OutboxState,
+    PacingState,
+    QrState,
+    SessionDelete,
+    SessionDeletedData,
+    SessionDeleteResult,
+    SessionGet,
+    SessionInfo,
+    SessionList,
+    SessionListResult,
+    SessionLogout,
+    SessionPairCodeData,
+    SessionQrData,
+    SessionRestrictedData,
+    SessionStart,
+    SessionStatusData,
+    SessionStop,
+)
+from .sim import (
+    SimNetwork,
+    SimReceive,
+    SimReceiveResult,
+    SimRestrict,
+    SimRestrictResult,
+    SimScan,
+    SimScanResult,
+    SimUnlink,
+)
+
+__all__ = [
+    "COMMANDS",
+    "COMMAND_TYPES",
+    "EVENTS",
+    "EVENTS_FETCH_MAX_BYTES",
+    "MAX_TEXT_CHARS",
+    "PROTOCOL_VERSION",
+    "Auth",
+    "ClientFrame",
+    "CloseCode",
+    "Command",
+    "CommandSpec",
+    "Empty",
+    "ErrorBody",
+    "ErrorFrame",
+    "Event",
+    "EventSpec",
+    "EventsFetch",
+    "EventsPage",
+    "Hello",
+    "Me",
+    "MessageRead",
+    "MessageReadResult",
+    "MessageReceivedData",
+    "MessageSend",
+    "MessageStatusData",
+    "OutboxState",
+    "PacingState",
+    "Ping",
+    "Pong",
+    "QrState",
+    "Ready",
+    "Reply",
+    "Scope",
+    "SendResult",
+    "ServerFrame",
+    "SessionDelete",
+    "SessionDeleteResult",
+    "SessionDeletedData",
+    "SessionGet",
+    "SessionInfo",
+    "SessionList",
+    "SessionListResult",
+    "SessionLogout",
+    "SessionPairCodeData",
+    "SessionQrData",
+    "SessionRestrictedData",
+    "SessionStart",
+    "SessionStatusData",
+    "SessionStop",
+    "SimNetwork",
+    "SimReceive",
+    "SimReceiveResult",
+    "SimRestrict",
+    "SimRestrictResult",
+    "SimScan",
+    "SimScanResult",
+    "SimUnlink",
+    "decode_client_frame",
+    "decode_server_frame",
+    "encode",
+]

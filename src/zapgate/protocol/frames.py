@@ -1,0 +1,99 @@
+"""The frames around the commands: ``hello``, ``auth``, ``ready``, ``reply``, ``event``, ``error``, and the
+WebSocket close codes (pure, no I/O)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from .base import Seq, _Frame
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Auth",
+    "CloseCode",
+    "ErrorBody",
+    "ErrorFrame",
+    "Event",
+    "Hello",
+    "Ready",
+    "Reply",
+    "ServerFrame",
+]
+
+PROTOCOL_VERSION = 1
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes of ``/v1/ws`` (docs/protocol.md, "Close codes"). The SDK reads the same ones."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    INVALID_UTF8 = 1007
+    TOO_BIG = 1009
+    SERVER_ERROR = 1011
+    RESTARTING = 1012
+    BAD_AUTH_FRAME = 4400
+    """The ``auth`` frame itself is malformed (a field has the wrong type): fix the client; the token may be fine."""
+    UNAUTHORIZED = 4401
+    """Bad or revoked token, or another frame before ``auth``: fix the token, do not retry in a loop."""
+    AUTH_TIMEOUT = 4408
+    SLOW_CONSUMER = 4429
+
+
+class Auth(_Frame, tag="auth"):
+    """First frame of a connection: the token, and optionally the last ``seq`` seen (resume)."""
+
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    resume_from: Seq | None = None
+
+
+class _ServerFrame(msgspec.Struct, tag_field="type", omit_defaults=True, kw_only=True):
+    pass
+
+
+class Hello(_ServerFrame, tag="hello"):
+    server: str
+    auth: Literal["required", "accepted"]
+    auth_timeout_s: float
+    max_frame_bytes: int
+    """The largest frame the client may send; the server's own frames can be larger (up to about 1 MiB)."""
+    protocol: int
+
+
+class Ready(_ServerFrame, tag="ready"):
+    tenant: str
+    last_seq: int
+    resume: Literal["none", "ok", "gap"]
+    engine: str
+    replayed: int
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+
+
+class Reply(_ServerFrame, tag="reply"):
+    id: str
+    ok: bool
+    data: Any = None
+    error: ErrorBody | None = None
+
+
+class Event(_ServerFrame, tag="event"):
+    event: str
+    seq: int
+    session: str
+    data: Any
+    ts: float
+
+
+class ErrorFrame(_ServerFrame, tag="error"):
+    code: str
+    message: str
+
+
+ServerFrame = Hello | Ready | Reply | Event | ErrorFrame

@@ -1,0 +1,83 @@
+"""Commands of the simulator engine only: what a phone or WhatsApp itself would do."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from .base import Command, Empty, MessageId, Recipient, Scope, SessionName, command
+from .messages import Text
+from .sessions import Me
+
+__all__ = [
+    "SimNetwork",
+    "SimReceive",
+    "SimReceiveResult",
+    "SimRestrict",
+    "SimRestrictResult",
+    "SimScan",
+    "SimScanResult",
+    "SimUnlink",
+]
+
+
+class SimScanResult(msgspec.Struct, kw_only=True):
+    me: Me
+
+
+class SimReceiveResult(msgspec.Struct, kw_only=True):
+    message_id: str
+
+
+class SimRestrictResult(msgspec.Struct, kw_only=True):
+    until: float
+
+
+@command(reply=SimScanResult, scope=Scope.TENANT, http=("POST", "/v1/sim/scan"), simulator_only=True)
+class SimScan(Command, tag="sim.scan"):
+    """A simulated phone with number ``phone`` scans ``qr`` (or types a pairing code)."""
+
+    qr: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    phone: Recipient
+
+
+@command(reply=Empty, scope=Scope.TENANT, http=("POST", "/v1/sessions/{session}/sim/unlink"), simulator_only=True)
+class SimUnlink(Command, tag="sim.unlink"):
+    """The session's phone removes it from *Linked devices* (→ ``logged_out``)."""
+
+    session: SessionName
+
+
+@command(reply=Empty, scope=Scope.TENANT, http=("POST", "/v1/sessions/{session}/sim/network"), simulator_only=True)
+class SimNetwork(Command, tag="sim.network"):
+    """Drop (``online: false``) or restore the session's network."""
+
+    session: SessionName
+    online: bool
+
+
+@command(
+    reply=SimReceiveResult, scope=Scope.TENANT, http=("POST", "/v1/sessions/{session}/sim/receive"), simulator_only=True
+)
+class SimReceive(Command, tag="sim.receive"):
+    """A simulated contact ``from`` sends ``text`` to the session's number."""
+
+    session: SessionName
+    from_: Recipient = msgspec.field(name="from")
+    text: Text
+    reply_to: MessageId | None = None
+
+
+@command(
+    reply=SimRestrictResult,
+    scope=Scope.TENANT,
+    http=("POST", "/v1/sessions/{session}/sim/restrict"),
+    simulator_only=True,
+)
+class SimRestrict(Command, tag="sim.restrict"):
+    """WhatsApp restricts the session's sending for ``seconds`` (like a temporary ban)."""
+
+    session: SessionName
+    seconds: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
+    reason: Annotated[str, msgspec.Meta(pattern=r"\A[a-z_]{1,40}\Z")] = "send_restricted"

@@ -1,0 +1,23 @@
+"""Command handlers: one small function per command, bound to its request struct with :func:`handles`.
+
+Handlers take the :class:`~zapgate.gateway.Gateway`, the :class:`~zapgate.auth.Caller` and the decoded
+command, and return the reply's ``data`` (the struct the command declares). They know nothing about the
+transport: the WebSocket connection and the REST routes both call :func:`run_command`, which checks the
+caller's scope first. Every handler that names a session resolves it with the caller's tenant, so another
+tenant's session is indistinguishable from a missing one.
+
+============  ======================================
+``registry``  :func:`handles`, :func:`run_command`
+``sessions``  ``session.*``
+``messages``  ``message.*``
+``events``    ``events.fetch``, ``ping``
+``sim``       ``sim.*`` (simulator only)
+============  ======================================
+"""
+
+from __future__ import annotations
+
+from . import events, messages, sessions, sim
+from .registry import HANDLERS, handles, run_command
+
+__all__ = ["HANDLERS", "events", "handles", "messages", "run_command", "sessions", "sim"]

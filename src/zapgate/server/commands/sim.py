@@ -1,0 +1,62 @@
+"""``sim.*``: what a phone or WhatsApp itself would do, on the simulator engine only."""
+
+from __future__ import annotations
+
+from ...auth import Caller
+from ...engines.base import Sandbox
+from ...errors import CommandUnavailable
+from ...gateway import Gateway
+from ...protocol import (
+    Empty,
+    SimNetwork,
+    SimReceive,
+    SimReceiveResult,
+    SimRestrict,
+    SimRestrictResult,
+    SimScan,
+    SimScanResult,
+    SimUnlink,
+)
+from .registry import handles
+
+__all__: list[str] = []
+
+
+def _sandbox(gw: Gateway) -> Sandbox:
+    if gw.sandbox is None:
+        raise CommandUnavailable("sim.* commands exist only when the gateway runs with --engine simulator")
+    return gw.sandbox
+
+
+@handles(SimScan)
+async def sim_scan(gw: Gateway, caller: Caller, cmd: SimScan) -> SimScanResult:
+    def owned(session_id: str) -> bool:
+        session = gw.sessions.by_id(session_id)
+        return session is not None and session.tenant == caller.tenant
+
+    return SimScanResult(me=await _sandbox(gw).scan(cmd.qr, cmd.phone, owned=owned))
+
+
+@handles(SimUnlink)
+async def sim_unlink(gw: Gateway, caller: Caller, cmd: SimUnlink) -> Empty:
+    await _sandbox(gw).unlink(gw.sessions.get(caller.tenant, cmd.session).id)
+    return Empty()
+
+
+@handles(SimNetwork)
+async def sim_network(gw: Gateway, caller: Caller, cmd: SimNetwork) -> Empty:
+    await _sandbox(gw).set_network(gw.sessions.get(caller.tenant, cmd.session).id, cmd.online)
+    return Empty()
+
+
+@handles(SimReceive)
+async def sim_receive(gw: Gateway, caller: Caller, cmd: SimReceive) -> SimReceiveResult:
+    session = gw.sessions.get(caller.tenant, cmd.session)
+    message_id = await _sandbox(gw).receive(session.id, cmd.from_, cmd.text, cmd.reply_to)
+    return SimReceiveResult(message_id=message_id)
+
+
+@handles(SimRestrict)
+async def sim_restrict(gw: Gateway, caller: Caller, cmd: SimRestrict) -> SimRestrictResult:
+    until = await _sandbox(gw).restrict(gw.sessions.get(caller.tenant, cmd.session).id, cmd.seconds, cmd.reason)
+    return SimRestrictResult(until=until)
