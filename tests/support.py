@@ -81,6 +81,25 @@ async def serve_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
         await asyncio.wait_for(task, 15)
 
 
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[int]:
+    """Run any ASGI app (a test's HTTP receiver, say) under uvicorn on 127.0.0.1; yield its port."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped while starting")
+            await asyncio.sleep(0.01)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
 class RawClient:
     """JSON frames over a plain websockets connection, with a little bookkeeping for tests."""
 
