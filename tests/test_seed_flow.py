@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .support import RunningGateway
+from pathlib import Path
+
+from .conftest import fast_settings
+from .services import postgres_schema
+from .support import RunningGateway, serve_gateway
 
 
 async def test_seed_flow_with_echo_contact(gateway: RunningGateway) -> None:
@@ -37,3 +41,20 @@ async def test_seed_flow_with_echo_contact(gateway: RunningGateway) -> None:
 
         seqs = [e["seq"] for e in client.events]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_seed_flow_on_postgresql(tmp_path: Path) -> None:
+    """The same flow with the gateway's state in PostgreSQL (``ZAPGATE_DATABASE_URL``)."""
+    for url in postgres_schema():
+        async with serve_gateway(fast_settings(tmp_path / "data", database_url=url)) as gateway:
+            async with gateway.connect("acme") as client:
+                await client.pair("main", "+55 11 99999-0000")
+                sent = await client.call("message.send", session="main", to="+1 555 000 0000", text="olá")
+                echo = await client.event("message.received", lambda e: e["data"]["reply_to"] == sent["message_id"])
+                assert echo["data"]["text"] == "olá"
+        async with serve_gateway(fast_settings(tmp_path / "data", database_url=url)) as gateway:
+            async with gateway.connect("acme") as client:
+                assert (await client.call("session.get", session="main"))["paired"] is True
+                page = await client.call("events.fetch", after=0, limit=1000)
+                seqs = [e["seq"] for e in page["events"]]
+                assert seqs == list(range(1, len(seqs) + 1))

@@ -77,6 +77,13 @@ class Settings:
     )
 
     # -- storage
+    database_url: str = field(
+        default="",
+        metadata=_doc(
+            "Where the gateway's state lives: empty for SQLite in the data directory, sqlite:///PATH, or "
+            "postgresql://USER@HOST:PORT/DB for several nodes sharing one database."
+        ),
+    )
     sqlite_synchronous: str = field(
         default="full", metadata=_doc("SQLite 'full' (fsync every commit) or 'normal' (survives process crash).")
     )
@@ -121,6 +128,11 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "zapgate.db"
+
+    @property
+    def storage_url(self) -> str:
+        """``database_url``, or the SQLite file in the data directory when it is empty."""
+        return self.database_url or f"sqlite:///{self.database_path}"
 
     @classmethod
     def load(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
@@ -200,6 +212,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"port must be between 0 and 65535, not {s.port}")
     if s.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"log_level must be debug, info, warning or error, not {s.log_level!r}")
+    if s.database_url and s.database_url.partition("://")[0] not in {"sqlite", "postgresql", "postgres"}:
+        raise ConfigError("database_url must start with sqlite:/// or postgresql://")
     if s.sqlite_synchronous not in {"full", "normal"}:
         raise ConfigError(f"sqlite_synchronous must be 'full' or 'normal', not {s.sqlite_synchronous!r}")
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):

@@ -39,7 +39,7 @@ class LiveConnection(Protocol):
 class Gateway:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.storage: Storage = open_storage(settings.database_path, synchronous=settings.sqlite_synchronous)
+        self.storage: Storage = open_storage(settings.storage_url, synchronous=settings.sqlite_synchronous)
         self.hub = EventHub()
         self.engine: Engine = engine or create_engine(settings)
         self.tokens = TokenIssuer(self.storage)

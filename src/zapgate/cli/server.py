@@ -110,7 +110,7 @@ async def _with_storage(settings: Settings, fn: Any) -> Any:
     from ..auth import TokenIssuer
     from ..storage import open_storage
 
-    storage = open_storage(settings.database_path, synchronous=settings.sqlite_synchronous)
+    storage = open_storage(settings.storage_url, synchronous=settings.sqlite_synchronous)
     await storage.open()
     try:
         return await fn(storage, TokenIssuer(storage))

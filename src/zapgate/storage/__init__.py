@@ -1,16 +1,78 @@
-"""Durable state: the :class:`~zapgate.storage.base.Storage` interface and its implementations."""
+"""Durable state: the gateway's :class:`Storage` over a :class:`Database` chosen by URL.
+
+==================  ===========================================================================
+``sqlite:///path``  SQLite, embedded, zero setup (the default: ``<data_dir>/zapgate.db``)
+``postgresql://…``  PostgreSQL, shared by several gateway nodes (``docs/scaling.md``)
+==================  ===========================================================================
+
+Every operation is written once, in portable SQL, and runs on both (:mod:`.database`); the storage contract
+tests run the same bodies against each.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .base import NewEvent, OutboxItem, SessionRecord, Storage, StoredEvent, TokenRecord
+from .base import EventListener, NewEvent, OutboxItem, SessionRecord, StoredEvent, TokenRecord
+from .database import Conn, Database
+from .schema import migrations_for
+from .sqlite import SqliteDatabase
+from .store import Storage
 
-__all__ = ["NewEvent", "OutboxItem", "SessionRecord", "Storage", "StoredEvent", "TokenRecord", "open_storage"]
+__all__ = [
+    "Conn",
+    "Database",
+    "EventListener",
+    "NewEvent",
+    "OutboxItem",
+    "SessionRecord",
+    "SqliteDatabase",
+    "Storage",
+    "StoredEvent",
+    "TokenRecord",
+    "open_database",
+    "open_storage",
+    "redact_url",
+]
+
+SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
-def open_storage(path: Path, *, synchronous: str = "full") -> Storage:
-    """The storage for a data directory's database (SQLite today; chosen by URL once PostgreSQL lands)."""
-    from .sqlite import SqliteStorage
+def open_database(url: str | Path, *, synchronous: str = "full") -> Database:
+    """The gateway's database for ``url`` (a ``sqlite:///`` or ``postgresql://`` URL, or a plain file path).
 
-    return SqliteStorage(path, synchronous=synchronous)
+    Nothing is opened yet; ``await db.open()`` connects and applies the migrations."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _sqlite(Path(text), synchronous)
+    if scheme == "sqlite":
+        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells them
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise ValueError("a sqlite URL needs a path: sqlite:///zapgate-data/zapgate.db")
+        return _sqlite(Path(path), synchronous)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresDatabase
+
+        return PostgresDatabase(text, migrations=migrations_for("postgresql"), name="zapgate-db")
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+def _sqlite(path: Path, synchronous: str) -> SqliteDatabase:
+    return SqliteDatabase(path, synchronous=synchronous, migrations=migrations_for("sqlite"), name="zapgate-db")
+
+
+def open_storage(url: str | Path, *, synchronous: str = "full") -> Storage:
+    """:class:`Storage` over :func:`open_database` (not opened yet)."""
+    return Storage(open_database(url, synchronous=synchronous))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -1,0 +1,96 @@
+"""PostgreSQL: the database several gateway nodes share (``docs/scaling.md``).
+
+The same operations as SQLite run here unchanged (:mod:`.database`): this module only connects, translates
+``?`` placeholders, begins transactions and versions the schema. Migrations run under a PostgreSQL advisory
+lock, so nodes that start at the same time apply each one exactly once. psycopg 3 runs in the writer and
+reader threads; ``docs/decisions.md`` says why it was preferred to asyncpg.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .database import Database
+
+__all__ = ["PostgresDatabase"]
+
+log = logging.getLogger("zapgate.storage")
+
+MIGRATION_LOCK = 0x7A617067  # "zapg": the advisory lock key held while migrating
+
+
+@functools.lru_cache(maxsize=4096)
+def _translate(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _Connection:
+    """A psycopg connection with sqlite3's calling conventions (``?`` placeholders, ``executemany``)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(_translate(sql), params or None)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        cursor = self.raw.cursor()
+        cursor.executemany(_translate(sql), list(rows))
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database at ``url`` (see :class:`~.database.Database`)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, migrations: Sequence[str], name: str) -> None:
+        super().__init__(name=name, migrations=migrations)
+        self.url = url
+
+    def describe(self) -> str:
+        from . import redact_url
+
+        return redact_url(self.url)
+
+    def _connect(self, *, writer: bool) -> _Connection:
+        import psycopg
+
+        conn = _Connection(psycopg.connect(self.url, autocommit=True, application_name="zapgate"))
+        if writer:
+            self._migrate(conn)
+        return conn
+
+    def _begin(self, conn: _Connection) -> None:
+        conn.execute("BEGIN")
+
+    def _migrate(self, conn: _Connection) -> None:
+        conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS zapgate_schema (version BIGINT NOT NULL)")
+            (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM zapgate_schema").fetchone()
+            if version > len(self._migrations):
+                raise RuntimeError(
+                    f"{self.describe()} was written by a newer zapgate (schema {version}, "
+                    f"this one knows {len(self._migrations)})"
+                )
+            for number, script in enumerate(self._migrations[version:], start=version + 1):
+                log.info("%s: applying database migration %d", self.describe(), number)
+                conn.execute("BEGIN")
+                try:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO zapgate_schema (version) VALUES (?)", (number,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))

@@ -1,0 +1,390 @@
+"""The gateway's durable state, one implementation over any :class:`~.database.Database` (SQLite or PostgreSQL).
+
+Every operation is atomic. Events are appended inside the same transaction as the change they report (a
+session status, a sent message, an inbound message) with per-tenant sequence numbers taken from the
+``tenant_seq`` row of the tenant in that transaction, and handed to the event listener only after the commit,
+in ``seq`` order: a client never sees an event that a crash could take back, and two nodes writing for one
+tenant get strictly increasing numbers without gaps (the row lock orders their commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .base import EventListener, NewEvent, OutboxItem, SessionRecord, StoredEvent, TokenRecord
+from .database import Conn, Database
+
+__all__ = ["Storage"]
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    return TokenRecord(id=row[0], tenant=row[1], label=row[2], created_at=row[3], revoked_at=row[4])
+
+
+def _session(row: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(
+        id=row[0],
+        tenant=row[1],
+        name=row[2],
+        status=row[3],
+        reason=row[4],
+        me=json.loads(row[5]) if row[5] else None,
+        device=json.loads(row[6]) if row[6] else None,
+        want_running=bool(row[7]),
+        created_at=row[8],
+        updated_at=row[9],
+    )
+
+
+_OUTBOX_COLUMNS = (
+    "message_id, session_id, chat, text, created_at, reply_to, idempotency_key, fingerprint, status, reason, "
+    "wa_timestamp, position"
+)
+
+
+def _outbox(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(*row)
+
+
+def append_events(conn: Conn, events: Sequence[NewEvent], now: float) -> list[StoredEvent]:
+    """Append ``events`` with the next sequence numbers of their tenants (inside the caller's transaction)."""
+    if not events:
+        return []
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.tenant] = counts.get(e.tenant, 0) + 1
+    next_seq: dict[str, int] = {}
+    for tenant, count in counts.items():
+        (last,) = conn.execute(
+            "INSERT INTO tenant_seq (tenant, seq) VALUES (?, ?) "
+            "ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq + excluded.seq RETURNING seq",
+            (tenant, count),
+        ).fetchone()
+        next_seq[tenant] = int(last) - count + 1
+    stored = []
+    for e in events:
+        seq = next_seq[e.tenant]
+        next_seq[e.tenant] = seq + 1
+        stored.append(StoredEvent(e.tenant, seq, e.session, e.event, e.data, now))
+    conn.executemany(
+        "INSERT INTO events (tenant, seq, session, event, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
+        [(s.tenant, s.seq, s.session, s.event, s.data, s.ts) for s in stored],
+    )
+    return stored
+
+
+class Storage:
+    """Durable state of one gateway (or, with a shared PostgreSQL database, of a cluster)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._read = db.read
+        self._write = db.write
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def set_event_listener(self, listener: EventListener) -> None:
+        """Call ``listener`` with every batch of committed events, in ``seq`` order, on the event loop."""
+        self.db.on_commit = listener
+
+    # -- tokens
+
+    async def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
+        def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
+            conn.execute(
+                "INSERT INTO tokens (id, tenant, hash, label, created_at) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.tenant, token_hash, record.label, record.created_at),
+            )
+            return None, []
+
+        await self._write(op)
+
+    async def find_token(self, token_id: str) -> tuple[TokenRecord, bytes] | None:
+        def op(conn: Conn) -> tuple[TokenRecord, bytes] | None:
+            row = conn.execute(
+                "SELECT id, tenant, label, created_at, revoked_at, hash FROM tokens "
+                "WHERE id = ? AND revoked_at IS NULL",
+                (token_id,),
+            ).fetchone()
+            return (_token(row), row[5]) if row else None
+
+        return await self._read(op)
+
+    async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]:
+        def op(conn: Conn) -> list[TokenRecord]:
+            sql = "SELECT id, tenant, label, created_at, revoked_at FROM tokens"
+            rows = (
+                conn.execute(sql + " WHERE tenant = ? ORDER BY created_at", (tenant,))
+                if tenant
+                else conn.execute(sql + " ORDER BY tenant, created_at")
+            )
+            return [_token(r) for r in rows]
+
+        return await self._read(op)
+
+    async def revoke_token(self, token_id: str, now: float) -> bool:
+        def op(conn: Conn) -> tuple[bool, list[StoredEvent]]:
+            cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id))
+            return cur.rowcount > 0, []
+
+        return await self._write(op)
+
+    async def live_tokens(self, token_ids: Sequence[str]) -> set[str]:
+        ids = list(token_ids)
+
+        def op(conn: Conn) -> set[str]:
+            live: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT id FROM tokens WHERE id IN ({marks}) AND revoked_at IS NULL",  # noqa: S608
+                    chunk,
+                )
+                live.update(r[0] for r in rows)
+            return live
+
+        return await self._read(op)
+
+    # -- sessions
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        def op(conn: Conn) -> list[SessionRecord]:
+            rows = conn.execute(
+                "SELECT id, tenant, name, status, reason, me, device, want_running, created_at, updated_at "
+                "FROM sessions ORDER BY tenant, name"
+            )
+            return [_session(r) for r in rows]
+
+        return await self._read(op)
+
+    async def save_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+        values = (
+            record.id,
+            record.tenant,
+            record.name,
+            record.status,
+            record.reason,
+            json.dumps(record.me) if record.me else None,
+            json.dumps(record.device) if record.device else None,
+            int(record.want_running),
+            record.created_at,
+            record.updated_at,
+        )
+
+        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            conn.execute(
+                "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "status = excluded.status, reason = excluded.reason, me = excluded.me, device = excluded.device, "
+                "want_running = excluded.want_running, updated_at = excluded.updated_at",
+                values,
+            )
+            stored = append_events(conn, events, time.time())
+            return stored, stored
+
+        return await self._write(op)
+
+    async def delete_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            for table, column in (
+                ("sessions", "id"),
+                ("outbox", "session_id"),
+                ("inbound", "session_id"),
+                ("contacts", "session_id"),
+            ):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (record.id,))  # noqa: S608
+            stored = append_events(conn, events, time.time())
+            return stored, stored
+
+        return await self._write(op)
+
+    # -- events
+
+    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            stored = append_events(conn, events, time.time())
+            return stored, stored
+
+        return await self._write(op)
+
+    async def read_events(self, tenant: str, after: int, limit: int) -> list[StoredEvent]:
+        def op(conn: Conn) -> list[StoredEvent]:
+            rows = conn.execute(
+                "SELECT tenant, seq, session, event, data, ts FROM events WHERE tenant = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (tenant, after, limit),
+            )
+            return [StoredEvent(*r) for r in rows]
+
+        return await self._read(op)
+
+    async def event_bounds(self, tenant: str) -> tuple[int, int]:
+        def op(conn: Conn) -> tuple[int, int]:
+            row = conn.execute("SELECT min(seq), max(seq) FROM events WHERE tenant = ?", (tenant,)).fetchone()
+            return (row[0] or 0, row[1] or 0)
+
+        return await self._read(op)
+
+    async def prune(self, now: float, *, event_max_age: float, event_keep: int, record_max_age: float) -> int:
+        def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
+            removed = 0
+            for tenant, newest in conn.execute("SELECT tenant, seq FROM tenant_seq").fetchall():
+                cur = conn.execute(
+                    "DELETE FROM events WHERE tenant = ? AND seq <= ? AND ts < ?",
+                    (tenant, newest - event_keep, now - event_max_age),
+                )
+                removed += cur.rowcount
+            conn.execute("DELETE FROM outbox WHERE status != 'queued' AND created_at < ?", (now - record_max_age,))
+            conn.execute("DELETE FROM inbound WHERE received_at < ?", (now - record_max_age,))
+            return removed, []
+
+        return await self._write(op)
+
+    # -- outgoing messages
+
+    async def enqueue_message(self, item: OutboxItem) -> tuple[OutboxItem, bool]:
+        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool], list[StoredEvent]]:
+            if item.idempotency_key is not None:
+                row = conn.execute(
+                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND idempotency_key = ?",  # noqa: S608
+                    (item.session_id, item.idempotency_key),
+                ).fetchone()
+                if row:
+                    return (_outbox(row), False), []
+            cur = conn.execute(
+                "INSERT INTO outbox (message_id, session_id, chat, text, reply_to, idempotency_key, fingerprint, "
+                "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING position",
+                (
+                    item.message_id,
+                    item.session_id,
+                    item.chat,
+                    item.text,
+                    item.reply_to,
+                    item.idempotency_key,
+                    item.fingerprint,
+                    item.created_at,
+                ),
+            )
+            item.position = int(cur.fetchone()[0])
+            return (item, True), []
+
+        return await self._write(op)
+
+    async def find_message(self, session_id: str, idempotency_key: str) -> OutboxItem | None:
+        def op(conn: Conn) -> OutboxItem | None:
+            row = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND idempotency_key = ?",  # noqa: S608
+                (session_id, idempotency_key),
+            ).fetchone()
+            return _outbox(row) if row else None
+
+        return await self._read(op)
+
+    async def pending_messages(self, session_id: str) -> list[OutboxItem]:
+        def op(conn: Conn) -> list[OutboxItem]:
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND status = 'queued' "  # noqa: S608
+                "ORDER BY position",
+                (session_id,),
+            )
+            return [_outbox(r) for r in rows]
+
+        return await self._read(op)
+
+    def finish_message(
+        self, item: OutboxItem, events: Sequence[NewEvent], *, new_contact_at: float | None
+    ) -> asyncio.Future[list[StoredEvent]]:
+        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            now = time.time()
+            conn.execute(
+                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ? WHERE message_id = ?",
+                (item.status, item.reason, item.wa_timestamp, now, item.message_id),
+            )
+            if new_contact_at is not None:
+                conn.execute(
+                    "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
+                    (item.session_id, item.chat, new_contact_at),
+                )
+            stored = append_events(conn, events, now)
+            return stored, stored
+
+        return self.db.submit(op)
+
+    async def fail_pending(self, session_id: str, reason: str, make_events: Callable[[OutboxItem], NewEvent]) -> int:
+        def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND status = 'queued' "  # noqa: S608
+                "ORDER BY position",
+                (session_id,),
+            ).fetchall()
+            items = [_outbox(r) for r in rows]
+            now = time.time()
+            conn.execute(
+                "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? "
+                "WHERE session_id = ? AND status = 'queued'",
+                (reason, now, session_id),
+            )
+            for it in items:
+                it.status, it.reason = "failed", reason
+            stored = append_events(conn, [make_events(it) for it in items], now)
+            return len(items), stored
+
+        return await self._write(op)
+
+    # -- incoming messages and contacts
+
+    async def record_inbound(
+        self, session_id: str, message_id: str, chat: str, events: Sequence[NewEvent], now: float
+    ) -> list[StoredEvent] | None:
+        def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
+            cur = conn.execute(
+                "INSERT INTO inbound (session_id, message_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (session_id, message_id, now),
+            )
+            if cur.rowcount == 0:
+                return None, []
+            conn.execute(
+                "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT DO NOTHING",
+                (session_id, chat, now),
+            )
+            stored = append_events(conn, events, now)
+            return stored, stored
+
+        return await self._write(op)
+
+    async def known_inbound(self, session_id: str, message_ids: Sequence[str]) -> set[str]:
+        ids = list(message_ids)
+
+        def op(conn: Conn) -> set[str]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT message_id FROM inbound WHERE session_id = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, *ids),
+            )
+            return {r[0] for r in rows}
+
+        return await self._read(op) if ids else set()
+
+    async def load_contacts(self, session_id: str, since: float) -> tuple[set[str], list[float]]:
+        def op(conn: Conn) -> tuple[set[str], list[float]]:
+            rows = conn.execute(
+                "SELECT chat, first_seen_at, we_wrote_first FROM contacts WHERE session_id = ?", (session_id,)
+            ).fetchall()
+            return {r[0] for r in rows}, sorted(r[1] for r in rows if r[2] and r[1] >= since)
+
+        return await self._read(op)

@@ -1,0 +1,158 @@
+"""The storage contract: the same test bodies against every backend (SQLite, and PostgreSQL when it runs).
+
+This file is the definition of correct storage. A new backend passes it; a new operation gets its tests here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from zapgate.storage import NewEvent, OutboxItem, SessionRecord, Storage, StoredEvent, TokenRecord, open_storage
+
+from .services import postgres_schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'zapgate.db'}"
+    else:
+        yield from postgres_schema()
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    store = open_storage(storage_url, synchronous="normal")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def events(tenant: str, n: int, name: str = "x.y") -> list[NewEvent]:
+    return [NewEvent(tenant, "main", name, b'{"n":%d}' % i) for i in range(n)]
+
+
+async def test_tokens(storage: Storage) -> None:
+    record = TokenRecord(id="a1b2c3d4e5f6", tenant="acme", label="ci", created_at=1.0)
+    await storage.add_token(record, b"\x01" * 32)
+    assert await storage.find_token("a1b2c3d4e5f6") == (record, b"\x01" * 32)
+    assert await storage.list_tokens("acme") == [record]
+    assert await storage.live_tokens(["a1b2c3d4e5f6", "nope"]) == {"a1b2c3d4e5f6"}
+    assert await storage.revoke_token("a1b2c3d4e5f6", 2.0)
+    assert not await storage.revoke_token("a1b2c3d4e5f6", 3.0)
+    assert await storage.find_token("a1b2c3d4e5f6") is None
+    assert await storage.live_tokens(["a1b2c3d4e5f6"]) == set()
+
+
+async def test_sessions_with_their_events(storage: Storage) -> None:
+    record = SessionRecord(
+        id="ses_1", tenant="acme", name="main", status="stopped", created_at=1.0, updated_at=1.0, me={"phone": "1"}
+    )
+    stored = await storage.save_session(record, events("acme", 1, "session.status"))
+    assert [(e.seq, e.event) for e in stored] == [(1, "session.status")]
+    record.status, record.device, record.want_running = "connected", {"jid": "x"}, True
+    await storage.save_session(record)
+    assert await storage.list_sessions() == [record]
+    await storage.delete_session(record, events("acme", 1, "session.deleted"))
+    assert await storage.list_sessions() == []
+    assert (await storage.event_bounds("acme")) == (1, 2)
+
+
+async def test_sequence_numbers_are_per_tenant_gap_free_and_never_reused(storage: Storage) -> None:
+    published: list[StoredEvent] = []
+    storage.set_event_listener(published.extend)
+    await asyncio.gather(*(storage.append_events(events(t, 3)) for t in ["a", "b", "a", "b", "a"]))
+    by_tenant = {t: [e.seq for e in published if e.tenant == t] for t in "ab"}
+    assert by_tenant == {"a": list(range(1, 10)), "b": list(range(1, 7))}
+    assert [e.seq for e in await storage.read_events("a", 4, 3)] == [5, 6, 7]
+    removed = await storage.prune(1e12, event_max_age=0, event_keep=0, record_max_age=1e12)
+    assert removed == 15 and await storage.event_bounds("a") == (0, 0)
+    again = await storage.append_events(events("a", 1))
+    assert again[0].seq == 10  # pruning everything does not reset the counter
+
+
+async def test_a_failing_write_does_not_undo_the_others_in_its_group(storage: Storage) -> None:
+    item = OutboxItem(message_id="m1", session_id="s", chat="c", text="t", created_at=1.0)
+
+    async def duplicate() -> None:
+        await storage.enqueue_message(OutboxItem(message_id="m1", session_id="s", chat="c", text="t", created_at=1.0))
+
+    results = await asyncio.gather(
+        storage.enqueue_message(item), duplicate(), storage.append_events(events("a", 2)), return_exceptions=True
+    )
+    assert isinstance(results[1], Exception)  # the same message id twice
+    assert [m.message_id for m in await storage.pending_messages("s")] == ["m1"]
+    assert (await storage.event_bounds("a")) == (1, 2)
+
+
+async def test_outbox_idempotency_order_and_outcomes(storage: Storage) -> None:
+    def item(mid: str, key: str | None = None) -> OutboxItem:
+        return OutboxItem(
+            message_id=mid,
+            session_id="s",
+            chat="c@s.whatsapp.net",
+            text=mid,
+            created_at=1.0,
+            idempotency_key=key,
+            fingerprint="f",
+        )
+
+    first, created = await storage.enqueue_message(item("m1", "k"))
+    assert created and first.position > 0
+    again, created = await storage.enqueue_message(item("m2", "k"))
+    assert not created and again.message_id == "m1"
+    await storage.enqueue_message(item("m3"))
+    await storage.enqueue_message(item("m4"))
+    assert [m.message_id for m in await storage.pending_messages("s")] == ["m1", "m3", "m4"]
+    assert (await storage.find_message("s", "k")).message_id == "m1"  # type: ignore[union-attr]
+    first.status, first.wa_timestamp = "sent", 42
+    await storage.finish_message(first, events("t", 1, "message.status"), new_contact_at=5.0)
+    assert [m.message_id for m in await storage.pending_messages("s")] == ["m3", "m4"]
+    known, recent = await storage.load_contacts("s", 0.0)
+    assert known == {"c@s.whatsapp.net"} and recent == [5.0]
+
+    def failed(it: OutboxItem) -> NewEvent:
+        return NewEvent("t", "main", "message.status", it.message_id.encode())
+
+    assert await storage.fail_pending("s", "logged_out", failed) == 2
+    assert await storage.pending_messages("s") == []
+    assert [e.data for e in await storage.read_events("t", 1, 10)] == [b"m3", b"m4"]
+
+
+async def test_inbound_is_recorded_once(storage: Storage) -> None:
+    assert await storage.record_inbound("s", "w1", "c", events("t", 1, "message.received"), 1.0)
+    assert await storage.record_inbound("s", "w1", "c", events("t", 1, "message.received"), 2.0) is None
+    assert await storage.known_inbound("s", ["w1", "w2"]) == {"w1"}
+    assert (await storage.event_bounds("t")) == (1, 1)
+    known, recent = await storage.load_contacts("s", 0.0)
+    assert known == {"c"} and recent == []
+
+
+async def test_two_nodes_on_one_database_share_one_sequence(storage_url: str) -> None:
+    """Two storages on one database (two gateway nodes) appending for the same tenant at the same time: the
+    union of their sequence numbers is 1..N, without gaps or duplicates, each node's in increasing order."""
+    if storage_url.startswith("sqlite"):
+        pytest.skip("several nodes share PostgreSQL, not a SQLite file")
+    nodes = [open_storage(storage_url) for _ in range(2)]
+    for node in nodes:
+        await node.open()
+    try:
+        seen: list[list[int]] = [[], []]
+        for node, bucket in zip(nodes, seen, strict=True):
+            node.set_event_listener(lambda batch, bucket=bucket: bucket.extend(e.seq for e in batch))
+
+        async def burst(node: Storage) -> None:
+            await asyncio.gather(*(node.append_events(events("acme", 2)) for _ in range(50)))
+
+        await asyncio.gather(*(burst(node) for node in nodes))
+        assert all(bucket == sorted(bucket) for bucket in seen)
+        assert sorted(seen[0] + seen[1]) == list(range(1, 201))
+    finally:
+        for node in nodes:
+            await node.close()
