@@ -10,13 +10,15 @@ so a hang fails one test instead of stalling the run.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from zapgate.config import Settings
+from zapgate.storage import Storage, open_storage
 
+from .services import postgres_schema
 from .support import TIMEOUT_SCALE, RunningGateway, serve_gateway
 
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
@@ -61,3 +63,23 @@ def settings(tmp_path: Path) -> Settings:
 async def gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     async with serve_gateway(settings) as running:
         yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for each storage backend: a SQLite file, and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'zapgate.db'}"
+    else:
+        yield from postgres_schema()
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    """An opened :class:`Storage` on each backend (the storage contract runs every test body on both)."""
+    store = open_storage(storage_url, synchronous="normal")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
