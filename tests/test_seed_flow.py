@@ -46,15 +46,15 @@ async def test_seed_flow_with_echo_contact(gateway: RunningGateway) -> None:
 async def test_seed_flow_on_postgresql(tmp_path: Path) -> None:
     """The same flow with the gateway's state in PostgreSQL (``ZAPGATE_DATABASE_URL``)."""
     for url in postgres_schema():
-        async with serve_gateway(fast_settings(tmp_path / "data", database_url=url)) as gateway:
-            async with gateway.connect("acme") as client:
-                await client.pair("main", "+55 11 99999-0000")
-                sent = await client.call("message.send", session="main", to="+1 555 000 0000", text="olá")
-                echo = await client.event("message.received", lambda e: e["data"]["reply_to"] == sent["message_id"])
-                assert echo["data"]["text"] == "olá"
-        async with serve_gateway(fast_settings(tmp_path / "data", database_url=url)) as gateway:
-            async with gateway.connect("acme") as client:
-                assert (await client.call("session.get", session="main"))["paired"] is True
-                page = await client.call("events.fetch", after=0, limit=1000)
-                seqs = [e["seq"] for e in page["events"]]
-                assert seqs == list(range(1, len(seqs) + 1))
+        settings = fast_settings(tmp_path / "data", database_url=url)
+        async with serve_gateway(settings) as gateway, gateway.connect("acme") as client:
+            await client.pair("main", "+55 11 99999-0000")
+            sent = await client.call("message.send", session="main", to="+1 555 000 0000", text="olá")
+            message_id = sent["message_id"]
+            echo = await client.event("message.received", lambda e, m=message_id: e["data"]["reply_to"] == m)
+            assert echo["data"]["text"] == "olá"
+        async with serve_gateway(settings) as gateway, gateway.connect("acme") as client:
+            assert (await client.call("session.get", session="main"))["paired"] is True
+            page = await client.call("events.fetch", after=0, limit=1000)
+            seqs = [e["seq"] for e in page["events"]]
+            assert seqs == list(range(1, len(seqs) + 1))
