@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zapgate.engines.base import Connected, EngineEvent, MessageIn, Quote, ReceiptIn
+from zapgate.engines.base import Connected, EngineEvent, MessageIn, Quote, ReceiptIn, Sent
 from zapgate.engines.whatsapp import WhatsAppEngine
 from zapgate.engines.whatsapp.ids import MessageIds
 from zapgate.jid import Jid
@@ -30,7 +30,14 @@ async def test_the_id_table(tmp_path: Path) -> None:
         assert await ids.sent(SESSION, "3EB0GATEWAY1") is None  # outcome unknown until completed
         assert not await ids.begin(SESSION, "3EB0GATEWAY1")  # a second attempt learns the first is unresolved
         await ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
-        assert await ids.sent(SESSION, "3EB0GATEWAY1") == ("3EB0WHATSAPP1", 1_795_909_999)
+        assert await ids.sent(SESSION, "3EB0GATEWAY1") == ("3EB0WHATSAPP1", 1_795_909_999, None)
+        await ids.begin(SESSION, "3EB0GATEWAY3")
+        await ids.complete(SESSION, "3EB0GATEWAY3", "3EB0WHATSAPP3", 1_795_909_999, "551188887777@s.whatsapp.net")
+        assert await ids.sent(SESSION, "3EB0GATEWAY3") == (
+            "3EB0WHATSAPP3",
+            1_795_909_999,
+            "551188887777@s.whatsapp.net",
+        )
         assert await ids.to_gateway(SESSION, ["3EB0WHATSAPP1", "3AOTHER"]) == {"3EB0WHATSAPP1": "3EB0GATEWAY1"}
         assert await ids.to_gateway("ses_other", ["3EB0WHATSAPP1"]) == {}
         await ids.begin(SESSION, "3EB0GATEWAY2")
@@ -87,12 +94,18 @@ async def test_a_message_recorded_as_sent_is_not_sent_again(engine: tuple[WhatsA
     await eng._ids.begin(SESSION, "3EB0GATEWAY1")
     await eng._ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     # No worker runs this session: anything but the recorded answer would fail.
-    assert await eng.send_text(SESSION, "3EB0GATEWAY1", Jid("5511999990000"), "olá") == 1_795_909_999
+    assert await eng.send_text(SESSION, "3EB0GATEWAY1", Jid("5511999990000"), "olá") == Sent(1_795_909_999)
+    await eng._ids.begin(SESSION, "3EB0GATEWAY2")
+    await eng._ids.complete(SESSION, "3EB0GATEWAY2", "3EB0WHATSAPP2", 1_795_909_999, "551188887777@s.whatsapp.net")
+    # ... with the chat it went to, when WhatsApp knew the recipient by another JID.
+    assert await eng.send_text(SESSION, "3EB0GATEWAY2", Jid("5511988887777"), "olá") == Sent(
+        1_795_909_999, "551188887777@s.whatsapp.net"
+    )
 
 
 async def test_quotes_carry_whatsapps_id_author_and_text(engine: tuple[WhatsAppEngine, list[EngineEvent]]) -> None:
     eng, delivered = engine
-    me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766:7@lid")
+    me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766@lid")
     chat = "5511999990000@s.whatsapp.net"
     eng._from_worker(SESSION, Connected(me=me))
     eng._from_worker(SESSION, MessageIn(message_id="3A01", chat=chat, sender=chat, text="pergunta", timestamp=2))

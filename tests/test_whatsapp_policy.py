@@ -101,6 +101,16 @@ def test_connect_failures(whatsapp_reason: str, expected: policy.Outcome) -> Non
             "device_store_error",
         ),
         ("proto: required field neonize.Receipt.Type not set", "event_stream_broken"),
+        (
+            "failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: Get "
+            '"https://web.whatsapp.com/ws/chat": proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused',
+            "whatsapp_unreachable",
+        ),
+        (
+            "failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: Get "
+            '"https://web.whatsapp.com/ws/chat": Forbidden',
+            "whatsapp_unreachable",
+        ),
         ("something new", "connect_error"),
     ],
 )
@@ -114,11 +124,82 @@ def test_connect_errors_get_stable_reasons(error: str, reason: str) -> None:
         ("client is nil", "not_connected", True),
         ("failed to send usync query: websocket not connected", "not_connected", True),
         ("failed to send message: context deadline exceeded", "send_unconfirmed", False),
+        ("timed out waiting for message send response", "send_unconfirmed", False),
         ("server returned error 479", "whatsapp_refused", False),
+        # whatsmeow failed before anything left (looking up the recipient's LID or devices): nothing was sent.
+        (
+            "failed to get user info for 5511999990000@s.whatsapp.net to fill LID cache: info query timed out",
+            "lookup_failed",
+            True,
+        ),
+        ("failed to get device list: failed to send usync query: info query timed out", "lookup_failed", True),
+        ("failed to get LID for PN 5511999990000@s.whatsapp.net: database is locked", "lookup_failed", True),
+        ("no LID found for 5511999990000@s.whatsapp.net from server", "not_on_whatsapp", False),
     ],
 )
 def test_send_errors(error: str, code: str, retryable: bool) -> None:
     assert policy.send_error(error) == (code, retryable)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("info query timed out", "lookup_failed"),
+        ("failed to send usync query: context deadline exceeded", "lookup_failed"),
+        ("failed to send usync query: websocket not connected", "not_connected"),
+    ],
+)
+def test_a_failed_look_up_before_sending_is_always_retryable(error: str, code: str) -> None:
+    assert policy.lookup_error(error) == (code, True)
+
+
+_DIAL = (
+    "failed to dial whatsapp web websocket: failed to WebSocket dial: failed to send handshake request: "
+    'Get "https://web.whatsapp.com/ws/chat": '
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "proxy", "detail"),
+    [
+        (
+            _DIAL + "dial tcp: lookup web.whatsapp.com on 10.0.0.53:53: no such host",
+            None,
+            "cannot resolve web.whatsapp.com",
+        ),
+        (
+            _DIAL + "dial tcp: lookup web.whatsapp.com: Temporary failure in name resolution",
+            None,
+            "cannot resolve web.whatsapp.com (Temporary failure in name resolution)",
+        ),
+        (
+            _DIAL + "proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused",
+            "http://127.0.0.1:9",
+            "connection refused by proxy 127.0.0.1:9",
+        ),
+        (
+            _DIAL + "proxyconnect tcp: dial tcp: lookup proxy.corp on 10.0.0.53:53: no such host",
+            "http://proxy.corp:3128",
+            "cannot resolve the proxy proxy.corp",
+        ),
+        (
+            _DIAL + "Forbidden",
+            "http://user:secret@127.0.0.1:3128",  # the password is never shown
+            "proxy 127.0.0.1:3128 did not open a tunnel to web.whatsapp.com (Forbidden)",
+        ),
+        (
+            "failed to dial whatsapp web websocket: dial tcp 157.240.1.1:443: connect: connection refused",
+            None,
+            "connection refused by 157.240.1.1:443",
+        ),
+        (_DIAL + "dial tcp 157.240.1.1:443: i/o timeout", None, "cannot connect to 157.240.1.1:443: i/o timeout"),
+        ("net/http: TLS handshake timeout", None, "the TLS handshake with web.whatsapp.com timed out"),
+        (_DIAL + "context deadline exceeded", None, "no answer within the connect timeout"),
+        ("", None, None),
+    ],
+)
+def test_connect_errors_are_explained_in_words(error: str, proxy: str | None, detail: str | None) -> None:
+    assert policy.connect_error_detail(error, proxy=proxy) == detail
 
 
 def test_timestamps_are_normalised_to_seconds() -> None:

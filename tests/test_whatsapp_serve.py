@@ -1,5 +1,7 @@
-"""``zapgate serve`` with its default engine (whatsapp) on a machine that cannot reach WhatsApp: it starts,
-stays healthy, reports why a session cannot connect, and a Ctrl+C stops it and its workers in seconds."""
+"""``zapgate serve`` with its default engine (whatsapp) when WhatsApp cannot be reached: it starts, keeps
+answering, reports why a session cannot connect (in the session's status and in ``/healthz``), and a Ctrl+C
+stops it and its workers in seconds. WhatsApp is made unreachable by ``ZAPGATE_WA_PROXY`` pointing at a proxy on
+127.0.0.1 that refuses every tunnel, so the test behaves the same on a machine with internet access."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .offline_proxy import CONNECT_WHATSAPP, RefusingProxy
 from .support import RawClient
 
 pytestmark = pytest.mark.slow
@@ -44,8 +47,13 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds worker processes through /proc")
 async def test_serve_with_the_default_engine_offline(tmp_path: Path) -> None:
+    async with RefusingProxy() as proxy:
+        await _serve_offline(tmp_path, proxy)
+
+
+async def _serve_offline(tmp_path: Path, proxy: RefusingProxy) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPGATE_") and k != "PYTHONASYNCIODEBUG"}
-    env.update(PYTHONWARNINGS="error", ZAPGATE_WA_CONNECT_BACKOFF_S="0.1")
+    env.update(PYTHONWARNINGS="error", ZAPGATE_WA_CONNECT_BACKOFF_S="0.1", ZAPGATE_WA_PROXY=proxy.url)
     data = str(tmp_path / "data")
     made = await asyncio.create_subprocess_exec(
         ZAPGATE, "token", "create", "--tenant", "acme", "--data-dir", data, env=env, stdout=asyncio.subprocess.PIPE
@@ -75,8 +83,12 @@ async def test_serve_with_the_default_engine_offline(tmp_path: Path) -> None:
             await client.authenticate(token)
             await client.call("session.start", session="main")
             failed = await client.status("main", "failed", timeout=WAIT_S)
-            assert failed["data"]["reason"] == "whatsapp_unreachable"
-            assert (await http.get("/healthz")).json()["sessions"] == {"failed": 1}
+            detail = f"proxy {proxy.address} did not open a tunnel to web.whatsapp.com (Forbidden)"
+            assert failed["data"]["reason"] == "whatsapp_unreachable" and failed["data"]["detail"] == detail
+            health = (await http.get("/healthz")).json()
+            assert health["sessions"] == {"failed": 1} and health["status"] == "degraded"
+            assert health["reasons"] == [{"reason": "whatsapp_unreachable", "detail": detail, "sessions": 1}]
+            assert set(proxy.requests) == {CONNECT_WHATSAPP}  # whatsmeow went there, and only there
             await client.close()
 
         workers = children_of(serve.pid)

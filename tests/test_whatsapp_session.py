@@ -1,19 +1,23 @@
-"""A session runner's life: retries, a dead event pump, stop. The whatsmeow client is scripted here, because
-offline a real connect always fails within milliseconds and a pump never dies; the translation and the real
-client are covered in test_whatsapp_translate.py and test_whatsapp_worker.py."""
+"""A session runner's life: retries, a dead event pump, connections that never come, stop. The whatsmeow
+client is scripted here, because offline a real connect always fails within milliseconds, a pump never dies
+and a pairing never succeeds; the translation and the real client are covered in test_whatsapp_translate.py,
+test_whatsapp_outbound.py and test_whatsapp_worker.py."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
-from zapgate.engines.base import Connected, Disconnected, Failed
+import pytest
+
+from zapgate.engines.base import Connected, Disconnected, Failed, Paired
 from zapgate.engines.whatsapp import nz, policy
 from zapgate.engines.whatsapp.session import SessionRunner
-from zapgate.engines.whatsapp.store import DeviceRef
+from zapgate.engines.whatsapp.store import DeviceRef, store_path
 
-from .test_whatsapp_translate import RecordingHost, fake_store
+from .neonize_kit import RecordingHost, fake_store, jid
 
 N = nz.N
 DEVICE = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_1.db")
@@ -37,7 +41,7 @@ class ScriptedClient:
     def event(self, event_type: Any) -> Any:
         return lambda handler: self.handlers.__setitem__(event_type, handler)
 
-    async def connect(self) -> asyncio.Task[None]:
+    async def connect(self, proxy: Any = None) -> asyncio.Task[None]:
         self.connects += 1
         self.connection = asyncio.get_running_loop().create_future()
         self.connected.set()
@@ -47,7 +51,7 @@ class ScriptedClient:
     async def _run(connection: asyncio.Future[None]) -> None:
         await connection
 
-    async def set_proxy_address(self, address: str | None) -> None:
+    async def set_proxy_address(self, address: str | None, **options: bool) -> None:
         return None
 
     async def stop(self) -> None:
@@ -64,15 +68,17 @@ class ScriptedClient:
 
 
 class ScriptedHost(RecordingHost):
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir)
+    def __init__(self, data_dir: Path, **config: Any) -> None:
+        super().__init__(data_dir, **config)
         self.scripted = ScriptedClient()
 
-    def client(self, uuid: str, create: Any) -> Any:
+    def adopt(self, create: Any) -> Any:
         return self.scripted
 
 
-async def test_a_dead_event_pump_is_noticed_and_the_session_reconnects(tmp_path: Path) -> None:
+async def test_a_dead_event_pump_is_noticed_and_the_session_reconnects(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     host = ScriptedHost(tmp_path)
     fake_store(tmp_path / DEVICE.store, DEVICE.jid, "99887766:7@lid")
     runner = SessionRunner(host, "ses_1", DEVICE, retry=policy.RetryPolicy(attempts=2, base=0.01))
@@ -86,6 +92,10 @@ async def test_a_dead_event_pump_is_noticed_and_the_session_reconnects(tmp_path:
         connection.set_exception(RuntimeError("proto: required field neonize.Receipt.Type not set"))
         event = await host.next_event(2 * round_)
         assert isinstance(event, Disconnected) and event.reason == "event_stream_broken"
+        # The real cause reaches the user, and the log has it once per broken pump, at ERROR.
+        assert event.detail is not None and "proto: required field neonize.Receipt.Type not set" in event.detail
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR and "stopped delivering events" in r.message]
+        assert len(errors) == round_ and "ses_1" in errors[-1].message and "Receipt.Type" in errors[-1].message
     # Each time the stale client was stopped before a new connect, and the session never gave up: it had
     # reached WhatsApp every time, so these are not failed attempts.
     await client.next_connection()
@@ -123,3 +133,42 @@ async def test_stop_while_connecting_ends_the_runner_without_events(tmp_path: Pa
     await host.scripted.next_connection()
     await runner.stop()
     assert runner.done.is_set() and host.scripted.stops == 1 and host.events == []
+
+
+async def test_a_pairing_whose_reconnect_never_comes_is_reconnected_from_the_stored_keys(tmp_path: Path) -> None:
+    # whatsmeow reconnects once after pairing; when that fails no event ever comes.
+    host = ScriptedHost(tmp_path, connect_timeout_s=0.05)
+    runner = SessionRunner(host, "ses_p", None)
+    runner.start()
+    client = host.scripted
+    await client.next_connection()
+    fake_store(store_path(tmp_path, "ses_p"), DEVICE.jid, "99887766:7@lid")
+    success = N.PairStatus(ID=jid("5511911112222", device=7), BusinessName="", Platform="android", Status=2)
+    await client.handlers[nz.events_module.PairStatusEv](client, success)
+    assert isinstance(await host.next_event(1), Paired)
+    stalled = await host.next_event(2)
+    assert isinstance(stalled, Disconnected) and stalled.reason == "connect_timeout"
+    assert stalled.detail is not None and "paired" in stalled.detail and stalled.retry_at is not None
+    await client.next_connection()  # the new connect resumes the stored device: no new pairing
+    assert client.stops == 1 and runner.device is not None and runner.device.jid == DEVICE.jid
+    await client.handlers[nz.events_module.ConnectedEv](client, N.Connected(status=True))
+    assert isinstance(await host.next_event(3), Connected)
+    await runner.stop()
+
+
+async def test_a_session_whatsmeow_keeps_reconnecting_is_reconnected_afresh(tmp_path: Path) -> None:
+    # whatsmeow's own reconnect waits 2 s longer after every failure, without a cap.
+    host = ScriptedHost(tmp_path, reconnect_timeout_s=0.05)
+    fake_store(tmp_path / DEVICE.store, DEVICE.jid, "")
+    runner = SessionRunner(host, "ses_1", DEVICE)
+    runner.start()
+    client = host.scripted
+    await client.next_connection()
+    await client.handlers[nz.events_module.ConnectedEv](client, N.Connected(status=True))
+    await client.handlers[nz.events_module.DisconnectedEv](client, N.Disconnected(status=True))
+    assert await host.next_event(2) == Disconnected(reason="network")
+    restarted = await host.next_event(3)
+    assert isinstance(restarted, Disconnected) and restarted.reason == "reconnect_timeout"
+    await client.next_connection()
+    assert (client.connects, client.stops) == (2, 1)
+    await runner.stop()

@@ -3,18 +3,15 @@
 Two levels: the pure translation functions (``translate``), and a session runner whose neonize client gets
 the events through neonize's own dispatch (``Event.execute`` called from a foreign thread with serialised
 protobuf bytes, exactly as the Go side does), asserting the exact zapgate engine events it reports. Only
-the terminal-event tests let a runner connect (offline that fails within milliseconds) so that its whole
-life, up to deleting or keeping the keys, runs.
+the terminal-event tests let a runner connect (through a proxy on 127.0.0.1 that refuses, so the connect fails
+within milliseconds on any machine) so that its whole life, up to deleting or keeping the keys, runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import sqlite3
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,6 @@ import pytest
 from zapgate.engines.base import (
     Connected,
     Disconnected,
-    EngineEvent,
     Failed,
     LoggedOut,
     MessageIn,
@@ -33,80 +29,37 @@ from zapgate.engines.base import (
     ReceiptIn,
 )
 from zapgate.engines.whatsapp import nz, policy, translate
-from zapgate.engines.whatsapp.ipc import QuoteRef, WorkerConfig
-from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
+from zapgate.engines.whatsapp.session import SessionRunner
 from zapgate.engines.whatsapp.store import DeviceRef, store_path
 from zapgate.protocol import Me
 
+from .neonize_kit import (
+    ALICE,
+    ALICE_LID,
+    GROUP,
+    FakeGo,
+    RecordingHost,
+    deliver_like_go,
+    extended,
+    fake_store,
+    jid,
+    message_ev,
+    neonize_loop,  # noqa: F401 - a fixture
+    receipt_ev,
+    show_qr_like_go,
+    source,
+    text,
+)
+from .offline_proxy import RefusingProxy
+
 N = nz.N
-EVENT_CODES: dict[type, int] = {}
-NOW_MS = 1_795_909_751_123
-
-# -- builders of complete (all proto2-required fields set) neonize events
 
 
-def jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> Any:
-    value = nz.build_jid(user, server)
-    value.Device = device
-    return value
+@pytest.fixture
+async def proxy() -> AsyncIterator[RefusingProxy]:
+    async with RefusingProxy() as running:
+        yield running
 
-
-def source(chat: Any, sender: Any, *, from_me: bool = False, sender_alt: Any = None, recipient_alt: Any = None) -> Any:
-    return N.MessageSource(
-        Chat=chat,
-        Sender=sender,
-        IsFromMe=from_me,
-        IsGroup=chat.Server == "g.us",
-        SenderAlt=sender_alt or nz.EMPTY_JID,
-        RecipientAlt=recipient_alt or nz.EMPTY_JID,
-        BroadcastListOwner=nz.EMPTY_JID,
-    )
-
-
-def message_ev(content: Any, src: Any, *, msg_id: str = "3A0000000000000001", push_name: str = "Alice") -> Any:
-    info = N.MessageInfo(
-        MessageSource=src,
-        ID=msg_id,
-        ServerID=0,
-        Type="text",
-        Pushname=push_name,
-        Timestamp=NOW_MS,
-        Category="",
-        Multicast=False,
-        MediaType="",
-        Edit="",
-    )
-    return N.Message(
-        Info=info,
-        Message=content,
-        IsEphemeral=False,
-        IsViewOnce=False,
-        IsViewOnceV2=False,
-        IsViewOnceV2Extension=False,
-        IsDocumentWithCaption=False,
-        IsLottieSticker=False,
-        IsEdit=False,
-        UnavailableRequestID="",
-        RetryCount=0,
-    )
-
-
-def receipt_ev(ids: list[str], kind: int, chat: Any, reader: Any, **alts: Any) -> Any:
-    return N.Receipt(MessageSource=source(chat, reader, **alts), MessageIDs=ids, Timestamp=1_795_909_760, Type=kind)
-
-
-def text(body: str) -> Any:
-    return nz.WAMessage(conversation=body)
-
-
-def extended(body: str, *, quoting: str | None = None) -> Any:
-    context = nz.ContextInfo(stanzaID=quoting) if quoting else None
-    return nz.WAMessage(extendedTextMessage=nz.ExtendedTextMessage(text=body, contextInfo=context))
-
-
-ALICE = jid("5511999990000")
-ALICE_LID = jid("123456789012345", "lid")
-GROUP = jid("120363000000000000", "g.us")
 
 # -- pure translation
 
@@ -238,88 +191,15 @@ def test_pair_status() -> None:
     assert translate.pair_result(failure) is None
 
 
-def test_me_holds_phone_device_jid_and_lid() -> None:
+def test_me_names_the_linked_device_by_jid_and_the_account_by_lid() -> None:
+    # whatsmeow stores the device's LID (99887766:7@lid); me.lid is the account's, like me.phone.
     assert translate.me_from("5511911112222:7@s.whatsapp.net", "99887766:7@lid", "Bob") == Me(
-        phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766:7@lid", name="Bob"
+        phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766@lid", name="Bob"
     )
+    assert translate.me_from("5511911112222:7@s.whatsapp.net", None).lid is None
 
 
 # -- a session runner driven through neonize's dispatch
-
-
-class RecordingHost:
-    """Stands in for the worker process around the runner: records what the runner reports."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.config = WorkerConfig(
-            worker_id=1,
-            data_dir=str(data_dir),
-            max_sessions=10,
-            connect_attempts=3,
-            connect_backoff_s=0.01,
-            failed_retry_s=300.0,
-        )
-        self.data_dir = data_dir
-        self.gate = asyncio.Lock()
-        self.events: list[EngineEvent] = []
-        self.clients: dict[str, Any] = {}
-
-    def emit(self, session_id: str, event: EngineEvent) -> None:
-        self.events.append(event)
-
-    def client(self, uuid: str, create: Callable[[], Any]) -> Any:
-        if uuid not in self.clients:
-            self.clients[uuid] = create()
-        return self.clients[uuid]
-
-    def abandoned(self, task: asyncio.Task[Any]) -> None:
-        pass
-
-    def ended(self, runner: SessionRunner) -> None:
-        pass
-
-    async def next_event(self, count: int) -> EngineEvent:
-        """Wait until at least ``count`` events were reported; return the last one."""
-        async with asyncio.timeout(10):
-            while len(self.events) < count:
-                await asyncio.sleep(0.001)
-        return self.events[count - 1]
-
-
-@pytest.fixture
-async def neonize_loop() -> AsyncIterator[None]:
-    """neonize dispatches events to one module-global loop; point it at this test's loop."""
-    nz.events_module.event_global_loop = asyncio.get_running_loop()
-    yield
-    nz.events_module.event_global_loop = None
-
-
-def deliver_like_go(client: Any, event: Any) -> None:
-    """Serialise ``event`` and run neonize's ``Event.execute`` from a foreign thread, as the Go side does."""
-    from neonize.events import EVENT_TO_INT
-
-    code = 0 if isinstance(event, N.Device) else EVENT_TO_INT[type(event)]
-    data = event.SerializeToString()  # raises if a proto2-required field is missing
-    buffer = ctypes.create_string_buffer(data, len(data))
-    thread = threading.Thread(target=client.event.execute, args=(0, ctypes.addressof(buffer), len(data), code))
-    thread.start()
-    thread.join()
-
-
-def show_qr_like_go(client: Any, code: str) -> None:
-    buffer = ctypes.create_string_buffer(code.encode())
-    thread = threading.Thread(target=client._NewAClient__onQr, args=(0, ctypes.addressof(buffer)))
-    thread.start()
-    thread.join()
-
-
-def fake_store(path: Path, jid_text: str, lid: str) -> None:
-    """A store holding the columns of whatsmeow's device table that zapgate reads."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY, lid TEXT)")
-        conn.execute("INSERT INTO whatsmeow_device VALUES (?, ?)", (jid_text, lid))
-    conn.close()
 
 
 @pytest.mark.usefixtures("neonize_loop")
@@ -349,7 +229,7 @@ async def test_pairing_by_qr_then_paired_and_connected_with_phone_jid_and_lid(tm
             ID=jid("5511911112222", device=7), BusinessName="", Platform="android", Status=N.PairStatus.SUCCESS
         ),
     )
-    me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766:7@lid")
+    me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766@lid")
     assert await host.next_event(3) == Paired(
         me=me,
         device={"engine": "whatsapp", "jid": "5511911112222:7@s.whatsapp.net", "store": "whatsapp/ses_pair.db"},
@@ -381,7 +261,7 @@ async def test_a_resumed_session_reports_messages_receipts_and_connection_events
     assert client.uuid == b"5511911112222:7"  # one Go client per linked device
 
     deliver_like_go(client, N.Connected(status=True))
-    me = Me(phone="5511911112222", jid=device.jid, lid="99887766:7@lid")
+    me = Me(phone="5511911112222", jid=device.jid, lid="99887766@lid")
     assert await host.next_event(1) == Connected(me=me)
     deliver_like_go(client, message_ev(text("olá"), source(ALICE, ALICE)))
     deliver_like_go(client, receipt_ev(["3EB0A"], N.Receipt.READ, ALICE, ALICE))
@@ -424,8 +304,10 @@ async def test_a_resumed_session_reports_messages_receipts_and_connection_events
         (N.ClientOutdated(), "client_outdated", True),
     ],
 )
-async def test_terminal_events_end_the_session(tmp_path: Path, event: Any, expected: Any, keys_kept: bool) -> None:
-    host = RecordingHost(tmp_path)
+async def test_terminal_events_end_the_session(
+    tmp_path: Path, proxy: RefusingProxy, event: Any, expected: Any, keys_kept: bool
+) -> None:
+    host = RecordingHost(tmp_path, proxy=proxy.url)
     device = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_t.db")
     fake_store(tmp_path / device.store, device.jid, "")
     # Offline its connect fails and it waits to retry (long, with plenty of attempts); the event ends it.
@@ -446,95 +328,6 @@ async def test_terminal_events_end_the_session(tmp_path: Path, event: Any, expec
     else:
         assert final == expected
     assert (tmp_path / device.store).exists() is keys_kept
-
-
-# -- sending through the real neonize client
-
-
-class FakeGo:
-    """Stands in for WhatsApp behind neonize's FFI object (``NewAClient._NewAClient__client``), which cannot be
-    reached from here; everything above it is neonize's and zapgate's real code."""
-
-    def __init__(self, *, on_whatsapp: bool = True, send_error: str = "") -> None:
-        self.sent: list[tuple[str, Any]] = []
-        self.pair_requests: list[Any] = []
-        self.on_whatsapp = on_whatsapp
-        self.send_error = send_error
-
-    async def IsOnWhatsApp(self, uuid: bytes, numbers: bytes, size: int) -> bytes:
-        answers = [
-            N.IsOnWhatsAppResponse(Query=n, JID=jid(n.lstrip("+")), IsIn=self.on_whatsapp)
-            for n in numbers.decode().split()
-        ]
-        return N.IsOnWhatsAppReturnFunction(IsOnWhatsAppResponse=answers).SerializeToString()
-
-    async def PairPhone(self, uuid: bytes, payload: bytes, size: int) -> bytes:
-        self.pair_requests.append(N.PairPhoneParams.FromString(payload))
-        return N.PairPhoneReturnFunction(Code="ABCD-EFGH").SerializeToString()
-
-    async def SendMessage(self, uuid: bytes, to: bytes, to_size: int, message: bytes, size: int) -> bytes:
-        if self.send_error:
-            return N.SendMessageReturnFunction(Error=self.send_error).SerializePartialToString()
-        self.sent.append((nz.Jid2String(N.JID.FromString(to)), nz.WAMessage.FromString(message)))
-        response = N.SendResponse(
-            ID="3EB0FFFFFFFFFFFFFFFFFF", Timestamp=1_795_909_999, ServerID=0, DebugTimings=N.MessageDebugTimings()
-        )
-        return N.SendMessageReturnFunction(SendResponse=response).SerializePartialToString()
-
-
-def _online_runner(tmp_path: Path, go: FakeGo | None) -> SessionRunner:
-    device = DeviceRef(engine="whatsapp", jid="5511911112222:7@s.whatsapp.net", store="whatsapp/ses_s.db")
-    runner = SessionRunner(RecordingHost(tmp_path), "ses_s", device)
-    client = runner._client()
-    if go is not None:
-        client._NewAClient__client = go
-    runner.online = True
-    return runner
-
-
-async def test_send_text_and_a_quoted_reply(tmp_path: Path) -> None:
-    go = FakeGo()
-    runner = _online_runner(tmp_path, go)
-    assert await runner.send_text("5511999990000@s.whatsapp.net", "olá", None) == (
-        "3EB0FFFFFFFFFFFFFFFFFF",
-        1_795_909_999,
-    )
-    to, message = go.sent[0]
-    assert to == "5511999990000@s.whatsapp.net" and message.conversation == "olá"
-    quote = QuoteRef(message_id="3A0000000000000001", participant="5511999990000@s.whatsapp.net", text="pergunta")
-    await runner.send_text("5511999990000@s.whatsapp.net", "resposta", quote)
-    _, reply = go.sent[1]
-    context = reply.extendedTextMessage.contextInfo
-    assert reply.extendedTextMessage.text == "resposta"
-    assert (context.stanzaID, context.participant, context.quotedMessage.conversation) == (
-        "3A0000000000000001",
-        "5511999990000@s.whatsapp.net",
-        "pergunta",
-    )
-
-
-async def test_sending_to_a_number_without_whatsapp_is_refused_for_good(tmp_path: Path) -> None:
-    runner = _online_runner(tmp_path, FakeGo(on_whatsapp=False))
-    with pytest.raises(SendFailure) as refused:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
-    assert (refused.value.code, refused.value.retryable) == ("not_on_whatsapp", False)
-
-
-async def test_an_unconfirmed_send_is_not_retried(tmp_path: Path) -> None:
-    runner = _online_runner(tmp_path, FakeGo(send_error="failed to send message: context deadline exceeded"))
-    with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
-    assert (failed.value.code, failed.value.retryable) == ("send_unconfirmed", False)
-
-
-async def test_a_client_go_does_not_know_fails_sends_as_retryable(tmp_path: Path) -> None:
-    runner = _online_runner(tmp_path, None)  # the real FFI: this client never connected
-    with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
-    assert (failed.value.code, failed.value.retryable) == ("not_connected", True)
-    runner.online = False
-    with pytest.raises(SendFailure, match="not connected"):
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
 
 
 @pytest.mark.usefixtures("neonize_loop")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["CLIENT_ENV_VARS", "ENGINES", "ConfigError", "Settings"]
 
@@ -120,6 +121,24 @@ class Settings:
     )
     wa_worker_restarts: int = field(
         default=5, metadata=_doc("Consecutive quick crashes of an engine worker before its sessions are 'failed'.")
+    )
+    wa_proxy: str = field(
+        default="",
+        metadata=_doc(
+            "Proxy for every connection to WhatsApp (http://, https:// or socks5://host:port); empty: none, or "
+            "HTTPS_PROXY from the environment."
+        ),
+    )
+    wa_device_name: str = field(
+        default="zapgate", metadata=_doc("Name the phone shows under Linked devices (the same for every session).")
+    )
+    wa_connect_timeout_s: float = field(
+        default=90.0,
+        metadata=_doc("A paired session not connected this long after pairing or a connect is reconnected."),
+    )
+    wa_reconnect_timeout_s: float = field(
+        default=900.0,
+        metadata=_doc("A session whatsmeow has been reconnecting this long is reconnected afresh (0: never)."),
     )
 
     def __post_init__(self) -> None:
@@ -231,6 +250,7 @@ def _validate(s: Settings) -> None:
         "wa_connect_backoff_s": s.wa_connect_backoff_s,
         "wa_heartbeat_s": s.wa_heartbeat_s,
         "wa_heartbeat_timeout_s": s.wa_heartbeat_timeout_s,
+        "wa_connect_timeout_s": s.wa_connect_timeout_s,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -246,10 +266,45 @@ def _validate(s: Settings) -> None:
         "ping_timeout_s": s.ping_timeout_s,
         "wa_failed_retry_s": s.wa_failed_retry_s,
         "wa_worker_restarts": s.wa_worker_restarts,
+        "wa_reconnect_timeout_s": s.wa_reconnect_timeout_s,
     }
     for name, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{name} must not be negative, not {value}")
+    if s.wa_proxy:
+        _check_proxy(s.wa_proxy)
+    if not s.wa_device_name.strip() or len(s.wa_device_name) > MAX_DEVICE_NAME or not s.wa_device_name.isprintable():
+        raise ConfigError(
+            f"wa_device_name must be 1 to {MAX_DEVICE_NAME} printable characters, not {s.wa_device_name!r}"
+        )
+
+
+MAX_DEVICE_NAME = 64
+"""Longest ``wa_device_name``; the phone's list of linked devices shows it."""
+
+
+def _check_proxy(url: str) -> None:
+    """Accept what whatsmeow accepts: ``http``, ``https`` or ``socks5`` with a host and a port."""
+    parsed = urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in {"http", "https", "socks5"} or not parsed.hostname or port is None:
+        raise ConfigError(
+            "wa_proxy must be a URL like http://proxy.example:3128 or socks5://127.0.0.1:1080 "
+            f"(scheme http, https or socks5, with a host and a port), not {redact_url(url)!r}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parsed = urlsplit(url)
+    credentials, at, host = parsed.netloc.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return urlunsplit(parsed._replace(netloc=f"{user}:***@{host}"))
 
 
 def is_loopback(host: str) -> bool:

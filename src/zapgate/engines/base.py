@@ -28,6 +28,7 @@ __all__ = [
     "Disconnected",
     "Engine",
     "EngineEvent",
+    "EngineIssue",
     "EngineSink",
     "Failed",
     "LoggedOut",
@@ -40,6 +41,7 @@ __all__ = [
     "Sandbox",
     "SendError",
     "SendRestricted",
+    "Sent",
 ]
 
 
@@ -75,10 +77,14 @@ class Connected(_EngineEvent, tag="connected"):
 
 
 class Disconnected(_EngineEvent, tag="disconnected"):
-    """Offline; the engine reconnects by itself (``retry_at`` says when it tries next, if known)."""
+    """Offline; the engine reconnects by itself (``retry_at`` says when it tries next, if known).
+
+    ``reason`` is a stable code; ``detail`` says in words what went wrong when the engine knows
+    (``cannot resolve web.whatsapp.com``), for people, not for programs."""
 
     reason: str
     retry_at: float | None = None
+    detail: str | None = None
 
 
 class LoggedOut(_EngineEvent, tag="logged_out"):
@@ -88,10 +94,12 @@ class LoggedOut(_EngineEvent, tag="logged_out"):
 
 
 class Failed(_EngineEvent, tag="failed"):
-    """The engine stopped working on the session and will not retry by itself."""
+    """The engine stopped working on the session and will not retry by itself (``detail`` as in
+    :class:`Disconnected`)."""
 
     reason: str
     retry_at: float | None = None
+    detail: str | None = None
 
 
 class SendRestricted(_EngineEvent, tag="send_restricted"):
@@ -129,6 +137,28 @@ EngineEvent = (
     QrCode | PairCode | Paired | Connected | Disconnected | LoggedOut | Failed | SendRestricted | MessageIn | ReceiptIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
+
+
+class Sent(msgspec.Struct, frozen=True):
+    """WhatsApp took a message: its timestamp, and the chat it went to when that differs from the one asked for.
+
+    ``chat`` is the canonical chat WhatsApp answered for the recipient (a Brazilian mobile number registered
+    before the ninth digit, ``5511988887777`` → ``551188887777@s.whatsapp.net``); None when the message went
+    to the chat as given."""
+
+    timestamp: int
+    """Unix seconds."""
+    chat: str | None = None
+
+
+class EngineIssue(msgspec.Struct, frozen=True):
+    """Something that keeps the engine from working normally, for ``/healthz``."""
+
+    reason: str
+    """A stable code, e.g. ``whatsapp_unreachable``."""
+    detail: str | None = None
+    sessions: int = 0
+    """How many sessions it affects."""
 
 
 class Quote(msgspec.Struct, frozen=True):
@@ -182,8 +212,9 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def send_text(
         self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
-    ) -> int:
-        """Send a text with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds).
+    ) -> Sent:
+        """Send a text with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds) and, when
+        WhatsApp knows the recipient under another JID, the chat the message went to.
 
         Raises :class:`SendError`. Sending the same ``message_id`` twice must not make the recipient see
         two messages (WhatsApp drops a repeated id), which is what makes retries after a crash safe.
@@ -192,6 +223,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
         """Send read receipts for messages received in ``chat``."""
+
+    def health(self) -> list[EngineIssue]:
+        """What keeps the engine from working now (empty when nothing does); ``/healthz`` reports it."""
+        return []
 
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 
+import msgspec
 import segno
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,15 +29,18 @@ async def healthz(request: Request) -> Response:
     by_status: dict[str, int] = {}
     for session in sessions:
         by_status[session.state.status.value] = by_status.get(session.state.status.value, 0) + 1
-    return JSONResponse(
-        {
-            "status": "ok",
-            "engine": gw.engine.name,
-            "uptime_s": round(time.time() - gw.started_at, 3),
-            "connections": gw.hub.connection_count(),
-            "sessions": by_status,
-        }
-    )
+    # The gateway answers either way (HTTP 200); "degraded" says the engine cannot do its work right now.
+    issues = gw.engine.health()
+    body: dict[str, object] = {
+        "status": "degraded" if issues else "ok",
+        "engine": gw.engine.name,
+        "uptime_s": round(time.time() - gw.started_at, 3),
+        "connections": gw.hub.connection_count(),
+        "sessions": by_status,
+    }
+    if issues:
+        body["reasons"] = [msgspec.to_builtins(issue) for issue in issues]
+    return JSONResponse(body)
 
 
 def _error(status: int, exc: Exception, code: str) -> Response:

@@ -86,6 +86,8 @@ class Session:
         self.state = SessionState(stored, record.reason) if resting else SessionState(Status.STOPPED, None)
         self.qr: QrState | None = None
         self.qr_code: str | None = None
+        self.detail: str | None = None
+        """The engine's words for the current status, if any (kept in memory only)."""
         self.lock = asyncio.Lock()
         self.sender: Sender | None = None
         self.restart: asyncio.TimerHandle | None = None
@@ -212,6 +214,7 @@ class SessionManager:
             session=session.name,
             status=session.state.status.wire,
             reason=session.state.reason,
+            detail=session.detail,
             paired=session.paired,
             me=session.me,
             qr=session.qr if session.state.status is Status.QR else None,
@@ -244,7 +247,7 @@ class SessionManager:
             self._add(session)
             await self._storage.save_session(record)
             await self._start_sender(session)
-            log.info("session %s created for tenant %s", session.id, tenant)
+            log.info("session %s created: tenant %s, name %r", session.id, tenant, name)
         async with session.lock:
             if session.state.running:
                 return session
@@ -434,7 +437,9 @@ class SessionManager:
                 if await self._set_status(session, Status.CONNECTED, None) and session.sender is not None:
                     session.sender.wake()
             case Disconnected():
-                await self._set_status(session, Status.DISCONNECTED, event.reason, retry_at=event.retry_at)
+                await self._set_status(
+                    session, Status.DISCONNECTED, event.reason, retry_at=event.retry_at, detail=event.detail
+                )
             case LoggedOut():
                 await self._forget_pairing(session, event.reason)
             case Failed():
@@ -469,7 +474,9 @@ class SessionManager:
             return  # a late report about a session that was stopped meanwhile
         session.qr = session.qr_code = None
         session.record.want_running = event.retry_at is not None
-        if not await self._set_status(session, Status.FAILED, event.reason, retry_at=event.retry_at):
+        if not await self._set_status(
+            session, Status.FAILED, event.reason, retry_at=event.retry_at, detail=event.detail
+        ):
             return
         if event.retry_at is not None:
             loop = asyncio.get_running_loop()
@@ -514,23 +521,38 @@ class SessionManager:
         reason: str | None,
         *,
         retry_at: float | None = None,
+        detail: str | None = None,
         extra: Sequence[NewEvent] = (),
     ) -> bool:
         """Move the session to ``status`` and store it with its event; False when the move is not allowed
-        from the current status (a late engine event) or changes nothing."""
+        from the current status (a late engine event) or changes nothing.
+
+        The log line names the session by id, tenant and name: engines (and their worker processes) know
+        sessions only by id, so these lines are how an operator maps an engine's log to a session."""
         old = session.state.status
         if not session.state.can(status) and status != old:
             log.debug("session %s: ignoring %s while %s", session.id, status, old)
             return False
         changed = session.state.transition(status, reason)
+        session.detail = detail
         events = list(extra)
         if changed:
-            log.info("session %s: %s -> %s%s", session.id, old, status, f" ({reason})" if reason else "")
+            log.info(
+                "session %s (tenant %s, name %r): %s -> %s%s%s",
+                session.id,
+                session.tenant,
+                session.name,
+                old,
+                status,
+                f" ({reason})" if reason else "",
+                f": {detail}" if detail else "",
+            )
             data = SessionStatusData(
                 status=status.wire,
                 reason=reason,
                 me=session.me if status is Status.CONNECTED else None,
                 retry_at=retry_at,
+                detail=detail,
             )
             events.insert(0, self._event(session, "session.status", data))
         if changed or events:

@@ -134,7 +134,7 @@ class Sender:
                 await self._sleep(ready_at - now)
                 continue
             try:
-                timestamp = await self._engine.send_text(
+                sent = await self._engine.send_text(
                     self._session_id, item.message_id, Jid.parse(item.chat), item.text, quote=self._quote(item)
                 )
             except SendError as exc:
@@ -154,20 +154,24 @@ class Sender:
             new_contact = item.chat not in self.known_chats
             self.pacer.record_send(item.chat, new_contact=new_contact, now=time.time())
             self.known_chats.add(item.chat)
-            item.status, item.wa_timestamp = "sent", timestamp
-            self._finish(item, new_contact=new_contact)
+            item.status, item.wa_timestamp = "sent", sent.timestamp
+            self._finish(item, new_contact=new_contact, chat=sent.chat)
 
     def _quote(self, item: OutboxItem) -> Quote | None:
         if item.reply_to is None:
             return None
         return Quote(message_id=item.reply_to, sender=item.chat)
 
-    def _finish(self, item: OutboxItem, *, new_contact: bool) -> None:
+    def _finish(self, item: OutboxItem, *, new_contact: bool, chat: str | None = None) -> None:
         queue = self._chats[item.chat]
         queue.popleft()
         if not queue:
             del self._chats[item.chat]
         self._queued -= 1
+        if chat is not None and chat != item.chat:
+            # WhatsApp knows the recipient by another JID (see Sent.chat): report and store that one from now on.
+            self.known_chats.add(chat)
+            item.chat = chat
         data = MessageStatusData(
             message_id=item.message_id,
             chat=item.chat,

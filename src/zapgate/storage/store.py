@@ -310,8 +310,9 @@ class Storage:
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
             now = time.time()
             conn.execute(
-                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ? WHERE message_id = ?",
-                (item.status, item.reason, item.wa_timestamp, now, item.message_id),
+                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
+                "WHERE message_id = ?",
+                (item.status, item.reason, item.wa_timestamp, now, item.chat, item.message_id),
             )
             if new_contact_at is not None:
                 conn.execute(

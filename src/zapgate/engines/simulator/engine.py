@@ -34,12 +34,16 @@ from ..base import (
     ReceiptIn,
     SendError,
     SendRestricted,
+    Sent,
 )
 from .records import MIGRATIONS, decode_event, encode_event, insert_delivery, insert_mail, make_pair_code, make_qr_code
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
 
 log = logging.getLogger("zapgate.engines.simulator")
+
+ENGINE_NAME = "simulator"
+"""Also the ``engine`` of the device records it hands out (records without one are the simulator's too)."""
 
 ECHO_PHONE = "15550000000"
 MAX_REMEMBERED_CODES = 10000
@@ -81,7 +85,7 @@ class _Device:
 class SimulatorEngine(Engine):
     """An in-process simulated WhatsApp network (see the module documentation)."""
 
-    name = "simulator"
+    name = ENGINE_NAME
 
     def __init__(
         self,
@@ -156,6 +160,25 @@ class SimulatorEngine(Engine):
         if device_record is None:
             self._begin_pairing(device, parse_phone(pair_phone) if pair_phone else None)
             return
+        paired_by = device_record.get("engine", ENGINE_NAME)
+        if paired_by != ENGINE_NAME:
+            # Another engine's device (the data directory was used with --engine whatsapp): keep it for that engine.
+            device.opened = False
+            log.error(
+                "session %s was paired by the %r engine, not the simulator; its pairing is kept. Run the gateway "
+                "with --engine %s to use it, or log the session out to pair it again here",
+                session_id,
+                paired_by,
+                paired_by,
+            )
+            self._emit(
+                device,
+                Failed(
+                    reason="engine_mismatch",
+                    detail=f"paired by the {paired_by!r} engine; run the gateway with --engine {paired_by}",
+                ),
+            )
+            return
         if device.jid is None or device.jid != device_record.get("jid"):
             device.opened = False
             self._emit(device, LoggedOut(reason="device_removed"))
@@ -183,7 +206,7 @@ class SimulatorEngine(Engine):
 
     async def send_text(
         self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
-    ) -> int:
+    ) -> Sent:
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
@@ -191,6 +214,8 @@ class SimulatorEngine(Engine):
             raise SendError("send_restricted", "WhatsApp restricts this account's sending", retryable=True)
         if not to.is_user:
             raise SendError("unsupported_recipient", "the simulator only delivers to phone numbers", retryable=False)
+        asked = to
+        to = Jid(self._account_of(to.user))
         if to.user not in self._accounts:
             raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
         sender = device.phone
@@ -219,7 +244,16 @@ class SimulatorEngine(Engine):
             self._later(self._post, mail, row_ids)
             if self._accounts[to.user][0] == "echo":
                 self._later(self._echo, sender, to.user, message_id, text)
-        return timestamp
+        return Sent(timestamp, str(to) if to != asked else None)
+
+    def _account_of(self, phone: str) -> str:
+        """The account a typed number reaches: itself, or, like WhatsApp, a Brazilian mobile number registered
+        before the ninth digit (typed ``55 11 9xxxx-xxxx``, known as ``55 11 xxxx-xxxx``)."""
+        if phone not in self._accounts and len(phone) == 13 and phone.startswith("55") and phone[4] == "9":
+            older = phone[:4] + phone[5:]
+            if older in self._accounts:
+                return older
+        return phone
 
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
         device = self._devices.get(session_id)
@@ -409,7 +443,7 @@ class SimulatorEngine(Engine):
         device.jid, device.phone = f"{phone}:{number}@s.whatsapp.net", phone
         self._linked[phone].append(device.session_id)
         me = self._me(device)
-        return me, {"jid": device.jid, "phone": phone, "lid": me.lid}
+        return me, {"engine": ENGINE_NAME, "jid": device.jid, "phone": phone, "lid": me.lid}
 
     async def _unlink(self, device: _Device) -> None:
         session_id = device.session_id
@@ -428,8 +462,8 @@ class SimulatorEngine(Engine):
     def _me(self, device: _Device) -> Me:
         assert device.jid is not None and device.phone is not None
         _, lid = self._accounts[device.phone]
-        number = device.jid.split(":", 1)[1].split("@", 1)[0]
-        return Me(phone=device.phone, jid=device.jid, lid=f"{lid}:{number}@lid")
+        # Like the real engine: ``jid`` names the linked device, ``lid`` the account (no device part).
+        return Me(phone=device.phone, jid=device.jid, lid=f"{lid}@lid")
 
     def _come_online(self, device: _Device) -> None:
         if not device.opened or device.jid is None or device.online:

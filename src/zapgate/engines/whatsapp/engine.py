@@ -20,9 +20,25 @@ import msgspec
 
 from ...config import Settings
 from ...jid import Jid
-from ..base import Connected, Engine, EngineEvent, EngineSink, MessageIn, Paired, Quote, ReceiptIn, SendError
+from ..base import (
+    Connected,
+    Disconnected,
+    Engine,
+    EngineEvent,
+    EngineIssue,
+    EngineSink,
+    Failed,
+    LoggedOut,
+    MessageIn,
+    Paired,
+    Quote,
+    ReceiptIn,
+    SendError,
+    Sent,
+)
 from . import ipc
 from .ids import RETENTION_S, MessageIds
+from .policy import ENGINE_MISMATCH, WHATSAPP_UNREACHABLE
 from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
 from .supervisor import WorkerInfo, WorkerPool, WorkerUnavailable
 
@@ -61,6 +77,8 @@ class WhatsAppEngine(Engine):
         self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._me: dict[str, str] = {}
+        self._unreachable: dict[str, str | None] = {}
+        """Sessions whose latest connection attempt could not reach WhatsApp, with the detail (for health)."""
         self._sends = 0
         self._recent: collections.OrderedDict[tuple[str, str], _Recent] = collections.OrderedDict()
 
@@ -80,12 +98,29 @@ class WhatsAppEngine(Engine):
         await self._ids.close()
 
     async def open(self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None) -> None:
+        self._unreachable.pop(session_id, None)
+        paired_by = _paired_by(device)
+        if paired_by is not None and paired_by != self.name:
+            # The data directory was used with another engine: keep the pairing for it, delete nothing.
+            log.error(
+                "session %s was paired by the %r engine, not by %r; its pairing is kept. Run the gateway with "
+                "--engine %s (ZAPGATE_ENGINE=%s) to use it, or log the session out to pair it again with this engine",
+                session_id,
+                paired_by,
+                self.name,
+                paired_by,
+                paired_by,
+            )
+            detail = f"paired by the {paired_by!r} engine; run the gateway with --engine {paired_by}"
+            self._from_worker(session_id, Failed(reason=ENGINE_MISMATCH, detail=detail))
+            return
         try:
             await self._pool.open(session_id, device, pair_phone)
         except WorkerUnavailable as exc:
             log.warning("session %s not opened: %s", session_id, exc)
 
     async def stop(self, session_id: str) -> None:
+        self._unreachable.pop(session_id, None)
         await self._pool.stop(session_id)
 
     async def logout(self, session_id: str, device: dict[str, Any] | None) -> None:
@@ -100,6 +135,7 @@ class WhatsAppEngine(Engine):
             with contextlib.suppress(ValueError):
                 delete_store(self._settings.data_dir / DeviceRef.from_record(device).store)
         self._me.pop(session_id, None)
+        self._unreachable.pop(session_id, None)
         await self._ids.forget(session_id)
 
     def _has_keys(self, device: dict[str, Any] | None) -> bool:
@@ -113,10 +149,10 @@ class WhatsAppEngine(Engine):
 
     async def send_text(
         self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
-    ) -> int:
+    ) -> Sent:
         earlier = await self._ids.sent(session_id, message_id)
         if earlier is not None:
-            return earlier[1]  # WhatsApp has it already: sending again would show it twice
+            return Sent(earlier[1], earlier[2])  # WhatsApp has it already: sending again would show it twice
         quote_ref = await self._quote(session_id, quote) if quote is not None else None
         if not await self._ids.begin(session_id, message_id):
             log.warning(
@@ -147,12 +183,12 @@ class WhatsAppEngine(Engine):
                 reply.error_code or "engine_error", reply.error_message or "send failed", retryable=reply.retryable
             )
         assert reply.wa_id is not None and reply.timestamp is not None
-        await self._ids.complete(session_id, message_id, reply.wa_id, reply.timestamp)
+        await self._ids.complete(session_id, message_id, reply.wa_id, reply.timestamp, reply.chat)
         self._sends += 1
         if self._sends % PRUNE_EVERY_SENDS == 0:
             await self._ids.prune(time.time() - RETENTION_S)
         self._remember(session_id, reply.wa_id, self._me.get(session_id, ""), text)
-        return reply.timestamp
+        return Sent(reply.timestamp, reply.chat)
 
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
         try:
@@ -178,6 +214,15 @@ class WhatsAppEngine(Engine):
 
     # -- introspection
 
+    def health(self) -> list[EngineIssue]:
+        """``whatsapp_unreachable`` while the latest connection attempt of some session could not reach WhatsApp
+        (until that session connects, is stopped or logged out, or starts again)."""
+        if not self._unreachable:
+            return []
+        details = [d for d in self._unreachable.values() if d]
+        detail = max(set(details), key=details.count) if details else None  # the most common cause
+        return [EngineIssue(reason=WHATSAPP_UNREACHABLE, detail=detail, sessions=len(self._unreachable))]
+
     def workers(self) -> list[WorkerInfo]:
         """The engine worker slots, their processes and sessions."""
         return self._pool.workers()
@@ -186,6 +231,7 @@ class WhatsAppEngine(Engine):
 
     def _from_worker(self, session_id: str, event: EngineEvent) -> None:
         """Called by the pool, in order; each session's events reach the sink one after the other."""
+        self._track_reachability(session_id, event)
         queue = self._queues.get(session_id)
         if queue is None:
             queue = self._queues[session_id] = asyncio.Queue()
@@ -242,6 +288,13 @@ class WhatsAppEngine(Engine):
                 self._me[session_id] = str(Jid.parse(event.me.jid))
         return event
 
+    def _track_reachability(self, session_id: str, event: EngineEvent) -> None:
+        match event:
+            case Disconnected() | Failed() if event.reason == WHATSAPP_UNREACHABLE:
+                self._unreachable[session_id] = event.detail
+            case Connected() | Paired() | LoggedOut() | Disconnected() | Failed():
+                self._unreachable.pop(session_id, None)
+
     def _remember(self, session_id: str, wa_id: str, participant: str, text: str) -> None:
         self._recent[(session_id, wa_id)] = _Recent(participant, text)
         while len(self._recent) > RECENT_MESSAGES:
@@ -259,3 +312,11 @@ class WhatsAppEngine(Engine):
         elif ours is not None:
             participant, text = self._me.get(session_id, quote.sender), quote.text
         return ipc.QuoteRef(message_id=wa_id, participant=participant, text=text)
+
+
+def _paired_by(device: dict[str, Any] | None) -> str | None:
+    """The engine that made a device record; records without ``engine`` are the simulator's (it added the key
+    later). None for no record."""
+    if device is None:
+        return None
+    return str(device.get("engine") or "simulator")

@@ -37,7 +37,9 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX sent_by_wa_id ON sent (session_id, wa_id) WHERE wa_id IS NOT NULL;
     CREATE INDEX sent_by_age ON sent (created_at);
-    """
+    """,
+    # The chat the message went to, when WhatsApp knows the recipient by another JID than the one asked for.
+    "ALTER TABLE sent ADD COLUMN chat TEXT;",
 ]
 
 
@@ -52,15 +54,16 @@ class MessageIds:
     async def close(self) -> None:
         await self._db.close()
 
-    async def sent(self, session_id: str, message_id: str) -> tuple[str, int] | None:
-        """(WhatsApp id, timestamp) of a message WhatsApp took, or None if it was never recorded as sent."""
+    async def sent(self, session_id: str, message_id: str) -> tuple[str, int, str | None] | None:
+        """(WhatsApp id, timestamp, chat it went to if not the one asked for) of a message WhatsApp took, or None
+        if it was never recorded as sent."""
 
-        def read(conn: sqlite3.Connection) -> tuple[str, int] | None:
+        def read(conn: sqlite3.Connection) -> tuple[str, int, str | None] | None:
             row = conn.execute(
-                "SELECT wa_id, timestamp FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NOT NULL",
+                "SELECT wa_id, timestamp, chat FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NOT NULL",
                 (session_id, message_id),
             ).fetchone()
-            return (str(row[0]), int(row[1])) if row else None
+            return (str(row[0]), int(row[1]), str(row[2]) if row[2] else None) if row else None
 
         return await self._db.read(read)
 
@@ -76,11 +79,13 @@ class MessageIds:
 
         return await self._db.write(write)
 
-    async def complete(self, session_id: str, message_id: str, wa_id: str, timestamp: int) -> None:
+    async def complete(
+        self, session_id: str, message_id: str, wa_id: str, timestamp: int, chat: str | None = None
+    ) -> None:
         def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
             conn.execute(
-                "UPDATE sent SET wa_id = ?, timestamp = ? WHERE session_id = ? AND message_id = ?",
-                (wa_id, timestamp, session_id, message_id),
+                "UPDATE sent SET wa_id = ?, timestamp = ?, chat = ? WHERE session_id = ? AND message_id = ?",
+                (wa_id, timestamp, chat, session_id, message_id),
             )
             return None, []
 

@@ -22,6 +22,7 @@ from ..base import EngineEvent
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "PROXY_ENV",
     "Channel",
     "ChannelClosed",
     "Hello",
@@ -48,7 +49,8 @@ _HEADER = struct.Struct(">I")
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a worker needs, passed as JSON on its command line."""
+    """Everything a worker needs, passed as JSON on its command line (which any local user can read: secrets,
+    such as a proxy's password, travel in the worker's environment instead; see :data:`PROXY_ENV`)."""
 
     worker_id: int
     data_dir: str
@@ -57,6 +59,13 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     connect_backoff_s: float
     failed_retry_s: float
     log_level: str = "info"
+    device_name: str = "zapgate"
+    connect_timeout_s: float = 90.0
+    reconnect_timeout_s: float = 900.0
+
+
+PROXY_ENV = "ZAPGATE_WA_PROXY"
+"""The worker reads the proxy for its connections to WhatsApp from this variable of its environment."""
 
 
 class _Msg(msgspec.Struct, tag_field="type", kw_only=True):
@@ -133,6 +142,8 @@ class Reply(_Msg, tag="reply"):
     ok: bool = True
     wa_id: str | None = None
     timestamp: int | None = None
+    chat: str | None = None
+    """For a send: the chat the message went to, when WhatsApp knows the recipient by another JID."""
     error_code: str | None = None
     error_message: str | None = None
     retryable: bool = False

@@ -20,11 +20,14 @@ __all__ = [
     "EMPTY_JID",
     "ClientName",
     "ContextInfo",
+    "DeviceProps",
     "ExtendedTextMessage",
     "JIDToNonAD",
     "Jid2String",
     "N",
     "NewAClient",
+    "Presence",
+    "ProxySettings",
     "ReceiptType",
     "SetProxyAddressError",
     "WAMessage",
@@ -58,10 +61,12 @@ def _import_quietly() -> dict[str, Any]:
             import neonize
             import neonize.aioze.client as client_module
             import neonize.aioze.events as events_module
+            from neonize._binder import ProxySettings
             from neonize.exc import SetProxyAddressError
             from neonize.proto import Neonize_pb2
+            from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
             from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
-            from neonize.utils.enum import ClientName, ReceiptType
+            from neonize.utils.enum import ClientName, Presence, ReceiptType
             from neonize.utils.jid import Jid2String, JIDToNonAD, build_jid
 
             _reap_uname()
@@ -81,6 +86,9 @@ def _import_quietly() -> dict[str, Any]:
         "e2e": e2e,
         "ClientName": ClientName,
         "ReceiptType": ReceiptType,
+        "Presence": Presence,
+        "ProxySettings": ProxySettings,
+        "DeviceProps": DeviceProps,
         "Jid2String": Jid2String,
         "JIDToNonAD": JIDToNonAD,
         "build_jid": build_jid,
@@ -101,6 +109,11 @@ ExtendedTextMessage: Any = _m["e2e"].ExtendedTextMessage
 ContextInfo: Any = _m["e2e"].ContextInfo
 ClientName: Any = _m["ClientName"]
 ReceiptType: Any = _m["ReceiptType"]
+Presence: Any = _m["Presence"]
+ProxySettings: Any = _m["ProxySettings"]
+"""``neonize._binder.ProxySettings(proxy_address, no_websocket=False, only_login=False, no_media=False)``."""
+DeviceProps: Any = _m["DeviceProps"]
+"""``waCompanionReg.DeviceProps``: ``os`` is the name the phone lists the linked device under."""
 Jid2String: Any = _m["Jid2String"]
 JIDToNonAD: Any = _m["JIDToNonAD"]
 build_jid: Any = _m["build_jid"]

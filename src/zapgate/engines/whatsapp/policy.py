@@ -6,8 +6,9 @@
 - **Retries.** The initial connect, which whatsmeow does not retry, and a broken event stream are retried
   with capped exponential backoff and full jitter (:class:`RetryPolicy`); a worker process that keeps dying
   is restarted with the same backoff until :class:`CrashLoop` gives up.
-- **Error classification.** neonize reports failures as free text; :func:`connect_error_reason` and
-  :func:`send_error` turn them into stable codes.
+- **Error classification.** neonize reports failures as free text; :func:`connect_error_reason`,
+  :func:`send_error` and :func:`lookup_error` turn them into stable codes, and :func:`connect_error_detail` into a
+  short sentence for people (``connection refused by proxy 127.0.0.1:3128``).
 
 Reasons are stable snake_case codes, optionally followed by ``:`` and a detail code
 (``temporary_ban:sent_too_many_same_message``); ``docs/engines.md`` lists them.
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ...backoff import full_jitter
 from ..base import Disconnected, EngineEvent, Failed, LoggedOut
@@ -29,7 +32,9 @@ __all__ = [
     "CrashLoop",
     "Outcome",
     "RetryPolicy",
+    "connect_error_detail",
     "connect_error_reason",
+    "lookup_error",
     "on_client_outdated",
     "on_connect_failure",
     "on_disconnected",
@@ -79,6 +84,27 @@ _NOT_CONNECTED_FRAGMENTS = (
 
 # WhatsApp answered but the outcome is unknown: resending would risk a duplicate.
 _UNCONFIRMED_FRAGMENTS = ("timed out", "timeout", "context deadline exceeded", "context canceled")
+
+# whatsmeow failed *before* the message left (looking up the recipient's LID or devices, encrypting): nothing was
+# sent, so trying again later is safe. Texts of whatsmeow's send.go (SendMessage, sendDM, sendGroup).
+_NOT_SENT_FRAGMENTS = (
+    "failed to get lid for pn",
+    "failed to get user info",
+    "failed to get device list",
+    "failed to get group members",
+    "failed to get broadcast list members",
+    "failed to fetch lid mappings",
+    "failed to prefetch sessions",
+    "failed to send usync query",
+)
+
+EVENT_STREAM_BROKEN = "event_stream_broken"
+CONNECT_TIMEOUT = "connect_timeout"
+"""A paired session that is not connected ``wa_connect_timeout_s`` after pairing or a connect."""
+RECONNECT_TIMEOUT = "reconnect_timeout"
+"""whatsmeow has been reconnecting for ``wa_reconnect_timeout_s``; zapgate reconnects afresh."""
+ENGINE_MISMATCH = "engine_mismatch"
+"""The session's device record was made by another engine (the simulator)."""
 
 
 class Action(enum.Enum):
@@ -171,7 +197,7 @@ def connect_error_reason(message: str) -> str:
     text = message.lower()
     if "required field" in text:
         # neonize could not encode an event (see docs/engines.md): the event pump is gone for good.
-        return "event_stream_broken"
+        return EVENT_STREAM_BROKEN
     if "database" in text or "sqlite" in text:
         return "device_store_error"
     if any(fragment in text for fragment in _UNREACHABLE_FRAGMENTS):
@@ -182,16 +208,88 @@ def connect_error_reason(message: str) -> str:
 def send_error(message: str) -> tuple[str, bool]:
     """(code, retryable) for a failed send with neonize error text ``message``.
 
-    Retryable only when the message certainly did not leave: the session is not connected. A timeout is not
-    retryable because WhatsApp may have taken the message, and a resend would carry a new id (neonize cannot
-    send with a chosen id), so the recipient could see it twice.
+    Retryable only when the message certainly did not leave: the session is not connected, or whatsmeow failed
+    while looking up the recipient (its LID, its devices), before anything was sent, even when that lookup timed
+    out. A timeout *after* sending is not retryable because WhatsApp may have taken the message, and a resend
+    would carry a new id (neonize cannot send with a chosen id), so the recipient could see it twice.
     """
     text = message.lower()
     if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
         return "not_connected", True
+    if any(fragment in text for fragment in _NOT_SENT_FRAGMENTS):
+        return "lookup_failed", True
+    if "no lid found" in text:
+        # WhatsApp knows no hidden-user id for the number: it has no account.
+        return "not_on_whatsapp", False
     if any(fragment in text for fragment in _UNCONFIRMED_FRAGMENTS):
         return "send_unconfirmed", False
     return "whatsapp_refused", False
+
+
+def lookup_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a failed look-up made before sending (``is_on_whatsapp``). Nothing was sent, so it
+    is always retryable, timeouts included."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    return "lookup_failed", True
+
+
+_GO_PREFIXES = re.compile(
+    r"^(?:failed to dial whatsapp web websocket: |failed to WebSocket dial: |failed to send handshake request: "
+    r'|Get "[^"]*": )+'
+)
+_DNS = re.compile(r"lookup (?P<host>[^\s:]+)(?: on [^ ]+)?: (?P<why>.+)$")
+_PROXY_DIAL = re.compile(r"proxyconnect tcp: dial tcp (?P<addr>[^ ]+): (?:connect: )?(?P<why>.+)$")
+_DIAL = re.compile(r"dial tcp (?P<addr>[^ ]+): (?:connect: )?(?P<why>.+)$")
+
+
+def connect_error_detail(message: str, *, proxy: str | None = None) -> str | None:
+    """A short sentence for people about a failed connect, from neonize's error text ``message``.
+
+    ``proxy`` is the proxy the connect went through (zapgate's ``wa_proxy``, or ``HTTPS_PROXY``); only its
+    host and port are ever shown. None when there is nothing to say."""
+    text = _GO_PREFIXES.sub("", message.strip())
+    if not text:
+        return None
+    via = _proxy_address(proxy)
+    if match := _PROXY_DIAL.search(text):
+        inner = match["why"]
+        return f"{_plain(inner)} by proxy {match['addr']}" if "refused" in inner else f"proxy {match['addr']}: {inner}"
+    if match := _DNS.search(text):
+        why = match["why"]
+        what = "the proxy " if "proxyconnect" in text else ""
+        return f"cannot resolve {what}{match['host']}" + ("" if why == "no such host" else f" ({why})")
+    if match := _DIAL.search(text):
+        why = match["why"]
+        return f"{_plain(why)} by {match['addr']}" if "refused" in why else f"cannot connect to {match['addr']}: {why}"
+    lowered = text.lower()
+    if "tls handshake timeout" in lowered:
+        return "the TLS handshake with web.whatsapp.com timed out" + (f" (through proxy {via})" if via else "")
+    if "context deadline exceeded" in lowered:
+        return "no answer within the connect timeout" + (f" (through proxy {via})" if via else "")
+    if via and ":" not in text and len(text) < 60:
+        # An HTTP proxy that refused the CONNECT: Go reports its status text alone ("Forbidden"), or that the
+        # proxy hung up ("unexpected EOF").
+        return f"proxy {via} did not open a tunnel to web.whatsapp.com ({text})"
+    return text
+
+
+def _plain(why: str) -> str:
+    return "connection refused" if "refused" in why else why
+
+
+def _proxy_address(proxy: str | None) -> str | None:
+    if not proxy:
+        return None
+    try:
+        parsed = urlsplit(proxy)
+        port = parsed.port
+    except ValueError:
+        return None
+    if not parsed.hostname:
+        return None
+    return f"{parsed.hostname}:{port}" if port else parsed.hostname
 
 
 def to_seconds(timestamp: int) -> int:

@@ -2,11 +2,14 @@
 
 A :class:`SessionRunner` connects (pairing a new device by QR or pairing code, or resuming a stored one),
 turns neonize's events into zapgate engine events, retries the initial connect with backoff, notices a dead
-event pump, and stops its client on request or when WhatsApp ends the session. The rules it follows come from
-measuring neonize 0.5.2 (``docs/engines.md``):
+event pump and a connection that never comes, and stops its client on request or when WhatsApp ends the
+session. The rules it follows come from measuring neonize 0.5.2 (``docs/engines.md``):
 
-- ``connect()`` and ``stop()`` run one at a time in the worker (:attr:`Host.gate`): overlapping ones abort
-  the process. The gate is held until Go has registered the client.
+- ``connect()`` (until Go has registered the client) and ``stop()`` hold the worker's FFI lock exclusively;
+  every other call into Go holds it shared (:mod:`.ffi`): Go's client maps have no mutex.
+- Every connect uses a **new** ``NewAClient`` object, and the host keeps every one for the life of the process:
+  neonize stores a connect's ctypes callbacks on the client object and replaces them at the next ``connect()``,
+  while a goroutine of the earlier connect may still call them; and a collected client stops its Go twin.
 - Handlers are bound methods registered before ``connect()``; none lets an exception escape (neonize would
   drop it silently). Each handler translates and emits before its first ``await``, so events leave in the
   order neonize delivered them.
@@ -15,7 +18,7 @@ measuring neonize 0.5.2 (``docs/engines.md``):
 - A new pairing uses a fresh client id and ``new_device=True``; a resume passes the stored ``jid`` and is only
   attempted after the device row was found in the store (whatsmeow aborts the process otherwise).
 - No call that aborts the process on an unregistered client (``get_me``, ``contact.*``, ``revoke_message`` ...)
-  is ever made.
+  is ever made; ``get_pn_from_lid`` only on a connected client.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ...jid import USER_SERVER
 from ...protocol import Me
-from ...sessions.qr import WHATSAPP_QR_SCHEDULE, QrSchedule
-from ..base import Connected, Disconnected, EngineEvent, Failed, LoggedOut, PairCode, Paired, QrCode
+from ..base import Connected, Disconnected, EngineEvent, Failed, LoggedOut, Paired
 from . import nz, policy, translate
+from .ffi import FfiLock, GuardedGo
 from .ipc import QuoteRef, WorkerConfig
+from .outbound import Outbound, SendFailure
+from .pairing import Pairing, login_status_callback
 from .policy import Action, Outcome, RetryPolicy
 from .store import DeviceRef, delete_store, read_device, store_path
 
@@ -42,22 +47,13 @@ __all__ = ["Host", "SendFailure", "SessionRunner"]
 log = logging.getLogger("zapgate.engines.whatsapp")
 
 REGISTER_TIMEOUT_S = 5.0
-"""How long the gate waits for Go to register a new client before letting the next connect run."""
+"""How long a connect holds the FFI lock waiting for Go to register the new client."""
 REGISTER_POLL_S = 0.01
 STOP_TIMEOUT_S = 5.0
 """A ``stop()`` that takes longer is abandoned (its thread may be stuck for ever; see docs/engines.md)."""
-QR_GRACE_S = 5.0
-"""Extra time after the last QR code expired before the pairing counts as timed out."""
-
-
-class SendFailure(Exception):
-    """A send or read receipt that did not go out; carries the :class:`~zapgate.engines.base.SendError` fields."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
+PRESENCE_RETRIES_S = (0.0, 15.0, 60.0, 300.0)
+"""When to (re)try announcing presence after connecting: whatsmeow refuses until the account's push name
+arrived with the first app-state sync."""
 
 
 class Host(Protocol):
@@ -65,12 +61,16 @@ class Host(Protocol):
 
     config: WorkerConfig
     data_dir: Path
-    gate: asyncio.Lock
+    ffi: FfiLock
+    proxy: str | None
+    """zapgate's proxy for WhatsApp (``wa_proxy``), passed to every connect; None: Go's ``HTTPS_PROXY`` applies."""
+    via: str | None
+    """The proxy connections actually go through (``proxy``, else ``HTTPS_PROXY``), for error details."""
 
     def emit(self, session_id: str, event: EngineEvent) -> None: ...
 
-    def client(self, uuid: str, create: Callable[[], Any]) -> Any:
-        """The one client object for ``uuid`` in this process, created on first use and kept for ever."""
+    def adopt(self, create: Callable[[], Any]) -> Any:
+        """A new client made by ``create`` (a ``NewAClient``), kept alive for the life of the process."""
         ...
 
     def abandoned(self, task: asyncio.Task[Any]) -> None:
@@ -80,17 +80,14 @@ class Host(Protocol):
     def ended(self, runner: SessionRunner) -> None: ...
 
 
-class _Pairing:
-    def __init__(self) -> None:
-        self.schedule: QrSchedule | None = None
-        self.attempt = 0
-        self.code_requested = False
-        self.timer: asyncio.TimerHandle | None = None
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """Why a connection ended without a stop: a stable reason, words for people, and the raw text for the log."""
 
-    def cancel(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+    reason: str
+    detail: str | None
+    raw: str
+    reached: bool
 
 
 class SessionRunner:
@@ -123,6 +120,7 @@ class SessionRunner:
         self.online = False
         self.stopping = False
         self.me: Me | None = None
+        self.outbound = Outbound(self)
         self.connected_once = asyncio.Event()
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,10 +128,12 @@ class SessionRunner:
         self._registered = False
         self._reached = False  # this connect got as far as a QR code or a login
         self._stop_requested = asyncio.Event()
+        self._stalled = asyncio.Event()
+        self._stall: tuple[str, str] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self._forget = False
         self._final: EngineEvent | None = None
-        self._pairing: _Pairing | None = None
-        self._on_whatsapp: set[str] = set()
+        self._pairing: Pairing | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- control
@@ -158,6 +158,7 @@ class SessionRunner:
             self._forget = True
         if self._pairing is not None:
             self._pairing.cancel()
+        self._unwatch()
         self._stop_requested.set()
 
     # -- the connect loop
@@ -166,12 +167,11 @@ class SessionRunner:
         failures = 0
         try:
             while not self.stopping:
-                error = await self._connect_once()
-                if self.stopping:
+                ended = await self._connect_once()
+                if self.stopping or ended is None:
                     break
-                failures = 1 if self._reached else failures + 1
-                reason = policy.connect_error_reason(error) if error else "event_stream_broken"
-                log.warning("session %s: connection ended (%s): %s", self.session_id, reason, error or "no error")
+                failures = 1 if ended.reached else failures + 1
+                self._log_end(ended)
                 self.online = False
                 await self._release()
                 delay = self._retry.delay(failures)
@@ -179,19 +179,19 @@ class SessionRunner:
                 if delay is None:
                     retry_after = self.host.config.failed_retry_s
                     retry_at = now + retry_after if self.device is not None and retry_after > 0 else None
-                    self._end(
-                        Action.FORGET if self.device is None else Action.STOP, Failed(reason=reason, retry_at=retry_at)
-                    )
+                    failed = Failed(reason=ended.reason, retry_at=retry_at, detail=ended.detail)
+                    self._end(Action.FORGET if self.device is None else Action.STOP, failed)
                     break
                 if self.device is not None:
-                    self._emit(Disconnected(reason=reason, retry_at=now + delay))
+                    self._emit(Disconnected(reason=ended.reason, retry_at=now + delay, detail=ended.detail))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_requested.wait(), delay)
         except Exception:
             log.exception("session %s: runner crashed", self.session_id)
-            self._end(final=Failed(reason="engine_error"))
+            self._end(final=Failed(reason="engine_error", detail="the engine worker's session runner crashed"))
         finally:
             self.online = False
+            self._unwatch()
             await self._release()
             if self._forget and not self.quiet:
                 delete_store(self.store)
@@ -202,9 +202,20 @@ class SessionRunner:
             if self._final is not None:
                 self._emit(self._final)
 
-    async def _connect_once(self) -> str | None:
-        """Connect and wait until the connection ends by itself (its error text, or "" without one) or a stop
-        is requested (None)."""
+    def _log_end(self, ended: _Ended) -> None:
+        if ended.reason == policy.EVENT_STREAM_BROKEN:
+            # Once per broken pump; the gateway's log line for the status change maps the id to tenant and name.
+            log.error(
+                "session %s: neonize stopped delivering events (%s); events WhatsApp sent meanwhile (up to 100) may "
+                "be lost; reconnecting",
+                self.session_id,
+                ended.raw or "no error",
+            )
+        else:
+            log.warning("session %s: connection ended (%s): %s", self.session_id, ended.reason, ended.raw or "-")
+
+    async def _connect_once(self) -> _Ended | None:
+        """Connect and wait until the connection ends by itself or stalls (why), or a stop is requested (None)."""
         if self.device is not None and read_device(self.store, self.device.jid) is None:
             # Resuming a device the store does not hold aborts the whole process inside whatsmeow.
             log.warning("session %s: the device keys are gone; it needs a new pairing", self.session_id)
@@ -212,32 +223,54 @@ class SessionRunner:
             return None
         client = self._client()
         self._reached = False
-        async with self.host.gate:
+        self._stall = None
+        self._stalled.clear()
+        async with self.host.ffi.exclusive():
             if self.stopping:
                 return None
             if self.device is None:
                 self.store.parent.mkdir(parents=True, exist_ok=True)
-            task: asyncio.Task[Any] = await client.connect()
+            proxy = nz.ProxySettings(proxy_address=self.host.proxy) if self.host.proxy else None
+            task: asyncio.Task[Any] = await client.connect(proxy)
             self._connect_task = task
             await self._until_registered(client, task)
-        stop_wait = asyncio.ensure_future(self._stop_requested.wait())
+        if self.device is not None:
+            timeout = self.host.config.connect_timeout_s
+            self._watch(policy.CONNECT_TIMEOUT, f"not connected {timeout:g} s after connecting")
+        waits = {asyncio.ensure_future(self._stop_requested.wait()), asyncio.ensure_future(self._stalled.wait())}
         try:
-            await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, *waits}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_wait.cancel()
-        if not task.done():
+            for wait in waits:
+                wait.cancel()
+        if self.stopping:
             return None
+        if not task.done():
+            assert self._stall is not None
+            reason, detail = self._stall
+            return _Ended(reason, f"{detail}; reconnecting from the stored keys", detail, reached=True)
         exc = task.exception()
-        return str(exc) if exc is not None else ""
+        raw = str(exc) if exc is not None else ""
+        if not raw:
+            return _Ended(policy.EVENT_STREAM_BROKEN, "neonize's connection ended without an error", raw, self._reached)
+        reason = policy.connect_error_reason(raw)
+        if reason == policy.EVENT_STREAM_BROKEN:
+            broken = f"neonize could not pass on an event ({raw}); events received meanwhile may be lost"
+            return _Ended(reason, broken, raw, self._reached)
+        return _Ended(reason, policy.connect_error_detail(raw, proxy=self.host.via), raw, self._reached)
 
     async def _until_registered(self, client: Any, task: asyncio.Task[Any]) -> None:
-        """Wait until Go knows the client (the only safe probe is ``set_proxy_address``), the connect ended,
-        or :data:`REGISTER_TIMEOUT_S` passed."""
+        """Wait until Go knows the client, the connect ended, or :data:`REGISTER_TIMEOUT_S` passed.
+
+        The probe is ``set_proxy_address`` with ``no_websocket`` and ``no_media``: the one call that is safe on an
+        unknown client ("client not found"), and with both flags whatsmeow's ``SetProxyAddress`` changes none of
+        the client's transports. (Without them, an empty address *removes* the proxy, also one from
+        ``HTTPS_PROXY``, from every later reconnect of that client.)"""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REGISTER_TIMEOUT_S
-        while not task.done() and loop.time() < deadline:
+        while not task.done() and not self._reached and loop.time() < deadline:
             try:
-                await client.set_proxy_address(None)
+                await client.set_proxy_address(None, no_websocket=True, no_media=True)
             except nz.SetProxyAddressError:
                 await asyncio.sleep(REGISTER_POLL_S)
                 continue
@@ -249,7 +282,7 @@ class SessionRunner:
         """Stop the Go client if it is registered; report its connect thread if it does not end."""
         task, self._connect_task = self._connect_task, None
         if self._registered and self.client is not None:
-            async with self.host.gate:
+            async with self.host.ffi.exclusive():
                 self._registered = False
                 try:
                     await asyncio.wait_for(asyncio.shield(self.client.stop()), STOP_TIMEOUT_S)
@@ -265,22 +298,36 @@ class SessionRunner:
                 self.host.abandoned(task)
 
     def _client(self) -> Any:
-        """The client for this attempt: a fresh id with a blank device to pair, or the stored device."""
+        """A new client for this attempt: a fresh id with a blank device to pair, or the stored device."""
+        path = str(self.store)
+        # DeviceProps.os is what the phone lists under "Linked devices"; whatsmeow keeps one process-wide copy.
+        props = nz.DeviceProps(os=self.host.config.device_name, platformType=nz.DeviceProps.SAFARI)
+        ffi = self.host.ffi
+
+        def guarded(client: Any) -> Any:
+            client._NewAClient__client = GuardedGo(client._NewAClient__client, ffi)
+            return client
+
         if self.device is None:
             SessionRunner._pairings += 1
             uuid = f"{self.session_id}.pairing{SessionRunner._pairings}"
-            path = str(self.store)
-            client = self.host.client(uuid, lambda: nz.NewAClient(path, uuid=uuid, new_device=True))
+            client = self.host.adopt(lambda: guarded(nz.NewAClient(path, props=props, uuid=uuid, new_device=True)))
             if self._pairing is not None:
                 self._pairing.cancel()
-            self._pairing = _Pairing()
+            pairing = self._pairing = Pairing(
+                session_id=self.session_id,
+                pair_phone=self.pair_phone,
+                emit=self._emit,
+                fail=lambda failed: self._end(Action.FORGET, failed),
+                spawn=self._spawn,
+                current=lambda: self._current(client) and self._pairing is pairing and self.device is None,
+            )
+            client._NewAClient__onLoginStatus = login_status_callback(asyncio.get_running_loop(), pairing.login_event)
         else:
             user, _, server = self.device.jid.partition("@")
             # The device number stays inside User: that keeps the Go client id unique per linked device.
             jid = nz.N.JID(User=user, Server=server, RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
-            path = str(self.store)
-            client = self.host.client(user, lambda: nz.NewAClient(path, jid=jid))
-            client.name = path  # the client object is reused for ever; its store is read at each connect
+            client = self.host.adopt(lambda: guarded(nz.NewAClient(path, jid=jid, props=props)))
         self._subscribe(client)
         self.client = client
         return client
@@ -305,6 +352,29 @@ class SessionRunner:
         ):
             client.event(event_type)(handler)
 
+    # -- watchdog: a connection that should come but does not
+
+    def _watch(self, reason: str, detail: str) -> None:
+        """Reconnect afresh unless the session is connected within the timeout for ``reason``."""
+        config = self.host.config
+        seconds = config.reconnect_timeout_s if reason == policy.RECONNECT_TIMEOUT else config.connect_timeout_s
+        self._unwatch()
+        if seconds > 0:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                seconds, self._timed_out, self.client, reason, detail
+            )
+
+    def _unwatch(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _timed_out(self, client: Any, reason: str, detail: str) -> None:
+        self._watchdog = None
+        if self._current(client) and not self.online and self.device is not None:
+            self._stall = (reason, detail)
+            self._stalled.set()
+
     # -- events from neonize (each runs on the worker's loop; none may raise)
 
     def _emit(self, event: EngineEvent) -> None:
@@ -316,48 +386,11 @@ class SessionRunner:
 
     async def _on_qr(self, client: Any, data: bytes) -> None:
         try:
-            pairing = self._pairing
-            if not self._current(client) or pairing is None:
-                return
-            self._reached = True
-            now = time.time()
-            if pairing.schedule is None or pairing.attempt >= pairing.schedule.max_attempts:
-                pairing.schedule = QrSchedule(now, WHATSAPP_QR_SCHEDULE)
-                pairing.attempt = 0
-                pairing.cancel()
-                delay = pairing.schedule.ends_at + QR_GRACE_S - now
-                pairing.timer = asyncio.get_running_loop().call_later(delay, self._qr_timed_out, client)
-            pairing.attempt += 1
-            lifetime = pairing.schedule.lifetimes[pairing.attempt - 1]
-            self._emit(
-                QrCode(
-                    code=data.decode(),
-                    attempt=pairing.attempt,
-                    max_attempts=pairing.schedule.max_attempts,
-                    expires_at=now + lifetime,
-                )
-            )
-            if self.pair_phone is not None and not pairing.code_requested:
-                # whatsmeow can ask for a pairing code only once the first QR proved the socket is up.
-                pairing.code_requested = True
-                self._spawn(self._request_pair_code(client, self.pair_phone, pairing.schedule.ends_at))
+            if self._current(client) and self._pairing is not None and self.device is None:
+                self._reached = True
+                self._pairing.qr(client, data.decode())
         except Exception:
             log.exception("session %s: QR handler failed", self.session_id)
-
-    async def _request_pair_code(self, client: Any, phone: str, expires_at: float) -> None:
-        try:
-            code = await client.PairPhone(phone, True, nz.ClientName.LINUX)
-        except Exception as exc:
-            log.warning("session %s: WhatsApp gave no pairing code (%s); the QR code still works", self.session_id, exc)
-            return
-        if self._current(client):
-            self._emit(PairCode(code=str(code), expires_at=expires_at))
-
-    def _qr_timed_out(self, client: Any) -> None:
-        if not self._current(client) or self.device is not None:
-            return
-        log.info("session %s: no phone scanned the QR codes", self.session_id)
-        self._end(Action.FORGET, Failed(reason="qr_timeout"))
 
     async def _on_pair_status(self, client: Any, event: Any) -> None:
         try:
@@ -365,8 +398,8 @@ class SessionRunner:
                 return
             jid = translate.pair_result(event)
             if jid is None:
-                log.warning("session %s: pairing failed: %s", self.session_id, event.Error or "unknown error")
-                self._end(Action.FORGET, Failed(reason="pair_error"))
+                if self._pairing is not None:
+                    self._pairing.rejected(str(event.Error))
                 return
             self._paired(jid)
         except Exception:
@@ -385,6 +418,10 @@ class SessionRunner:
         self.me = translate.me_from(jid, stored.lid if stored else None)
         log.info("session %s: paired", self.session_id)
         self._emit(Paired(me=self.me, device=self.device.to_record()))
+        if not self.online:
+            # whatsmeow reconnects once after pairing; if that fails, no event ever says so.
+            timeout = self.host.config.connect_timeout_s
+            self._watch(policy.CONNECT_TIMEOUT, f"paired, but WhatsApp did not confirm the connection in {timeout:g} s")
 
     async def _on_connected(self, client: Any, event: Any) -> None:
         try:
@@ -398,16 +435,36 @@ class SessionRunner:
                     log.error("session %s: connected without a stored device", self.session_id)
                     return
                 self._paired(stored.jid)
+            self._unwatch()
             self.online = True
             self.me = self._whoami(client)
             self.connected_once.set()
             self._emit(Connected(me=self.me))
+            if not self.quiet:
+                self._spawn(self._announce_presence(client))
         except Exception:
             log.exception("session %s: connected handler failed", self.session_id)
+
+    async def _announce_presence(self, client: Any) -> None:
+        """Presence "available", so that senders' phones get "delivered" receipts instead of "inactive" ones.
+        Only on a connected client (Go must know it); whatsmeow refuses until the account's push name is known."""
+        for delay in PRESENCE_RETRIES_S:
+            if delay:
+                await asyncio.sleep(delay)
+            if not self._current(client) or not self.online:
+                return
+            try:
+                await client.send_presence(nz.Presence.AVAILABLE)
+            except Exception as exc:
+                log.info("session %s: presence not sent yet: %s", self.session_id, exc)
+                continue
+            log.debug("session %s: presence available", self.session_id)
+            return
 
     async def _on_keepalive_restored(self, client: Any, event: Any) -> None:
         try:
             if self._current(client) and self.device is not None:
+                self._unwatch()
                 self.online = True
                 self._emit(Connected(me=self.me or self._whoami(client)))
         except Exception:
@@ -450,6 +507,10 @@ class SessionRunner:
         for event in outcome.events:
             if isinstance(event, Disconnected):
                 self.online = False
+                if self._watchdog is None and self.device is not None:
+                    # whatsmeow reconnects by itself, waiting 2 s longer after every failure, without a cap.
+                    timeout = self.host.config.reconnect_timeout_s
+                    self._watch(policy.RECONNECT_TIMEOUT, f"whatsmeow has been reconnecting for {timeout:g} s")
             self._emit(event)
 
     async def _on_message(self, client: Any, event: Any) -> None:
@@ -459,6 +520,7 @@ class SessionRunner:
             message = translate.message_in(event)
             if message is not None:
                 self._emit(message)
+                self.outbound.received(message.message_id, message.chat, event)
         except Exception:
             log.exception("session %s: message handler failed", self.session_id)
 
@@ -477,59 +539,19 @@ class SessionRunner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # -- sending
+    # -- sending (see .outbound)
 
-    def _require_online(self) -> Any:
+    def require_online(self) -> Any:
         if not self.online or self.client is None or self.stopping:
             raise SendFailure("not_connected", "the session is not connected to WhatsApp", retryable=True)
         return self.client
 
-    @staticmethod
-    def _jid(text: str) -> Any:
-        user, _, server = text.partition("@")
-        return nz.build_jid(user, server or USER_SERVER)
-
-    async def send_text(self, to: str, text: str, quote: QuoteRef | None) -> tuple[str, int]:
-        """Send a text (quoting ``quote``); returns WhatsApp's message id and timestamp in seconds."""
-        client = self._require_online()
-        user, _, server = to.partition("@")
-        if server == USER_SERVER and user not in self._on_whatsapp:
-            try:
-                answers = await client.is_on_whatsapp("+" + user)
-            except Exception as exc:
-                code, retryable = policy.send_error(str(exc))
-                raise SendFailure(code, f"could not check {user} on WhatsApp: {exc}", retryable=retryable) from None
-            if answers and not any(answer.IsIn for answer in answers):
-                raise SendFailure("not_on_whatsapp", f"{user} is not on WhatsApp", retryable=False)
-            self._on_whatsapp.add(user)
-        if quote is None:
-            message = nz.WAMessage(conversation=text)
-        else:
-            context = nz.ContextInfo(
-                stanzaID=quote.message_id,
-                participant=quote.participant,
-                quotedMessage=nz.WAMessage(conversation=quote.text or ""),
-            )
-            message = nz.WAMessage(extendedTextMessage=nz.ExtendedTextMessage(text=text, contextInfo=context))
-        try:
-            response = await client.send_message(self._jid(to), message)
-        except Exception as exc:
-            code, retryable = policy.send_error(str(exc))
-            raise SendFailure(code, str(exc), retryable=retryable) from None
-        return str(response.ID), policy.to_seconds(int(response.Timestamp))
+    async def send_text(self, to: str, text: str, quote: QuoteRef | None) -> tuple[str, int, str | None]:
+        """Send a text; WhatsApp's message id, timestamp (s), and the chat it went to if not ``to``."""
+        return await self.outbound.send_text(to, text, quote)
 
     async def mark_read(self, chat: str, sender: str | None, message_ids: list[str]) -> None:
-        client = self._require_online()
-        try:
-            await client.mark_read(
-                *message_ids,
-                chat=self._jid(chat),
-                sender=self._jid(sender or chat),
-                receipt=nz.ReceiptType.READ,
-            )
-        except Exception as exc:
-            code, retryable = policy.send_error(str(exc))
-            raise SendFailure(code, str(exc), retryable=retryable) from None
+        await self.outbound.mark_read(chat, sender, message_ids)
 
     async def logout(self, within: float) -> bool:
         """Unlink the device on WhatsApp's side if the session is online; True when WhatsApp confirmed."""

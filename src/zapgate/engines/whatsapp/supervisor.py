@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from . import ipc
 from .ipc import Channel, ChannelClosed, Reply, Request, WorkerConfig
 from .policy import CrashLoop
 
-__all__ = ["WorkerInfo", "WorkerPool", "WorkerUnavailable"]
+__all__ = ["WorkerInfo", "WorkerPool", "WorkerUnavailable", "worker_environment"]
 
 log = logging.getLogger("zapgate.engines.whatsapp")
 worker_log = logging.getLogger("zapgate.engines.whatsapp.worker")
@@ -56,6 +56,27 @@ RESTART_BACKOFF_S = 1.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``zapgate`` package, put on the worker's ``PYTHONPATH``."""
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+
+
+def worker_environment(base: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """The environment a worker process starts with.
+
+    neonize's Go side reads its settings from the environment the process *started* with (Go copies it
+    once, at load; changing ``os.environ`` later has no effect on Go), so they are set here:
+
+    - ``NEONIZE_BOT_TAG=off``: otherwise neonize adds ``<bot biz_bot="1"/>`` to every one-to-one message,
+      and recipients see the account labelled as a bot;
+    - :data:`~.ipc.PROXY_ENV`: zapgate's proxy for WhatsApp (``wa_proxy``), here rather than on the command
+      line because a proxy URL may carry a password. Without one, Go's usual ``HTTPS_PROXY`` / ``NO_PROXY``
+      variables, inherited from the gateway, apply.
+    """
+    env = dict(base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    env["NEONIZE_BOT_TAG"] = "off"
+    env.pop(ipc.PROXY_ENV, None)
+    if settings.wa_proxy:
+        env[ipc.PROXY_ENV] = settings.wa_proxy
+    return env
 
 
 class WorkerUnavailable(Exception):
@@ -330,6 +351,9 @@ class WorkerPool:
             connect_backoff_s=s.wa_connect_backoff_s,
             failed_retry_s=s.wa_failed_retry_s,
             log_level=s.log_level,
+            device_name=s.wa_device_name,
+            connect_timeout_s=s.wa_connect_timeout_s,
+            reconnect_timeout_s=s.wa_reconnect_timeout_s,
         )
         return msgspec.json.encode(config).decode()
 
@@ -371,9 +395,7 @@ class WorkerPool:
     async def _spawn(self, slot: _Slot) -> _Process:
         ours, theirs = socket.socketpair()
         try:
-            env = dict(os.environ)
-            package_root = _PACKAGE_ROOT
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+            env = worker_environment(os.environ, self._settings)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

@@ -22,6 +22,7 @@ __all__ = [
     "message_in",
     "pair_result",
     "receipt_in",
+    "wire_addresses",
 ]
 
 _RECEIPT_STATUS = {"DELIVERED": "delivered", "READ": "read", "PLAYED": "played"}
@@ -102,6 +103,14 @@ def message_in(event: Any) -> MessageIn | None:
     )
 
 
+def wire_addresses(event: Any) -> tuple[str, str]:
+    """(chat, sender) of a ``MessageEv`` as WhatsApp addressed it, without device parts: the ``@lid`` forms for a
+    chat addressed by hidden-user id, although :func:`message_in` names it by phone number. Read receipts go to
+    these forms, the ones the message came from."""
+    source = event.Info.MessageSource
+    return jid_string(source.Chat), jid_string(source.Sender)
+
+
 def receipt_in(event: Any) -> ReceiptIn | None:
     """A ``ReceiptEv`` as :class:`ReceiptIn`; None for receipt types that are not a delivery status of a
     message we sent (retries, our own devices' read marks, server errors)."""
@@ -117,9 +126,15 @@ def receipt_in(event: Any) -> ReceiptIn | None:
 
 
 def me_from(device_jid: str, lid: str | None = None, name: str | None = None) -> Me:
-    """The linked account: phone number, device JID and LID."""
+    """The linked account: phone number, the linked device's JID (``5511…:7@s.whatsapp.net``) and the account's
+    hidden-user id without a device part (``99887766@lid``; whatsmeow stores the device's, ``99887766:7@lid``,
+    which is the account LID with ``jid``'s device number)."""
     user = device_jid.partition("@")[0]
-    return Me(phone=user.split(":", 1)[0].split(".", 1)[0], jid=device_jid, lid=lid or None, name=name or None)
+    account_lid = None
+    if lid:
+        lid_user, _, lid_server = lid.partition("@")
+        account_lid = f"{lid_user.split(':', 1)[0].split('.', 1)[0]}@{lid_server or LID_SERVER}"
+    return Me(phone=user.split(":", 1)[0].split(".", 1)[0], jid=device_jid, lid=account_lid, name=name or None)
 
 
 def pair_result(event: Any) -> str | None:

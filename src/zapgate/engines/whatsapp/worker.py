@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import msgspec
 
 from ..base import EngineEvent, Failed, LoggedOut
 from . import ipc
+from .ffi import FfiLock
 from .ipc import Channel, ChannelClosed, Reply, WorkerConfig
 from .policy import RetryPolicy
 from .session import SendFailure, SessionRunner
@@ -52,12 +54,17 @@ class Worker:
     """The sessions of one worker process and the request handlers (see the module documentation)."""
 
     def __init__(self, config: WorkerConfig, channel: Channel) -> None:
+        env = os.environ  # this process's launch environment, which is also the one Go read
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.gate = asyncio.Lock()
+        self.ffi = FfiLock()
         self.channel = channel
+        self.proxy = env.get(ipc.PROXY_ENV) or None
+        # Go's own proxy variables, read at process start, apply when zapgate sets none (its NO_PROXY is not
+        # consulted here: this only names the proxy in error details).
+        self.via = self.proxy or env.get("HTTPS_PROXY") or env.get("https_proxy") or None
         self.sessions: dict[str, SessionRunner] = {}
-        self._clients: dict[str, Any] = {}  # never shrinks: a collected client stops its Go twin
+        self._clients: list[Any] = []  # never shrinks: see SessionRunner (callbacks, and Go twins stopped on GC)
         self._leaked: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()
 
@@ -69,11 +76,10 @@ class Worker:
         except ChannelClosed:
             log.debug("channel closed; %s for %s dropped", type(event).__name__, session_id)
 
-    def client(self, uuid: str, create: Any) -> Any:
-        found = self._clients.get(uuid)
-        if found is None:
-            found = self._clients[uuid] = create()
-        return found
+    def adopt(self, create: Callable[[], Any]) -> Any:
+        client = create()
+        self._clients.append(client)
+        return client
 
     def abandoned(self, task: asyncio.Task[Any]) -> None:
         def check() -> None:
@@ -145,10 +151,10 @@ class Worker:
                 await self.logout(request.session_id, request.device)
                 return Reply(id=request.id)
             case ipc.SendText():
-                wa_id, timestamp = await self._runner(request.session_id).send_text(
+                wa_id, timestamp, chat = await self._runner(request.session_id).send_text(
                     request.to, request.text, request.quote
                 )
-                return Reply(id=request.id, wa_id=wa_id, timestamp=timestamp)
+                return Reply(id=request.id, wa_id=wa_id, timestamp=timestamp, chat=chat)
             case ipc.MarkRead():
                 await self._runner(request.session_id).mark_read(request.chat, request.sender, request.message_ids)
                 return Reply(id=request.id)
