@@ -3,9 +3,10 @@
 The worker is started exactly as the gateway's supervisor starts it (``python -m
 zapgate.engines.whatsapp.worker --fd N --config JSON`` over a Unix socket pair) and driven over the same
 channel. Each session is a new pairing (``open`` with no device): the worker creates a whatsmeow client through
-neonize and tries to connect, which fails here because this machine cannot reach WhatsApp, and the worker
-keeps retrying with backoff. RSS is read after ``Hello`` (neonize loaded, no session: the baseline), after the
-first session, and after N. Cost per session = (RSS at N - RSS at 1) / (N - 1).
+neonize and tries to connect, through a proxy address on 127.0.0.1 where nothing listens (so it fails on any
+machine and never reaches WhatsApp), and the worker keeps retrying with backoff. RSS is read after ``Hello``
+(neonize loaded, no session: the baseline), after the first session, and after N. Cost per session =
+(RSS at N - RSS at 1) / (N - 1).
 
 What this cannot show offline: a paired, connected session holds Signal sessions, app state and caches that
 only exist after talking to WhatsApp, so the real per-session cost is higher (published whatsmeow figures
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import socket
 import subprocess
 import sys
@@ -30,7 +32,9 @@ from typing import Any
 import msgspec
 
 from procs import emit, settle_rss
+from zapgate.config import Settings
 from zapgate.engines.whatsapp import ipc
+from zapgate.engines.whatsapp.supervisor import worker_environment
 
 
 async def run(counts: list[int], settle_s: float, data_dir: Path) -> dict[str, Any]:
@@ -44,6 +48,9 @@ async def run(counts: list[int], settle_s: float, data_dir: Path) -> dict[str, A
         log_level="warning",
     )
     ours, theirs = socket.socketpair()
+    dead = socket.socket()  # bound, never listening: connects to it are refused
+    dead.bind(("127.0.0.1", 0))
+    settings = Settings(engine="whatsapp", wa_proxy=f"http://127.0.0.1:{dead.getsockname()[1]}")
     log = (data_dir / "worker.log").open("wb")
     began = time.perf_counter()
     command = [sys.executable, "-m", "zapgate.engines.whatsapp.worker", "--fd", str(theirs.fileno())]
@@ -53,6 +60,7 @@ async def run(counts: list[int], settle_s: float, data_dir: Path) -> dict[str, A
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # neonize prints there
         stderr=log,
+        env=worker_environment(os.environ, settings),  # as the supervisor starts it
     )
     theirs.close()
     channel = await ipc.Channel.over_socket(ours)
@@ -120,6 +128,7 @@ async def run(counts: list[int], settle_s: float, data_dir: Path) -> dict[str, A
             proc.kill()
             proc.wait()
         log.close()
+        dead.close()
 
 
 def main() -> None:

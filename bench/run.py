@@ -253,9 +253,9 @@ def render_engine(r: dict[str, Any], sessions: dict[str, Any] | None) -> list[st
         "",
         f"Command: `{r['command']}`. The whatsapp engine's worker process (`python -m "
         "zapgate.engines.whatsapp.worker`, as the supervisor starts it), driven over its socket channel. Each "
-        "session is a new pairing whose whatsmeow client is created and tries to connect; this machine cannot "
-        "reach WhatsApp, so a connect fails (events below). Connects run one at a time in the worker, so the later "
-        "sessions may still wait for their first connect when RSS is read.",
+        "session is a new pairing whose whatsmeow client is created and tries to connect, through a proxy address "
+        "on 127.0.0.1 where nothing listens, so a connect fails on any machine (events below). Connects run one at "
+        "a time in the worker, so the later sessions may still wait for their first connect when RSS is read.",
         "",
         "| sessions | worker RSS MiB | threads | fds | events received |",
         "|---:|---:|---:|---:|---|",
