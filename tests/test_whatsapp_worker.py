@@ -259,6 +259,7 @@ async def test_a_worker_killed_mid_run_is_restarted_and_its_sessions_recover(
         os.kill(old_pid, signal.SIGKILL)
         mark, restarted = await events.next("ses_live", lambda e: e.reason == "engine_worker_restarted")  # type: ignore[attr-defined]
         assert isinstance(restarted, Disconnected) and restarted.retry_at is not None
+        assert restarted.detail is not None and f"pid {old_pid}) exited with code -9" in restarted.detail
         _, pairing = await events.next("ses_pairing", lambda e: isinstance(e, Failed))
         assert pairing.reason == "engine_worker_restarted" and pairing.retry_at is not None  # the manager restarts it
 
@@ -306,7 +307,8 @@ async def test_a_worker_that_keeps_dying_ends_its_sessions_failed(
             pid = await hosted_by_new_worker(engine, "ses_c", pid)
             os.kill(pid, signal.SIGKILL)
         _, failed = await events.next("ses_c", lambda e: isinstance(e, Failed))
-        assert failed == Failed(reason="engine_worker_crash_loop")
+        assert failed.reason == "engine_worker_crash_loop" and failed.retry_at is None
+        assert failed.detail is not None and "exited with code -9" in failed.detail  # SIGKILL, said in words
         restarts = [e for e in events.of("ses_c") if getattr(e, "reason", "") == "engine_worker_restarted"]
         assert len(restarts) == 2 and engine.workers() == []
 

@@ -54,6 +54,7 @@ class Caller:
     def of(cls, record: TokenRecord) -> Caller:
         return cls(tenant=record.tenant, token_id=record.id)
 
+
 TOKEN_PREFIX = "zgt_"
 _TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

@@ -369,7 +369,7 @@ class WorkerPool:
                 process = await self._spawn(slot)
             except OSError as exc:
                 log.error("could not start an engine worker: %s", exc)
-                self._lost(slot, lived=0.0)
+                self._lost(slot, lived=0.0, why=f"an engine worker could not be started ({exc})")
                 return
             slot.process = process
             closing: asyncio.Future[Any] = asyncio.ensure_future(self._closing.wait())
@@ -463,7 +463,10 @@ class WorkerPool:
                     process.proc.returncode,
                     time.monotonic() - process.started,
                 )
-                self._lost(slot, lived=time.monotonic() - process.started)
+                lived = time.monotonic() - process.started
+                code = process.proc.returncode
+                why = f"the engine worker (pid {process.pid}) exited with code {code} after {lived:.0f} s"
+                self._lost(slot, lived=lived, why=why)
 
     async def _heartbeat(self, slot: _Slot, process: _Process) -> None:
         interval = self._settings.wa_heartbeat_s
@@ -511,8 +514,9 @@ class WorkerPool:
                 self._release(session_id)
         self._emit(session_id, event)
 
-    def _lost(self, slot: _Slot, lived: float) -> None:
-        """The slot's worker is gone: tell its sessions and restart it, unless it keeps dying."""
+    def _lost(self, slot: _Slot, lived: float, why: str) -> None:
+        """The slot's worker is gone (``why``, in words): tell its sessions and restart it, unless it keeps
+        dying."""
         if not slot.sessions:
             self._slots.pop(slot.id, None)
             return
@@ -521,12 +525,13 @@ class WorkerPool:
         for session_id, spec in list(slot.sessions.items()):
             if delay is None:
                 self._release(session_id)
-                self._emit(session_id, Failed(reason="engine_worker_crash_loop"))
+                detail = f"{why}; it kept dying right after each restart"
+                self._emit(session_id, Failed(reason="engine_worker_crash_loop", detail=detail))
             elif spec.device is None:
                 self._release(session_id)
-                self._emit(session_id, Failed(reason="engine_worker_restarted", retry_at=now + delay))
+                self._emit(session_id, Failed(reason="engine_worker_restarted", retry_at=now + delay, detail=why))
             else:
-                self._emit(session_id, Disconnected(reason="engine_worker_restarted", retry_at=now + delay))
+                self._emit(session_id, Disconnected(reason="engine_worker_restarted", retry_at=now + delay, detail=why))
         if delay is None:
             log.error("engine worker %d keeps dying: giving up on it", slot.id)
             self._slots.pop(slot.id, None)
