@@ -109,7 +109,7 @@ def test_max_pending_must_be_positive() -> None:
 def test_wire_events_become_typed_and_back() -> None:
     raw = (
         b'{"type":"event","event":"message.received","seq":4,"session":"main","ts":1.5,'
-        b'"data":{"message_id":"m1","chat":"1@s.whatsapp.net","from":"1@s.whatsapp.net","from_me":false,"text":"oi","timestamp":7}}'
+        b'"data":{"message_id":"m1","chat":"1@s.whatsapp.net","from":"1@s.whatsapp.net","from_me":false,"kind":"text","content":{"kind":"text","text":"oi"},"text":"oi","timestamp":7}}'
     )
     frame = msgspec.json.decode(raw, type=EventFrame)
     event = event_from_frame(frame)

@@ -21,6 +21,7 @@ from zapgate.engines.whatsapp.session import SessionRunner
 from zapgate.engines.whatsapp.store import DeviceRef
 from zapgate.jid import Jid
 from zapgate.protocol import Me
+from zapgate.protocol.content import Text
 
 from .conftest import fast_settings
 from .neonize_kit import RecordingHost, deliver_like_go, fake_store
@@ -100,7 +101,7 @@ async def test_stop_and_logout_of_sessions_never_opened_are_harmless_and_idempot
 async def test_sending_on_a_session_that_is_not_open_stays_queued(engine: Running) -> None:
     eng = engine.engine
     with pytest.raises(SendError) as refused:
-        await eng.send_text("ses_never", eng.new_message_id(), Jid("5511999990000"), "olá")
+        await eng.send("ses_never", eng.new_message_id(), Jid("5511999990000"), Text(text="olá"))
     assert (refused.value.code, refused.value.retryable) == ("not_connected", True)
 
 

@@ -62,11 +62,14 @@ async def test_two_sessions_message_each_other_with_receipts(gateway: RunningGat
         assert sent["status"] == "sent"
         mid = sent["message_id"]
         received = await client.event("message.received", lambda e: e["session"] == "bob")
+        assert received["data"].pop("from_lid").endswith("@lid")
         assert received["data"] | {"timestamp": 0} == {
             "message_id": mid,
             "chat": "5511999990001@s.whatsapp.net",
             "from": "5511999990001@s.whatsapp.net",
             "from_me": False,
+            "kind": "text",
+            "content": {"kind": "text", "text": "oi Bob"},
             "text": "oi Bob",
             "timestamp": 0,
             "push_name": "+5511999990001",

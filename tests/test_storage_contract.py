@@ -57,10 +57,12 @@ async def test_sequence_numbers_are_per_tenant_gap_free_and_never_reused(storage
 
 
 async def test_a_failing_write_does_not_undo_the_others_in_its_group(storage: Storage) -> None:
-    item = OutboxItem(message_id="m1", session_id="s", chat="c", text="t", created_at=1.0)
+    item = OutboxItem(message_id="m1", session_id="s", chat="c", content=b'{"kind":"text","text":"t"}', created_at=1.0)
 
     async def duplicate() -> None:
-        await storage.enqueue_message(OutboxItem(message_id="m1", session_id="s", chat="c", text="t", created_at=1.0))
+        await storage.enqueue_message(
+            OutboxItem(message_id="m1", session_id="s", chat="c", content=b'{"kind":"text","text":"t"}', created_at=1.0)
+        )
 
     results = await asyncio.gather(
         storage.enqueue_message(item), duplicate(), storage.append_events(events("a", 2)), return_exceptions=True
@@ -76,7 +78,7 @@ async def test_outbox_idempotency_order_and_outcomes(storage: Storage) -> None:
             message_id=mid,
             session_id="s",
             chat="c@s.whatsapp.net",
-            text=mid,
+            content=b'{"kind":"text","text":"%s"}' % mid.encode(),
             created_at=1.0,
             idempotency_key=key,
             fingerprint="f",

@@ -16,6 +16,7 @@ from zapgate.engines.whatsapp import WhatsAppEngine
 from zapgate.engines.whatsapp.ids import MessageIds
 from zapgate.jid import Jid
 from zapgate.protocol import Me
+from zapgate.protocol.content import Text
 
 from .conftest import fast_settings
 
@@ -80,12 +81,16 @@ async def test_receipts_and_replies_name_the_message_by_the_gateways_id(
     eng._from_worker(
         SESSION, ReceiptIn(message_ids=["3EB0WHATSAPP1", "3EB0PHONE"], chat=chat, status="read", timestamp=1)
     )
-    reply = MessageIn(message_id="3A01", chat=chat, sender=chat, text="ok", timestamp=2, reply_to="3EB0WHATSAPP1")
+    reply = MessageIn(
+        message_id="3A01", chat=chat, sender=chat, content=Text(text="ok"), timestamp=2, reply_to="3EB0WHATSAPP1"
+    )
     eng._from_worker(SESSION, reply)
     await _settled(delivered, 2)
     assert delivered == [
         ReceiptIn(message_ids=["3EB0GATEWAY1", "3EB0PHONE"], chat=chat, status="read", timestamp=1),
-        MessageIn(message_id="3A01", chat=chat, sender=chat, text="ok", timestamp=2, reply_to="3EB0GATEWAY1"),
+        MessageIn(
+            message_id="3A01", chat=chat, sender=chat, content=Text(text="ok"), timestamp=2, reply_to="3EB0GATEWAY1"
+        ),
     ]
 
 
@@ -108,7 +113,9 @@ async def test_quotes_carry_whatsapps_id_author_and_text(engine: tuple[WhatsAppE
     me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766@lid")
     chat = "5511999990000@s.whatsapp.net"
     eng._from_worker(SESSION, Connected(me=me))
-    eng._from_worker(SESSION, MessageIn(message_id="3A01", chat=chat, sender=chat, text="pergunta", timestamp=2))
+    eng._from_worker(
+        SESSION, MessageIn(message_id="3A01", chat=chat, sender=chat, content=Text(text="pergunta"), timestamp=2)
+    )
     await _settled(delivered, 2)
     inbound = await eng._quote(SESSION, Quote(message_id="3A01", sender=chat))
     assert (inbound.message_id, inbound.participant, inbound.text) == ("3A01", chat, "pergunta")

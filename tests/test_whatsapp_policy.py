@@ -14,6 +14,7 @@ from zapgate.engines.base import Disconnected, Failed, LoggedOut, MessageIn
 from zapgate.engines.whatsapp import ipc, policy
 from zapgate.engines.whatsapp.policy import Action, CrashLoop, RetryPolicy
 from zapgate.engines.whatsapp.store import DeviceRef, delete_store, read_device, store_path
+from zapgate.protocol.content import Text
 
 NOW = 1_800_000_000.0
 
@@ -276,7 +277,9 @@ async def test_messages_cross_the_channel_typed_and_in_order() -> None:
     left, right = socket.socketpair()
     a = await ipc.Channel.over_socket(left)
     b = await ipc.Channel.over_socket(right)
-    event = MessageIn(message_id="3A1", chat="1@s.whatsapp.net", sender="1@s.whatsapp.net", text="olá", timestamp=1)
+    event = MessageIn(
+        message_id="3A1", chat="1@s.whatsapp.net", sender="1@s.whatsapp.net", content=Text(text="olá"), timestamp=1
+    )
     sent: list[ipc.Message] = [
         ipc.OpenSession(id=1, session_id="s", device={"engine": "whatsapp", "jid": "j", "store": "whatsapp/s.db"}),
         ipc.SessionEvent(session_id="s", event=event),

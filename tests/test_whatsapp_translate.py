@@ -32,6 +32,7 @@ from zapgate.engines.whatsapp import nz, policy, translate
 from zapgate.engines.whatsapp.session import SessionRunner
 from zapgate.engines.whatsapp.store import DeviceRef, store_path
 from zapgate.protocol import Me
+from zapgate.protocol.content import Image, Text
 
 from .neonize_kit import (
     ALICE,
@@ -70,7 +71,7 @@ def test_a_conversation_message() -> None:
         message_id="3A0000000000000001",
         chat="5511999990000@s.whatsapp.net",
         sender="5511999990000@s.whatsapp.net",
-        text="olá",
+        content=Text(text="olá"),
         timestamp=1_795_909_751,  # milliseconds on the wire, seconds in zapgate
         push_name="Alice",
     )
@@ -79,7 +80,7 @@ def test_a_conversation_message() -> None:
 def test_an_extended_text_reply_names_the_quoted_message() -> None:
     event = message_ev(extended("sim", quoting="3EB0AAAAAAAAAAAAAAAAAA"), source(ALICE, ALICE), msg_id="3A02")
     got = translate.message_in(event)
-    assert got is not None and got.text == "sim" and got.reply_to == "3EB0AAAAAAAAAAAAAAAAAA"
+    assert got is not None and got.content == Text(text="sim") and got.reply_to == "3EB0AAAAAAAAAAAAAAAAAA"
 
 
 def test_a_sender_known_by_lid_is_reported_by_phone_with_its_lid() -> None:
@@ -89,7 +90,7 @@ def test_a_sender_known_by_lid_is_reported_by_phone_with_its_lid() -> None:
         chat="5511999990000@s.whatsapp.net",
         sender="5511999990000@s.whatsapp.net",
         sender_lid="123456789012345@lid",
-        text="oi",
+        content=Text(text="oi"),
         timestamp=1_795_909_751,
         push_name="Alice",
     )
@@ -124,9 +125,12 @@ def test_a_message_sent_from_the_phone_is_from_me() -> None:
     assert got.chat == "5511999990000@s.whatsapp.net"
 
 
-def test_non_text_messages_are_not_relayed() -> None:
-    image = nz.WAMessage(imageMessage={"caption": "a caption"})
-    assert translate.message_in(message_ev(image, source(ALICE, ALICE))) is None
+def test_an_image_is_relayed_with_its_caption_and_a_pending_file() -> None:
+    image = nz.WAMessage(imageMessage={"caption": "a caption", "mimetype": "image/jpeg", "fileLength": 1234})
+    got = translate.message_in(message_ev(image, source(ALICE, ALICE)))
+    assert got is not None and isinstance(got.content, Image)
+    assert got.content.caption == "a caption" and got.content.media.status == "pending"
+    assert got.content.media.size == 1234 and got.media_ref is not None
 
 
 @pytest.mark.parametrize(
@@ -274,7 +278,7 @@ async def test_a_resumed_session_reports_messages_receipts_and_connection_events
             message_id="3A0000000000000001",
             chat="5511999990000@s.whatsapp.net",
             sender="5511999990000@s.whatsapp.net",
-            text="olá",
+            content=Text(text="olá"),
             timestamp=1_795_909_751,
             push_name="Alice",
         ),

@@ -36,6 +36,7 @@ from ..client import (
     event_to_json,
 )
 from ..errors import ConnectionClosed, Unauthorized, ZapgateError
+from ..protocol.content import ContactCard, Contacts, Content, Edit, Location, Poll, Reaction, Revoke, Text, Vote
 
 __all__ = ["add_commands"]
 
@@ -126,15 +127,37 @@ def add_commands(commands: Any) -> None:
     send = client_command(
         "send",
         _send,
-        help="send a text message",
-        description="Send TEXT from SESSION to TO and print the WhatsApp message id.\n\n"
+        help="send a message (text, location, contact, poll, reaction, edit, revoke, vote…)",
+        description="Send a message from SESSION to TO and print the WhatsApp message id. Without an option\n"
+        "that says otherwise, TEXT is sent as a text; with --edit it is the new text.\n\n"
         "The send is idempotent: it carries a key (--idempotency-key, or a fresh one), so if the connection\n"
         "drops the command is repeated safely and the message goes out once.\n\n"
-        "example:\n  zapgate send main +5511999990000 'Olá!' --wait delivered",
+        "examples:\n"
+        "  zapgate send main +5511999990000 'Olá!' --wait delivered\n"
+        "  zapgate send main +5511999990000 --location -23.5613,-46.6565 --name MASP\n"
+        "  zapgate send main +5511999990000 --poll 'Pizza?' --option sim --option não\n"
+        "  zapgate send main +5511999990000 --react 3EB0A1B2C3D4E5F6A7B8C9 '👍'\n"
+        '  zapgate send main +5511999990000 --content \'{"kind":"text","text":"any kind as JSON"}\'',
     )
     send.add_argument("session", metavar="SESSION", help="a connected session of your tenant")
     send.add_argument("to", metavar="TO", help="recipient: phone number in international format, or a JID")
-    send.add_argument("text", metavar="TEXT", help="the message text")
+    send.add_argument("text", metavar="TEXT", nargs="?", help="the message text (or the emoji of --react)")
+    kinds = send.add_mutually_exclusive_group()
+    kinds.add_argument("--location", metavar="LAT,LNG", help="send a location pin (with --name, --address)")
+    kinds.add_argument(
+        "--contact", metavar="NAME:PHONE[,PHONE]", help="send a contact card, e.g. 'Carla:+5511988887777'"
+    )
+    kinds.add_argument("--poll", metavar="QUESTION", help="send a poll with the --option values")
+    kinds.add_argument("--vote", metavar="POLL_ID", help="vote in a poll of this chat for the --option values")
+    kinds.add_argument("--react", metavar="MESSAGE_ID", help="react to a message with the emoji TEXT ('' removes)")
+    kinds.add_argument("--edit", metavar="MESSAGE_ID", help="replace the text of one of your messages by TEXT")
+    kinds.add_argument("--revoke", metavar="MESSAGE_ID", help="delete one of your messages for everyone")
+    kinds.add_argument("--content", metavar="JSON", help="any content as JSON (docs/protocol.md, 'Content')")
+    send.add_argument("--name", help="--location: the place's name")
+    send.add_argument("--address", help="--location: the place's address")
+    send.add_argument("--option", action="append", default=[], help="--poll/--vote: an option (repeat it)")
+    send.add_argument("--selectable", type=int, default=1, help="--poll: how many options a voter may pick (0: any)")
+    send.add_argument("--mention", action="append", default=[], help="mention this number or JID (repeat it)")
     send.add_argument("--reply-to", metavar="MESSAGE_ID", help="quote this message of the same chat")
     send.add_argument(
         "--idempotency-key",
@@ -485,9 +508,44 @@ def _phone(info: SessionInfo) -> str:
 # -- send, sessions, logout, stop ------------------------------------------------------------------------------
 
 
+def _content(args: argparse.Namespace) -> Content:
+    """The content the ``send`` options describe; :class:`Failure` (usage) when they do not fit together."""
+    text: str | None = args.text
+    try:
+        if args.content is not None:
+            content: Content = msgspec.json.decode(args.content, type=Content)
+            return content
+        if args.location is not None:
+            latitude, _, longitude = args.location.partition(",")
+            return Location(latitude=float(latitude), longitude=float(longitude), name=args.name, address=args.address)
+        if args.contact is not None:
+            name, _, phones = args.contact.partition(":")
+            return Contacts(contacts=[ContactCard(name=name.strip(), phones=[p.strip() for p in phones.split(",")])])
+        if args.poll is not None:
+            return Poll(question=args.poll, options=args.option, selectable=args.selectable)
+        if args.vote is not None:
+            return Vote(message_id=args.vote, options=args.option)
+        if args.react is not None:
+            return Reaction(message_id=args.react, emoji=text or "")
+        if args.revoke is not None:
+            return Revoke(message_id=args.revoke)
+    except (ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Failure(f"invalid message options: {exc}", EXIT_USAGE) from None
+    if not text:
+        raise Failure("nothing to send: give TEXT, or an option such as --location or --poll", EXIT_USAGE)
+    if args.edit is not None:
+        return Edit(message_id=args.edit, text=text)
+    return Text(text=text)
+
+
 async def _send(gw: Client, args: argparse.Namespace) -> int:
-    result = await gw.send_text(
-        args.session, args.to, args.text, reply_to=args.reply_to, idempotency_key=args.idempotency_key
+    result = await gw.send(
+        args.session,
+        args.to,
+        _content(args),
+        reply_to=args.reply_to,
+        mentions=args.mention or None,
+        idempotency_key=args.idempotency_key,
     )
     status: str = result.status
     if args.wait and STATUS_RANK[status] < STATUS_RANK[args.wait]:

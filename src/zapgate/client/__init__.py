@@ -9,7 +9,7 @@
         await gw.start_session("main")
         async for event in gw.events():
             match event:
-                case MessageReceived(session=session, data=msg) if not msg.from_me:
+                case MessageReceived(session=session, data=msg) if not msg.from_me and msg.text:
                     await gw.send_text(session, msg.chat, msg.text, reply_to=msg.message_id)
 
 Typed methods for every command, typed events, the server's errors as the same exception classes
@@ -28,36 +28,78 @@ from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
 from ..protocol import Me, SendResult, SessionInfo
+from ..protocol.content import (
+    Audio,
+    ContactCard,
+    Contacts,
+    Content,
+    Document,
+    Edit,
+    Image,
+    LinkPreview,
+    Location,
+    Media,
+    Poll,
+    Reaction,
+    Revoke,
+    Sticker,
+    Text,
+    Unsupported,
+    Video,
+    Vote,
+)
 from .api import Client, connect
 from .connection import DEFAULT_URL, Connection, GatewayUnreachable, RequestTimeout
 from .events import (
     Event,
     EventGap,
     EventPage,
+    MessageEdited,
+    MessageReaction,
     MessageReceived,
+    MessageRevoked,
     MessageStatus,
+    PollVote,
     SessionDeleted,
     SessionPairCode,
     SessionQr,
     SessionRestricted,
     SessionStatus,
+    StatusReceived,
     UnknownEvent,
     event_to_json,
 )
 
 __all__ = [
     "DEFAULT_URL",
+    "Audio",
     "Client",
     "Connection",
     "ConnectionClosed",
+    "ContactCard",
+    "Contacts",
+    "Content",
+    "Document",
+    "Edit",
     "Event",
     "EventGap",
     "EventPage",
     "GatewayUnreachable",
+    "Image",
+    "LinkPreview",
+    "Location",
     "Me",
+    "Media",
+    "MessageEdited",
+    "MessageReaction",
     "MessageReceived",
+    "MessageRevoked",
     "MessageStatus",
+    "Poll",
+    "PollVote",
+    "Reaction",
     "RequestTimeout",
+    "Revoke",
     "SendResult",
     "SessionDeleted",
     "SessionInfo",
@@ -65,7 +107,13 @@ __all__ = [
     "SessionQr",
     "SessionRestricted",
     "SessionStatus",
+    "StatusReceived",
+    "Sticker",
+    "Text",
     "UnknownEvent",
+    "Unsupported",
+    "Video",
+    "Vote",
     "ZapgateError",
     "connect",
     "event_to_json",

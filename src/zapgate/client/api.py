@@ -13,6 +13,7 @@ import msgspec
 from ..protocol import (
     Me,
     MessageRead,
+    MessageReadResult,
     MessageSend,
     Ping,
     SendResult,
@@ -28,6 +29,7 @@ from ..protocol import (
     SimScan,
     SimUnlink,
 )
+from ..protocol.content import ContactCard, Contacts, Content, Edit, Location, Poll, Reaction, Revoke, Text, Vote
 from .connection import Connection
 
 __all__ = ["Client", "connect"]
@@ -100,16 +102,20 @@ class Client(Connection):
         """Log out and delete the session with everything stored for it (not retried across a drop)."""
         await self._call(SessionDelete(id=self._new_id(), session=session), retry_safe=False)
 
-    async def send_text(
+    async def send(
         self,
         session: str,
         to: str,
-        text: str,
+        content: Content,
         *,
         reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        forwarded: bool = False,
         idempotency_key: str | None = None,
     ) -> SendResult:
-        """Send ``text`` to ``to`` (a phone number or JID); ``reply_to`` quotes a message of that chat.
+        """Send ``content`` (any kind: :class:`Text`, :class:`Location`, :class:`Poll`, :class:`Reaction`…) to
+        ``to`` (a phone number or JID); ``reply_to`` quotes a message of that chat; ``mentions`` lists people
+        to mention (``"all"`` in a group).
 
         ``idempotency_key`` makes the send safe to repeat: the same key with the same content returns the first
         result and sends nothing (a different content raises :class:`~zapgate.errors.IdempotencyConflict`).
@@ -117,13 +123,105 @@ class Client(Connection):
         pass your own (e.g. your database id of the message) to be safe across restarts of your program.
         """
         key = idempotency_key if idempotency_key is not None else f"sdk-{uuid.uuid4().hex}"
-        cmd = MessageSend(id=self._new_id(), session=session, to=to, text=text, reply_to=reply_to, idempotency_key=key)
+        cmd = MessageSend(
+            id=self._new_id(),
+            session=session,
+            to=to,
+            content=content,
+            reply_to=reply_to,
+            mentions=mentions,
+            forwarded=forwarded,
+            idempotency_key=key,
+        )
         return await self._request(cmd, SendResult, retry_safe=True)
 
-    async def mark_read(self, session: str, chat: str, message_ids: list[str]) -> None:
-        """Send read receipts (blue ticks) for ``message_ids`` received in ``chat``."""
+    async def send_text(
+        self,
+        session: str,
+        to: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Send a text (see :meth:`send`); ``@5511…`` in the text mentions that number."""
+        return await self.send(
+            session, to, Text(text=text), reply_to=reply_to, mentions=mentions, idempotency_key=idempotency_key
+        )
+
+    async def send_location(
+        self,
+        session: str,
+        to: str,
+        latitude: float,
+        longitude: float,
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Send a location pin (see :meth:`send`)."""
+        location = Location(latitude=latitude, longitude=longitude, name=name, address=address)
+        return await self.send(session, to, location, idempotency_key=idempotency_key)
+
+    async def send_contact(
+        self, session: str, to: str, name: str, phones: list[str], *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Send a contact card for ``name`` with ``phones`` (international format); for several cards or a
+        ready vCard, :meth:`send` a :class:`Contacts`."""
+        card = ContactCard(name=name, phones=list(phones))
+        return await self.send(session, to, Contacts(contacts=[card]), idempotency_key=idempotency_key)
+
+    async def send_poll(
+        self,
+        session: str,
+        to: str,
+        question: str,
+        options: list[str],
+        *,
+        selectable: int = 1,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Send a poll; ``selectable`` is how many options a voter may pick (0: any number). Votes arrive as
+        :class:`PollVote` events."""
+        poll = Poll(question=question, options=list(options), selectable=selectable)
+        return await self.send(session, to, poll, idempotency_key=idempotency_key)
+
+    async def vote(
+        self, session: str, chat: str, poll_id: str, options: list[str], *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Vote in the poll ``poll_id`` received in ``chat`` for ``options`` (by name; none withdraws)."""
+        return await self.send(
+            session, chat, Vote(message_id=poll_id, options=list(options)), idempotency_key=idempotency_key
+        )
+
+    async def react(
+        self, session: str, chat: str, message_id: str, emoji: str, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """React to ``message_id`` in ``chat`` with ``emoji``; an empty string removes the reaction."""
+        return await self.send(
+            session, chat, Reaction(message_id=message_id, emoji=emoji), idempotency_key=idempotency_key
+        )
+
+    async def edit(
+        self, session: str, chat: str, message_id: str, text: str, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Edit one of the session's own messages (WhatsApp allows it for 15 minutes)."""
+        return await self.send(session, chat, Edit(message_id=message_id, text=text), idempotency_key=idempotency_key)
+
+    async def revoke(
+        self, session: str, chat: str, message_id: str, *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Delete one of the session's own messages for everyone."""
+        return await self.send(session, chat, Revoke(message_id=message_id), idempotency_key=idempotency_key)
+
+    async def mark_read(self, session: str, chat: str, message_ids: list[str]) -> int:
+        """Send read receipts (blue ticks) for ``message_ids`` received in ``chat``; returns how many of them
+        the session had received (the others are ignored)."""
         cmd = MessageRead(id=self._new_id(), session=session, chat=chat, message_ids=list(message_ids))
-        await self._call(cmd, retry_safe=True)
+        result = await self._request(cmd, MessageReadResult, retry_safe=True)
+        return result.read
 
     async def ping(self) -> float:
         """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""
@@ -145,9 +243,18 @@ class Client(Connection):
         """Simulator: drop (``online=False``) or restore the session's network."""
         await self._call(SimNetwork(id=self._new_id(), session=session, online=online), retry_safe=True)
 
-    async def sim_receive(self, session: str, from_: str, text: str, *, reply_to: str | None = None) -> str:
-        """Simulator: contact ``from_`` sends ``text`` to the session's number; returns the message id."""
-        cmd = SimReceive(id=self._new_id(), session=session, from_=from_, text=text, reply_to=reply_to)
+    async def sim_receive(
+        self,
+        session: str,
+        from_: str,
+        text: str | None = None,
+        *,
+        content: Content | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Simulator: contact ``from_`` sends ``text`` (or ``content`` of any kind) to the session's number;
+        returns the message id."""
+        cmd = SimReceive(id=self._new_id(), session=session, from_=from_, text=text, content=content, reply_to=reply_to)
         received = await self._request(cmd, _Received, retry_safe=False)
         return received.message_id
 

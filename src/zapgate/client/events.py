@@ -15,13 +15,18 @@ import msgspec
 
 from ..protocol import Event as EventFrame
 from ..protocol import (
+    MessageEditedData,
+    MessageReactionData,
     MessageReceivedData,
+    MessageRevokedData,
     MessageStatusData,
+    PollVoteData,
     SessionDeletedData,
     SessionPairCodeData,
     SessionQrData,
     SessionRestrictedData,
     SessionStatusData,
+    StatusReceivedData,
     encode,
 )
 
@@ -29,8 +34,12 @@ __all__ = [
     "Event",
     "EventGap",
     "EventPage",
+    "MessageEdited",
+    "MessageReaction",
     "MessageReceived",
+    "MessageRevoked",
     "MessageStatus",
+    "PollVote",
     "SessionDeleted",
     "SessionDeletedData",
     "SessionPairCode",
@@ -38,6 +47,7 @@ __all__ = [
     "SessionRestricted",
     "SessionRestrictedData",
     "SessionStatus",
+    "StatusReceived",
     "UnknownEvent",
     "event_from_frame",
     "event_to_json",
@@ -90,9 +100,40 @@ class MessageStatus(Event, frozen=True, kw_only=True):
 
 
 class MessageReceived(Event, frozen=True, kw_only=True):
-    """``message.received``: a message arrived in a chat of the session (``data.from_me`` for the phone's own)."""
+    """``message.received``: a message arrived in a chat of the session (``data.from_me`` for the phone's own);
+    ``data.kind`` and ``data.content`` say what it is, ``data.text`` the text or caption if any."""
 
     data: MessageReceivedData
+
+
+class MessageReaction(Event, frozen=True, kw_only=True):
+    """``message.reaction``: someone reacted to ``data.message_id`` (an empty ``data.emoji`` removes it)."""
+
+    data: MessageReactionData
+
+
+class MessageEdited(Event, frozen=True, kw_only=True):
+    """``message.edited``: ``data.message_id`` was edited; ``data.content`` is its new text."""
+
+    data: MessageEditedData
+
+
+class MessageRevoked(Event, frozen=True, kw_only=True):
+    """``message.revoked``: ``data.message_id`` was deleted for everyone."""
+
+    data: MessageRevokedData
+
+
+class PollVote(Event, frozen=True, kw_only=True):
+    """``poll.vote``: someone voted in the poll ``data.message_id``; ``data.options`` is their current choice."""
+
+    data: PollVoteData
+
+
+class StatusReceived(Event, frozen=True, kw_only=True):
+    """``status.received``: a contact posted a status (not a chat message)."""
+
+    data: StatusReceivedData
 
 
 class UnknownEvent(Event, frozen=True, kw_only=True):
@@ -136,6 +177,11 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "session.deleted": (SessionDeleted, SessionDeletedData),
     "message.status": (MessageStatus, MessageStatusData),
     "message.received": (MessageReceived, MessageReceivedData),
+    "message.reaction": (MessageReaction, MessageReactionData),
+    "message.edited": (MessageEdited, MessageEditedData),
+    "message.revoked": (MessageRevoked, MessageRevokedData),
+    "poll.vote": (PollVote, PollVoteData),
+    "status.received": (StatusReceived, StatusReceivedData),
 }
 
 

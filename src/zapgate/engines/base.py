@@ -22,8 +22,10 @@ import msgspec
 
 from ..jid import Jid
 from ..protocol import Me
+from ..protocol.content import Content
 
 __all__ = [
+    "PLAIN",
     "Connected",
     "Disconnected",
     "Engine",
@@ -32,7 +34,9 @@ __all__ = [
     "EngineSink",
     "Failed",
     "LoggedOut",
+    "MediaFile",
     "MessageIn",
+    "Outgoing",
     "PairCode",
     "Paired",
     "QrCode",
@@ -42,6 +46,7 @@ __all__ = [
     "SendError",
     "SendRestricted",
     "Sent",
+    "Target",
 ]
 
 
@@ -110,18 +115,30 @@ class SendRestricted(_EngineEvent, tag="send_restricted"):
 
 
 class MessageIn(_EngineEvent, tag="message"):
-    """A text message in a chat of the session (``from_me`` when sent from the phone itself)."""
+    """A message in a chat of the session (``from_me`` when sent from the phone itself).
+
+    Every kind arrives here, never dropped: reactions, edits, revokes and poll votes are contents of their own
+    kinds (``content.message_id`` names the message they are about); a status post has ``status`` set.
+    """
 
     message_id: str
     chat: str
     sender: str
-    text: str
+    content: Content
     timestamp: int
     """Unix seconds."""
     sender_lid: str | None = None
     from_me: bool = False
     push_name: str | None = None
     reply_to: str | None = None
+    mentions: list[str] = []
+    forwarded: bool = False
+    view_once: bool = False
+    ephemeral: bool = False
+    status: bool = False
+    """A status (story) post: ``chat`` is ``status@broadcast``."""
+    media_ref: dict[str, Any] | None = None
+    """For a media message: what the engine needs to download the file (engine-specific)."""
 
 
 class ReceiptIn(_EngineEvent, tag="receipt"):
@@ -169,6 +186,42 @@ class Quote(msgspec.Struct, frozen=True):
     text: str | None = None
 
 
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """The message a reaction, an edit, a revoke or a vote is about."""
+
+    message_id: str
+    from_me: bool
+    """The session sent it (else it was received)."""
+    sender: str | None = None
+    """Its author, when it was received (needed in groups)."""
+
+
+class MediaFile(msgspec.Struct, frozen=True, kw_only=True):
+    """The stored file of a media message being sent: a local path the engine may read."""
+
+    path: str
+    mimetype: str
+    size: int
+    sha256: str
+    filename: str | None = None
+
+
+class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything about a message to send besides its content (what the message refers to)."""
+
+    quote: Quote | None = None
+    target: Target | None = None
+    """For a reaction, edit, revoke or vote: the message it is about."""
+    mentions: tuple[str, ...] = ()
+    """JIDs of the people mentioned."""
+    forwarded: bool = False
+    media: MediaFile | None = None
+
+
+PLAIN = Outgoing()
+"""A message that quotes, targets and mentions nothing."""
+
+
 class SendError(Exception):
     """WhatsApp (or the engine) did not take a message.
 
@@ -210,14 +263,15 @@ class Engine(abc.ABC):
         """Unlink the device from the phone (when possible) and delete its keys. Idempotent."""
 
     @abc.abstractmethod
-    async def send_text(
-        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
+    async def send(
+        self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
     ) -> Sent:
-        """Send a text with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds) and, when
-        WhatsApp knows the recipient under another JID, the chat the message went to.
+        """Send ``content`` with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds) and,
+        when WhatsApp knows the recipient under another JID, the chat the message went to.
 
-        Raises :class:`SendError`. Sending the same ``message_id`` twice must not make the recipient see
-        two messages (WhatsApp drops a repeated id), which is what makes retries after a crash safe.
+        Raises :class:`SendError` (``unsupported_content`` for a kind the engine cannot send). Sending the same
+        ``message_id`` twice must not make the recipient see two messages (WhatsApp drops a repeated id), which
+        is what makes retries after a crash safe.
         """
 
     @abc.abstractmethod
@@ -254,7 +308,9 @@ class Sandbox(Protocol):
 
     async def set_network(self, session_id: str, online: bool) -> None: ...
 
-    async def receive(self, session_id: str, from_phone: str, text: str, reply_to: str | None = None) -> str:
+    async def receive(
+        self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None
+    ) -> str:
         """A contact writes to the session's number; returns the new message's id."""
         ...
 

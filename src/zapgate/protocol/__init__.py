@@ -8,6 +8,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``base``        field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
 ``frames``      hello, auth, ready, reply, event, error frames; close codes
 ``sessions``    session commands, session info and session events
+``content``     the content union: what a message says, sent or received
 ``messages``    sending, read receipts, message events
 ``events``      reading the event log; ping
 ``sim``         simulator-only commands
@@ -19,16 +20,22 @@ from __future__ import annotations
 
 from .base import COMMANDS, EVENTS, Command, CommandSpec, Empty, EventSpec, Scope
 from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_server_frame, encode
+from .content import Content
 from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
 from .frames import PROTOCOL_VERSION, Auth, CloseCode, ErrorBody, ErrorFrame, Event, Hello, Ready, Reply, ServerFrame
 from .messages import (
     MAX_TEXT_CHARS,
+    MessageEditedData,
+    MessageReactionData,
     MessageRead,
     MessageReadResult,
     MessageReceivedData,
+    MessageRevokedData,
     MessageSend,
     MessageStatusData,
+    PollVoteData,
     SendResult,
+    StatusReceivedData,
 )
 from .sessions import (
     Me,
@@ -73,6 +80,7 @@ __all__ = [
     "CloseCode",
     "Command",
     "CommandSpec",
+    "Content",
     "Empty",
     "ErrorBody",
     "ErrorFrame",
@@ -82,14 +90,18 @@ __all__ = [
     "EventsPage",
     "Hello",
     "Me",
+    "MessageEditedData",
+    "MessageReactionData",
     "MessageRead",
     "MessageReadResult",
     "MessageReceivedData",
+    "MessageRevokedData",
     "MessageSend",
     "MessageStatusData",
     "OutboxState",
     "PacingState",
     "Ping",
+    "PollVoteData",
     "Pong",
     "QrState",
     "Ready",
@@ -119,6 +131,7 @@ __all__ = [
     "SimScan",
     "SimScanResult",
     "SimUnlink",
+    "StatusReceivedData",
     "decode_client_frame",
     "decode_server_frame",
     "encode",

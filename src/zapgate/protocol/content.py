@@ -41,6 +41,8 @@ __all__ = [
     "Text",
     "Unsupported",
     "Video",
+    "Vote",
+    "check_sendable",
     "content_fingerprint",
     "content_text",
     "media_of",
@@ -194,6 +196,14 @@ class Revoke(_Kind, tag="revoke"):
     message_id: TargetId
 
 
+class Vote(_Kind, tag="vote"):
+    """A vote in a poll: the names of the chosen options (none withdraws the vote)."""
+
+    message_id: TargetId
+    """The poll."""
+    options: Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=MAX_POLL_OPTIONS)]
+
+
 class Unsupported(_Kind, tag="unsupported"):
     """A received message of a kind zapgate does not model yet (received only; it is never dropped)."""
 
@@ -213,6 +223,7 @@ Content = (
     | Location
     | Contacts
     | Poll
+    | Vote
     | Reaction
     | Edit
     | Revoke
@@ -241,6 +252,32 @@ def content_text(content: Content) -> str | None:
             return content.name
         case Unsupported():
             return content.text
+    return None
+
+
+def check_sendable(content: Content) -> str | None:
+    """Why ``content`` cannot be sent as given (a message for ``invalid_request``), or None when it can."""
+    match content:
+        case Unsupported():
+            return "kind 'unsupported' describes received messages; it cannot be sent"
+        case Location(live=True):
+            return "a live location cannot be started through WhatsApp's linked-device API; send live: false"
+        case Contacts():
+            for number, card in enumerate(content.contacts):
+                if card.vcard is None and not (card.name and card.phones):
+                    return f"contacts[{number}]: give a vcard, or a name and phones"
+        case Poll():
+            if len(set(content.options)) != len(content.options):
+                return "poll options must differ from each other"
+            if content.selectable > len(content.options):
+                return "selectable cannot exceed the number of options"
+    media = media_of(content)
+    if media is not None:
+        given = [name for name in ("id", "url", "data") if getattr(media, name) is not None]
+        if len(given) != 1:
+            return "media needs exactly one of id (an upload), url or data (base64)"
+        if media.size is not None or media.sha256 is not None or media.status is not None:
+            return "media.size, media.sha256 and media.status are set by the gateway, not by the sender"
     return None
 
 

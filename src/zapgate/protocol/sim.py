@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from .base import Command, Empty, MessageId, Recipient, Scope, SessionName, command
+from .content import Content
 from .messages import Text
 from .sessions import Me
 
@@ -61,11 +62,13 @@ class SimNetwork(Command, tag="sim.network"):
     reply=SimReceiveResult, scope=Scope.TENANT, http=("POST", "/v1/sessions/{session}/sim/receive"), simulator_only=True
 )
 class SimReceive(Command, tag="sim.receive"):
-    """A simulated contact ``from`` sends ``text`` to the session's number."""
+    """A simulated contact ``from`` sends a message to the session's number: ``content`` of any kind (a
+    reaction, an edit of one of its own messages, a vote…) or ``text``."""
 
     session: SessionName
     from_: Recipient = msgspec.field(name="from")
-    text: Text
+    content: Content | None = None
+    text: Text | None = None
     reply_to: MessageId | None = None
 
 

@@ -9,7 +9,6 @@ tenant: a session of another tenant is reported exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -38,6 +37,7 @@ from ..errors import (
     EngineUnavailable,
     IdempotencyConflict,
     InvalidRecipient,
+    InvalidRequest,
     NotOnWhatsApp,
     SendFailed,
     SessionNotFound,
@@ -46,7 +46,6 @@ from ..errors import (
 from ..jid import Jid, parse_phone, parse_recipient
 from ..protocol import (
     Me,
-    MessageReceivedData,
     MessageStatusData,
     OutboxState,
     PacingState,
@@ -60,7 +59,15 @@ from ..protocol import (
     SessionStatusData,
     encode,
 )
+from ..protocol.content import (
+    Content,
+    check_sendable,
+    content_fingerprint,
+    media_of,
+)
 from ..storage import NewEvent, OutboxItem, SessionRecord, Storage
+from .inbound import describe_inbound
+from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .pacing import DAY, Pacer, PacingPolicy
 from .sender import Sender
 from .state import SessionState, Status
@@ -302,30 +309,45 @@ class SessionManager:
             await self._storage.delete_session(session.record, [event])
         log.info("session %s deleted", session.id)
 
-    async def send_text(
+    async def send(
         self,
         tenant: str,
         name: str,
         *,
         to: str,
-        text: str,
+        content: Content,
         reply_to: str | None = None,
+        mentions: Sequence[str] = (),
+        forwarded: bool = False,
         idempotency_key: str | None = None,
     ) -> SendResult:
+        """Accept a message for sending: store it durably, queue it, and answer what is known within
+        ``send_wait_s`` (see :meth:`_result`)."""
         session = self.get(tenant, name)
         chat = parse_recipient(to)
-        fingerprint = hashlib.sha256(encode([str(chat), text, reply_to])).hexdigest()
+        problem = check_sendable(content)
+        if problem is not None:
+            raise InvalidRequest(problem)
+        mentioned = mentions_for(chat, content, mentions)
+        fingerprint = content_fingerprint(str(chat), content, reply_to, mentioned, forwarded)
         if idempotency_key is not None:
             earlier = await self._storage.find_message(session.id, idempotency_key)
             if earlier is not None:
                 return await self._replay(session, earlier, fingerprint)
         if not session.paired:
             raise SessionNotPaired(f"session {name!r} is not linked to a phone yet: pair it first")
+        if media_of(content) is not None:
+            raise InvalidRequest(f"sending {type(content).__name__.lower()} messages is not supported yet")
+        extra = await refers_to(
+            self._storage, session.id, session.me.jid if session.me else None, chat, content, reply_to
+        )
+        extra = msgspec.structs.replace(extra, mentions=mentioned, forwarded=forwarded)
         item = OutboxItem(
             message_id=self._engine.new_message_id(),
             session_id=session.id,
             chat=str(chat),
-            text=text,
+            content=encode_content(content),
+            extra=encode_outgoing(extra),
             created_at=time.time(),
             reply_to=reply_to,
             idempotency_key=idempotency_key,
@@ -452,21 +474,17 @@ class SessionManager:
                 await self._storage.append_events([self._event(session, "session.restricted", data_sr)])
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
-        data = MessageReceivedData(
-            message_id=event.message_id,
-            chat=event.chat,
-            from_=event.sender,
-            from_lid=event.sender_lid,
-            text=event.text,
-            timestamp=event.timestamp,
-            from_me=event.from_me,
-            push_name=event.push_name,
-            reply_to=event.reply_to,
-        )
+        name, data = describe_inbound(event)
         stored = await self._storage.record_inbound(
-            session.id, event.message_id, event.chat, [self._event(session, "message.received", data)], time.time()
+            session.id,
+            event.message_id,
+            event.chat,
+            [self._event(session, name, data)],
+            time.time(),
+            sender=event.sender,
+            kind=str(type(event.content).__struct_config__.tag),
         )
-        if stored is not None and session.sender is not None:
+        if stored is not None and session.sender is not None and not event.status:
             session.sender.known_chats.add(event.chat)
 
     async def _on_failed(self, session: Session, event: Failed) -> None:

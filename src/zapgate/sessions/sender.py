@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..engines.base import Engine, Quote, SendError
+from ..engines.base import Engine, Outgoing, SendError
 from ..jid import Jid
 from ..protocol import MessageStatusData, encode
-from ..storage import NewEvent, OutboxItem, Storage
+from ..storage import NewEvent, OutboxItem, QueuedMessage, Storage
+from .outgoing import decode_outgoing
 from .pacing import Pacer
 
 __all__ = ["Sender"]
@@ -55,7 +56,7 @@ class Sender:
         self.pacer = pacer
         self.known_chats = known_chats
         self._online = online
-        self._chats: dict[str, collections.deque[OutboxItem]] = {}
+        self._chats: dict[str, collections.deque[QueuedMessage]] = {}
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -65,7 +66,7 @@ class Sender:
     def queued(self) -> int:
         return self._queued
 
-    def start(self, pending: Sequence[OutboxItem]) -> None:
+    def start(self, pending: Sequence[QueuedMessage]) -> None:
         for item in pending:
             self._enqueue(item)
         self._task = asyncio.create_task(self._run(), name=f"sender-{self._session_id}")
@@ -80,11 +81,14 @@ class Sender:
         self._waiters.clear()
 
     def submit(self, item: OutboxItem) -> asyncio.Future[OutboxItem]:
-        """Queue a stored message; the future resolves with it once it is durably ``sent`` or ``failed``."""
+        """Queue a stored message; the future resolves with it once it is durably ``sent`` or ``failed``.
+
+        Only its id, chat and position stay in memory: the content is read back from the database when it is
+        sent, so a long queue costs little memory."""
         future = self._waiters.get(item.message_id)
         if future is None:
             future = self._waiters[item.message_id] = asyncio.get_running_loop().create_future()
-            self._enqueue(item)
+            self._enqueue(QueuedMessage(item.message_id, item.chat, item.position))
         return future
 
     def waiter(self, message_id: str) -> asyncio.Future[OutboxItem] | None:
@@ -94,20 +98,20 @@ class Sender:
         """Look at the queue again (the session came online, a pause ended, a message arrived)."""
         self._wake.set()
 
-    def forget_all(self) -> list[OutboxItem]:
+    def forget_all(self) -> list[QueuedMessage]:
         """Drop everything queued in memory (the caller fails it in storage); return what was dropped."""
         dropped = [item for chat in self._chats.values() for item in chat]
         self._chats.clear()
         self._queued = 0
         return dropped
 
-    def _enqueue(self, item: OutboxItem) -> None:
+    def _enqueue(self, item: QueuedMessage) -> None:
         self._chats.setdefault(item.chat, collections.deque()).append(item)
         self._queued += 1
         self._wake.set()
 
-    def _next(self, now: float) -> tuple[float, OutboxItem] | None:
-        best: tuple[float, int, OutboxItem] | None = None
+    def _next(self, now: float) -> tuple[float, QueuedMessage] | None:
+        best: tuple[float, int, QueuedMessage] | None = None
         for chat, queue in self._chats.items():
             head = queue[0]
             ready = self.pacer.ready_at(chat, new_contact=chat not in self.known_chats, now=now)
@@ -129,13 +133,25 @@ class Sender:
             now = time.time()
             chosen = self._next(now)
             assert chosen is not None
-            ready_at, item = chosen
+            ready_at, queued = chosen
             if ready_at > now:
                 await self._sleep(ready_at - now)
                 continue
             try:
-                sent = await self._engine.send_text(
-                    self._session_id, item.message_id, Jid.parse(item.chat), item.text, quote=self._quote(item)
+                item = await self._storage.outbox_item(queued.message_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("session %s: could not read message %s; retrying", self._session_id, queued.message_id)
+                await self._sleep(RETRY_AFTER_ERROR_S)
+                continue
+            if item is None or item.status != "queued":  # failed or removed meanwhile (logout, delete)
+                self._drop(queued)
+                continue
+            try:
+                content, extra = decode_outgoing(item)
+                sent = await self._engine.send(
+                    self._session_id, item.message_id, Jid.parse(item.chat), content, await self._resolve(extra)
                 )
             except SendError as exc:
                 if exc.retryable:
@@ -157,17 +173,21 @@ class Sender:
             item.status, item.wa_timestamp = "sent", sent.timestamp
             self._finish(item, new_contact=new_contact, chat=sent.chat)
 
-    def _quote(self, item: OutboxItem) -> Quote | None:
-        if item.reply_to is None:
-            return None
-        return Quote(message_id=item.reply_to, sender=item.chat)
+    async def _resolve(self, extra: Outgoing) -> Outgoing:
+        """``extra`` with what only exists at send time (the local file of a media message)."""
+        return extra
+
+    def _drop(self, queued: QueuedMessage) -> None:
+        """Take ``queued`` off the head of its chat's queue (if it is still there)."""
+        queue = self._chats.get(queued.chat)
+        if queue and queue[0].message_id == queued.message_id:
+            queue.popleft()
+            self._queued -= 1
+            if not queue:
+                del self._chats[queued.chat]
 
     def _finish(self, item: OutboxItem, *, new_contact: bool, chat: str | None = None) -> None:
-        queue = self._chats[item.chat]
-        queue.popleft()
-        if not queue:
-            del self._chats[item.chat]
-        self._queued -= 1
+        self._drop(QueuedMessage(item.message_id, item.chat, item.position))
         if chat is not None and chat != item.chat:
             # WhatsApp knows the recipient by another JID (see Sent.chat): report and store that one from now on.
             self.known_chats.add(chat)

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EventListener, NewEvent, OutboxItem, SessionRecord, StoredEvent, TokenRecord
+from .base import (
+    EventListener,
+    InboundRecord,
+    NewEvent,
+    OutboxItem,
+    QueuedMessage,
+    SessionRecord,
+    StoredEvent,
+    TokenRecord,
+)
 from .database import Conn, Database
 from .schema import migrations_for
 from .sqlite import SqliteDatabase
@@ -23,8 +32,10 @@ __all__ = [
     "Conn",
     "Database",
     "EventListener",
+    "InboundRecord",
     "NewEvent",
     "OutboxItem",
+    "QueuedMessage",
     "SessionRecord",
     "SqliteDatabase",
     "Storage",

@@ -8,8 +8,10 @@ from typing import Any
 
 __all__ = [
     "EventListener",
+    "InboundRecord",
     "NewEvent",
     "OutboxItem",
+    "QueuedMessage",
     "SessionRecord",
     "StoredEvent",
     "TokenRecord",
@@ -65,7 +67,8 @@ class OutboxItem:
     message_id: str
     session_id: str
     chat: str
-    text: str
+    content: bytes
+    """The message's :data:`~zapgate.protocol.content.Content`, encoded as JSON."""
     created_at: float
     reply_to: str | None = None
     idempotency_key: str | None = None
@@ -76,6 +79,27 @@ class OutboxItem:
     wa_timestamp: int | None = None
     position: int = field(default=0, compare=False)
     """Order of acceptance within the store; sends keep this order per chat."""
+    extra: bytes | None = None
+    """What else the send needs (mentions, forwarded flag, the target of a reaction…), encoded as JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A message waiting in a session's queue, without its content (which stays in the database until sent)."""
+
+    message_id: str
+    chat: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """A message the session received: enough to answer, react to or mark it read later."""
+
+    message_id: str
+    chat: str | None
+    sender: str | None
+    kind: str | None
 
 
 EventListener = Callable[[Sequence[StoredEvent]], None]

@@ -99,6 +99,15 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO tenant_seq (tenant, seq) SELECT tenant, max(seq) FROM events GROUP BY tenant;
     """,
+    # 3: messages of every kind: the outbox keeps the content (JSON) and what else a send needs; received
+    # messages remember their chat, author and kind (to react to, quote, or mark them read)
+    """
+    ALTER TABLE outbox ADD COLUMN content {BLOB};
+    ALTER TABLE outbox ADD COLUMN extra {BLOB};
+    ALTER TABLE inbound ADD COLUMN chat TEXT;
+    ALTER TABLE inbound ADD COLUMN sender TEXT;
+    ALTER TABLE inbound ADD COLUMN kind TEXT;
+    """,
 ]
 
 

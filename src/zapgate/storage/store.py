@@ -15,7 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import EventListener, NewEvent, OutboxItem, SessionRecord, StoredEvent, TokenRecord
+from .base import (
+    EventListener,
+    InboundRecord,
+    NewEvent,
+    OutboxItem,
+    QueuedMessage,
+    SessionRecord,
+    StoredEvent,
+    TokenRecord,
+)
 from .database import Conn, Database
 
 __all__ = ["Storage"]
@@ -41,13 +50,16 @@ def _session(row: Sequence[Any]) -> SessionRecord:
 
 
 _OUTBOX_COLUMNS = (
-    "message_id, session_id, chat, text, created_at, reply_to, idempotency_key, fingerprint, status, reason, "
-    "wa_timestamp, position"
+    "message_id, session_id, chat, content, created_at, reply_to, idempotency_key, fingerprint, status, reason, "
+    "wa_timestamp, position, extra, text"
 )
 
 
 def _outbox(row: Sequence[Any]) -> OutboxItem:
-    return OutboxItem(*row)
+    *fields, extra, text = row
+    if fields[3] is None:  # a text accepted by zapgate 0.1, before contents had kinds
+        fields[3] = json.dumps({"kind": "text", "text": text}).encode()
+    return OutboxItem(*fields, extra=bytes(extra) if extra is not None else None)  # type: ignore[misc]
 
 
 def append_events(conn: Conn, events: Sequence[NewEvent], now: float) -> list[StoredEvent]:
@@ -265,13 +277,14 @@ class Storage:
                 if row:
                     return (_outbox(row), False), []
             cur = conn.execute(
-                "INSERT INTO outbox (message_id, session_id, chat, text, reply_to, idempotency_key, fingerprint, "
-                "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?) RETURNING position",
+                "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
+                "fingerprint, status, created_at) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?) RETURNING position",
                 (
                     item.message_id,
                     item.session_id,
                     item.chat,
-                    item.text,
+                    item.content,
+                    item.extra,
                     item.reply_to,
                     item.idempotency_key,
                     item.fingerprint,
@@ -293,16 +306,44 @@ class Storage:
 
         return await self._read(op)
 
-    async def pending_messages(self, session_id: str) -> list[OutboxItem]:
-        def op(conn: Conn) -> list[OutboxItem]:
+    async def pending_messages(self, session_id: str) -> list[QueuedMessage]:
+        """The session's queued messages in acceptance order, without their contents."""
+
+        def op(conn: Conn) -> list[QueuedMessage]:
             rows = conn.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND status = 'queued' "  # noqa: S608
+                "SELECT message_id, chat, position FROM outbox WHERE session_id = ? AND status = 'queued' "
                 "ORDER BY position",
                 (session_id,),
             )
-            return [_outbox(r) for r in rows]
+            return [QueuedMessage(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
         return await self._read(op)
+
+    async def outbox_item(self, message_id: str) -> OutboxItem | None:
+        """The whole stored message (content included), by id."""
+
+        def op(conn: Conn) -> OutboxItem | None:
+            row = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE message_id = ?",  # noqa: S608
+                (message_id,),
+            ).fetchone()
+            return _outbox(row) if row else None
+
+        return await self._read(op)
+
+    async def sent_by(self, session_id: str, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` the session itself sent (they are in its outbox)."""
+        ids = list(message_ids)
+
+        def op(conn: Conn) -> set[str]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT message_id FROM outbox WHERE session_id = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, *ids),
+            )
+            return {str(r[0]) for r in rows}
+
+        return await self._read(op) if ids else set()
 
     def finish_message(
         self, item: OutboxItem, events: Sequence[NewEvent], *, new_contact_at: float | None
@@ -349,12 +390,21 @@ class Storage:
     # -- incoming messages and contacts
 
     async def record_inbound(
-        self, session_id: str, message_id: str, chat: str, events: Sequence[NewEvent], now: float
+        self,
+        session_id: str,
+        message_id: str,
+        chat: str,
+        events: Sequence[NewEvent],
+        now: float,
+        *,
+        sender: str | None = None,
+        kind: str | None = None,
     ) -> list[StoredEvent] | None:
         def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
             cur = conn.execute(
-                "INSERT INTO inbound (session_id, message_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (session_id, message_id, now),
+                "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (session_id, message_id, now, chat, sender, kind),
             )
             if cur.rowcount == 0:
                 return None, []
@@ -367,6 +417,20 @@ class Storage:
             return stored, stored
 
         return await self._write(op)
+
+    async def inbound_records(self, session_id: str, message_ids: Sequence[str]) -> dict[str, InboundRecord]:
+        """What the session remembers of the given received messages, by id."""
+        ids = list(message_ids)
+
+        def op(conn: Conn) -> dict[str, InboundRecord]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT message_id, chat, sender, kind FROM inbound WHERE session_id = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, *ids),
+            )
+            return {str(r[0]): InboundRecord(str(r[0]), r[1], r[2], r[3]) for r in rows}
+
+        return await self._read(op) if ids else {}
 
     async def known_inbound(self, session_id: str, message_ids: Sequence[str]) -> set[str]:
         ids = list(message_ids)

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
+from ...errors import InvalidRequest, QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
 from ...jid import Jid, parse_phone
 from ...protocol import Me
+from ...protocol.content import Content, Poll, Text, Vote, media_of
 from ...sessions.qr import QrSchedule
 from ...storage.sqlite import SqliteDatabase
 from ..base import (
+    PLAIN,
     Connected,
     Disconnected,
     Engine,
@@ -27,16 +29,26 @@ from ..base import (
     Failed,
     LoggedOut,
     MessageIn,
+    Outgoing,
     PairCode,
     Paired,
     QrCode,
-    Quote,
     ReceiptIn,
     SendError,
     SendRestricted,
     Sent,
 )
-from .records import MIGRATIONS, decode_event, encode_event, insert_delivery, insert_mail, make_pair_code, make_qr_code
+from .records import (
+    MIGRATIONS,
+    decode_event,
+    encode_event,
+    find_delivery,
+    insert_delivery,
+    insert_mail,
+    make_pair_code,
+    make_qr_code,
+)
+from .rules import decode_content, echo_answer, refusal, target_of
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
 
@@ -204,8 +216,8 @@ class SimulatorEngine(Engine):
             device.pump.cancel()
         del self._devices[session_id]
 
-    async def send_text(
-        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
+    async def send(
+        self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
     ) -> Sent:
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
@@ -218,15 +230,18 @@ class SimulatorEngine(Engine):
         to = Jid(self._account_of(to.user))
         if to.user not in self._accounts:
             raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
+        if media_of(content) is not None:
+            raise SendError("unsupported_content", "the simulator does not carry media files yet", retryable=False)
         sender = device.phone
         now = int(time.time())
-        reply_to = quote.message_id if quote else None
-        message = self._message(sender, message_id, text, reply_to, now)
+        reply_to = extra.quote.message_id if extra.quote else None
+        message = self._message(sender, message_id, content, reply_to, now, extra)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
         delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
         mail = self._address([(to.user, message), (sender, delivered)])
+        target_id = target_of(content)
 
-        def record(conn: sqlite3.Connection) -> tuple[tuple[int, list[int] | None], list[Any]]:
+        def record(conn: sqlite3.Connection) -> tuple[tuple[int, list[int] | None, str | None], list[Any]]:
             row = conn.execute(
                 "SELECT timestamp FROM deliveries WHERE sender = ? AND message_id = ?", (sender, message_id)
             ).fetchone()
@@ -235,15 +250,21 @@ class SimulatorEngine(Engine):
                     "UPDATE deliveries SET attempts = attempts + 1 WHERE sender = ? AND message_id = ?",
                     (sender, message_id),
                 )
-                return (int(row[0]), None), []
-            insert_delivery(conn, sender, to.user, message_id, text, reply_to, now)
-            return (now, _store_mail(conn, mail)), []
+                return (int(row[0]), None, None), []
+            target = find_delivery(conn, target_id) if target_id is not None else None
+            refused = refusal(content, sender, to.user, target, now)
+            if refused is not None:
+                return (now, None, refused), []
+            insert_delivery(conn, sender, to.user, message_id, content, reply_to, now)
+            return (now, _store_mail(conn, mail), None), []
 
-        timestamp, row_ids = await self._db.write(record)
+        timestamp, row_ids, refused = await self._db.write(record)
+        if refused is not None:
+            raise SendError(refused, f"WhatsApp refused the {type(content).__name__.lower()}", retryable=False)
         if row_ids is not None:
             self._later(self._post, mail, row_ids)
             if self._accounts[to.user][0] == "echo":
-                self._later(self._echo, sender, to.user, message_id, text)
+                self._later(self._echo, sender, to.user, message_id, content)
         return Sent(timestamp, str(to) if to != asked else None)
 
     def _account_of(self, phone: str) -> str:
@@ -326,16 +347,20 @@ class SimulatorEngine(Engine):
         self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
         return device.restricted_until
 
-    async def receive(self, session_id: str, from_phone: str, text: str, reply_to: str | None = None) -> str:
+    async def receive(self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None) -> str:
         """A simulated contact writes to the session's number; returns the new message's id."""
         device = self._devices.get(session_id)
         if device is None or device.phone is None:
             raise SessionNotPaired("the session is not linked to a phone")
+        if media_of(content) is not None:
+            raise InvalidRequest("the simulator does not carry media files yet")
         sender = parse_phone(from_phone)
         if sender not in self._accounts:
             await self._add_account(sender, "contact")
         message_id = "3A" + secrets.token_hex(9).upper()
-        await self._accept(sender, device.phone, message_id, text, reply_to)
+        refused = await self._accept(sender, device.phone, message_id, content, reply_to)
+        if refused is not None:
+            raise InvalidRequest(f"WhatsApp would refuse this from {sender}: {refused}")
         return message_id
 
     async def deliveries(self) -> list[dict[str, Any]]:
@@ -343,10 +368,14 @@ class SimulatorEngine(Engine):
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT sender, message_id, recipient, text, timestamp, attempts FROM deliveries ORDER BY accepted"
+                "SELECT sender, message_id, recipient, text, timestamp, attempts, content FROM deliveries "
+                "ORDER BY accepted"
             )
             keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
+            return [
+                dict(zip(keys, r[:6], strict=True), content=decode_content(r[6]) if r[6] else Text(text=r[3]))
+                for r in rows
+            ]
 
         return await self._db.read(read)
 
@@ -489,43 +518,74 @@ class SimulatorEngine(Engine):
         await self._db.write(add)
         self._accounts.setdefault(phone, (kind, lid))
 
-    def _message(self, sender: str, message_id: str, text: str, reply_to: str | None, now: int) -> MessageIn:
+    def _message(
+        self,
+        sender: str,
+        message_id: str,
+        content: Content,
+        reply_to: str | None,
+        now: int,
+        extra: Outgoing = PLAIN,
+    ) -> MessageIn:
         """A 1:1 message from ``sender`` as the recipient's devices receive it."""
         chat = _user_jid(sender)
+        _, lid = self._accounts.get(sender, ("contact", ""))
         return MessageIn(
             message_id=message_id,
             chat=chat,
             sender=chat,
-            text=text,
+            sender_lid=f"{lid}@lid" if lid else None,
+            content=content,
             timestamp=now,
             reply_to=reply_to,
             push_name=self._name(sender),
+            mentions=[m for m in extra.mentions if m != "all"],
+            forwarded=extra.forwarded,
         )
 
     def _name(self, phone: str) -> str:
         kind, _ = self._accounts.get(phone, ("contact", ""))
         return "Echo" if kind == "echo" else f"+{phone}"
 
-    async def _accept(self, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None) -> None:
-        """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices."""
+    async def _accept(
+        self, sender: str, recipient: str, message_id: str, content: Content, reply_to: str | None
+    ) -> str | None:
+        """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices;
+        returns why it refused it instead, if it did."""
         now = int(time.time())
-        message = self._message(sender, message_id, text, reply_to, now)
+        message = self._message(sender, message_id, content, reply_to, now)
         mail = self._address([(recipient, message)])
+        target_id = target_of(content)
 
-        def store(conn: sqlite3.Connection) -> tuple[list[int], list[Any]]:
-            insert_delivery(conn, sender, recipient, message_id, text, reply_to, now)
+        def store(conn: sqlite3.Connection) -> tuple[list[int] | str, list[Any]]:
+            target = find_delivery(conn, target_id) if target_id is not None else None
+            refused = refusal(content, sender, recipient, target, now)
+            if refused is not None:
+                return refused, []
+            insert_delivery(conn, sender, recipient, message_id, content, reply_to, now)
             return _store_mail(conn, mail), []
 
-        self._post(mail, await self._db.write(store))
+        stored = await self._db.write(store)
+        if isinstance(stored, str):
+            return stored
+        self._post(mail, stored)
+        return None
 
-    async def _echo(self, sender: str, echo: str, message_id: str, text: str) -> None:
-        """The echo contact reads the message, then answers it with the same text."""
+    async def _echo(self, sender: str, echo: str, message_id: str, content: Content) -> None:
+        """The echo contact reads the message, then answers it: the same content as a reply, or a vote for the
+        first option of a poll."""
         await asyncio.sleep(self._latency)
         await self._mail_account(
             sender, ReceiptIn(message_ids=[message_id], chat=_user_jid(echo), status="read", timestamp=int(time.time()))
         )
+        answer: Content | None = echo_answer(content)
+        reply_to: str | None = message_id
+        if isinstance(content, Poll):
+            answer, reply_to = Vote(message_id=message_id, options=[content.options[0]]), None
+        if answer is None:
+            return
         await asyncio.sleep(self._latency)
-        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), text, message_id)
+        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), answer, reply_to)
 
     async def _mail_account(self, phone: str, event: EngineEvent) -> None:
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""

@@ -9,13 +9,16 @@ from collections.abc import Sequence
 
 import msgspec
 
+from ...protocol.content import Content, Text, content_text
 from ..base import EngineEvent
+from .rules import Earlier, decode_content
 
 __all__ = [
     "MIGRATIONS",
     "PAIR_CODE_ALPHABET",
     "decode_event",
     "encode_event",
+    "find_delivery",
     "insert_delivery",
     "insert_mail",
     "make_pair_code",
@@ -61,6 +64,10 @@ MIGRATIONS = [
     ALTER TABLE deliveries ADD COLUMN accepted INTEGER;
     CREATE UNIQUE INDEX deliveries_accepted ON deliveries (accepted);
     """,
+    # 3: messages of every kind: the content as JSON (``text`` keeps what a person reads, or '')
+    """
+    ALTER TABLE deliveries ADD COLUMN content BLOB;
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()
@@ -91,13 +98,32 @@ def make_pair_code() -> str:
 
 
 def insert_delivery(
-    conn: sqlite3.Connection, sender: str, recipient: str, message_id: str, text: str, reply_to: str | None, ts: int
+    conn: sqlite3.Connection,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    content: Content,
+    reply_to: str | None,
+    ts: int,
 ) -> None:
     conn.execute(
-        "INSERT INTO deliveries (sender, message_id, recipient, text, reply_to, timestamp, accepted) "
-        "VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
-        (sender, message_id, recipient, text, reply_to, ts),
+        "INSERT INTO deliveries (sender, message_id, recipient, text, content, reply_to, timestamp, accepted) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
+        (sender, message_id, recipient, content_text(content) or "", _event_encoder.encode(content), reply_to, ts),
     )
+
+
+def find_delivery(conn: sqlite3.Connection, message_id: str) -> Earlier | None:
+    """The message the server accepted with this id (from anyone), if any."""
+    row = conn.execute(
+        "SELECT sender, recipient, timestamp, content, text FROM deliveries WHERE message_id = ? LIMIT 1",
+        (message_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    sender, recipient, timestamp, raw, text = row
+    content = decode_content(raw) if raw is not None else Text(text=text or " ")
+    return Earlier(sender=sender, recipient=recipient, timestamp=int(timestamp), content=content)
 
 
 def insert_mail(conn: sqlite3.Connection, mail: Sequence[tuple[str, bytes]]) -> list[int]:

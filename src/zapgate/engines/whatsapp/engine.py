@@ -20,7 +20,9 @@ import msgspec
 
 from ...config import Settings
 from ...jid import Jid
+from ...protocol.content import Content, Text, content_text
 from ..base import (
+    PLAIN,
     Connected,
     Disconnected,
     Engine,
@@ -30,6 +32,7 @@ from ..base import (
     Failed,
     LoggedOut,
     MessageIn,
+    Outgoing,
     Paired,
     Quote,
     ReceiptIn,
@@ -146,6 +149,17 @@ class WhatsAppEngine(Engine):
         except ValueError:
             return False
         return read_device(self._settings.data_dir / ref.store, ref.jid) is not None
+
+    async def send(
+        self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
+    ) -> Sent:
+        if not isinstance(content, Text):
+            raise SendError(
+                "unsupported_content",
+                f"the whatsapp engine cannot send {type(content).__name__.lower()} messages yet",
+                retryable=False,
+            )
+        return await self.send_text(session_id, message_id, to, content.text, quote=extra.quote)
 
     async def send_text(
         self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
@@ -279,7 +293,7 @@ class WhatsAppEngine(Engine):
                     ids = [known.get(wa_id, wa_id) for wa_id in event.message_ids]
                     return msgspec.structs.replace(event, message_ids=ids)
             case MessageIn():
-                self._remember(session_id, event.message_id, event.sender, event.text)
+                self._remember(session_id, event.message_id, event.sender, content_text(event.content) or "")
                 if event.reply_to is not None:
                     known = await self._ids.to_gateway(session_id, [event.reply_to])
                     if event.reply_to in known:

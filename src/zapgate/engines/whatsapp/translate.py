@@ -13,6 +13,7 @@ from ...jid import LID_SERVER, USER_SERVER
 from ...protocol import Me
 from ..base import MessageIn, ReceiptIn
 from . import nz, policy
+from .content import inbound_content
 from .policy import Outcome
 
 __all__ = [
@@ -69,37 +70,35 @@ def _chat(source: Any) -> str:
     return jid_string(pn if pn is not None else chat)
 
 
-def _text(message: Any) -> tuple[str, str | None] | None:
-    """(text, quoted message id) of a plain text message, or None for anything else."""
-    if message.HasField("extendedTextMessage") and message.extendedTextMessage.text:
-        extended = message.extendedTextMessage
-        quoted = extended.contextInfo.stanzaID if extended.HasField("contextInfo") else ""
-        return extended.text, quoted or None
-    if message.conversation:
-        return message.conversation, None
-    return None
+STATUS_CHAT = "status@broadcast"
 
 
 def message_in(event: Any) -> MessageIn | None:
-    """A ``MessageEv`` (``neonize.proto.Neonize_pb2.Message``) as :class:`MessageIn`; None when it is not
-    text (media, reactions, edits, protocol messages are not relayed yet)."""
-    content = _text(event.Message)
-    if content is None:
+    """A ``MessageEv`` (``neonize.proto.Neonize_pb2.Message``) as :class:`MessageIn`, whatever its kind (see
+    :mod:`.content`); None only for protocol plumbing no person sees."""
+    inbound = inbound_content(event.Message)
+    if inbound is None:
         return None
-    text, reply_to = content
     info = event.Info
     source = info.MessageSource
     pn, lid = _phone_and_lid(source.Sender, source.SenderAlt)
+    chat = _chat(source)
     return MessageIn(
         message_id=info.ID,
-        chat=_chat(source),
+        chat=chat,
         sender=jid_string(pn if pn is not None else lid),
         sender_lid=jid_string(lid) or None,
-        text=text,
+        content=inbound.content,
         timestamp=policy.to_seconds(info.Timestamp),
         from_me=bool(source.IsFromMe),
         push_name=info.Pushname or None,
-        reply_to=reply_to,
+        reply_to=inbound.reply_to,
+        mentions=inbound.mentions,
+        forwarded=inbound.forwarded,
+        view_once=inbound.view_once or bool(event.IsViewOnce or event.IsViewOnceV2 or event.IsViewOnceV2Extension),
+        ephemeral=inbound.ephemeral or bool(event.IsEphemeral),
+        status=chat == STATUS_CHAT,
+        media_ref=inbound.media_ref,
     )
 
 

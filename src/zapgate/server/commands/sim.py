@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...auth import Caller
 from ...engines.base import Sandbox
-from ...errors import CommandUnavailable
+from ...errors import CommandUnavailable, InvalidRequest
 from ...gateway import Gateway
 from ...protocol import (
     Empty,
@@ -17,6 +17,8 @@ from ...protocol import (
     SimScanResult,
     SimUnlink,
 )
+from ...protocol.content import check_sendable
+from .messages import content_of
 from .registry import handles
 
 __all__: list[str] = []
@@ -52,7 +54,11 @@ async def sim_network(gw: Gateway, caller: Caller, cmd: SimNetwork) -> Empty:
 @handles(SimReceive)
 async def sim_receive(gw: Gateway, caller: Caller, cmd: SimReceive) -> SimReceiveResult:
     session = gw.sessions.get(caller.tenant, cmd.session)
-    message_id = await _sandbox(gw).receive(session.id, cmd.from_, cmd.text, cmd.reply_to)
+    content = content_of(cmd.content, cmd.text)
+    problem = check_sendable(content)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    message_id = await _sandbox(gw).receive(session.id, cmd.from_, content, cmd.reply_to)
     return SimReceiveResult(message_id=message_id)
 
 
