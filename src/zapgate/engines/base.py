@@ -16,6 +16,7 @@ import abc
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -28,6 +29,7 @@ __all__ = [
     "PLAIN",
     "Connected",
     "Disconnected",
+    "DownloadError",
     "Engine",
     "EngineEvent",
     "EngineIssue",
@@ -236,6 +238,17 @@ class SendError(Exception):
         self.retryable = retryable
 
 
+class DownloadError(Exception):
+    """A received message's file could not be fetched. ``retryable`` when a later try may succeed (the session
+    is offline, WhatsApp's CDN timed out); not when the file is gone (expired on WhatsApp's servers)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
 class Engine(abc.ABC):
     """A WhatsApp implementation: the real one (neonize) or the simulator."""
 
@@ -281,6 +294,12 @@ class Engine(abc.ABC):
     def health(self) -> list[EngineIssue]:
         """What keeps the engine from working now (empty when nothing does); ``/healthz`` reports it."""
         return []
+
+    async def download(self, session_id: str, media_ref: dict[str, Any], into: Path) -> None:
+        """Fetch the file of a received message (its :attr:`MessageIn.media_ref`) into the file ``into``.
+
+        Raises :class:`DownloadError`. The caller hashes and stores the file; the engine only fetches bytes."""
+        raise DownloadError("unsupported", f"the {self.name} engine cannot download media yet", retryable=False)
 
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).
