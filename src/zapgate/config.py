@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .origins import OriginPolicy
+
 __all__ = ["CLIENT_ENV_VARS", "ENGINES", "ConfigError", "Settings"]
 
 ENGINES = ("whatsapp", "simulator")
@@ -39,6 +41,15 @@ class Settings:
     data_dir: Path = field(default=Path("zapgate-data"), metadata=_doc("Directory for the database and device keys."))
     engine: str = field(default="whatsapp", metadata=_doc("'whatsapp' (real, via neonize) or 'simulator'."))
     log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
+
+    # -- browsers
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Web origins (scheme://host[:port], comma-separated; * for any) whose pages may open the WebSocket, "
+            "besides the gateway's own. Clients that send no Origin header are not affected."
+        ),
+    )
 
     # -- WebSocket limits
     auth_timeout_s: float = field(
@@ -233,6 +244,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"log_level must be debug, info, warning or error, not {s.log_level!r}")
     if s.database_url and s.database_url.partition("://")[0] not in {"sqlite", "postgresql", "postgres"}:
         raise ConfigError("database_url must start with sqlite:/// or postgresql://")
+    try:
+        OriginPolicy.of(s.allowed_origins)
+    except ValueError as exc:
+        raise ConfigError(f"allowed_origins: {exc}") from None
     if s.sqlite_synchronous not in {"full", "normal"}:
         raise ConfigError(f"sqlite_synchronous must be 'full' or 'normal', not {s.sqlite_synchronous!r}")
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 from ..config import Settings
 from ..engines.base import Engine
 from ..gateway import Gateway
+from ..origins import OriginPolicy
 from .http import healthz, session_qr_png
 from .metrics import GatewayCollector, metrics
 from .websocket import websocket_endpoint
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.origin_policy = OriginPolicy.of(settings.allowed_origins)
     app.state.metrics = CollectorRegistry(auto_describe=True)
     app.state.metrics.register(GatewayCollector(gateway))
     return app

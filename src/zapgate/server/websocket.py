@@ -36,6 +36,7 @@ from ..protocol import (
 from ..storage import TokenRecord
 from .access import bearer_token
 from .commands import run_command
+from .origin import refuse_foreign_origin
 
 __all__ = ["WebSocketClient", "websocket_endpoint"]
 
@@ -46,6 +47,8 @@ SUBPROTOCOL = f"zapgate.v{PROTOCOL_VERSION}"
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    if await refuse_foreign_origin(websocket):
+        return
     await WebSocketClient(websocket, websocket.app.state.gateway).run()
 
 
