@@ -236,3 +236,24 @@ async def test_deleting_a_session_answers_a_send_waiting_for_it(tmp_path: Path) 
         assert answer["ok"] and answer["data"]["status"] == "queued"
         failed = await client.event("message.status", lambda e: e["data"]["status"] == "failed")
         assert failed["data"]["reason"] == "session_deleted"
+
+
+async def test_session_info_says_since_when_the_session_is_in_its_status(tmp_path: Path) -> None:
+    """``since`` moves with each status change (not with anything else) and survives a restart of a resting one."""
+    settings = fast_settings(tmp_path / "data")
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
+        await client.pair("s", ALICE)
+        statuses = {e["data"]["status"]: e for e in client.events if e["event"] == "session.status"}
+        qr, connected = statuses["qr"], statuses["connected"]
+        since = (await client.call("session.get", session="s"))["since"]
+        assert qr["ts"] < since <= connected["ts"]
+        await client.call("message.send", session="s", to="+1 555 000 0000", text="not a status change")
+        assert (await client.call("session.get", session="s"))["since"] == since
+
+        await client.call("session.stop", session="s")
+        stopped = await client.status("s", "stopped")
+        since = (await client.call("session.list"))["sessions"][0]["since"]
+        assert connected["ts"] < since <= stopped["ts"]
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
+        after = (await client.call("session.get", session="s"))["since"]
+        assert since <= after <= stopped["ts"]  # when it was stored, just after it stopped

@@ -72,6 +72,9 @@ class SessionInfo(msgspec.Struct, omit_defaults=True, kw_only=True):
     status: Status
     paired: bool
     created_at: float
+    since: float | None = None
+    """When the session entered its current status (for a session not running since the gateway started: when
+    it was last stored)."""
     reason: str | None = None
     """Why it is in this status (``qr_timeout``, ``network``, ``logged_out``…), when there is a reason."""
     detail: str | None = None

@@ -91,6 +91,8 @@ class Session:
         stored = Status(record.status)
         resting = stored in (Status.STOPPED, Status.FAILED, Status.LOGGED_OUT)
         self.state = SessionState(stored, record.reason) if resting else SessionState(Status.STOPPED, None)
+        self.since = record.updated_at
+        """When ``state.status`` last changed (epoch seconds)."""
         self.qr: QrState | None = None
         self.qr_code: str | None = None
         self.detail: str | None = None
@@ -226,6 +228,7 @@ class SessionManager:
             me=session.me,
             qr=session.qr if session.state.status is Status.QR else None,
             created_at=session.record.created_at,
+            since=session.since,
             outbox=OutboxState(queued=sender.queued if sender else 0),
             pacing=pacing,
         )
@@ -553,6 +556,8 @@ class SessionManager:
             return False
         changed = session.state.transition(status, reason)
         session.detail = detail
+        if status is not old:
+            session.since = time.time()
         events = list(extra)
         if changed:
             log.info(
