@@ -42,7 +42,8 @@ class Settings:
     engine: str = field(default="whatsapp", metadata=_doc("'whatsapp' (real, via neonize) or 'simulator'."))
     log_level: str = field(default="info", metadata=_doc("debug, info, warning or error."))
 
-    # -- browsers
+    # -- dashboard and browsers
+    dashboard: bool = field(default=True, metadata=_doc("Serve the web dashboard at / (static files under /ui/)."))
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_doc(

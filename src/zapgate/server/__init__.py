@@ -1,4 +1,4 @@
-"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics`` and the REST routes."""
+"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics``, the REST routes and the dashboard."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..config import Settings
 from ..engines.base import Engine
 from ..gateway import Gateway
 from ..origins import OriginPolicy
+from .dashboard import Dashboard
 from .http import healthz, session_qr_png
 from .metrics import GatewayCollector, metrics
 from .websocket import websocket_endpoint
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/v1/sessions/{session}/qr.png", session_qr_png),
+            *(Dashboard().routes() if settings.dashboard else []),
         ],
         lifespan=lifespan,
     )
