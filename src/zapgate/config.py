@@ -17,9 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .origins import OriginPolicy
 
-__all__ = ["CLIENT_ENV_VARS", "ENGINES", "ConfigError", "Settings"]
+__all__ = ["CLIENT_ENV_VARS", "ENGINES", "FIRST_RUN_TOKEN_MODES", "ConfigError", "Settings"]
 
 ENGINES = ("whatsapp", "simulator")
+FIRST_RUN_TOKEN_MODES = ("tty", "always", "never")
 
 #: Variables read by the CLI's client commands, not by the server; allowed in the environment.
 CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
@@ -49,6 +50,13 @@ class Settings:
         metadata=_doc(
             "Web origins (scheme://host[:port], comma-separated; * for any) whose pages may open the WebSocket, "
             "besides the gateway's own. Clients that send no Origin header are not affected."
+        ),
+    )
+    first_run_token: str = field(
+        default="tty",
+        metadata=_doc(
+            "When no token exists, 'zapgate serve' creates one for tenant 'default' and prints it once on stderr: "
+            "'tty' only when stderr is a terminal, 'always', or 'never' (docs/security.md)."
         ),
     )
 
@@ -245,6 +253,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"log_level must be debug, info, warning or error, not {s.log_level!r}")
     if s.database_url and s.database_url.partition("://")[0] not in {"sqlite", "postgresql", "postgres"}:
         raise ConfigError("database_url must start with sqlite:/// or postgresql://")
+    if s.first_run_token not in FIRST_RUN_TOKEN_MODES:
+        modes = ", ".join(FIRST_RUN_TOKEN_MODES)
+        raise ConfigError(f"first_run_token must be one of {modes}, not {s.first_run_token!r}")
     try:
         OriginPolicy.of(s.allowed_origins)
     except ValueError as exc:

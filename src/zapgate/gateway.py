@@ -63,12 +63,6 @@ class Gateway:
             asyncio.create_task(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens"),
         ]
         log.info("gateway ready (engine %s, data %s)", self.engine.name, self.settings.data_dir)
-        if not await self.storage.list_tokens():
-            log.warning(
-                "no tokens yet: clients cannot connect until you create one with "
-                "'zapgate token create --tenant NAME --data-dir %s'",
-                self.settings.data_dir,
-            )
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -98,11 +99,20 @@ def run_serve(args: argparse.Namespace) -> int:
             "tokens secret; see docs/security.md",
             settings.host,
         )
+    from . import firstrun
+
     app = create_app(settings)
     config = uvicorn_config(app, settings)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the port is open: the address printed works
+                await firstrun.welcome(app.state.gateway, self.servers[0].sockets[0].getsockname()[1], sys.stderr)
+
     # uvicorn re-raises the Ctrl+C it already handled with a clean shutdown: not an error, no traceback.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+        Server(config).run()
     return 0
 
 
