@@ -6,6 +6,7 @@
     python3 tasks.py bench [--quick]                 set up .venv, then run the benchmarks (writes docs/performance.md)
     python3 tasks.py zapgate ARGS...                 set up .venv, then run the zapgate CLI
     python3 tasks.py docs                            regenerate the generated parts of docs/ (settings table)
+    python3 tasks.py screenshots                     retake the dashboard's screenshots in docs/img (needs chromium)
     python3 tasks.py lock                            re-resolve every dependency and rewrite requirements.lock
 
 Set-up is idempotent: the virtual environment is rebuilt only when pyproject.toml or requirements.lock changes.
@@ -135,12 +136,18 @@ def docs(args: list[str]) -> int:
     return _run(BIN / "python", "-m", "zapgate.docgen", *args)
 
 
+def screenshots(args: list[str]) -> int:
+    """Retake docs/img/dashboard-*.png with Debian's Chromium (tests/screenshots.py)."""
+    _exec(BIN / "python", "-m", "tests.screenshots", *args)
+    return 0
+
+
 def zapgate(args: list[str]) -> int:
     _exec(BIN / "zapgate", *args)
     return 0
 
 
-TASKS = {"serve": serve, "test": test, "bench": bench, "docs": docs, "zapgate": zapgate}
+TASKS = {"serve": serve, "test": test, "bench": bench, "docs": docs, "screenshots": screenshots, "zapgate": zapgate}
 
 
 def main() -> None:

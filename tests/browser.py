@@ -34,10 +34,11 @@ UI_TIMEOUT_MS = 15_000 * TIMEOUT_SCALE
 """How long an expectation waits for the page (Playwright retries until then): generous for a loaded machine."""
 
 
-def require_chromium() -> None:
-    if CHROMIUM.exists():
+def require_chromium(path: Path = CHROMIUM) -> None:
+    """Skip the calling test when there is no Chromium, or fail it under ``CI=true``."""
+    if path.exists():
         return
-    reason = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)"
+    reason = f"{path} is missing: install Debian's chromium package (apt-get install -y chromium)"
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)

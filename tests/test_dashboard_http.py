@@ -14,6 +14,7 @@ import pytest
 
 from zapgate.server.dashboard import content_security_policy
 
+from .browser import require_chromium
 from .conftest import fast_settings
 from .support import TIMEOUT, RunningGateway, serve_gateway
 
@@ -153,3 +154,13 @@ def test_every_dashboard_file_is_package_data() -> None:
 @pytest.mark.parametrize("name", ["index.html", "app.js", "gateway.js", "qr.js", "style.css", "icon.svg"])
 def test_the_files_are_there(name: str) -> None:
     assert (FILES / name).is_file()
+
+
+def test_without_chromium_the_browser_tests_skip_except_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "chromium"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install Debian's chromium package"):
+        require_chromium(missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="install Debian's chromium package"):
+        require_chromium(missing)

@@ -56,7 +56,7 @@ export default {
         cells: {
           status: h("td", { "data-label": "Status" }),
           phone: h("td", { "data-label": "Phone" }),
-          since: h("td", { "data-label": "Since" }),
+          since: h("td", { "data-label": "Since", class: "since" }),
           queue: h("td", { "data-label": "Queued", class: "number" }),
           pacing: h("td", { "data-label": "Pacing" }),
         },
@@ -80,7 +80,7 @@ export default {
       };
       const c = row.cells;
       row.tr.append(h("th", { scope: "row" }, name), c.status, c.phone, c.since, c.queue, c.pacing,
-        h("td", { class: "actions", "data-label": "Actions" }, Object.values(row.buttons)));
+        h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, Object.values(row.buttons))));
       return row;
     }
 

@@ -1,0 +1,85 @@
+"""Screenshots of the dashboard's main screens for docs/dashboard.md: ``python3 tasks.py screenshots``.
+
+A real gateway on the simulator, a few sessions in the states a person meets, and Debian's Chromium taking the
+pictures (``tests/browser.py``). Writes ``docs/img/dashboard-*.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from playwright.async_api import Page, expect
+
+from zapgate.config import Settings
+
+from .browser import chromium, open_page, sign_in
+from .support import serve_gateway
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
+DESKTOP = {"viewport": {"width": 960, "height": 560}}
+PHONE = {"viewport": {"width": 360, "height": 640}, "is_mobile": True, "has_touch": True}
+
+
+async def shoot(page: Page, name: str) -> None:
+    """Save a screenshot with a 64-colour palette: a third of the size, and the page's flat colours survive."""
+    path = OUT / f"dashboard-{name}.png"
+    await page.screenshot(path=str(path))
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=64, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+    print(f"wrote {path.relative_to(OUT.parent.parent)} ({path.stat().st_size} bytes)")
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="zapgate-shots-") as scratch:
+        settings = Settings(data_dir=Path(scratch) / "data", port=0, engine="simulator", sim_latency_s=0.05)
+        async with serve_gateway(settings) as gateway, gateway.connect("acme") as setup, chromium() as browser:
+            token = await gateway.token("acme")
+            await setup.pair("sales-1", "+55 11 99999-0001")
+            await setup.pair("support", "+55 21 98888-0002")
+            await setup.call("sim.restrict", session="support", seconds=3600)
+            await setup.call("session.start", session="shop-new")
+            await setup.call("session.stop", session="shop-new")
+            for text in ("Oi! Vocês abrem amanhã?", "Quero fazer um pedido"):
+                await setup.call("sim.receive", session="sales-1", text=text, **{"from": "+55 31 97777-0003"})
+
+            async with open_page(browser, **DESKTOP) as page:
+                await page.goto(gateway.http + "/")
+                await shoot(page, "sign-in")
+                await sign_in(page, gateway.http, token)
+                await expect(page.locator('tr[data-session="support"]')).to_contain_text("paused until")
+                await shoot(page, "sessions")
+
+                await page.get_by_label("Session name").fill("sales-2")
+                await page.get_by_role("button", name="Create and pair").click()
+                await expect(page.get_by_role("img", name="QR code 1 of 6 to pair sales-2")).to_be_visible()
+                await shoot(page, "pairing")
+                await page.get_by_role("button", name="Simulate scan").click()
+                await expect(page.get_by_text("Paired: sales-2 is connected")).to_be_visible()
+                await page.get_by_role("button", name="Close").click()
+
+                await page.get_by_role("link", name="Send").click()
+                await page.get_by_label("Message", exact=True).fill("Olá! Sim, abrimos às 9h.")
+                await page.get_by_role("button", name="Send", exact=True).click()
+                await expect(page.locator("ol.sent > li").first).to_contain_text("answered")
+                await shoot(page, "send")
+
+                await page.get_by_role("link", name="Events").click()
+                await page.locator("ol.events > li").filter(has_text="abrimos").locator("summary").click()
+                await shoot(page, "events")
+
+            async with open_page(browser, **PHONE) as page:
+                await sign_in(page, gateway.http, token)
+                await expect(page.locator('tr[data-session="sales-2"]')).to_be_visible()
+                await shoot(page, "phone")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        sys.exit(f"usage: {sys.argv[0]} (writes {OUT})")
+    asyncio.run(main())
