@@ -23,7 +23,7 @@ from segno import consts, encoder
 
 from .browser import DroppingRelay, chromium, open_page, sign_in
 from .conftest import fast_settings
-from .support import TIMEOUT, RawClient, RunningGateway, serve_gateway
+from .support import TIMEOUT, TIMEOUT_SCALE, RawClient, RunningGateway, serve_gateway
 from .test_cli import Running, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -175,6 +175,14 @@ async def test_a_new_user_runs_serve_signs_in_with_the_printed_token_pairs_and_s
             await expect(sent).to_have_attribute("data-status", "read")
             await expect(sent.get_by_role("list", name="Status")).to_contain_text(re.compile("sent .*delivered .*read"))
             await expect(sent).to_contain_text("+15550000000 answered: olá from the dashboard")
+
+            # A text whose frame the gateway would refuse (closing the connection) is refused in the page.
+            await page.get_by_label("Message", exact=True).fill("ç" * 40_000)  # 80,000 bytes of UTF-8
+            await page.get_by_role("button", name="Send", exact=True).click()
+            await expect(page.get_by_role("status").filter(has_text="Not sent")).to_contain_text(
+                "too large for one frame"
+            )
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
         await watcher.close()
     finally:
         server.proc.terminate()
@@ -298,7 +306,9 @@ async def test_session_actions_ask_before_destroying_and_the_list_stays_live(
 
 
 async def test_pairing_redraws_each_code_and_ends_clearly(browser: Browser, tmp_path: Path) -> None:
-    settings = fast_settings(tmp_path / "data", sim_qr_schedule=(2.0, 2.0))
+    # Two codes, short enough to watch them rotate and run out, long enough to check each on a loaded machine.
+    life = 3.0 * TIMEOUT_SCALE
+    settings = fast_settings(tmp_path / "data", sim_qr_schedule=(life, life))
     async with serve_gateway(settings) as gateway, gateway.connect("acme") as watcher, open_page(browser) as page:
         await sign_in(page, gateway.http, await gateway.token("acme"))
         await page.get_by_label("Session name").fill("rot")

@@ -14,6 +14,7 @@ import { Sessions } from "./store.js";
 const VIEWS = [sessionsView, eventsView, sendView];
 const TOKEN_KEY = "zapgate.token";
 const HISTORY = 100; // past events shown when the page opens
+const LIST_REFRESH_MS = 5000;
 
 let current = null; // the signed-in state: {gw, timers}
 
@@ -68,6 +69,11 @@ async function signIn(token) {
   });
   gw.addEventListener("signedout", (event) => signOut(`Signed out: ${event.detail.message}.`));
   ctx.history.then((past) => { for (const frame of past) sessions.onEvent(frame, { live: false }); });
+  // Queue lengths and pacing counters also change without an event of their own (a send accepted by another
+  // client): read the list again now and then while the page is in sight.
+  ctx.every(LIST_REFRESH_MS, () => {
+    if (document.visibilityState === "visible" && gw.state === "live") sessions.load().catch(() => {});
+  });
 
   const nav = $("#nav");
   const views = $("#views");
@@ -133,7 +139,10 @@ addEventListener("hashchange", route);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) {
-  signIn(saved).catch((error) => signOut(`Signed out: ${error.message}.`));
+  signIn(saved).catch((error) => {
+    if (error.code === "unauthorized") signOut(`Signed out: ${error.message}.`);
+    else showSignIn(`Could not reach the gateway (${error.message}); reload the page to try again.`);
+  });
 } else {
   showSignIn();
 }

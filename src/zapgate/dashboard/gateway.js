@@ -30,6 +30,7 @@ export class Gateway extends EventTarget {
     this.ready = null; // the latest ready frame
     this.lastSeq = null; // the newest event seq received: where a new connection resumes from
     this.clockOffset = 0; // server clock minus this browser's, in seconds
+    this.maxFrameBytes = 65536; // the largest frame the gateway accepts (its hello says)
     this.state = "idle";
     this._ws = null;
     this._pending = new Map();
@@ -76,9 +77,15 @@ export class Gateway extends EventTarget {
     }
     const id = String(++this._ids);
     const ws = this._ws;
+    const frame = JSON.stringify({ type, id, ...fields });
+    const size = new TextEncoder().encode(frame).length;
+    if (size > this.maxFrameBytes) { // the gateway would close the connection (1009): refuse it here
+      const message = `too large for one frame: ${size} bytes, the gateway takes at most ${this.maxFrameBytes}`;
+      return Promise.reject(new GatewayError("frame_too_large", message));
+    }
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject, ws });
-      ws.send(JSON.stringify({ type, id, ...fields }));
+      ws.send(frame);
     });
   }
 
@@ -91,6 +98,7 @@ export class Gateway extends EventTarget {
       if (ws !== this._ws) return;
       const frame = JSON.parse(message.data);
       if (frame.type === "hello") {
+        this.maxFrameBytes = frame.max_frame_bytes;
         const auth = { type: "auth", token: this.token };
         if (this.lastSeq !== null) auth.resume_from = this.lastSeq;
         ws.send(JSON.stringify(auth));

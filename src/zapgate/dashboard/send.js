@@ -18,7 +18,7 @@ export default {
     const from = h("select", { id: "send-session", required: true });
     const to = h("input", { id: "send-to", type: "tel", required: true, autocomplete: "off",
       value: ctx.engine === "simulator" ? ECHO : "", placeholder: "+55 11 99999-0000" });
-    const text = h("textarea", { id: "send-text", required: true, rows: 3, maxlength: "4096" });
+    const text = h("textarea", { id: "send-text", required: true, rows: 3, maxlength: "65536" });
     const button = h("button", { type: "submit" }, "Send");
     const notice = h("p", { class: "notice", role: "status" });
     const sent = h("ol", { class: "sent", "aria-labelledby": "sent-title" });

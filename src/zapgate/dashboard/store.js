@@ -3,6 +3,7 @@
 // "change" (detail: the session's name, or null when the whole list changed).
 
 const REFRESH_DELAY_MS = 250;
+const BUSY_REFRESH_DELAY_MS = 1000; // message statuses can come by the hundred: their queue counts can wait
 
 export class Sessions extends EventTarget {
   constructor(gw) {
@@ -47,11 +48,12 @@ export class Sessions extends EventTarget {
       this.all.set(name, info);
       this._changed(name);
     }
-    if (frame.event.startsWith("session.") || frame.event === "message.status") this.refresh(name);
+    if (frame.event.startsWith("session.")) this.refresh(name, REFRESH_DELAY_MS);
+    else if (frame.event === "message.status") this.refresh(name, BUSY_REFRESH_DELAY_MS);
   }
 
   /** Ask the gateway for the session's full info soon (several events in a row make one request). */
-  refresh(name) {
+  refresh(name, delay = REFRESH_DELAY_MS) {
     if (this._refreshing.has(name)) return;
     this._refreshing.set(name, setTimeout(async () => {
       this._refreshing.delete(name);
@@ -62,7 +64,7 @@ export class Sessions extends EventTarget {
         this.all.delete(name);
       }
       this._changed(name);
-    }, REFRESH_DELAY_MS));
+    }, delay));
   }
 
   _changed(name) {
