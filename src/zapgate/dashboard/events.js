@@ -7,7 +7,13 @@ import { explain } from "./reasons.js";
 const KEEP = 1000; // events kept in the page
 const SHOWN = 300; // rows drawn for the current filter
 const KNOWN = ["session.status", "session.qr", "session.pair_code", "session.restricted", "session.deleted",
-  "message.status", "message.received"];
+  "message.status", "message.received", "message.reaction", "message.edited", "message.revoked", "poll.vote",
+  "status.received"];
+
+const short = (text) => (text && text.length > 80 ? `${text.slice(0, 80)}…` : text);
+const author = (d) => (d.from_me ? "from the phone" : `from ${contact(d.from)}`);
+/** The words of a message: its text (or caption, or poll question), else its kind. */
+const words = (d) => short(d.text ?? d.content?.text) ?? `[${d.kind ?? d.content?.kind ?? "message"}]`;
 
 /** One line about an event, for its row. */
 export function summary(frame) {
@@ -20,10 +26,13 @@ export function summary(frame) {
     case "session.deleted": return "deleted";
     case "message.status":
       return `${d.status} · to ${contact(d.chat)}${d.reason ? `: ${explain(d.reason)}` : ""}`;
-    case "message.received": {
-      const text = d.text && d.text.length > 80 ? `${d.text.slice(0, 80)}…` : d.text;
-      return `${d.from_me ? "from the phone" : `from ${contact(d.from)}`}: ${text ?? ""}`;
-    }
+    case "message.received":
+      return `${author(d)}: ${d.kind && d.kind !== "text" && d.text ? `[${d.kind}] ` : ""}${words(d)}`;
+    case "message.reaction": return `${author(d)}: ${d.emoji ? `reacted ${d.emoji}` : "removed a reaction"}`;
+    case "message.edited": return `${author(d)}: edited to ${words(d)}`;
+    case "message.revoked": return `${author(d)}: deleted a message for everyone`;
+    case "poll.vote": return `${author(d)}: voted ${d.options?.length ? d.options.join(", ") : "nothing (withdrawn)"}`;
+    case "status.received": return `status ${author(d)}: ${words(d)}`;
     default: return "";
   }
 }
