@@ -236,6 +236,32 @@ async def test_the_event_stream_resumes_after_the_connection_drops_without_a_gap
         await expect(details).to_contain_text('"from_me": false')
 
 
+async def test_a_gap_too_old_to_replay_is_said_and_the_session_list_read_again(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Events missed while offline that the gateway no longer keeps: the page says so and reads the list again,
+    so a session deleted meanwhile is gone from it."""
+    settings = fast_settings(tmp_path / "data", event_retention_s=0.0, event_retention_count=1)
+    async with serve_gateway(settings) as gateway, DroppingRelay(gateway.port) as relay:
+        token = await gateway.token("acme")
+        async with gateway.connect("acme") as client, open_page(browser) as page:
+            await client.call("session.start", session="doomed")
+            await sign_in(page, relay.http, token)
+            await expect(session_row(page, "doomed")).to_have_count(1)
+
+            relay.hold()
+            relay.drop()
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+            await client.call("session.delete", session="doomed")
+            await client.call("session.start", session="newcomer")
+            await client.call("session.stop", session="newcomer")
+            assert await gateway.gateway.prune() > 0  # what the gateway does every 10 min, with these settings
+            relay.release()
+            await expect(page.locator("#connection")).to_contain_text("missed events were too old to replay")
+            await expect(session_row(page, "doomed")).to_have_count(0)
+            await expect(session_row(page, "newcomer").locator(".badge")).to_have_text("stopped")
+
+
 # -- tokens -------------------------------------------------------------------------------------------------
 
 
@@ -420,6 +446,10 @@ async def test_the_dashboard_fits_a_phone_screen(browser: Browser, gateway: Runn
             await page.get_by_role("link", name=view).tap()
             await expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
             await no_horizontal_scroll(page)
+
+        await page.get_by_role("button", name="Sign out").tap()
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_in_viewport()
+        assert await page.evaluate("() => sessionStorage.length") == 0
 
 
 async def test_the_qr_encoder_matches_an_independent_one_in_every_version(
