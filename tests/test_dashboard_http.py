@@ -45,7 +45,7 @@ async def test_the_page_and_its_files_come_with_a_strict_policy(gateway: Running
         assert directives["default-src"] == "'none'"
         assert directives["script-src"] == "'self'"
         assert directives["style-src"] == "'self'"
-        assert directives["img-src"] == "'self' data: blob:"
+        assert directives["img-src"] == "'self'"
         assert directives["frame-ancestors"] == "'none'"
         assert directives["base-uri"] == "'none'"
         host = f"127.0.0.1:{gateway.port}"

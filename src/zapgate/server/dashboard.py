@@ -45,7 +45,7 @@ def content_security_policy(host: str | None) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data: blob:",
+            "img-src 'self'",  # the QR code is SVG built in the page: no data: or blob: images
             f"connect-src {connect}",
             "base-uri 'none'",
             "form-action 'self'",
