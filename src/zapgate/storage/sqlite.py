@@ -8,11 +8,11 @@ aiosqlite: a group commit needs many statements in one thread hop (``docs/decisi
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..datadir import ensure_private_dir, ensure_private_file
 from .database import Database
 
 __all__ = ["SqliteDatabase"]
@@ -35,10 +35,10 @@ class SqliteDatabase(Database):
 
     def _connect(self, *, writer: bool) -> sqlite3.Connection:
         if writer:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                # Private from the first byte, whatever the umask: messages, QR codes and keys live here.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Private from the first byte, whatever the umask: messages, QR codes and keys live here. A file an
+            # older zapgate left world-readable is tightened.
+            ensure_private_dir(self.path.parent)
+            ensure_private_file(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
@@ -46,10 +46,10 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA foreign_keys=ON")
         if writer:
             _migrate(conn, self._migrations, self.path)
-            for suffix in ("-wal", "-shm"):
+            for suffix in ("-wal", "-shm", "-journal"):  # SQLite creates them with the file's mode
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
-                    side.chmod(0o600)
+                    ensure_private_file(side)
         return conn
 
     def _begin(self, conn: sqlite3.Connection) -> None:
