@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,19 @@ from zapgate.server import create_app, uvicorn_config
 TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
 """Multiplies every timeout in the tests (``ZAPGATE_TEST_TIMEOUT_SCALE``): raise it on a slow machine."""
 TIMEOUT = 10.0 * TIMEOUT_SCALE
+
+
+async def eventually(check: Callable[[], Any], what: str) -> None:
+    """Wait until ``check()`` (sync or async) is truthy; fails with ``what`` after the test timeout."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
 
 
 @dataclass

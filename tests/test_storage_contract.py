@@ -33,12 +33,20 @@ async def test_sessions_with_their_events(storage: Storage) -> None:
     record = SessionRecord(
         id="ses_1", tenant="acme", name="main", status="stopped", created_at=1.0, updated_at=1.0, me={"phone": "1"}
     )
+    await storage.add_session(record)
     stored = await storage.save_session(record, events("acme", 1, "session.status"))
     assert [(e.seq, e.event) for e in stored] == [(1, "session.status")]
     record.status, record.device, record.want_running = "connected", {"jid": "x"}, True
     await storage.save_session(record)
     assert await storage.list_sessions() == [record]
+    same_name = SessionRecord(id="ses_2", tenant="acme", name="main", status="stopped", created_at=2, updated_at=2)
+    with pytest.raises(Exception):  # noqa: B017 - each driver has its own IntegrityError
+        await storage.add_session(same_name)
     await storage.delete_session(record, events("acme", 1, "session.deleted"))
+    assert await storage.list_sessions() == []
+    assert (await storage.event_bounds("acme")) == (1, 2)
+    # A late save of a deleted session (a command or engine event that raced the delete) changes nothing.
+    assert await storage.save_session(record, events("acme", 1, "session.status")) == []
     assert await storage.list_sessions() == []
     assert (await storage.event_bounds("acme")) == (1, 2)
 
@@ -101,9 +109,14 @@ async def test_outbox_idempotency_order_and_outcomes(storage: Storage) -> None:
     def failed(it: OutboxItem) -> NewEvent:
         return NewEvent("t", "main", "message.status", it.message_id.encode())
 
-    assert await storage.fail_pending("s", "logged_out", failed) == 2
-    assert await storage.pending_messages("s") == []
-    assert [e.data for e in await storage.read_events("t", 1, 10)] == [b"m3", b"m4"]
+    await storage.enqueue_message(item("m5"))
+    gone = await storage.fail_pending("s", "logged_out", failed, keep="m3")  # m3 is with the engine
+    assert [(m.message_id, m.status, m.reason) for m in gone] == [
+        ("m4", "failed", "logged_out"),
+        ("m5", "failed", "logged_out"),
+    ]
+    assert [m.message_id for m in await storage.pending_messages("s")] == ["m3"]
+    assert [e.data for e in await storage.read_events("t", 1, 10)] == [b"m4", b"m5"]
 
 
 async def test_inbound_is_recorded_once(storage: Storage) -> None:

@@ -115,7 +115,8 @@ class Settings:
         metadata=_doc("Lifetime in seconds of each QR code, comma-separated, as WhatsApp does."),
     )
     sim_latency_s: float = field(
-        default=0.2, metadata=_doc("Simulated network delay before receipts and the echo contact's reply.")
+        default=0.2,
+        metadata=_doc("Simulated network delay: of a send's acknowledgement, receipts and the echo contact's reply."),
     )
     sim_contacts: tuple[str, ...] = field(
         default=(), metadata=_doc("Extra phone numbers that exist on the simulated network (comma-separated).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 
@@ -15,7 +16,7 @@ from ..gateway import Gateway
 from ..sessions.state import Status
 from .access import bearer_token
 
-__all__ = ["healthz", "session_qr_png"]
+__all__ = ["healthz", "render_qr_png", "session_qr_png"]
 
 
 def _gateway(request: Request) -> Gateway:
@@ -24,18 +25,18 @@ def _gateway(request: Request) -> Gateway:
 
 
 async def healthz(request: Request) -> Response:
-    gw = _gateway(request)
-    sessions = gw.sessions.all()
+    gateway = _gateway(request)
+    sessions = gateway.sessions.all()
     by_status: dict[str, int] = {}
     for session in sessions:
         by_status[session.state.status.value] = by_status.get(session.state.status.value, 0) + 1
     # The gateway answers either way (HTTP 200); "degraded" says the engine cannot do its work right now.
-    issues = gw.engine.health()
+    issues = gateway.engine.health()
     body: dict[str, object] = {
         "status": "degraded" if issues else "ok",
-        "engine": gw.engine.name,
-        "uptime_s": round(time.time() - gw.started_at, 3),
-        "connections": gw.hub.connection_count(),
+        "engine": gateway.engine.name,
+        "uptime_s": round(time.time() - gateway.started_at, 3),
+        "connections": gateway.hub.connection_count(),
         "sessions": by_status,
     }
     if issues:
@@ -49,23 +50,29 @@ def _error(status: int, exc: Exception, code: str) -> Response:
 
 async def session_qr_png(request: Request) -> Response:
     """``GET /v1/sessions/{session}/qr.png`` with ``Authorization: Bearer <token>``."""
-    gw = _gateway(request)
+    gateway = _gateway(request)
     token = bearer_token(request.headers)
     if not token:
         return _error(401, Unauthorized("send Authorization: Bearer <token>"), "unauthorized")
     try:
-        record = await gw.tokens.authenticate(token)
-        session = gw.sessions.get(record.tenant, request.path_params["session"])
+        record = await gateway.tokens.authenticate(token)
+        session = gateway.sessions.get(record.tenant, request.path_params["session"])
     except Unauthorized as exc:
         return _error(401, exc, exc.code)
     except SessionNotFound as exc:
         return _error(404, exc, exc.code)
     if session.state.status is not Status.QR or session.qr_code is None:
         return _error(404, SessionNotFound("the session is not showing a QR code now"), "qr_not_available")
-    image = io.BytesIO()
-    segno.make_qr(session.qr_code, error="l").save(image, kind="png", scale=8, border=4)
+    png = await asyncio.to_thread(render_qr_png, session.qr_code)  # a few ms of CPU: not on the event loop
     headers = {"Cache-Control": "no-store"}
     if session.qr is not None:
         headers["X-QR-Attempt"] = f"{session.qr.attempt}/{session.qr.max_attempts}"
         headers["X-QR-Expires-At"] = f"{session.qr.expires_at:.3f}"
-    return Response(image.getvalue(), media_type="image/png", headers=headers)
+    return Response(png, media_type="image/png", headers=headers)
+
+
+def render_qr_png(code: str) -> bytes:
+    """The QR code ``code`` as a PNG, 8 pixels a module with the standard quiet zone."""
+    image = io.BytesIO()
+    segno.make_qr(code, error="l").save(image, kind="png", scale=8, border=4)
+    return image.getvalue()

@@ -4,19 +4,26 @@ Commands from clients (``start``, ``stop``, ``send_text``, ...) and events from 
 Every status change goes through :meth:`SessionManager._set_status`, which checks it against the state
 machine, stores it with its ``session.status`` event in one transaction, and logs it. Every lookup takes the
 tenant: a session of another tenant is reported exactly like a missing one.
+
+Commands that change a session's life (start, stop, logout, delete) run one at a time per session, under
+its lock, and each checks that the session still exists once it holds the lock: a command that waited for
+a ``session.delete`` finds no session, and nothing a late command or engine event stores can bring a deleted
+session back (storage ignores updates of a deleted session).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
 
+from ..background import BackgroundTasks
 from ..config import Settings
 from ..engines.base import (
     Connected,
@@ -48,7 +55,6 @@ from ..protocol import (
     Me,
     MessageStatusData,
     OutboxState,
-    PacingState,
     QrState,
     SendResult,
     SessionDeletedData,
@@ -80,6 +86,9 @@ log = logging.getLogger("zapgate.sessions")
 RESTORE_CONCURRENCY = 64
 """Sessions prepared and reopened at the same time when the gateway starts."""
 
+NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the session was deleted"}
+"""Reasons a queued message fails without WhatsApp having refused it, as ``message.send`` explains them."""
+
 
 class Session:
     """A session's runtime: its stored record, state machine, current QR and sender."""
@@ -99,7 +108,8 @@ class Session:
         """The engine's words for the current status, if any (kept in memory only)."""
         self.lock = asyncio.Lock()
         self.sender: Sender | None = None
-        self.restart: asyncio.TimerHandle | None = None
+        self.restart: asyncio.Task[None] | None = None
+        """The pending automatic restart after a passing failure (cancelled by any lifecycle command)."""
 
     @property
     def id(self) -> str:
@@ -112,6 +122,16 @@ class Session:
     @property
     def name(self) -> str:
         return self.record.name
+
+    @property
+    def label(self) -> str:
+        """How logs name the session: ``session acme/main (ses_…)``, so that engine logs by id can be mapped."""
+        return f"session {self.record.tenant}/{self.record.name} ({self.record.id})"
+
+    def cancel_restart(self) -> None:
+        if self.restart is not None:
+            self.restart.cancel()
+            self.restart = None
 
     @property
     def paired(self) -> bool:
@@ -136,6 +156,7 @@ class SessionManager:
             recipient_interval=settings.pacing_recipient_interval_s,
             new_contacts_per_day=settings.pacing_new_contacts_per_day,
         )
+        self._tasks = BackgroundTasks(log)
 
     # -- lifecycle
 
@@ -162,10 +183,11 @@ class SessionManager:
         log.info("loaded %d sessions, resumed %d", len(records), resumed)
 
     async def close(self) -> None:
-        """Stop the senders; the engine itself is closed by the gateway. Stored state is left as is."""
+        """Stop the senders and pending restarts; the engine itself is closed by the gateway. Stored state is
+        left as is."""
+        await self._tasks.close()
         for session in self._by_id.values():
-            if session.restart is not None:
-                session.restart.cancel()
+            session.restart = None
             if session.sender is not None:
                 await session.sender.close()
 
@@ -207,18 +229,7 @@ class SessionManager:
 
     def info(self, session: Session) -> SessionInfo:
         sender = session.sender
-        pacing = None
-        if sender is not None:
-            pacer = sender.pacer
-            now = time.time()
-            paused = pacer.paused_until if pacer.paused_until and pacer.paused_until > now else None
-            pacing = PacingState(
-                enabled=pacer.policy.enabled,
-                new_contacts_today=pacer.new_contacts_in_window(now),
-                new_contacts_per_day=pacer.policy.new_contacts_per_day,
-                paused_until=paused,
-                paused_reason=pacer.paused_reason if paused else None,
-            )
+        pacing = sender.pacing_state(time.time()) if sender is not None else None
         return SessionInfo(
             session=session.name,
             status=session.state.status.wire,
@@ -242,43 +253,65 @@ class SessionManager:
                 pair_phone = parse_phone(pair_phone)
             except InvalidRecipient as exc:
                 raise InvalidRecipient(f"pair_phone: {exc.message}") from None
-        session = self._by_name.get((tenant, name))
-        if session is None:
-            now = time.time()
-            record = SessionRecord(
-                id="ses_" + secrets.token_hex(8),
-                tenant=tenant,
-                name=name,
-                status=Status.STOPPED.value,
-                created_at=now,
-                updated_at=now,
-            )
-            session = Session(record)
-            self._add(session)
-            await self._storage.save_session(record)
-            await self._start_sender(session)
-            log.info("session %s created: tenant %s, name %r", session.id, tenant, name)
-        async with session.lock:
-            if session.state.running:
+        while True:
+            session = self._by_name.get((tenant, name)) or await self._create(tenant, name)
+            async with session.lock:
+                if not self._exists(session):
+                    continue  # deleted while we waited: this start creates it anew
+                if not session.state.running:
+                    await self._open(session, pair_phone=pair_phone)
                 return session
-            await self._open(session, pair_phone=pair_phone)
+
+    async def _create(self, tenant: str, name: str) -> Session:
+        now = time.time()
+        record = SessionRecord(
+            id="ses_" + secrets.token_hex(8),
+            tenant=tenant,
+            name=name,
+            status=Status.STOPPED.value,
+            created_at=now,
+            updated_at=now,
+        )
+        session = Session(record)
+        self._add(session)  # at once: a concurrent start of the same name finds it
+        try:
+            async with session.lock:
+                await self._storage.add_session(record)
+                await self._start_sender(session)
+        except BaseException:
+            self._remove(session)
+            raise
+        log.info("%s created", session.label)
         return session
 
+    def _exists(self, session: Session) -> bool:
+        return self._by_id.get(session.id) is session
+
+    def _remove(self, session: Session) -> None:
+        if self._by_name.get((session.tenant, session.name)) is session:
+            del self._by_name[(session.tenant, session.name)]
+        if self._by_id.get(session.id) is session:
+            del self._by_id[session.id]
+
+    @contextlib.asynccontextmanager
+    async def _lifecycle(self, tenant: str, name: str) -> AsyncIterator[Session]:
+        """The session, locked against other lifecycle commands; :class:`SessionNotFound` if it is gone."""
+        session = self.get(tenant, name)
+        async with session.lock:
+            if not self._exists(session):
+                raise SessionNotFound(f"no session named {name!r}")
+            yield session
+
     async def _open(self, session: Session, *, pair_phone: str | None) -> None:
-        if session.restart is not None:
-            session.restart.cancel()
-            session.restart = None
+        session.cancel_restart()
         session.record.want_running = True
         await self._set_status(session, Status.STARTING, None)
         await self._engine.open(session.id, session.record.device, pair_phone=pair_phone)
 
     async def stop_session(self, tenant: str, name: str) -> Session:
         """Stop the session and keep its pairing. Idempotent."""
-        session = self.get(tenant, name)
-        async with session.lock:
-            if session.restart is not None:
-                session.restart.cancel()
-                session.restart = None
+        async with self._lifecycle(tenant, name) as session:
+            session.cancel_restart()
             await self._engine.stop(session.id)
             session.record.want_running = False
             session.qr = None
@@ -290,27 +323,23 @@ class SessionManager:
 
     async def logout_session(self, tenant: str, name: str) -> Session:
         """Unlink the session from its phone and forget its keys; it needs a new pairing to run again."""
-        session = self.get(tenant, name)
-        async with session.lock:
+        async with self._lifecycle(tenant, name) as session:
+            session.cancel_restart()
             await self._engine.logout(session.id, session.record.device)
             await self._forget_pairing(session, "logout_requested")
         return session
 
     async def delete_session(self, tenant: str, name: str) -> None:
         """Log out, then remove the session and everything stored for it."""
-        session = self.get(tenant, name)
-        async with session.lock:
+        async with self._lifecycle(tenant, name) as session:
+            session.cancel_restart()
             await self._engine.logout(session.id, session.record.device)
-            if session.restart is not None:
-                session.restart.cancel()
+            self._remove(session)  # from now on, commands and engine events find no session
             if session.sender is not None:
-                await session.sender.close()
-                await self._fail_pending(session, "session_deleted")
-            del self._by_name[(session.tenant, session.name)]
-            del self._by_id[session.id]
+                await session.sender.close(fail_reason="session_deleted")
             event = self._event(session, "session.deleted", SessionDeletedData())
             await self._storage.delete_session(session.record, [event])
-        log.info("session %s deleted", session.id)
+        log.info("%s deleted", session.label)
 
     async def send(
         self,
@@ -357,7 +386,7 @@ class SessionManager:
             fingerprint=fingerprint,
         )
         stored, created = await self._storage.enqueue_message(item)
-        if self._by_id.get(session.id) is not session:  # deleted while the message was being stored
+        if not self._exists(session):  # deleted while the message was being stored
             raise SessionNotFound(f"no session named {name!r}")
         if not created:  # the same key arrived twice at the same time: the other one stored it
             return await self._replay(session, stored, fingerprint)
@@ -385,10 +414,12 @@ class SessionManager:
             except asyncio.CancelledError:
                 if not waiter.cancelled():
                     raise  # this command itself was cancelled (its connection closed)
-                # The session was deleted or logged out while we waited: its events say what became of it.
+                # The gateway is closing: the message stays queued for the next start.
         if item.status == "failed":
             if item.reason == "not_on_whatsapp":
                 raise NotOnWhatsApp(f"{Jid.parse(item.chat).user} is not on WhatsApp (message {item.message_id})")
+            if item.reason in NOT_SENT:
+                raise SendFailed(f"message {item.message_id} was not sent: {NOT_SENT[item.reason]} ({item.reason})")
             raise SendFailed(f"WhatsApp refused message {item.message_id}: {item.reason}")
         if item.status == "sent":
             return SendResult(message_id=item.message_id, chat=item.chat, status="sent", timestamp=item.wa_timestamp)
@@ -455,7 +486,7 @@ class SessionManager:
                 session.record.me = msgspec.to_builtins(event.me)
                 session.qr = session.qr_code = None
                 await self._save(session)
-                log.info("session %s paired", session.id)
+                log.info("%s paired", session.label)
             case Connected():
                 session.record.me = msgspec.to_builtins(event.me)
                 session.qr = session.qr_code = None
@@ -471,8 +502,7 @@ class SessionManager:
                 await self._on_failed(session, event)
             case SendRestricted():
                 if session.sender is not None:
-                    session.sender.pacer.pause(event.until, event.reason)
-                    session.sender.wake()
+                    session.sender.pause(event.until, event.reason)
                 data_sr = SessionRestrictedData(reason=event.reason, until=event.until)
                 await self._storage.append_events([self._event(session, "session.restricted", data_sr)])
 
@@ -488,7 +518,7 @@ class SessionManager:
             kind=str(type(event.content).__struct_config__.tag),
         )
         if stored is not None and session.sender is not None and not event.status:
-            session.sender.known_chats.add(event.chat)
+            session.sender.chat_seen(event.chat)
 
     async def _on_failed(self, session: Session, event: Failed) -> None:
         if not session.state.can(Status.FAILED):
@@ -499,15 +529,16 @@ class SessionManager:
             session, Status.FAILED, event.reason, retry_at=event.retry_at, detail=event.detail
         ):
             return
-        if event.retry_at is not None:
-            loop = asyncio.get_running_loop()
+        if event.retry_at is not None and not self._tasks.closed:
+            session.cancel_restart()
             delay = max(0.0, event.retry_at - time.time())
-            session.restart = loop.call_later(delay, lambda: asyncio.ensure_future(self._restart(session)))
+            session.restart = self._tasks.later(delay, self._restart, session, name=f"restart-{session.id}")
 
     async def _restart(self, session: Session) -> None:
         session.restart = None
         async with session.lock:
-            if session.id in self._by_id and not session.state.running and session.record.want_running:
+            if self._exists(session) and not session.state.running and session.record.want_running:
+                log.info("%s: retrying after %s", session.label, session.state.reason)
                 await self._open(session, pair_phone=None)
 
     async def _forget_pairing(self, session: Session, reason: str) -> None:
@@ -519,19 +550,8 @@ class SessionManager:
             await self._set_status(session, Status.LOGGED_OUT, reason)
         else:
             await self._save(session)
-        await self._fail_pending(session, "logged_out")
-
-    async def _fail_pending(self, session: Session, reason: str) -> None:
         if session.sender is not None:
-            session.sender.forget_all()
-
-        def failed_event(item: OutboxItem) -> NewEvent:
-            data = MessageStatusData(
-                message_id=item.message_id, chat=item.chat, status="failed", timestamp=int(time.time()), reason=reason
-            )
-            return self._event(session, "message.status", data)
-
-        await self._storage.fail_pending(session.id, reason, failed_event)
+            await session.sender.fail_queued("logged_out")
 
     # -- the one place a status changes
 
@@ -552,7 +572,7 @@ class SessionManager:
         sessions only by id, so these lines are how an operator maps an engine's log to a session."""
         old = session.state.status
         if not session.state.can(status) and status != old:
-            log.debug("session %s: ignoring %s while %s", session.id, status, old)
+            log.debug("%s: ignoring %s while %s", session.label, status, old)
             return False
         changed = session.state.transition(status, reason)
         session.detail = detail
@@ -561,10 +581,8 @@ class SessionManager:
         events = list(extra)
         if changed:
             log.info(
-                "session %s (tenant %s, name %r): %s -> %s%s%s",
-                session.id,
-                session.tenant,
-                session.name,
+                "%s: %s -> %s%s%s",
+                session.label,
                 old,
                 status,
                 f" ({reason})" if reason else "",

@@ -9,6 +9,11 @@ the outbox is reloaded and anything not recorded as sent is handed to the engine
 message id. The engine makes that safe where it can: the simulator (like WhatsApp with a client-chosen id)
 drops the repeat; the ``whatsapp`` engine remembers which ids WhatsApp already confirmed. The window that is
 left is described in ``docs/delivery.md``.
+
+When the session is logged out, unlinked or deleted, :meth:`Sender.fail_queued` fails what is queued, in
+storage and in memory, and answers whoever waits for those messages. A message that is with the engine at
+that moment is not touched: its own outcome decides it (``sent`` if WhatsApp took it; ``failed`` with the
+same reason if the engine could not send it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from ..engines.base import Engine, Outgoing, SendError
 from ..jid import Jid
-from ..protocol import MessageStatusData, encode
+from ..protocol import MessageStatusData, PacingState, encode
 from ..storage import NewEvent, OutboxItem, QueuedMessage, Storage
 from .outgoing import decode_outgoing
 from .pacing import Pacer
@@ -36,6 +41,8 @@ RETRY_AFTER_ERROR_S = 1.0
 
 
 class Sender:
+    """Sends one session's outbox (see the module documentation). Only the session manager drives it."""
+
     def __init__(
         self,
         *,
@@ -53,29 +60,47 @@ class Sender:
         self._session_name = session_name
         self._engine = engine
         self._storage = storage
-        self.pacer = pacer
-        self.known_chats = known_chats
+        self._pacer = pacer
+        self._known_chats = known_chats
         self._online = online
         self._chats: dict[str, collections.deque[QueuedMessage]] = {}
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queued = 0
+        self._in_flight: OutboxItem | None = None
+        self._orphans: dict[str, str] = {}
+        """Message id → reason, for a message that was with the engine when the queue was failed."""
+        self._failing = False
 
     @property
     def queued(self) -> int:
+        """Messages accepted and not yet handed to WhatsApp (the one with the engine included)."""
         return self._queued
+
+    @property
+    def _label(self) -> str:
+        return f"session {self._tenant}/{self._session_name()} ({self._session_id})"
 
     def start(self, pending: Sequence[QueuedMessage]) -> None:
         for item in pending:
             self._enqueue(item)
         self._task = asyncio.create_task(self._run(), name=f"sender-{self._session_id}")
+        self._task.add_done_callback(self._ended)
 
-    async def close(self) -> None:
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: the sender stopped", self._label, exc_info=task.exception())
+
+    async def close(self, fail_reason: str | None = None) -> None:
+        """Stop sending. With ``fail_reason``, everything queued fails with it (and whoever waits for a message
+        is answered); without, it stays queued in storage for the next start and waiters are cancelled."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if fail_reason is not None:
+            await self.fail_queued(fail_reason)
         for future in self._waiters.values():
             future.cancel()
         self._waiters.clear()
@@ -98,12 +123,66 @@ class Sender:
         """Look at the queue again (the session came online, a pause ended, a message arrived)."""
         self._wake.set()
 
-    def forget_all(self) -> list[QueuedMessage]:
-        """Drop everything queued in memory (the caller fails it in storage); return what was dropped."""
-        dropped = [item for chat in self._chats.values() for item in chat]
-        self._chats.clear()
-        self._queued = 0
-        return dropped
+    def chat_seen(self, chat: str) -> None:
+        """``chat`` wrote to the session: it is no longer a new contact for pacing."""
+        self._known_chats.add(chat)
+
+    def pause(self, until: float, reason: str) -> None:
+        """WhatsApp restricts sending until ``until``: hold every send until then."""
+        self._pacer.pause(until, reason)
+        self._wake.set()
+
+    def pacing_state(self, now: float) -> PacingState:
+        pacer = self._pacer
+        paused = pacer.paused_until if pacer.paused_until and pacer.paused_until > now else None
+        return PacingState(
+            enabled=pacer.policy.enabled,
+            new_contacts_today=pacer.new_contacts_in_window(now),
+            new_contacts_per_day=pacer.policy.new_contacts_per_day,
+            paused_until=paused,
+            paused_reason=pacer.paused_reason if paused else None,
+        )
+
+    async def fail_queued(self, reason: str) -> None:
+        """Fail every queued message with ``reason`` (stored with its ``message.status`` event) and answer its
+        waiter. The message with the engine, if any, is settled by its own outcome (module documentation)."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            self._orphans[in_flight.message_id] = reason
+        keep = in_flight.message_id if in_flight is not None else None
+        self._failing = True  # nothing new goes to the engine while the queue is being failed
+        try:
+            failed = await self._storage.fail_pending(self._session_id, reason, self._failed_event, keep=keep)
+        finally:
+            self._failing = False
+            self._wake.set()
+        # Taken out of memory only now: a message stored while the write was on its way is in ``failed``
+        # (and leaves) if the write saw it, else it stays queued in storage and here alike.
+        gone = {item.message_id for item in failed}
+        for chat in list(self._chats):
+            queue = self._chats[chat]
+            kept = collections.deque(q for q in queue if q.message_id not in gone)
+            self._queued -= len(queue) - len(kept)
+            if kept:
+                self._chats[chat] = kept
+            else:
+                del self._chats[chat]
+        for item in failed:
+            waiter = self._waiters.pop(item.message_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(item)
+        if failed:
+            log.info("%s: %d queued message(s) failed (%s)", self._label, len(failed), reason)
+
+    def _failed_event(self, item: OutboxItem) -> NewEvent:
+        data = MessageStatusData(
+            message_id=item.message_id,
+            chat=item.chat,
+            status="failed",
+            timestamp=int(time.time()),
+            reason=item.reason,
+        )
+        return NewEvent(self._tenant, self._session_name(), "message.status", encode(data))
 
     def _enqueue(self, item: QueuedMessage) -> None:
         self._chats.setdefault(item.chat, collections.deque()).append(item)
@@ -114,7 +193,7 @@ class Sender:
         best: tuple[float, int, QueuedMessage] | None = None
         for chat, queue in self._chats.items():
             head = queue[0]
-            ready = self.pacer.ready_at(chat, new_contact=chat not in self.known_chats, now=now)
+            ready = self._pacer.ready_at(chat, new_contact=chat not in self._known_chats, now=now)
             if best is None or (ready, head.position) < best[:2]:
                 best = (ready, head.position, head)
         return None if best is None else (best[0], best[2])
@@ -127,7 +206,7 @@ class Sender:
 
     async def _run(self) -> None:
         while True:
-            if not self._chats or not self._online():
+            if not self._chats or self._failing or not self._online():
                 await self._sleep(None)
                 continue
             now = time.time()
@@ -142,36 +221,46 @@ class Sender:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("session %s: could not read message %s; retrying", self._session_id, queued.message_id)
+                log.exception("%s: could not read message %s; retrying", self._label, queued.message_id)
                 await self._sleep(RETRY_AFTER_ERROR_S)
                 continue
             if item is None or item.status != "queued":  # failed or removed meanwhile (logout, delete)
                 self._drop(queued)
                 continue
+            self._in_flight = item
             try:
-                content, extra = decode_outgoing(item)
-                sent = await self._engine.send(
-                    self._session_id, item.message_id, Jid.parse(item.chat), content, await self._resolve(extra)
-                )
-            except SendError as exc:
-                if exc.retryable:
-                    log.info("session %s: send deferred (%s)", self._session_id, exc.code)
-                    await self._sleep(RETRY_AFTER_ERROR_S)
-                    continue
-                item.status, item.reason = "failed", exc.code
-                self._finish(item, new_contact=False)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("session %s: engine failed to send; retrying", self._session_id)
+                await self._send(item)
+            finally:
+                self._in_flight = None
+                self._orphans.pop(item.message_id, None)
+
+    async def _send(self, item: OutboxItem) -> None:
+        try:
+            content, extra = decode_outgoing(item)
+            sent = await self._engine.send(
+                self._session_id, item.message_id, Jid.parse(item.chat), content, await self._resolve(extra)
+            )
+        except SendError as exc:
+            orphaned = self._orphans.get(item.message_id)
+            if exc.retryable and orphaned is None:
+                log.info("%s: send deferred (%s)", self._label, exc.code)
                 await self._sleep(RETRY_AFTER_ERROR_S)
-                continue
-            new_contact = item.chat not in self.known_chats
-            self.pacer.record_send(item.chat, new_contact=new_contact, now=time.time())
-            self.known_chats.add(item.chat)
-            item.status, item.wa_timestamp = "sent", sent.timestamp
-            self._finish(item, new_contact=new_contact, chat=sent.chat)
+                return
+            # Refused; or it could not go now and its queue was failed meanwhile: it fails like the rest.
+            item.status, item.reason = "failed", exc.code if orphaned is None else orphaned
+            self._finish(item, new_contact=False)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: engine failed to send; retrying", self._label)
+            await self._sleep(RETRY_AFTER_ERROR_S)
+            return
+        new_contact = item.chat not in self._known_chats
+        self._pacer.record_send(item.chat, new_contact=new_contact, now=time.time())
+        self._known_chats.add(item.chat)
+        item.status, item.wa_timestamp = "sent", sent.timestamp
+        self._finish(item, new_contact=new_contact, chat=sent.chat)
 
     async def _resolve(self, extra: Outgoing) -> Outgoing:
         """``extra`` with what only exists at send time (the local file of a media message)."""
@@ -190,7 +279,7 @@ class Sender:
         self._drop(QueuedMessage(item.message_id, item.chat, item.position))
         if chat is not None and chat != item.chat:
             # WhatsApp knows the recipient by another JID (see Sent.chat): report and store that one from now on.
-            self.known_chats.add(chat)
+            self._known_chats.add(chat)
             item.chat = chat
         data = MessageStatusData(
             message_id=item.message_id,
@@ -202,13 +291,12 @@ class Sender:
         event = NewEvent(self._tenant, self._session_name(), "message.status", encode(data))
         done = self._storage.finish_message(item, [event], new_contact_at=time.time() if new_contact else None)
         waiter = self._waiters.pop(item.message_id, None)
+        label = self._label
 
         def resolve(f: asyncio.Future[Any]) -> None:
             error = None if f.cancelled() else f.exception()
             if error is not None:
-                log.error(
-                    "session %s: could not record the outcome of %s: %s", self._session_id, item.message_id, error
-                )
+                log.error("%s: could not record the outcome of %s: %s", label, item.message_id, error)
             if waiter is None or waiter.done():
                 return
             if f.cancelled():

@@ -182,7 +182,8 @@ class Storage:
 
         return await self._read(op)
 
-    async def save_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+    async def add_session(self, record: SessionRecord) -> None:
+        """Store a new session; a session with the same id, or the same tenant and name, is an error."""
         values = (
             record.id,
             record.tenant,
@@ -196,14 +197,37 @@ class Storage:
             record.updated_at,
         )
 
-        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+        def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
             conn.execute(
                 "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "status = excluded.status, reason = excluded.reason, me = excluded.me, device = excluded.device, "
-                "want_running = excluded.want_running, updated_at = excluded.updated_at",
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
+            return None, []
+
+        await self._write(op)
+
+    async def save_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+        """Update the stored session and append ``events``, atomically. A session that was deleted stays
+        deleted: nothing is written and no event is appended (the result is empty)."""
+        values = (
+            record.status,
+            record.reason,
+            json.dumps(record.me) if record.me else None,
+            json.dumps(record.device) if record.device else None,
+            int(record.want_running),
+            record.updated_at,
+            record.id,
+        )
+
+        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            cur = conn.execute(
+                "UPDATE sessions SET status = ?, reason = ?, me = ?, device = ?, want_running = ?, updated_at = ? "
+                "WHERE id = ?",
+                values,
+            )
+            if cur.rowcount == 0:  # deleted meanwhile: it must not come back, nor speak again
+                return [], []
             stored = append_events(conn, events, time.time())
             return stored, stored
 
@@ -366,24 +390,33 @@ class Storage:
 
         return self.db.submit(op)
 
-    async def fail_pending(self, session_id: str, reason: str, make_events: Callable[[OutboxItem], NewEvent]) -> int:
-        def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
+    async def fail_pending(
+        self,
+        session_id: str,
+        reason: str,
+        make_event: Callable[[OutboxItem], NewEvent],
+        *,
+        keep: str | None = None,
+    ) -> list[OutboxItem]:
+        """Mark every queued message of the session but ``keep`` (a message id) failed with ``reason``, with
+        the event ``make_event`` makes for each; return them, as failed."""
+
+        def op(conn: Conn) -> tuple[list[OutboxItem], list[StoredEvent]]:
             rows = conn.execute(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND status = 'queued' "  # noqa: S608
                 "ORDER BY position",
                 (session_id,),
             ).fetchall()
-            items = [_outbox(r) for r in rows]
+            items = [it for it in map(_outbox, rows) if it.message_id != keep]
             now = time.time()
-            conn.execute(
-                "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? "
-                "WHERE session_id = ? AND status = 'queued'",
-                (reason, now, session_id),
+            conn.executemany(
+                "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? WHERE message_id = ?",
+                [(reason, now, it.message_id) for it in items],
             )
             for it in items:
                 it.status, it.reason = "failed", reason
-            stored = append_events(conn, [make_events(it) for it in items], now)
-            return len(items), stored
+            stored = append_events(conn, [make_event(it) for it in items], now)
+            return items, stored
 
         return await self._write(op)
 

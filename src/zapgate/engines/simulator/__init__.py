@@ -10,9 +10,11 @@ It behaves like WhatsApp multi-device as seen through whatsmeow:
   (reads, then replies with the same text), the numbers in ``sim_contacts`` and any contact that wrote to a
   session. Sending elsewhere fails with ``not_on_whatsapp``.
 - **Delivery like WhatsApp's server.** A message is recorded once per (sender, message id): sending the same
-  id again is accepted and ignored, as WhatsApp drops repeated ids. Messages and receipts for a linked device
-  that is offline wait on the "server" and arrive, in order, when it reconnects. The record lives in
-  ``simulator.db`` in the data directory, so it survives a gateway crash, and tests can read it.
+  id again is accepted and ignored, as WhatsApp drops repeated ids. A send returns once the server's
+  acknowledgement is back, one simulated latency (``sim_latency_s``) after the server took the message.
+  Messages and receipts for a linked device that is offline wait on the "server" and arrive, in order, when
+  it reconnects. The record lives in ``simulator.db`` in the data directory, so it survives a gateway crash,
+  and tests can read it.
 - **Phone-side actions.** The phone can unlink the device (``logged_out``), the network can drop and come
   back (``disconnected`` → ``connected``), and WhatsApp can restrict an account's sending for a while.
 """

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...background import BackgroundTasks
 from ...errors import InvalidRequest, QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
 from ...jid import Jid, parse_phone
 from ...protocol import Me
@@ -60,7 +61,6 @@ ENGINE_NAME = "simulator"
 ECHO_PHONE = "15550000000"
 MAX_REMEMBERED_CODES = 10000
 """Codes of ended pairings remembered to answer ``qr_used`` rather than ``qr_unknown``."""
-PAIR_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 
 
 def _user_jid(phone: str) -> str:
@@ -119,7 +119,8 @@ class SimulatorEngine(Engine):
         self._linked: dict[str, list[str]] = collections.defaultdict(list)  # phone -> session ids
         self._qr_index: dict[str, tuple[str, int]] = {}  # code -> (session id, attempt)
         self._used_codes: dict[str, str] = {}  # code of an ended pairing -> session id
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log)
+        """Every task of the simulation: device pumps and delayed deliveries, logged if they fail."""
         self._acknowledged: list[int] = []  # mailbox rows the gateway stored, not yet deleted
 
     # -- engine interface
@@ -151,12 +152,7 @@ class SimulatorEngine(Engine):
     async def close(self) -> None:
         for device in self._devices.values():
             self._cancel_pairing(device)
-            if device.pump is not None:
-                device.pump.cancel()
-        tasks = [d.pump for d in self._devices.values() if d.pump is not None] + list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         self._forget_acknowledged()
         await self._db.close()
 
@@ -168,7 +164,7 @@ class SimulatorEngine(Engine):
             return
         device.opened = True
         if device.pump is None or device.pump.done():
-            device.pump = asyncio.create_task(self._pump(device), name=f"sim-pump-{session_id}")
+            device.pump = self._tasks.spawn(self._pump(device), name=f"sim-pump-{session_id}")
         if device_record is None:
             self._begin_pairing(device, parse_phone(pair_phone) if pair_phone else None)
             return
@@ -265,6 +261,9 @@ class SimulatorEngine(Engine):
             self._later(self._post, mail, row_ids)
             if self._accounts[to.user][0] == "echo":
                 self._later(self._echo, sender, to.user, message_id, content)
+        # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
+        if self._latency:
+            await asyncio.sleep(self._latency)
         return Sent(timestamp, str(to) if to != asked else None)
 
     def _account_of(self, phone: str) -> str:
@@ -631,16 +630,8 @@ class SimulatorEngine(Engine):
         device.wake.set()
 
     def _later(self, fn: Any, *args: Any) -> None:
-        async def run() -> None:
-            if self._latency:
-                await asyncio.sleep(self._latency)
-            result = fn(*args)
-            if asyncio.iscoroutine(result):
-                await result
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``fn(*args)`` after the simulated network latency, in an owned task."""
+        self._tasks.later(self._latency, fn, *args, name=f"sim-{getattr(fn, '__name__', 'later')}")
 
     async def _pump(self, device: _Device) -> None:
         """Deliver a device's events to the sink in order: link events first, mail while online.

@@ -132,14 +132,18 @@ class WhatsAppEngine(Engine):
         if remote and not await self._pool.logout(session_id, device, LOGOUT_TIMEOUT_S):
             log.warning("session %s: no engine worker could log it out; deleting its keys here", session_id)
         # The worker deleted the keys already; this covers a worker that could not be reached.
+        await asyncio.to_thread(self._delete_stores, session_id, device)
+        self._me.pop(session_id, None)
+        self._unreachable.pop(session_id, None)
+        await self._ids.forget(session_id)
+
+    def _delete_stores(self, session_id: str, device: dict[str, Any] | None) -> None:
+        """Delete the session's device store files (file I/O: run off the event loop)."""
         with contextlib.suppress(ValueError):
             delete_store(store_path(self._settings.data_dir, session_id))
         if device is not None:
             with contextlib.suppress(ValueError):
                 delete_store(self._settings.data_dir / DeviceRef.from_record(device).store)
-        self._me.pop(session_id, None)
-        self._unreachable.pop(session_id, None)
-        await self._ids.forget(session_id)
 
     def _has_keys(self, device: dict[str, Any] | None) -> bool:
         if device is None:
