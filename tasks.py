@@ -58,14 +58,23 @@ def _pip(python: Path) -> list[str | Path]:
     return [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
 
 
+def _wanted_stamp() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
+
+
+def is_set_up() -> bool:
+    """True when .venv matches pyproject.toml and requirements.lock: the tasks start without installing."""
+    return LOCK.exists() and STAMP.exists() and STAMP.read_text() == _wanted_stamp()
+
+
 def setup() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"zapgate needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not LOCK.exists():
         sys.exit("requirements.lock is missing; run 'python3 tasks.py lock' to create it")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted:
+    if is_set_up():
         return
+    wanted = _wanted_stamp()
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
         _make_venv(VENV)

@@ -68,7 +68,7 @@ async def _serve_offline(tmp_path: Path, proxy: RefusingProxy) -> None:
     log: list[str] = []
     try:
         async with asyncio.timeout(WAIT_S):
-            while not (match := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", "".join(log))):
+            while not (match := re.search(r"zapgate running on http://127\.0\.0\.1:(\d+)", "".join(log))):
                 line = await serve.stderr.readline()
                 assert line, "".join(log)
                 log.append(line.decode())

@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .errors import Unauthorized
+from .errors import InvalidRequest, Unauthorized
 from .protocol import Scope
 from .storage import Storage, TokenRecord
 
@@ -81,9 +81,11 @@ class TokenIssuer:
         self._storage = storage
 
     async def create(self, tenant: str, label: str = "") -> tuple[TokenRecord, str]:
-        """Create a token for ``tenant`` and return it with its record; the token is not kept anywhere."""
+        """Create a token for ``tenant`` and return it with its record; the token is not kept anywhere.
+
+        Raises :class:`~zapgate.errors.InvalidRequest` for a tenant name that is not valid."""
         if not valid_tenant(tenant):
-            raise ValueError(
+            raise InvalidRequest(
                 f"invalid tenant name {tenant!r}: use 1-63 lower-case letters, digits, '-' or '_', "
                 "starting with a letter or digit"
             )

@@ -1,7 +1,8 @@
 """The gateway: the one object that owns storage, engine, sessions and event fan-out.
 
 :func:`zapgate.server.create_app` builds it and its lifespan starts and closes it; nothing in zapgate is a
-module global.
+module global. While it runs it holds its data directory's lock (:mod:`zapgate.datadir`): a second gateway
+on the same directory does not start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .auth import TokenIssuer
+from .background import BackgroundTasks
 from .config import Settings
+from .datadir import DataDirLock, is_private
 from .engines import create_engine
 from .engines.base import Engine, Sandbox
 from .hub import EventHub
@@ -46,7 +49,14 @@ class Gateway:
         self.sessions = SessionManager(self.storage, self.engine, settings)
         self.started_at = time.time()
         self.connections: set[LiveConnection] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.data_lock = DataDirLock(settings.data_dir)
+        self._tasks = BackgroundTasks(log)
+
+    async def lock_data_dir(self) -> None:
+        """Take the data directory's lock (creating the directory, private, if needed); :meth:`start` does it
+        too. Raises :class:`~zapgate.datadir.DataDirInUse` while another gateway runs on it, or
+        :class:`~zapgate.datadir.DataDirError` when the directory cannot be created or written."""
+        await asyncio.to_thread(self.data_lock.acquire)
 
     @property
     def sandbox(self) -> Sandbox | None:
@@ -54,23 +64,36 @@ class Gateway:
         return self.engine if isinstance(self.engine, Sandbox) else None
 
     async def start(self) -> None:
+        await self.lock_data_dir()
+        try:
+            await self._start()
+        except BaseException:
+            self.data_lock.release()
+            raise
+
+    async def _start(self) -> None:
+        data_dir = self.data_lock.data_dir
+        if not await asyncio.to_thread(is_private, data_dir):
+            log.warning(
+                "data directory %s is open to other users; it holds message texts and device keys: "
+                "run 'chmod 700 %s'",
+                data_dir,
+                data_dir,
+            )
         await self.storage.open()
         self.storage.set_event_listener(self.hub.publish)
         await self.engine.start(self.sessions.on_engine_event)
         await self.sessions.start()
-        self._tasks = [
-            asyncio.create_task(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune"),
-            asyncio.create_task(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens"),
-        ]
-        log.info("gateway ready (engine %s, data %s)", self.engine.name, self.settings.data_dir)
+        self._tasks.spawn(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune")
+        self._tasks.spawn(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens")
+        log.info("gateway ready (engine %s, data %s)", self.engine.name, data_dir)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.sessions.close()
         await self.engine.close()
         await self.storage.close()
+        self.data_lock.release()
         log.info("gateway closed")
 
     async def prune(self) -> int:

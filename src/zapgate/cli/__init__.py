@@ -1,10 +1,8 @@
 """The ``zapgate`` command line.
 
 Server-side commands (``serve``, ``token``) work on the local data directory; client commands (``pair``,
-``send``, ``sessions``, ``events``, ``logout``, ``sim``) talk to a running gateway over its WebSocket API.
-
-Exit codes: 0 success; 1 the gateway answered with an error or the operation failed; 2 bad usage or
-configuration; 3 the gateway could not be reached or the connection dropped; 4 timed out.
+``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``) talk to a running gateway over its
+WebSocket API. Exit codes are in :mod:`zapgate.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -12,11 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from . import client, server
 
-__all__ = ["main"]
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 error reported by the gateway, 2 usage or configuration error, "
         "3 gateway unreachable or connection lost, 4 timeout.",
     )
+    parser.add_argument("--version", action="version", version=f"zapgate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server.add_commands(commands)
     client.add_commands(commands)

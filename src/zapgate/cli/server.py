@@ -1,23 +1,26 @@
-"""``zapgate serve`` and ``zapgate token``: commands that run on the gateway's machine."""
+"""``zapgate serve`` and ``zapgate token``: commands that run on the gateway's machine (``serve`` itself is in
+:mod:`zapgate.cli.serve`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, Settings, is_loopback
+from ..config import ENGINES, ConfigError, Settings
+from ..errors import ZapgateError
+from .exit_codes import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
-__all__ = ["add_commands"]
+if TYPE_CHECKING:
+    from ..auth import TokenIssuer
+    from ..storage import Storage, TokenRecord
 
-log = logging.getLogger("zapgate.server")
+__all__ = ["add_commands", "configure_logging"]
 
 
 def add_commands(commands: Any) -> None:
@@ -26,7 +29,6 @@ def add_commands(commands: Any) -> None:
         help="run the gateway",
         description="Run the gateway: WebSocket API at /v1/ws, health at /healthz. Every option can also be "
         "set with a ZAPGATE_* environment variable (flags win); see docs/configuration.md for all settings.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     serve.add_argument("--host", help="interface to bind (ZAPGATE_HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (ZAPGATE_PORT; default 8787)")
@@ -35,10 +37,12 @@ def add_commands(commands: Any) -> None:
     )
     serve.add_argument(
         "--engine",
-        choices=["whatsapp", "simulator"],
+        choices=ENGINES,
         help="'whatsapp' reaches real WhatsApp; 'simulator' is an offline sandbox (ZAPGATE_ENGINE; default whatsapp)",
     )
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(ZAPGATE_LOG_LEVEL)")
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="(ZAPGATE_LOG_LEVEL; default info)"
+    )
     serve.set_defaults(handler=run_serve)
 
     token = commands.add_parser(
@@ -69,10 +73,12 @@ def add_commands(commands: Any) -> None:
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings | None:
     try:
-        return Settings.load(os.environ, data_dir=getattr(args, "data_dir", None), **extra)
+        settings = Settings.load(os.environ, data_dir=getattr(args, "data_dir", None), **extra)
     except ConfigError as exc:
         print(f"zapgate: configuration error: {exc}", file=sys.stderr)
         return None
+    # Absolute from here on: logs and messages then say exactly which directory is meant.
+    return settings.replace(data_dir=settings.data_dir.absolute())
 
 
 def configure_logging(level: str) -> None:
@@ -85,96 +91,104 @@ def configure_logging(level: str) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ..server import create_app, uvicorn_config
-
     settings = _settings(args, host=args.host, port=args.port, engine=args.engine, log_level=args.log_level)
     if settings is None:
-        return 2
+        return EXIT_USAGE
     configure_logging(settings.log_level)
-    if not is_loopback(settings.host):
-        log.warning(
-            "listening on %s: reachable from other machines. Put a TLS-terminating proxy in front and keep "
-            "tokens secret; see docs/security.md",
-            settings.host,
-        )
-    from . import firstrun
+    from .serve import serve  # uvicorn and the server stack: only for this command
 
-    app = create_app(settings)
-    config = uvicorn_config(app, settings)
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:  # the port is open: the address printed works
-                await firstrun.welcome(app.state.gateway, self.servers[0].sockets[0].getsockname()[1], sys.stderr)
-
-    # uvicorn re-raises the Ctrl+C it already handled with a clean shutdown: not an error, no traceback.
-    with contextlib.suppress(KeyboardInterrupt):
-        Server(config).run()
-    return 0
+    return serve(settings)
 
 
-async def _with_storage(settings: Settings, fn: Any) -> Any:
+def _with_storage(settings: Settings, fn: Any, *, create: bool = False) -> tuple[int, Any]:
+    """Run ``fn(storage, issuer)`` on the data directory's database: ``(EXIT_OK, result)``, or an exit code
+    after one line on stderr. Only ``create`` makes a database (and its directory) that does not exist yet."""
     from ..auth import TokenIssuer
     from ..storage import open_storage
 
-    storage = open_storage(settings.storage_url, synchronous=settings.sqlite_synchronous)
-    await storage.open()
+    if not create and not settings.database_url and not settings.database_path.exists():
+        print(
+            f"zapgate: no zapgate database in {settings.data_dir}; pass the gateway's --data-dir "
+            "(or set ZAPGATE_DATA_DIR)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE, None
+
+    async def run() -> Any:
+        storage = open_storage(settings.storage_url, synchronous=settings.sqlite_synchronous)
+        await storage.open()
+        try:
+            return await fn(storage, TokenIssuer(storage))
+        finally:
+            await storage.close()
+
     try:
-        return await fn(storage, TokenIssuer(storage))
-    finally:
-        await storage.close()
+        return EXIT_OK, asyncio.run(run())
+    except ZapgateError as exc:
+        print(f"zapgate: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE, None
+    except Exception as exc:  # the database cannot be reached or used (SQLite, PostgreSQL or the file system)
+        print(f"zapgate: cannot use the database in {_where(settings)}: {exc}", file=sys.stderr)
+        return EXIT_USAGE, None
+
+
+def _where(settings: Settings) -> str:
+    """Where the token commands work: the data directory, or the database URL (without its password)."""
+    from ..storage import redact_url
+
+    return redact_url(settings.database_url) if settings.database_url else str(settings.data_dir)
 
 
 def run_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
-        return 2
+        return EXIT_USAGE
 
-    async def create(storage: Any, issuer: Any) -> str:
+    async def create(storage: Any, issuer: TokenIssuer) -> str:
         record, token = await issuer.create(args.tenant, args.label)
-        print(f"created token {record.id} for tenant {record.tenant}; it is shown only once", file=sys.stderr)
-        return str(token)
+        print(
+            f"created token {record.id} for tenant {record.tenant} in {_where(settings)}; it is shown only once",
+            file=sys.stderr,
+        )
+        return token
 
-    try:
-        token = asyncio.run(_with_storage(settings, create))
-    except ValueError as exc:
-        print(f"zapgate: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
+    code, token = _with_storage(settings, create, create=True)
+    if code == EXIT_OK:
+        print(token)
+    return code
 
 
 def run_token_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
-        return 2
+        return EXIT_USAGE
 
-    async def listing(storage: Any, issuer: Any) -> list[Any]:
-        result: list[Any] = await storage.list_tokens(args.tenant)
-        return result
+    async def listing(storage: Storage, issuer: TokenIssuer) -> list[TokenRecord]:
+        return await storage.list_tokens(args.tenant)
 
-    records = asyncio.run(_with_storage(settings, listing))
+    code, records = _with_storage(settings, listing)
+    if code != EXIT_OK:
+        return code
     print(f"{'ID':<14}{'TENANT':<20}{'CREATED':<22}{'STATE':<9}LABEL")
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
         print(f"{r.id:<14}{r.tenant:<20}{created:<22}{'revoked' if r.revoked_at else 'active':<9}{r.label}")
-    return 0
+    return EXIT_OK
 
 
 def run_token_revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
-        return 2
+        return EXIT_USAGE
 
-    async def revoke(storage: Any, issuer: Any) -> bool:
-        result: bool = await issuer.revoke(args.token_id)
-        return result
+    async def revoke(storage: Storage, issuer: TokenIssuer) -> bool:
+        return await issuer.revoke(args.token_id)
 
-    if asyncio.run(_with_storage(settings, revoke)):
+    code, revoked = _with_storage(settings, revoke)
+    if code != EXIT_OK:
+        return code
+    if revoked:
         print(f"revoked {args.token_id}", file=sys.stderr)
-        return 0
+        return EXIT_OK
     print(f"zapgate: no active token with id {args.token_id}", file=sys.stderr)
-    return 1
+    return EXIT_ERROR

@@ -1,0 +1,129 @@
+"""``zapgate serve``: run the gateway under uvicorn.
+
+It checks what can stop a gateway from starting before it starts anything: it takes the data directory's
+lock (creating the directory if needed) and binds its port; if either fails it exits 2 with one line on
+stderr, before the gateway logs "gateway ready". SIGTERM and Ctrl-C stop it gracefully (connections closed,
+sessions and engine workers stopped) and it exits 0, without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+
+import uvicorn
+
+from ..config import Settings, is_loopback
+from ..datadir import DataDirError
+from ..gateway import Gateway
+from ..server import create_app, uvicorn_config
+from . import firstrun
+from .exit_codes import EXIT_OK, EXIT_USAGE
+
+__all__ = ["serve"]
+
+log = logging.getLogger("zapgate.server")
+
+BACKLOG = 2048
+"""Connections the kernel queues before they are accepted (uvicorn's default)."""
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop like on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def serve(settings: Settings) -> int:
+    """Run the gateway until SIGTERM or Ctrl-C; return the exit code."""
+    # uvicorn handles SIGTERM and Ctrl-C while it runs, then raises the signal again once it has shut down.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _serve(settings)
+    except (KeyboardInterrupt, _Terminated):
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(settings: Settings) -> int:
+    app = create_app(settings)
+    gateway: Gateway = app.state.gateway
+    try:
+        gateway.data_lock.acquire()
+    except DataDirError as exc:
+        print(f"zapgate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        try:
+            sockets = _bind(settings.host, settings.port)
+        except OSError as exc:
+            reason = exc.strerror.lower() if exc.strerror else str(exc)
+            print(f"zapgate: cannot listen on {_host_port(settings.host, settings.port)}: {reason}", file=sys.stderr)
+            return EXIT_USAGE
+        if not is_loopback(settings.host):
+            log.warning(
+                "listening on %s: reachable from other machines. Put a TLS-terminating proxy in front and keep "
+                "tokens secret; see docs/security.md",
+                settings.host,
+            )
+        server = _Server(uvicorn_config(app, settings), gateway)
+        try:
+            server.run(sockets=sockets)
+        except SystemExit:  # uvicorn's way to give up when the application did not start
+            print("zapgate: the gateway did not start; the log above says why", file=sys.stderr)
+            return EXIT_USAGE
+        finally:
+            for sock in sockets:
+                sock.close()
+        return EXIT_OK
+    finally:
+        gateway.data_lock.release()
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listen on every address ``host`` resolves to, all on one port (``0``: a free one)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if bound[0] is not sock:  # the same port on every address
+                address = (address[0], bound[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            # Listening at once makes the port ours: SO_REUSEADDR would let a second process bind it as long
+            # as nobody listens. Connections wait in the backlog until the gateway has started.
+            sock.listen(BACKLOG)
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server on sockets bound beforehand; once it serves, it says where, and greets a first run."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and sockets:
+            port = sockets[0].getsockname()[1]
+            where = _host_port(self.config.host, port)
+            log.info("zapgate running on http://%s (WebSocket API at ws://%s/v1/ws)", where, where)
+            await firstrun.welcome(self.gateway, port, sys.stderr)  # the port is open: the address printed works
