@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import pty
 import re
 import socket
 import sys
@@ -19,7 +20,7 @@ import pytest
 import segno
 
 from zapgate.cli import build_parser
-from zapgate.client import MessageReceived, SessionPairCode, SessionQr, connect
+from zapgate.client import MessageReceived, SessionDeleted, SessionPairCode, SessionQr, SessionRestricted, connect
 from zapgate.config import Settings
 
 from .conftest import fast_settings
@@ -199,10 +200,10 @@ async def test_pair_by_phone_number_prints_the_pairing_code(tmp_path: Path) -> N
         env = cli_env(gateway.url, token)
         async with running("pair", "main", "--phone", "+55 11 98888-0000", env=env) as pairing:
             code = (await pairing.expect(r"^pairing code: ([A-Z0-9]{4}-[A-Z0-9]{4})$"))[1]
-            async with connect(gateway.url, token) as gw:
-                shown = await gw.fetch_events(0, limit=100)
+            async with connect(gateway.url, token) as client:
+                shown = await client.fetch_events(0, limit=100)
                 assert [e.data.code for e in shown.events if isinstance(e, SessionPairCode)] == [code]
-                await gw.sim_scan(code, "+55 11 98888-0000")
+                await client.sim_scan(code, "+55 11 98888-0000")
             done = await pairing.finish()
         assert done.code == 0, done.err
         assert "2@" not in done.out  # no QR drawn: the code replaces it
@@ -212,11 +213,38 @@ async def test_pair_by_phone_number_prints_the_pairing_code(tmp_path: Path) -> N
         assert again.code == 0 and "already connected as +5511988880000" in again.out
 
 
+async def test_pair_on_a_terminal_prints_the_image_hint_under_the_code_it_clears_the_screen_for(
+    gateway: RunningGateway,
+) -> None:
+    env = cli_env(gateway.url, await gateway.token(), TERM="xterm")
+    controller, terminal = pty.openpty()
+    proc = await asyncio.create_subprocess_exec(ZAPGATE, "pair", "main", env=env, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    screen = b""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while b"qr.png" not in screen.rpartition(CLEAR)[2]:
+                chunk = await asyncio.to_thread(os.read, controller, 65536)
+                assert chunk, screen.decode(errors="replace")
+                screen += chunk
+    finally:
+        proc.kill()
+        await proc.wait()
+        os.close(controller)
+    shown = screen.rpartition(CLEAR)[2].decode()  # what stays on the screen
+    assert "code 1 of 3" in shown and "/v1/sessions/main/qr.png" in shown
+    assert shown.index("code 1 of 3") < shown.index("qr.png")
+    assert b"qr.png" not in screen.rpartition(CLEAR)[0]  # never printed only to be wiped
+
+
+CLEAR = b"\x1b[2J"
+
+
 async def test_pair_shows_the_code_already_on_screen(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with connect(gateway.url, token) as gw:
-        await gw.start_session("main")  # someone else started the pairing
-        current = await next_event(gw, SessionQr)
+    async with connect(gateway.url, token) as client:
+        await client.start_session("main")  # someone else started the pairing
+        current = await next_event(client, SessionQr)
     async with running("pair", "main", env=cli_env(gateway.url, token)) as pairing:
         await pairing.expect(r"^code 1 of 3")
         assert qr_art(current.data.qr) in "\n".join(pairing.lines) + "\n"
@@ -228,15 +256,15 @@ async def test_pair_shows_the_code_already_on_screen(gateway: RunningGateway) ->
 async def test_send_sessions_stop_and_logout(gateway: RunningGateway) -> None:
     token = await gateway.token()
     env = cli_env(gateway.url, token)
-    async with connect(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 97777-0000")
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 97777-0000")
 
         sent = await cli("send", "main", ECHO, "olá do terminal", "--wait", "read", env=env)
         assert sent.code == 0, sent.err
         message_id = sent.out.strip()
         assert re.fullmatch(r"[0-9A-F]{10,}", message_id)
         assert f"read: message {message_id} to 15550000000@s.whatsapp.net" in sent.err
-        echo = await next_event(gw, MessageReceived, lambda e: e.data.reply_to == message_id)
+        echo = await next_event(client, MessageReceived, lambda e: e.data.reply_to == message_id)
         assert echo.data.text == "olá do terminal"
 
         keyed = ["send", "main", ECHO, "once", "--idempotency-key", "k-1", "--json"]
@@ -260,19 +288,38 @@ async def test_send_sessions_stop_and_logout(gateway: RunningGateway) -> None:
 async def test_sim_commands(gateway: RunningGateway) -> None:
     token = await gateway.token()
     env = cli_env(gateway.url, token)
-    async with connect(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 96666-0000")
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 96666-0000")
         received = await cli("sim", "receive", "main", "bom dia", "--from", "+55 21 95555-0000", env=env)
         assert received.code == 0, received.err
-        event = await next_event(gw, MessageReceived)
+        event = await next_event(client, MessageReceived)
         assert event.data.message_id == received.out.strip() and event.data.text == "bom dia"
 
         assert (await cli("sim", "network", "main", "off", env=env)).code == 0
-        assert (await gw.session("main")).status == "disconnected"
+        assert (await client.session("main")).status == "disconnected"
         assert (await cli("sim", "network", "main", "on", env=env)).code == 0
         assert (await cli("sim", "unlink", "main", env=env)).code == 0
         not_paired = await cli("sim", "unlink", "main", env=env)
         assert not_paired.code == 1 and "session_not_paired" in not_paired.err
+
+
+async def test_delete_and_sim_restrict(gateway: RunningGateway) -> None:
+    token = await gateway.token()
+    env = cli_env(gateway.url, token)
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 93000-0001")
+        restricted = await cli("sim", "restrict", "main", "60", "--reason", "rate_limit", env=env)
+        assert restricted.code == 0, restricted.err
+        assert re.fullmatch(r"session main: sending restricted until \d\d:\d\d:\d\d\n", restricted.out)
+        event = await next_event(client, SessionRestricted)
+        assert event.data.reason == "rate_limit" and event.data.until > time.time() + 50
+
+        deleted = await cli("delete", "main", env=env)
+        assert deleted.code == 0 and deleted.out == "session main deleted\n", deleted.err
+        await next_event(client, SessionDeleted, lambda e: e.session == "main")
+        assert await client.sessions() == []
+    again = await cli("delete", "main", env=env)
+    assert again.code == 1 and "no session named 'main' (session_not_found)" in again.err
 
 
 # -- events ---------------------------------------------------------------------------------------------------
@@ -280,34 +327,34 @@ async def test_sim_commands(gateway: RunningGateway) -> None:
 
 async def test_events_follow_live_across_a_dropped_connection(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with TcpRelay(gateway.port) as relay, connect(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 95555-0000")
-        start = gw.last_seq
+    async with TcpRelay(gateway.port) as relay, connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 95555-0000")
+        start = client.last_seq
         assert start is not None
         env = cli_env(relay.url, token)
         follow = ["events", "--from", str(start), "--session", "main", "--limit", "20"]
         async with running(*follow, env=env) as follower:
             for n in range(10):
-                await gw.sim_receive("main", "+55 21 94444-0000", f"before {n}")
+                await client.sim_receive("main", "+55 21 94444-0000", f"before {n}")
             await follower.expect(r'"text":"before 0"')
             relay.cut()
             for n in range(10):
-                await gw.sim_receive("main", "+55 21 94444-0000", f"after {n}")
+                await client.sim_receive("main", "+55 21 94444-0000", f"after {n}")
             done = await follower.finish()
         assert done.code == 0, done.err
         assert relay.accepted >= 2 and "zapgate: reconnected to" in done.err, done.err
         printed = [json.loads(line) for line in done.out.splitlines()]
         texts = [e["data"]["text"] for e in printed if e["event"] == "message.received"]
         assert texts == [f"before {n}" for n in range(10)] + [f"after {n}" for n in range(10)]
-        log = await gw.fetch_events(start, limit=1000)
+        log = await client.fetch_events(start, limit=1000)
         assert [e["seq"] for e in printed] == [e.seq for e in log.events if e.session == "main"][:20]
 
 
 async def test_events_from_a_seq_prints_the_wire_frames(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with connect(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 94444-0000")
-        log = await gw.fetch_events(0, limit=1000)
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 94444-0000")
+        log = await client.fetch_events(0, limit=1000)
     dumped = await cli("events", "--from", "0", "--limit", "3", env=cli_env(gateway.url, token))
     assert dumped.code == 0, dumped.err
     frames = [json.loads(line) for line in dumped.out.splitlines()]
@@ -349,8 +396,8 @@ async def test_errors_have_documented_exit_codes(gateway: RunningGateway) -> Non
     unknown_send = await cli("send", "nope", ECHO, "hi", env=env)
     assert unknown_send.code == 1 and "session_not_found" in unknown_send.err
 
-    async with connect(gateway.url, token) as gw:
-        await gw.start_session("fresh")
+    async with connect(gateway.url, token) as client:
+        await client.start_session("fresh")
     not_paired = await cli("send", "fresh", ECHO, "hi", env=env)
     assert not_paired.code == 1 and "pair it first" in not_paired.err
 
@@ -372,11 +419,13 @@ COMMANDS = [
     ["events"],
     ["logout"],
     ["stop"],
+    ["delete"],
     ["sim"],
     ["sim", "scan"],
     ["sim", "unlink"],
     ["sim", "network"],
     ["sim", "receive"],
+    ["sim", "restrict"],
 ]
 
 

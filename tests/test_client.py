@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
+import logging
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from zapgate.client import (
     MessageStatus,
     RequestTimeout,
     SessionQr,
+    SessionRestricted,
     SessionStatus,
 )
 from zapgate.config import Settings
@@ -43,7 +47,7 @@ from zapgate.errors import (
 )
 
 from .conftest import fast_settings
-from .support import TIMEOUT, RunningGateway, serve_gateway
+from .support import TIMEOUT, RunningGateway, eventually, serve_gateway
 
 E = TypeVar("E")
 
@@ -131,10 +135,10 @@ class TcpRelay:
         self._downstream.set()
 
 
-async def next_event(gw: Client, kind: type[E], where: Callable[[E], bool] = lambda _: True) -> E:
+async def next_event(client: Client, kind: type[E], where: Callable[[E], bool] = lambda _: True) -> E:
     """The next event of type ``kind`` matching ``where``; the stream's other events are passed over."""
     async with asyncio.timeout(TIMEOUT):
-        async for event in gw.events():
+        async for event in client.events():
             if isinstance(event, kind) and where(event):
                 return event
     raise AssertionError("the event stream ended")
@@ -144,30 +148,17 @@ def status_is(session: str, status: str) -> Callable[[SessionStatus], bool]:
     return lambda e: e.session == session and e.data.status == status
 
 
-async def pair(gw: Client, session: str, phone: str) -> None:
-    await gw.start_session(session)
-    qr = await next_event(gw, SessionQr, lambda e: e.session == session)
-    await gw.sim_scan(qr.data.qr, phone)
-    await next_event(gw, SessionStatus, status_is(session, "connected"))
-
-
-async def eventually(check: Callable[[], Any], what: str) -> None:
-    """Wait until ``check()`` (sync or async) is truthy; fails with ``what`` after the test timeout."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
+async def pair(client: Client, session: str, phone: str) -> None:
+    await client.start_session(session)
+    qr = await next_event(client, SessionQr, lambda e: e.session == session)
+    await client.sim_scan(qr.data.qr, phone)
+    await next_event(client, SessionStatus, status_is(session, "connected"))
 
 
 @contextlib.asynccontextmanager
 async def sdk(url: str, token: str, **options: Any) -> AsyncIterator[Client]:
-    async with zapgate.client.connect(url, token, **{**FAST, **options}) as gw:
-        yield gw
+    async with zapgate.client.connect(url, token, **{**FAST, **options}) as client:
+        yield client
 
 
 # -- import isolation -----------------------------------------------------------------------------------
@@ -194,66 +185,74 @@ def test_importing_the_sdk_loads_no_server_dependency() -> None:
 
 
 def test_public_surface_is_declared() -> None:
-    for name in zapgate.client.__all__:
-        assert getattr(zapgate.client, name) is not None, name
+    """``__all__`` is exactly what the package offers: every public name it binds, except its submodules."""
+    offered = {
+        name
+        for name, value in vars(zapgate.client).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert sorted(zapgate.client.__all__) == sorted(offered)
+    assert len(set(zapgate.client.__all__)) == len(zapgate.client.__all__)
 
 
 # -- the seed's flow ------------------------------------------------------------------------------------
 
 
 async def test_pair_send_receive_and_statuses(gateway: RunningGateway) -> None:
-    async with sdk(gateway.url, await gateway.token("acme")) as gw:
-        assert gw.tenant == "acme" and gw.engine == "simulator" and gw.connected
+    async with sdk(gateway.url, await gateway.token("acme")) as client:
+        assert client.tenant == "acme" and client.engine == "simulator" and client.connected
 
-        info = await gw.start_session("main")
+        info = await client.start_session("main")
         assert info.session == "main" and info.status in {"starting", "qr"} and not info.paired
-        qr = await next_event(gw, SessionQr)
+        qr = await next_event(client, SessionQr)
         assert qr.data.attempt == 1 and qr.data.qr.startswith("2@")
-        me = await gw.sim_scan(qr.data.qr, "+55 11 99999-0000")
+        me = await client.sim_scan(qr.data.qr, "+55 11 99999-0000")
         assert me.phone == "5511999990000"
-        connected = await next_event(gw, SessionStatus, status_is("main", "connected"))
+        connected = await next_event(client, SessionStatus, status_is("main", "connected"))
         assert connected.data.me is not None and connected.data.me.phone == "5511999990000"
 
-        sent = await gw.send_text("main", ECHO, "olá")
+        sent = await client.send_text("main", ECHO, "olá")
         assert sent.status == "sent" and sent.chat == "15550000000@s.whatsapp.net" and sent.timestamp
         statuses = []
         while "read" not in statuses:
-            update = await next_event(gw, MessageStatus, lambda e: e.data.message_id == sent.message_id)
+            update = await next_event(client, MessageStatus, lambda e: e.data.message_id == sent.message_id)
             statuses.append(update.data.status)
         assert statuses == ["sent", "delivered", "read"]
-        echo = await next_event(gw, MessageReceived, lambda e: e.data.reply_to == sent.message_id)
+        echo = await next_event(client, MessageReceived, lambda e: e.data.reply_to == sent.message_id)
         assert echo.data.text == "olá" and echo.data.from_ == "15550000000@s.whatsapp.net" and not echo.data.from_me
-        await gw.mark_read("main", echo.data.chat, [echo.data.message_id])
+        await client.mark_read("main", echo.data.chat, [echo.data.message_id])
 
-        listed = await gw.sessions()
+        listed = await client.sessions()
         assert [(s.session, s.status, s.me.phone if s.me else None) for s in listed] == [
             ("main", "connected", "5511999990000")
         ]
-        assert (await gw.session("main")).paired
-        assert await gw.ping() > 0
+        assert (await client.session("main")).paired
+        assert await client.ping() > 0
 
-        page = await gw.fetch_events(0, limit=1000)
+        page = await client.fetch_events(0, limit=1000)
         assert not page.gap and page.events[0].seq == page.oldest_seq
         assert [e.seq for e in page.events] == sorted({e.seq for e in page.events})
 
-        stopped = await gw.stop_session("main")
+        stopped = await client.stop_session("main")
         assert stopped.status == "stopped" and stopped.paired
-        logged_out = await gw.logout("main")
+        logged_out = await client.logout("main")
         assert logged_out.status == "logged_out" and not logged_out.paired
-        await gw.delete_session("main")
-        assert await gw.sessions() == []
+        await client.delete_session("main")
+        assert await client.sessions() == []
 
 
 async def test_send_with_idempotency_key_is_sent_once(gateway: RunningGateway) -> None:
-    async with sdk(gateway.url, await gateway.token()) as gw:
-        await pair(gw, "main", "+55 11 90000-0001")
-        first = await gw.send_text("main", ECHO, "pedido 42 confirmado", idempotency_key="order-42")
-        again = await gw.send_text("main", ECHO, "pedido 42 confirmado", idempotency_key="order-42")
+    async with sdk(gateway.url, await gateway.token()) as client:
+        await pair(client, "main", "+55 11 90000-0001")
+        first = await client.send_text("main", ECHO, "pedido 42 confirmado", idempotency_key="order-42")
+        again = await client.send_text("main", ECHO, "pedido 42 confirmado", idempotency_key="order-42")
         assert again.message_id == first.message_id
         with pytest.raises(IdempotencyConflict, match="order-42"):
-            await gw.send_text("main", ECHO, "something else", idempotency_key="order-42")
+            await client.send_text("main", ECHO, "something else", idempotency_key="order-42")
         # Without a key the SDK makes a fresh one per call: two calls are two messages, even at the same time.
-        burst = await asyncio.gather(*(gw.send_text("main", ECHO, "hi") for _ in range(10)), gw.ping(), gw.sessions())
+        burst = await asyncio.gather(
+            *(client.send_text("main", ECHO, "hi") for _ in range(10)), client.ping(), client.sessions()
+        )
         assert len({r.message_id for r in burst[:10]}) == 10
     deliveries = await gateway.gateway.engine.deliveries()  # type: ignore[attr-defined]
     assert [d["attempts"] for d in deliveries if d["message_id"] == first.message_id] == [1]
@@ -310,15 +309,15 @@ async def test_wrong_token_and_unreachable_gateway_fail_at_connect(gateway: Runn
 
 async def test_event_stream_survives_dropped_connections_without_skips_or_repeats(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, token) as gw, sdk(gateway.url, token) as phone:
-        await pair(gw, "main", "+55 11 90000-0002")
-        start = gw.last_seq
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, token) as client, sdk(gateway.url, token) as phone:
+        await pair(client, "main", "+55 11 90000-0002")
+        start = client.last_seq
         assert start is not None
 
         received: list[Any] = []
 
         async def consume() -> None:
-            async for event in gw.events():
+            async for event in client.events():
                 received.append(event)
                 if sum(isinstance(e, MessageReceived) for e in received) == 60:
                     return
@@ -334,7 +333,7 @@ async def test_event_stream_survives_dropped_connections_without_skips_or_repeat
 
         assert not any(isinstance(e, EventGap) for e in received)
         seqs = [e.seq for e in received]
-        log = await gw.fetch_events(start, limit=1000)
+        log = await client.fetch_events(start, limit=1000)
         assert seqs == [e.seq for e in log.events][: len(seqs)]  # exactly the log, in order
         texts = [e.data.text for e in received if isinstance(e, MessageReceived)]
         assert texts == [f"msg {b}-{n}" for b in range(3) for n in range(20)]
@@ -364,38 +363,52 @@ async def test_client_rides_through_a_gateway_restart(settings: Settings) -> Non
 async def test_auth_frame_when_a_proxy_drops_the_authorization_header(gateway: RunningGateway) -> None:
     token = await gateway.token()
     relay = TcpRelay(gateway.port, strip_authorization=True)
-    async with relay, sdk(relay.url, token) as gw, sdk(gateway.url, token) as phone:
-        await pair(gw, "main", "+55 11 90000-0009")
+    async with relay, sdk(relay.url, token) as client, sdk(gateway.url, token) as phone:
+        await pair(client, "main", "+55 11 90000-0009")
         relay.refusing = True
         relay.cut()
-        await eventually(lambda: not gw.connected, "the SDK to notice the cut")
+        await eventually(lambda: not client.connected, "the SDK to notice the cut")
         await phone.sim_receive("main", "+55 21 92222-0000", "while the bot was away")
         relay.refusing = False
-        event = await next_event(gw, MessageReceived)  # replayed: resume_from went in the auth frame
+        event = await next_event(client, MessageReceived)  # replayed: resume_from went in the auth frame
         assert event.data.text == "while the bot was away"
         assert relay.stripped == relay.accepted == 2
 
 
+async def test_a_drop_is_logged_with_its_close_code_and_nothing_dangling(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="zapgate.client")
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as client:
+        relay.cut()
+        await eventually(lambda: not client.connected, "the SDK to notice the cut")
+        await eventually(lambda: client.connected, "the SDK to reconnect")
+    lost = [r.getMessage() for r in caplog.records if " lost (" in r.getMessage()]
+    why = r"(close code \d+( [^ )][^)]*)?|no close frame)"
+    shape = rf"connection to ws://127\.0\.0\.1:\d+/v1/ws lost \({why}\); reconnecting"
+    assert lost and all(re.fullmatch(shape, line) for line in lost), lost
+
+
 async def test_commands_wait_for_the_next_connection(gateway: RunningGateway) -> None:
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as gw:
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as client:
         relay.refusing = True  # the gateway looks down: reconnect attempts fail
         relay.cut()
-        await eventually(lambda: not gw.connected, "the SDK to notice the cut")
-        listing = asyncio.create_task(gw.sessions())
+        await eventually(lambda: not client.connected, "the SDK to notice the cut")
+        listing = asyncio.create_task(client.sessions())
         await asyncio.sleep(0.1)
         assert not listing.done()
         relay.refusing = False
         async with asyncio.timeout(TIMEOUT):
             assert await listing == []  # sent once the SDK is back
-        assert gw.connected and relay.accepted == 2
+        assert client.connected and relay.accepted == 2
 
 
 async def test_send_in_flight_during_a_drop_is_resent_and_sent_once(gateway: RunningGateway) -> None:
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as gw:
-        await pair(gw, "main", "+55 11 90000-0003")
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as client:
+        await pair(client, "main", "+55 11 90000-0003")
         engine: Any = gateway.gateway.engine
         relay.hold_downstream()  # the gateway's reply will never reach the SDK
-        send = asyncio.create_task(gw.send_text("main", ECHO, "exactly once"))
+        send = asyncio.create_task(client.send_text("main", ECHO, "exactly once"))
 
         async def accepted() -> bool:
             return any(d["text"] == "exactly once" for d in await engine.deliveries())  # ours or the echo
@@ -410,10 +423,10 @@ async def test_send_in_flight_during_a_drop_is_resent_and_sent_once(gateway: Run
 
 
 async def test_unsafe_command_in_flight_during_a_drop_fails_with_connection_closed(gateway: RunningGateway) -> None:
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as gw:
-        await pair(gw, "main", "+55 11 90000-0004")
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token()) as client:
+        await pair(client, "main", "+55 11 90000-0004")
         relay.hold_downstream()
-        receive = asyncio.create_task(gw.sim_receive("main", "+55 31 97777-0000", "only once"))
+        receive = asyncio.create_task(client.sim_receive("main", "+55 31 97777-0000", "only once"))
 
         async def arrived() -> bool:
             page = await gateway.gateway.storage.read_events("acme", 0, 1000)
@@ -424,26 +437,26 @@ async def test_unsafe_command_in_flight_during_a_drop_fails_with_connection_clos
         with pytest.raises(ConnectionClosed, match=r"sim\.receive.*may or may not"):
             await receive
         # It did take effect once, and the stream delivers it once.
-        event = await next_event(gw, MessageReceived, lambda e: e.data.text == "only once")
+        event = await next_event(client, MessageReceived, lambda e: e.data.text == "only once")
         assert event.session == "main"
 
 
 async def test_without_reconnect_a_drop_ends_the_client(gateway: RunningGateway) -> None:
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), reconnect=False) as gw:
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), reconnect=False) as client:
         relay.cut()
         with pytest.raises(ConnectionClosed, match="lost"):
             async with asyncio.timeout(TIMEOUT):
-                await gw.next_event()
+                await client.next_event()
         with pytest.raises(ConnectionClosed):
-            await gw.ping()
+            await client.ping()
         assert relay.accepted == 1
 
 
 async def test_no_reply_in_time_raises_request_timeout(gateway: RunningGateway) -> None:
-    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), request_timeout=0.3) as gw:
+    async with TcpRelay(gateway.port) as relay, sdk(relay.url, await gateway.token(), request_timeout=0.3) as client:
         relay.hold_downstream()
         with pytest.raises(RequestTimeout, match="ping") as timeout:
-            await gw.ping()
+            await client.ping()
         relay.cut()
         assert isinstance(timeout.value, TimeoutError) and isinstance(timeout.value, ZapgateError)
 
@@ -455,13 +468,13 @@ async def test_revoked_token_stops_the_client_for_good(gateway: RunningGateway) 
         relay.hold_downstream()  # "away" is cut off while the gateway closes "live" (4401)
         assert await gateway.gateway.check_tokens() == 2
         relay.cut()  # "away" reconnects and is refused (HTTP 401)
-        for gw, said in ((live, "the token of this connection was revoked"), (away, "invalid or revoked token")):
+        for client, said in ((live, "the token of this connection was revoked"), (away, "invalid or revoked token")):
             with pytest.raises(Unauthorized, match=said):
                 async with asyncio.timeout(TIMEOUT):
-                    await gw.next_event()
+                    await client.next_event()
             with pytest.raises(Unauthorized):
-                await gw.ping()
-            assert not gw.connected
+                await client.ping()
+            assert not client.connected
 
 
 # -- resume from a stored seq, gaps, bounded memory ---------------------------------------------------------
@@ -469,12 +482,12 @@ async def test_revoked_token_stops_the_client_for_good(gateway: RunningGateway) 
 
 async def test_resume_from_a_stored_seq_in_a_new_client(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with sdk(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 90000-0005")
-        handled = gw.last_seq
+    async with sdk(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 90000-0005")
+        handled = client.last_seq
         assert handled is not None
         for n in range(5):
-            await gw.sim_receive("main", "+55 21 96666-0000", f"while away {n}")
+            await client.sim_receive("main", "+55 21 96666-0000", f"while away {n}")
     async with sdk(gateway.url, token, resume_from=handled) as again:
         texts = [(await next_event(again, MessageReceived)).data.text for _ in range(5)]
     assert texts == [f"while away {n}" for n in range(5)]
@@ -482,12 +495,12 @@ async def test_resume_from_a_stored_seq_in_a_new_client(gateway: RunningGateway)
 
 async def test_gap_is_reported_then_the_kept_events_follow(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with sdk(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 90000-0006")
+    async with sdk(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 90000-0006")
         for n in range(10):
-            await gw.sim_receive("main", "+55 21 95555-0000", f"m{n}")
-        await next_event(gw, MessageReceived, lambda e: e.data.text == "m9")
-        newest = gw.last_seq
+            await client.sim_receive("main", "+55 21 95555-0000", f"m{n}")
+        await next_event(client, MessageReceived, lambda e: e.data.text == "m9")
+        newest = client.last_seq
         assert newest is not None
     # The gateway keeps only its newest 4 events: a client that last saw seq 1 missed too much.
     await gateway.gateway.storage.prune(time.time() + 1, event_max_age=0, event_keep=4, record_max_age=1e9)
@@ -503,10 +516,24 @@ async def test_gap_is_reported_then_the_kept_events_follow(gateway: RunningGatew
 
 async def test_full_event_queue_catches_up_from_the_log(gateway: RunningGateway) -> None:
     token = await gateway.token()
-    async with sdk(gateway.url, token, max_pending_events=3) as gw, sdk(gateway.url, token) as phone:
+    async with sdk(gateway.url, token, max_pending_events=3) as client, sdk(gateway.url, token) as phone:
         await pair(phone, "main", "+55 11 90000-0007")
         for n in range(30):
             await phone.sim_receive("main", "+55 21 94444-0000", f"burst {n}")
         await next_event(phone, MessageReceived, lambda e: e.data.text == "burst 29")
-        texts = [(await next_event(gw, MessageReceived)).data.text for _ in range(30)]
+        texts = [(await next_event(client, MessageReceived)).data.text for _ in range(30)]
         assert texts == [f"burst {n}" for n in range(30)]
+
+
+async def test_sim_restrict_holds_the_sessions_sends_until_it_ends(gateway: RunningGateway) -> None:
+    async with sdk(gateway.url, await gateway.token()) as client:
+        await pair(client, "main", "+55 11 90000-0010")
+        before = time.time()
+        until = await client.sim_restrict("main", 60, reason="rate_limit")
+        assert before + 60 <= until <= time.time() + 60
+        restricted = await next_event(client, SessionRestricted)
+        assert (restricted.data.reason, restricted.data.until) == ("rate_limit", until)
+        held = await client.send_text("main", ECHO, "held back")
+        assert held.status == "queued"
+        pacing = (await client.session("main")).pacing
+        assert pacing is not None and (pacing.paused_until, pacing.paused_reason) == (until, "rate_limit")

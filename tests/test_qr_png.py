@@ -58,9 +58,9 @@ async def get(gateway: RunningGateway, session: str, token: str | None) -> Respo
 
 async def test_qr_png_while_showing_a_qr_and_404_when_not(gateway: RunningGateway) -> None:
     token = await gateway.token("acme")
-    async with connect(gateway.url, token) as gw:
-        await gw.start_session("main")
-        qr = await next_event(gw, SessionQr)
+    async with connect(gateway.url, token) as client:
+        await client.start_session("main")
+        qr = await next_event(client, SessionQr)
 
         shown = await get(gateway, "main", token)
         assert shown.status == 200
@@ -71,25 +71,25 @@ async def test_qr_png_while_showing_a_qr_and_404_when_not(gateway: RunningGatewa
         width, height = struct.unpack(">II", shown.body[16:24])  # the IHDR chunk
         assert width == height and width >= 8 * 21  # at least a version 1 symbol at scale 8
 
-        await gw.sim_scan(qr.data.qr, "+55 11 93333-0000")
-        await gw.stop_session("main")
+        await client.sim_scan(qr.data.qr, "+55 11 93333-0000")
+        await client.stop_session("main")
     gone = await get(gateway, "main", token)
     assert gone.status == 404 and gone.json()["code"] == "qr_not_available"
 
 
 async def test_qr_png_of_a_connected_session_is_404(gateway: RunningGateway) -> None:
     token = await gateway.token("acme")
-    async with connect(gateway.url, token) as gw:
-        await pair(gw, "main", "+55 11 93333-0001")
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 93333-0001")
         connected = await get(gateway, "main", token)
     assert connected.status == 404 and connected.json()["code"] == "qr_not_available"
 
 
 async def test_qr_png_needs_the_tenants_token(gateway: RunningGateway) -> None:
     token = await gateway.token("acme")
-    async with connect(gateway.url, token) as gw:
-        await gw.start_session("main")
-        await next_event(gw, SessionQr)
+    async with connect(gateway.url, token) as client:
+        await client.start_session("main")
+        await next_event(client, SessionQr)
         assert (await get(gateway, "main", token)).status == 200
 
         missing = await get(gateway, "main", None)

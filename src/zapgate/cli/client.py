@@ -1,22 +1,21 @@
-"""Client commands of the CLI (pair, send, sessions, events, logout, stop, sim): they talk to a running gateway.
+"""Client commands of the CLI (pair, send, sessions, events, stop, logout, delete, sim): they talk to a running
+gateway.
 
 Each command connects with the Python SDK (:mod:`zapgate.client`), does one thing and exits with the codes
-documented in :mod:`zapgate.cli`. Results go to stdout (one line, a table or JSON lines), progress and
-errors to stderr.
+of :mod:`zapgate.cli.exit_codes`. Results go to stdout (one line, a table or JSON lines), progress and
+errors to stderr. ``pair`` lives in :mod:`zapgate.cli.pairing`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import Any
 
 import msgspec
 
@@ -27,34 +26,27 @@ from ..client import (
     GatewayUnreachable,
     MessageStatus,
     RequestTimeout,
-    SessionDeleted,
-    SessionInfo,
-    SessionPairCode,
-    SessionQr,
-    SessionStatus,
     connect,
     event_to_json,
 )
 from ..errors import ConnectionClosed, Unauthorized, ZapgateError
 from ..protocol.content import ContactCard, Contacts, Content, Edit, Location, Poll, Reaction, Revoke, Text, Vote
+from .exit_codes import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+from .output import Body, Failure, say
+from .pairing import pair
 
 __all__ = ["add_commands"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-
 REQUEST_TIMEOUT = 30.0
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
-
-Body = Callable[[Client, argparse.Namespace], Awaitable[int]]
-
-
-class Failure(Exception):
-    """The command cannot go on: ``message`` for stderr, ``code`` for the exit status."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 # -- registration ----------------------------------------------------------------------------------------
@@ -83,7 +75,7 @@ def add_commands(commands: Any) -> None:
             description=description,
             parents=[connection],
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=EXIT_CODES,
+            epilog=EXIT_CODES_HELP,
         )
         if timeout is not None:
             parser.add_argument(
@@ -97,9 +89,9 @@ def add_commands(commands: Any) -> None:
         parser.set_defaults(handler=lambda args: run(args, body), request_timeout=REQUEST_TIMEOUT)
         return parser
 
-    pair = client_command(
+    pairing = client_command(
         "pair",
-        _pair,
+        pair,
         help="start a session and link a phone to it (QR code or pairing code)",
         description="Start SESSION (created on first use) and link a WhatsApp account to it.\n\n"
         "Without --phone, each QR code is drawn in the terminal as it rotates (WhatsApp shows up to six, the\n"
@@ -111,13 +103,13 @@ def add_commands(commands: Any) -> None:
         "linked just waits until it is connected.",
         timeout=None,
     )
-    pair.add_argument("session", metavar="SESSION", help="session name: letters, digits, '.', '_' or '-'")
-    pair.add_argument(
+    pairing.add_argument("session", metavar="SESSION", help="session name: letters, digits, '.', '_' or '-'")
+    pairing.add_argument(
         "--phone",
         metavar="NUMBER",
         help="link by pairing code for this phone number, in international format (e.g. +55 11 99999-0000)",
     )
-    pair.add_argument(
+    pairing.add_argument(
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
@@ -219,19 +211,29 @@ def add_commands(commands: Any) -> None:
     )
     stop.add_argument("session", metavar="SESSION")
 
+    delete = client_command(
+        "delete",
+        _delete,
+        help="delete a session and everything stored for it",
+        description="Log SESSION out (unlinking it from its phone), fail its queued messages and delete it with "
+        "everything stored for it.\nIts past events stay in the event log until retention drops them. This "
+        "cannot be undone; 'zapgate pair SESSION' then creates a new session.",
+    )
+    delete.add_argument("session", metavar="SESSION")
+
     sim = commands.add_parser(
         "sim",
-        help="act as the phone on a simulator gateway (scan, unlink, network, receive)",
+        help="act as the phone on a simulator gateway (scan, unlink, network, receive, restrict)",
         description="Drive the simulated WhatsApp of a gateway started with --engine simulator: play the "
         "phone that scans a QR code, unlinks the device, loses its network, or a contact that writes in.",
-        epilog=EXIT_CODES,
+        epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim_commands = sim.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
 
     def sim_command(name: str, body: Body, *, help: str, description: str) -> Any:
         parser = sim_commands.add_parser(
-            name, help=help, description=description, parents=[connection], epilog=EXIT_CODES
+            name, help=help, description=description, parents=[connection], epilog=EXIT_CODES_HELP
         )
         parser.add_argument(
             "--timeout",
@@ -282,11 +284,16 @@ def add_commands(commands: Any) -> None:
     receive.add_argument("--from", dest="from_", required=True, metavar="NUMBER", help="the contact's phone number")
     receive.add_argument("--reply-to", metavar="MESSAGE_ID", help="quote this message")
 
-
-EXIT_CODES = (
-    "exit codes: 0 ok, 1 error reported by the gateway (message on stderr), 2 usage or configuration\n"
-    "error (e.g. no token), 3 gateway unreachable or connection lost, 4 timeout, 130 interrupted"
-)
+    restrict = sim_command(
+        "restrict",
+        _sim_restrict,
+        help="WhatsApp restricts the session's sending for a while",
+        description="WhatsApp restricts SESSION's sending for SECONDS, like a temporary ban: the session emits "
+        "session.restricted and holds its queued messages until then. Prints when the restriction ends.",
+    )
+    restrict.add_argument("session", metavar="SESSION")
+    restrict.add_argument("seconds", metavar="SECONDS", type=_seconds, help="how long (at most 7 days)")
+    restrict.add_argument("--reason", default="send_restricted", help="the reason reported (default send_restricted)")
 
 
 def _seconds(text: str) -> float:
@@ -318,8 +325,8 @@ def run(args: argparse.Namespace, body: Body) -> int:
         return _fail(str(exc), EXIT_USAGE)
 
     async def main() -> int:
-        async with client as gw:
-            return await body(gw, args)
+        async with client:
+            return await body(client, args)
 
     _report_reconnections()
     try:
@@ -367,145 +374,7 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def _say(text: str = "", out: TextIO | None = None) -> None:
-    print(text, file=out or sys.stdout, flush=True)
-
-
-# -- pair -----------------------------------------------------------------------------------------------
-
-
-async def _pair(gw: Client, args: argparse.Namespace) -> int:
-    try:
-        async with asyncio.timeout(args.timeout):
-            return await _pair_until_connected(gw, args.session, args.phone)
-    except TimeoutError as exc:
-        if isinstance(exc, ZapgateError):
-            raise
-        raise Failure(
-            f"gave up after {args.timeout:g} s; the session may still be waiting for a phone "
-            f"(run 'zapgate pair {args.session}' again, or 'zapgate stop {args.session}')",
-            EXIT_TIMEOUT,
-        ) from None
-
-
-async def _pair_until_connected(gw: Client, session: str, phone: str | None) -> int:
-    info = await gw.start_session(session, pair_phone=phone)
-    if info.status == "connected":
-        _say(f"session {session} is already connected as {_phone(info)}")
-        return EXIT_OK
-    if info.paired:
-        _say(f"session {session} is linked to {_phone(info)}; waiting for it to connect ...", sys.stderr)
-    elif info.status == "qr":
-        # Someone started the pairing before us: show the code that is on screen now.
-        await _show_current_code(gw, session, phone)
-    if not info.paired and phone is None:
-        _say(_png_hint(gw.url, session), sys.stderr)
-    async for event in gw.events():
-        if isinstance(event, EventGap) or event.session != session:
-            continue
-        if isinstance(event, SessionQr):
-            if phone is None:
-                _draw_qr(event, simulator=gw.engine == "simulator")
-        elif isinstance(event, SessionPairCode):
-            _show_pair_code(event, phone, simulator=gw.engine == "simulator")
-        elif isinstance(event, SessionStatus):
-            done = _pair_status(session, event)
-            if done is not None:
-                return done
-        elif isinstance(event, SessionDeleted):
-            raise Failure(f"session {session} was deleted while pairing")
-    raise ConnectionClosed("the client closed before the session connected")
-
-
-def _pair_status(session: str, event: SessionStatus) -> int | None:
-    data = event.data
-    if data.status == "connected":
-        who = f"+{data.me.phone}" if data.me else "a phone"
-        _say(f"session {session} connected as {who}")
-        return EXIT_OK
-    if data.status == "failed" and data.reason == "qr_timeout":
-        raise Failure(
-            f"no phone linked session {session} before the last code expired; run 'zapgate pair {session}' "
-            "to get new codes",
-            EXIT_TIMEOUT,
-        )
-    if data.status in {"failed", "logged_out", "stopped"}:
-        raise Failure(f"session {session} is {data.status}" + (f" ({data.reason})" if data.reason else ""))
-    return None
-
-
-async def _show_current_code(gw: Client, session: str, phone: str | None) -> None:
-    """Find the QR (or pairing) code shown before we connected in the recent event log."""
-    newest = gw.last_seq or 0
-    page = await gw.fetch_events(max(0, newest - 1000), limit=1000)
-    simulator = gw.engine == "simulator"
-    if phone is None:
-        qrs = [e for e in page.events if isinstance(e, SessionQr) and e.session == session]
-        if qrs:
-            _draw_qr(qrs[-1], simulator=simulator)
-            return
-    else:
-        codes = [e for e in page.events if isinstance(e, SessionPairCode) and e.session == session]
-        if codes:
-            _show_pair_code(codes[-1], phone, simulator=simulator)
-            return
-    if phone:
-        raise Failure(
-            f"session {session} is already showing QR codes, without a pairing code; run 'zapgate stop {session}' "
-            "and then 'zapgate pair --phone' again"
-        )
-    _say("waiting for the next QR code ...", sys.stderr)
-
-
-def _draw_qr(event: SessionQr, *, simulator: bool) -> None:
-    import segno  # only 'pair' needs it
-
-    data = event.data
-    out = sys.stdout
-    art = io.StringIO()
-    symbol = segno.make_qr(data.qr, error="l")
-    try:
-        symbol.terminal(out=art, compact=True)
-        art.getvalue().encode(out.encoding or "utf-8")
-    except UnicodeEncodeError:  # a terminal without block characters: ANSI colours instead
-        art = io.StringIO()
-        symbol.terminal(out=art)
-    if out.isatty():
-        out.write("\x1b[2J\x1b[H")  # clear the screen: an expired code must not stay scannable
-    out.write(art.getvalue())
-    expires_in = max(0, round(data.expires_at - time.time()))
-    _say("Scan it with WhatsApp on the phone: Settings > Linked devices > Link a device.")
-    _say(f"code {data.attempt} of {data.max_attempts}, expires in {expires_in} s")
-    if simulator:
-        _say(f"simulator: zapgate sim scan '{data.qr}' --phone NUMBER")
-
-
-def _show_pair_code(event: SessionPairCode, phone: str | None, *, simulator: bool) -> None:
-    expires_in = max(0, round(event.data.expires_at - time.time()))
-    _say(f"pairing code: {event.data.code}")
-    _say(
-        "On the phone: WhatsApp > Settings > Linked devices > Link a device > Link with phone number instead, "
-        f"then type the code (valid for {expires_in} s)."
-    )
-    if simulator:
-        _say(f"simulator: zapgate sim scan {event.data.code} --phone '{phone}'")
-
-
-def _png_hint(url: str, session: str) -> str:
-    http = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
-    if http.endswith("/v1/ws"):
-        http = http[: -len("/v1/ws")]
-    return (
-        f'(or download it as an image: curl -H "Authorization: Bearer $ZAPGATE_TOKEN" '
-        f"{http}/v1/sessions/{session}/qr.png -o qr.png)"
-    )
-
-
-def _phone(info: SessionInfo) -> str:
-    return f"+{info.me.phone}" if info.me else "a phone"
-
-
-# -- send, sessions, logout, stop ------------------------------------------------------------------------------
+# -- send, sessions, stop, logout, delete ------------------------------------------------------------------------------
 
 
 def _content(args: argparse.Namespace) -> Content:
@@ -538,8 +407,8 @@ def _content(args: argparse.Namespace) -> Content:
     return Text(text=text)
 
 
-async def _send(gw: Client, args: argparse.Namespace) -> int:
-    result = await gw.send(
+async def _send(client: Client, args: argparse.Namespace) -> int:
+    result = await client.send(
         args.session,
         args.to,
         _content(args),
@@ -551,7 +420,7 @@ async def _send(gw: Client, args: argparse.Namespace) -> int:
     if args.wait and STATUS_RANK[status] < STATUS_RANK[args.wait]:
         try:
             async with asyncio.timeout(args.request_timeout):
-                status = await _wait_status(gw, result.message_id, args.wait)
+                status = await _wait_status(client, result.message_id, args.wait)
         except TimeoutError as exc:
             if isinstance(exc, ZapgateError):
                 raise
@@ -561,15 +430,15 @@ async def _send(gw: Client, args: argparse.Namespace) -> int:
                 EXIT_TIMEOUT,
             ) from None
     if args.json:
-        _say(json.dumps({**msgspec.to_builtins(result), "status": status}))
+        say(json.dumps({**msgspec.to_builtins(result), "status": status}))
     else:
-        _say(result.message_id)
-    _say(f"{status}: message {result.message_id} to {result.chat}", sys.stderr)
+        say(result.message_id)
+    say(f"{status}: message {result.message_id} to {result.chat}", sys.stderr)
     return EXIT_OK
 
 
-async def _wait_status(gw: Client, message_id: str, wanted: str) -> str:
-    async for event in gw.events():
+async def _wait_status(client: Client, message_id: str, wanted: str) -> str:
+    async for event in client.events():
         if not isinstance(event, MessageStatus) or event.data.message_id != message_id:
             continue
         if event.data.status == "failed":
@@ -579,13 +448,13 @@ async def _wait_status(gw: Client, message_id: str, wanted: str) -> str:
     raise ConnectionClosed("the client closed while waiting for the message status")
 
 
-async def _sessions(gw: Client, args: argparse.Namespace) -> int:
-    listing = await gw.sessions()
+async def _sessions(client: Client, args: argparse.Namespace) -> int:
+    listing = await client.sessions()
     if args.json:
-        _say(msgspec.json.encode(listing).decode())
+        say(msgspec.json.encode(listing).decode())
         return EXIT_OK
     if not listing:
-        _say("no sessions yet: start one with 'zapgate pair NAME'", sys.stderr)
+        say("no sessions yet: start one with 'zapgate pair NAME'", sys.stderr)
         return EXIT_OK
     rows = [("SESSION", "STATUS", "PHONE", "QUEUED", "REASON")]
     for info in listing:
@@ -593,33 +462,39 @@ async def _sessions(gw: Client, args: argparse.Namespace) -> int:
         rows.append((info.session, info.status, f"+{info.me.phone}" if info.me else "-", queued, info.reason or ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        _say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+        say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
     return EXIT_OK
 
 
-async def _logout(gw: Client, args: argparse.Namespace) -> int:
-    await gw.logout(args.session)
-    _say(f"session {args.session} logged out; link it again with 'zapgate pair {args.session}'")
+async def _logout(client: Client, args: argparse.Namespace) -> int:
+    await client.logout(args.session)
+    say(f"session {args.session} logged out; link it again with 'zapgate pair {args.session}'")
     return EXIT_OK
 
 
-async def _stop(gw: Client, args: argparse.Namespace) -> int:
-    info = await gw.stop_session(args.session)
-    _say(f"session {args.session} stopped{'; its link is kept' if info.paired else ''}")
+async def _stop(client: Client, args: argparse.Namespace) -> int:
+    info = await client.stop_session(args.session)
+    say(f"session {args.session} stopped{'; its link is kept' if info.paired else ''}")
+    return EXIT_OK
+
+
+async def _delete(client: Client, args: argparse.Namespace) -> int:
+    await client.delete_session(args.session)
+    say(f"session {args.session} deleted")
     return EXIT_OK
 
 
 # -- events -------------------------------------------------------------------------------------------------
 
 
-async def _events(gw: Client, args: argparse.Namespace) -> int:
+async def _events(client: Client, args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit <= 0:
         raise Failure("--limit must be at least 1", EXIT_USAGE)
     printed = 0
     out = sys.stdout
-    async for event in gw.events():
+    async for event in client.events():
         if isinstance(event, EventGap):
-            _say(
+            say(
                 f"warning: the gateway no longer has events {event.after + 1} to {event.last_seq}: they are lost",
                 sys.stderr,
             )
@@ -639,25 +514,31 @@ async def _events(gw: Client, args: argparse.Namespace) -> int:
 # -- simulator ---------------------------------------------------------------------------------------------
 
 
-async def _sim_scan(gw: Client, args: argparse.Namespace) -> int:
-    me = await gw.sim_scan(args.qr, args.phone)
-    _say(f"linked +{me.phone} ({me.jid})")
+async def _sim_scan(client: Client, args: argparse.Namespace) -> int:
+    me = await client.sim_scan(args.qr, args.phone)
+    say(f"linked +{me.phone} ({me.jid})")
     return EXIT_OK
 
 
-async def _sim_unlink(gw: Client, args: argparse.Namespace) -> int:
-    await gw.sim_unlink(args.session)
-    _say(f"the phone unlinked session {args.session}")
+async def _sim_unlink(client: Client, args: argparse.Namespace) -> int:
+    await client.sim_unlink(args.session)
+    say(f"the phone unlinked session {args.session}")
     return EXIT_OK
 
 
-async def _sim_network(gw: Client, args: argparse.Namespace) -> int:
-    await gw.sim_network(args.session, args.state == "on")
-    _say(f"session {args.session}: network {args.state}")
+async def _sim_network(client: Client, args: argparse.Namespace) -> int:
+    await client.sim_network(args.session, args.state == "on")
+    say(f"session {args.session}: network {args.state}")
     return EXIT_OK
 
 
-async def _sim_receive(gw: Client, args: argparse.Namespace) -> int:
-    message_id = await gw.sim_receive(args.session, args.from_, args.text, reply_to=args.reply_to)
-    _say(message_id)
+async def _sim_receive(client: Client, args: argparse.Namespace) -> int:
+    message_id = await client.sim_receive(args.session, args.from_, args.text, reply_to=args.reply_to)
+    say(message_id)
+    return EXIT_OK
+
+
+async def _sim_restrict(client: Client, args: argparse.Namespace) -> int:
+    until = await client.sim_restrict(args.session, args.seconds, reason=args.reason)
+    say(f"session {args.session}: sending restricted until {time.strftime('%H:%M:%S', time.localtime(until))}")
     return EXIT_OK

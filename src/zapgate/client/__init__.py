@@ -1,16 +1,16 @@
-"""The Python SDK for zapgate: ``async with zapgate.client.connect(url, token) as gw:``.
+"""The Python SDK for zapgate: ``async with zapgate.client.connect(url, token) as client:``.
 
 .. code-block:: python
 
     import zapgate.client
     from zapgate.client import MessageReceived
 
-    async with zapgate.client.connect("ws://127.0.0.1:8787/v1/ws", token) as gw:
-        await gw.start_session("main")
-        async for event in gw.events():
+    async with zapgate.client.connect("ws://127.0.0.1:8787/v1/ws", token) as client:
+        await client.start_session("main")
+        async for event in client.events():
             match event:
                 case MessageReceived(session=session, data=msg) if not msg.from_me and msg.text:
-                    await gw.send_text(session, msg.chat, msg.text, reply_to=msg.message_id)
+                    await client.send_text(session, msg.chat, msg.text, reply_to=msg.message_id)
 
 Typed methods for every command, typed events, the server's errors as the same exception classes
 (:mod:`zapgate.errors`), automatic reconnection with resume. ``docs/client.md`` is the guide. This package

@@ -26,6 +26,7 @@ from ..protocol import (
     SessionStop,
     SimNetwork,
     SimReceive,
+    SimRestrict,
     SimScan,
     SimUnlink,
 )
@@ -47,7 +48,7 @@ def connect(
     backoff_cap: float = 30.0,
     max_pending_events: int = 10_000,
 ) -> Client:
-    """A client for the gateway at ``url``; use it as ``async with connect(url, token) as gw:``.
+    """A client for the gateway at ``url``; use it as ``async with connect(url, token) as client:``.
 
     ``resume_from`` is the ``seq`` of the last event you handled (e.g. stored by a previous run): the stream
     then starts right after it. Without it, the stream starts with events newer than the connection.
@@ -258,6 +259,14 @@ class Client(Connection):
         received = await self._request(cmd, _Received, retry_safe=False)
         return received.message_id
 
+    async def sim_restrict(self, session: str, seconds: float, *, reason: str = "send_restricted") -> float:
+        """Simulator: WhatsApp restricts the session's sending for ``seconds`` (a ``session.restricted`` event
+        follows); returns when the restriction ends (epoch seconds). Not resent after a drop: a repeat would
+        restart the restriction."""
+        cmd = SimRestrict(id=self._new_id(), session=session, seconds=seconds, reason=reason)
+        restricted = await self._request(cmd, _Restricted, retry_safe=False)
+        return restricted.until
+
 
 class _SessionListing(msgspec.Struct):
     sessions: list[SessionInfo]
@@ -273,3 +282,7 @@ class _Linked(msgspec.Struct):
 
 class _Received(msgspec.Struct):
     message_id: str
+
+
+class _Restricted(msgspec.Struct):
+    until: float

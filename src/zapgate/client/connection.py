@@ -288,10 +288,9 @@ class Connection:
             said = self._last_error.message if self._last_error else ws.close_reason
             raise Unauthorized(said or "the gateway no longer accepts the token")
         log.info(
-            "connection to %s lost (close code %s %s)%s",
+            "connection to %s lost (%s)%s",
             self.url,
-            ws.close_code,
-            ws.close_reason or "",
+            _close_description(ws),
             "; reconnecting" if self._reconnect else "",
         )
 
@@ -366,7 +365,7 @@ class Connection:
     # -- the event stream
 
     def events(self) -> _EventIterator:
-        """The tenant's events, in ``seq`` order, across reconnections: ``async for event in gw.events():``.
+        """The tenant's events, in ``seq`` order, across reconnections: ``async for event in client.events():``.
 
         Yields :class:`~zapgate.client.events.Event` subclasses and, when the gateway lost events this
         client missed, an :class:`~zapgate.client.events.EventGap`. Iterate from one task: each event is
@@ -422,7 +421,7 @@ class Connection:
         if self._fatal is not None:
             raise self._fatal
         if self._closed or self._runner is None:
-            raise ConnectionClosed("the client is not open: use 'async with connect(url, token) as gw:'")
+            raise ConnectionClosed("the client is not open: use 'async with connect(url, token) as client:'")
         pending = _Pending(command, asyncio.get_running_loop().create_future(), retry_safe)
         self._pending[command.id] = pending
         try:
@@ -503,3 +502,10 @@ def _refusal(url: str, exc: InvalidStatus) -> ZapgateError:
         f"{url} answered HTTP {response.status_code} instead of a WebSocket upgrade{': ' + message if message else ''}"
         " (is this the gateway's /v1/ws URL?)"
     )
+
+
+def _close_description(ws: ClientConnection) -> str:
+    """``close code 1012 service restart``, ``close code 1006``, or ``no close frame``, for logs."""
+    if ws.close_code is None:
+        return "no close frame"
+    return f"close code {ws.close_code}" + (f" {ws.close_reason}" if ws.close_reason else "")
