@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from .support import RunningGateway
 from .test_cli import Running
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "client.md"
-BOT_PHONE, CONTACT = "5511999990000", "5521988887777"
+BOT_PHONE, CONTACT = "5511933330003", "5521988887777"
 
 
 @pytest.fixture
@@ -57,22 +58,25 @@ async def test_the_documented_echo_bot_answers_once_and_resumes_after_a_restart(
     async def echoes(text: str) -> list[dict[str, Any]]:
         return [d for d in await engine.deliveries() if d["sender"] == BOT_PHONE and d["text"] == text]
 
-    async with connect(gateway.url, token) as gw:
+    async with connect(gateway.url, token) as client:
         bot = await start_bot(script, env)
         try:
-            scan = await bot.expect(r"^QR 1 of 3: zapgate sim scan '(2@[^']+)' --phone \+5511999990000$")
-            await gw.sim_scan(scan[1], "+5511999990000")
+            scan = await bot.expect(rf"^QR 1 of 3: zapgate sim scan '(2@[^']+)' --phone \+{BOT_PHONE}$")
+            await client.sim_scan(scan[1], f"+{BOT_PHONE}")
             await bot.expect(r"^session echo is connected")
-            await gw.sim_receive("echo", f"+{CONTACT}", "olá, bot")
+            await client.sim_receive("echo", f"+{CONTACT}", "olá, bot")
             await bot.expect(r"^echoed 5521988887777@s.whatsapp.net: olá, bot$")
         finally:
             await bot.kill()
 
         # While the bot is down, a contact writes again: the restarted bot answers that, and only that.
-        await gw.sim_receive("echo", f"+{CONTACT}", "are you there?")
+        await client.sim_receive("echo", f"+{CONTACT}", "are you there?")
         bot = await start_bot(script, env)
         try:
             await bot.expect(r"^echoed 5521988887777@s.whatsapp.net: are you there\?$")
+            bot.proc.send_signal(signal.SIGINT)  # Ctrl-C
+            stopped = await bot.finish()
+            assert stopped.code == 0 and "Traceback" not in stopped.err, stopped.err
         finally:
             await bot.kill()
         # Killed right after its first answer, the bot may handle "olá, bot" again: its key keeps it to one send.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 from zapgate.config import Settings
 from zapgate.docgen import stale
@@ -41,8 +44,6 @@ def test_every_event_and_close_code_is_in_the_protocol_doc() -> None:
 
 
 def test_every_emitted_event_is_declared() -> None:
-    import re
-
     source = "\n".join(p.read_text() for p in (DOCS.parent / "src" / "zapgate").rglob("*.py"))
     names = r'"((?:session|message|group|contact|chat|poll|media|presence|webhook|call)\.[a-z_]+)"'
     emitted = set(re.findall(names, source)) - set(COMMANDS)
@@ -53,3 +54,46 @@ def test_every_emitted_event_is_declared() -> None:
 def test_every_command_has_a_handler_and_a_reply_type() -> None:
     assert {spec.request for spec in COMMANDS.values()} == set(HANDLERS)
     assert all(spec.reply is not None for spec in COMMANDS.values())
+
+
+# -- the user guides run as written ------------------------------------------------------------------------
+
+GUIDES = [DOCS.parent / "README.md", DOCS / "cli.md", DOCS / "client.md"]
+ACTIVATE = ". .venv/bin/activate"
+_NEEDS_VENV = re.compile(r"(?:^|[|;&]\s*|\$\()(zapgate|python)\s")
+
+
+def shell_lines(path: Path) -> list[str]:
+    """Every command line of the ``sh`` blocks of ``path``, in order, comments dropped."""
+    blocks = re.findall(r"```sh\n(.*?)```", path.read_text(), re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_guides_activate_the_environment_before_running_zapgate_or_python(guide: Path) -> None:
+    """``zapgate`` and the SDK live in the checkout's .venv: a bare ``zapgate …`` or ``python …`` in a guide
+    works only after the guide has activated it (``python3 tasks.py …`` and ``.venv/bin/…`` always do)."""
+    activated = False
+    premature = []
+    for line in shell_lines(guide):
+        if line.startswith(ACTIVATE):
+            activated = True
+        elif _NEEDS_VENV.search(line) and not activated:
+            premature.append(line)
+    assert not premature, f"{guide.name} runs these before '{ACTIVATE}': {premature}"
+
+
+def test_each_guide_links_its_sandbox_session_to_a_phone_number_of_its_own() -> None:
+    """A reader following several guides on one sandbox must not link two sessions to one number: each
+    inbound message would then show up in both."""
+    scanning: dict[str, set[str]] = {}
+    for guide in GUIDES:
+        text = guide.read_text()
+        for number in re.findall(r"sim scan \S+ --phone (\+[\d ]+\d)", text):
+            scanning.setdefault(re.sub(r"\D", "", number), set()).add(guide.name)
+    assert scanning, "the guides show how a simulated phone scans"
+    shared = {number: sorted(guides) for number, guides in scanning.items() if len(guides) > 1}
+    assert not shared, f"one phone number links sessions in several guides: {shared}"
+    for guide in GUIDES:
+        numbers = [number for number, guides in scanning.items() if guide.name in guides]
+        assert len(numbers) <= 1, f"{guide.name} links its sessions to several numbers: {numbers}"
