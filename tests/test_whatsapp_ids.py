@@ -14,6 +14,7 @@ import pytest
 from zapgate.engines.base import Connected, EngineEvent, MessageIn, Quote, ReceiptIn, Sent
 from zapgate.engines.whatsapp import WhatsAppEngine
 from zapgate.engines.whatsapp.ids import MessageIds
+from zapgate.engines.whatsapp.store import STORE_DIR
 from zapgate.jid import Jid
 from zapgate.protocol import Me
 from zapgate.protocol.content import Text
@@ -50,6 +51,17 @@ async def test_the_id_table(tmp_path: Path) -> None:
         await ids.close()
 
 
+async def recorded_as_sent(data_dir: Path, message_id: str, wa_id: str, timestamp: int) -> None:
+    """Record, in the id table the engine keeps in its data directory, that WhatsApp took ``message_id``."""
+    ids = MessageIds(data_dir / STORE_DIR / "messages.db", synchronous="normal")
+    await ids.open()
+    try:
+        await ids.begin(SESSION, message_id)
+        await ids.complete(SESSION, message_id, wa_id, timestamp)
+    finally:
+        await ids.close()
+
+
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[tuple[WhatsAppEngine, list[EngineEvent]]]:
     engine = WhatsAppEngine(fast_settings(tmp_path / "data", engine="whatsapp"))
@@ -72,11 +84,10 @@ async def _settled(delivered: list[EngineEvent], count: int) -> None:
 
 
 async def test_receipts_and_replies_name_the_message_by_the_gateways_id(
-    engine: tuple[WhatsAppEngine, list[EngineEvent]],
+    engine: tuple[WhatsAppEngine, list[EngineEvent]], tmp_path: Path
 ) -> None:
     eng, delivered = engine
-    await eng._ids.begin(SESSION, "3EB0GATEWAY1")
-    await eng._ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
+    await recorded_as_sent(tmp_path / "data", "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     chat = "5511999990000@s.whatsapp.net"
     eng._from_worker(
         SESSION, ReceiptIn(message_ids=["3EB0WHATSAPP1", "3EB0PHONE"], chat=chat, status="read", timestamp=1)
@@ -94,10 +105,11 @@ async def test_receipts_and_replies_name_the_message_by_the_gateways_id(
     ]
 
 
-async def test_a_message_recorded_as_sent_is_not_sent_again(engine: tuple[WhatsAppEngine, list[EngineEvent]]) -> None:
+async def test_a_message_recorded_as_sent_is_not_sent_again(
+    engine: tuple[WhatsAppEngine, list[EngineEvent]], tmp_path: Path
+) -> None:
     eng, _ = engine
-    await eng._ids.begin(SESSION, "3EB0GATEWAY1")
-    await eng._ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
+    await recorded_as_sent(tmp_path / "data", "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     # No worker runs this session: anything but the recorded answer would fail.
     assert await eng.send_text(SESSION, "3EB0GATEWAY1", Jid("5511999990000"), "olá") == Sent(1_795_909_999)
     await eng._ids.begin(SESSION, "3EB0GATEWAY2")
@@ -108,7 +120,9 @@ async def test_a_message_recorded_as_sent_is_not_sent_again(engine: tuple[WhatsA
     )
 
 
-async def test_quotes_carry_whatsapps_id_author_and_text(engine: tuple[WhatsAppEngine, list[EngineEvent]]) -> None:
+async def test_quotes_carry_whatsapps_id_author_and_text(
+    engine: tuple[WhatsAppEngine, list[EngineEvent]], tmp_path: Path
+) -> None:
     eng, delivered = engine
     me = Me(phone="5511911112222", jid="5511911112222:7@s.whatsapp.net", lid="99887766@lid")
     chat = "5511999990000@s.whatsapp.net"
@@ -120,7 +134,6 @@ async def test_quotes_carry_whatsapps_id_author_and_text(engine: tuple[WhatsAppE
     inbound = await eng._quote(SESSION, Quote(message_id="3A01", sender=chat))
     assert (inbound.message_id, inbound.participant, inbound.text) == ("3A01", chat, "pergunta")
 
-    await eng._ids.begin(SESSION, "3EB0GATEWAY1")
-    await eng._ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
+    await recorded_as_sent(tmp_path / "data", "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     ours = await eng._quote(SESSION, Quote(message_id="3EB0GATEWAY1", sender=chat))
     assert (ours.message_id, ours.participant) == ("3EB0WHATSAPP1", "5511911112222@s.whatsapp.net")
