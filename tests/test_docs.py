@@ -83,6 +83,17 @@ def test_guides_activate_the_environment_before_running_zapgate_or_python(guide:
     assert not premature, f"{guide.name} runs these before '{ACTIVATE}': {premature}"
 
 
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
+def test_guides_never_split_a_phone_number_into_several_arguments(guide: Path) -> None:
+    """``--phone +55 11 9…`` unquoted is three arguments: the shell line fails as written."""
+    split = [line for line in shell_lines(guide) if re.search(r"(^|\s)\+\d+ \d", _unquoted(line))]
+    assert not split, f"{guide.name}: quote these numbers or write them without spaces: {split}"
+
+
+def _unquoted(line: str) -> str:
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "''", line)
+
+
 def test_each_guide_links_its_sandbox_session_to_a_phone_number_of_its_own() -> None:
     """A reader following several guides on one sandbox must not link two sessions to one number: each
     inbound message would then show up in both."""
