@@ -468,7 +468,7 @@ async def test_switching_from_the_simulator_keeps_its_sessions_for_it(
         )
         assert (await client.call("session.get", session="main"))["paired"]
     assert "Run the gateway with --engine simulator" in caplog.text
-    assert "tenant acme, name 'main'" in caplog.text  # the gateway's lines map the ses_ id to tenant and name
+    assert "session acme/main (ses_" in caplog.text  # the gateway's lines map the ses_ id to tenant and name
     assert proxy.requests == []
     async with serve_gateway(simulator) as gateway, gateway.connect() as client:
         await client.call("session.start", session="main")
