@@ -52,7 +52,6 @@ from ..errors import (
 )
 from ..jid import Jid, parse_phone, parse_recipient
 from ..protocol import (
-    Me,
     MessageStatusData,
     OutboxState,
     QrState,
@@ -76,7 +75,8 @@ from .inbound import describe_inbound
 from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .pacing import DAY, Pacer, PacingPolicy
 from .sender import Sender
-from .state import SessionState, Status
+from .session import Session
+from .state import Status
 
 __all__ = ["Session", "SessionManager"]
 
@@ -88,58 +88,6 @@ RESTORE_CONCURRENCY = 64
 
 NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the session was deleted"}
 """Reasons a queued message fails without WhatsApp having refused it, as ``message.send`` explains them."""
-
-
-class Session:
-    """A session's runtime: its stored record, state machine, current QR and sender."""
-
-    def __init__(self, record: SessionRecord) -> None:
-        self.record = record
-        # Nothing runs when the process starts: a session stored as running starts from "stopped" and is
-        # reopened; a stopped, failed or logged-out one keeps its status and reason.
-        stored = Status(record.status)
-        resting = stored in (Status.STOPPED, Status.FAILED, Status.LOGGED_OUT)
-        self.state = SessionState(stored, record.reason) if resting else SessionState(Status.STOPPED, None)
-        self.since = record.updated_at
-        """When ``state.status`` last changed (epoch seconds)."""
-        self.qr: QrState | None = None
-        self.qr_code: str | None = None
-        self.detail: str | None = None
-        """The engine's words for the current status, if any (kept in memory only)."""
-        self.lock = asyncio.Lock()
-        self.sender: Sender | None = None
-        self.restart: asyncio.Task[None] | None = None
-        """The pending automatic restart after a passing failure (cancelled by any lifecycle command)."""
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def tenant(self) -> str:
-        return self.record.tenant
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def label(self) -> str:
-        """How logs name the session: ``session acme/main (ses_…)``, so that engine logs by id can be mapped."""
-        return f"session {self.record.tenant}/{self.record.name} ({self.record.id})"
-
-    def cancel_restart(self) -> None:
-        if self.restart is not None:
-            self.restart.cancel()
-            self.restart = None
-
-    @property
-    def paired(self) -> bool:
-        return self.record.device is not None
-
-    @property
-    def me(self) -> Me | None:
-        return msgspec.convert(self.record.me, Me) if self.record.me else None
 
 
 class SessionManager:
