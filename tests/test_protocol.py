@@ -37,6 +37,9 @@ def test_every_command_type_is_known_and_listed() -> None:
         "sim.network",
         "sim.receive",
         "sim.restrict",
+        "chat.presence",
+        "presence.set",
+        "presence.subscribe",
     } == COMMAND_TYPES
 
 

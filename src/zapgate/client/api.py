@@ -7,15 +7,19 @@ Which commands are sent again after a dropped connection (``retry_safe``) is dec
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 import msgspec
 
 from ..protocol import (
+    ChatPresence,
     Me,
     MessageRead,
     MessageReadResult,
     MessageSend,
     Ping,
+    PresenceSet,
+    PresenceSubscribe,
     SendResult,
     SessionDelete,
     SessionGet,
@@ -223,6 +227,19 @@ class Client(Connection):
         cmd = MessageRead(id=self._new_id(), session=session, chat=chat, message_ids=list(message_ids))
         result = await self._request(cmd, MessageReadResult, retry_safe=True)
         return result.read
+
+    async def chat_presence(self, session: str, chat: str, state: Literal["typing", "recording", "paused"]) -> None:
+        """Show the session ``typing`` or ``recording`` a voice note in ``chat``, or stop (``paused``)."""
+        cmd = ChatPresence(id=self._new_id(), session=session, chat=chat, state=state)
+        await self._call(cmd, retry_safe=True)
+
+    async def set_presence(self, session: str, state: Literal["available", "unavailable"]) -> None:
+        """Show the account online (``available``) or offline (``unavailable``) to its contacts."""
+        await self._call(PresenceSet(id=self._new_id(), session=session, state=state), retry_safe=True)
+
+    async def subscribe_presence(self, session: str, chat: str) -> None:
+        """Get :class:`Presence` events for ``chat`` (a contact): online, offline, typing, recording."""
+        await self._call(PresenceSubscribe(id=self._new_id(), session=session, chat=chat), retry_safe=True)
 
     async def ping(self) -> float:
         """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""

@@ -21,6 +21,7 @@ from ..protocol import (
     MessageRevokedData,
     MessageStatusData,
     PollVoteData,
+    PresenceData,
     SessionDeletedData,
     SessionPairCodeData,
     SessionQrData,
@@ -40,6 +41,8 @@ __all__ = [
     "MessageRevoked",
     "MessageStatus",
     "PollVote",
+    "Presence",
+    "PresenceData",
     "SessionDeleted",
     "SessionDeletedData",
     "SessionPairCode",
@@ -130,6 +133,13 @@ class PollVote(Event, frozen=True, kw_only=True):
     data: PollVoteData
 
 
+class Presence(Event, frozen=True, kw_only=True):
+    """``presence``: a contact the session subscribed to came online or went offline (``data.last_seen``), or is
+    typing or recording in ``data.chat``."""
+
+    data: PresenceData
+
+
 class StatusReceived(Event, frozen=True, kw_only=True):
     """``status.received``: a contact posted a status (not a chat message)."""
 
@@ -182,6 +192,7 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "message.revoked": (MessageRevoked, MessageRevokedData),
     "poll.vote": (PollVote, PollVoteData),
     "status.received": (StatusReceived, StatusReceivedData),
+    "presence": (Presence, PresenceData),
 }
 
 

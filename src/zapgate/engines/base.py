@@ -27,6 +27,8 @@ from ..protocol.content import Content
 
 __all__ = [
     "PLAIN",
+    "Availability",
+    "ChatState",
     "Connected",
     "Disconnected",
     "DownloadError",
@@ -41,6 +43,8 @@ __all__ = [
     "Outgoing",
     "PairCode",
     "Paired",
+    "PresenceIn",
+    "PresenceState",
     "QrCode",
     "Quote",
     "ReceiptIn",
@@ -152,8 +156,36 @@ class ReceiptIn(_EngineEvent, tag="receipt"):
     timestamp: int
 
 
+PresenceState = Literal["available", "unavailable", "typing", "recording", "paused"]
+ChatState = Literal["typing", "recording", "paused"]
+Availability = Literal["available", "unavailable"]
+
+
+class PresenceIn(_EngineEvent, tag="presence"):
+    """A contact's presence in a chat the session subscribed to: online or not (``available``,
+    ``unavailable``, with ``last_seen`` when WhatsApp tells it), or what they are doing in ``chat`` (``typing``,
+    ``recording`` a voice note, ``paused``). Not stored by WhatsApp: missed while offline, never replayed."""
+
+    chat: str
+    sender: str
+    """Whose presence it is (in a group chat: the member typing)."""
+    state: PresenceState
+    last_seen: int | None = None
+    """Unix seconds, with ``unavailable``."""
+
+
 EngineEvent = (
-    QrCode | PairCode | Paired | Connected | Disconnected | LoggedOut | Failed | SendRestricted | MessageIn | ReceiptIn
+    QrCode
+    | PairCode
+    | Paired
+    | Connected
+    | Disconnected
+    | LoggedOut
+    | Failed
+    | SendRestricted
+    | MessageIn
+    | ReceiptIn
+    | PresenceIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
 
@@ -276,9 +308,7 @@ class Engine(abc.ABC):
         """Unlink the device from the phone (when possible) and delete its keys. Idempotent."""
 
     @abc.abstractmethod
-    async def send(
-        self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
-    ) -> Sent:
+    async def send(self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN) -> Sent:
         """Send ``content`` with the given WhatsApp message id; return WhatsApp's timestamp (unix seconds) and,
         when WhatsApp knows the recipient under another JID, the chat the message went to.
 
@@ -300,6 +330,23 @@ class Engine(abc.ABC):
 
         Raises :class:`DownloadError`. The caller hashes and stores the file; the engine only fetches bytes."""
         raise DownloadError("unsupported", f"the {self.name} engine cannot download media yet", retryable=False)
+
+    async def chat_presence(self, session_id: str, chat: Jid, state: ChatState) -> None:
+        """Show the session ``typing``, ``recording`` a voice note, or neither (``paused``) in ``chat``.
+
+        Raises :class:`SendError` (``retryable`` when the session is offline)."""
+        raise SendError("unsupported", f"the {self.name} engine cannot send presence", retryable=False)
+
+    async def set_presence(self, session_id: str, state: Availability) -> None:
+        """Show the account online (``available``) or not to the contacts subscribed to it.
+
+        Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot send presence", retryable=False)
+
+    async def subscribe_presence(self, session_id: str, jid: Jid) -> None:
+        """Ask WhatsApp for ``jid``'s presence and typing: :class:`PresenceIn` events follow while the session is
+        online. Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot subscribe to presence", retryable=False)
 
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).
@@ -327,9 +374,7 @@ class Sandbox(Protocol):
 
     async def set_network(self, session_id: str, online: bool) -> None: ...
 
-    async def receive(
-        self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None
-    ) -> str:
+    async def receive(self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None) -> str:
         """A contact writes to the session's number; returns the new message's id."""
         ...
 

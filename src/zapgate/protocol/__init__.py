@@ -10,6 +10,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``sessions``    session commands, session info and session events
 ``content``     the content union: what a message says, sent or received
 ``messages``    sending, read receipts, message events
+``presence``    typing and online status, both ways
 ``events``      reading the event log; ping
 ``sim``         simulator-only commands
 ``codec``       encode / decode with precise errors
@@ -37,6 +38,7 @@ from .messages import (
     SendResult,
     StatusReceivedData,
 )
+from .presence import ChatPresence, PresenceData, PresenceSet, PresenceSubscribe
 from .sessions import (
     Me,
     OutboxState,
@@ -76,6 +78,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "PROTOCOL_VERSION",
     "Auth",
+    "ChatPresence",
     "ClientFrame",
     "CloseCode",
     "Command",
@@ -103,6 +106,9 @@ __all__ = [
     "Ping",
     "PollVoteData",
     "Pong",
+    "PresenceData",
+    "PresenceSet",
+    "PresenceSubscribe",
     "QrState",
     "Ready",
     "Reply",

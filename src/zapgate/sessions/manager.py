@@ -35,6 +35,7 @@ from ..engines.base import (
     MessageIn,
     PairCode,
     Paired,
+    PresenceIn,
     QrCode,
     ReceiptIn,
     SendError,
@@ -74,6 +75,7 @@ from ..storage import NewEvent, OutboxItem, SessionRecord, Storage
 from .inbound import describe_inbound
 from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .pacing import DAY, Pacer, PacingPolicy
+from .presence import Presence
 from .sender import Sender
 from .session import Session
 from .state import Status
@@ -105,6 +107,8 @@ class SessionManager:
             new_contacts_per_day=settings.pacing_new_contacts_per_day,
         )
         self._tasks = BackgroundTasks(log)
+        self.presence = Presence(engine, storage, self.get, self._event)
+        """``chat.presence``, ``presence.set``, ``presence.subscribe`` and the ``presence`` events."""
 
     # -- lifecycle
 
@@ -403,6 +407,8 @@ class SessionManager:
         match event:
             case MessageIn():
                 await self._on_message(session, event)
+            case PresenceIn():
+                await self.presence.received(session, event)
             case ReceiptIn():
                 events = [
                     self._event(

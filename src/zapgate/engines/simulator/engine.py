@@ -22,6 +22,8 @@ from ...sessions.qr import QrSchedule
 from ...storage.sqlite import SqliteDatabase
 from ..base import (
     PLAIN,
+    Availability,
+    ChatState,
     Connected,
     Disconnected,
     Engine,
@@ -39,6 +41,7 @@ from ..base import (
     SendRestricted,
     Sent,
 )
+from .presence import SimPresence
 from .records import (
     MIGRATIONS,
     decode_event,
@@ -122,6 +125,12 @@ class SimulatorEngine(Engine):
         self._tasks = BackgroundTasks(log)
         """Every task of the simulation: device pumps and delayed deliveries, logged if they fail."""
         self._acknowledged: list[int] = []  # mailbox rows the gateway stored, not yet deleted
+        self._presence = SimPresence(
+            devices_of=lambda phone: [self._devices[s] for s in self._linked.get(phone, ()) if s in self._devices],
+            device=self._devices.get,
+            emit=lambda device, event: self._emit(self._devices[device.session_id], event),
+            always_online=lambda phone: self._accounts.get(phone, ("", ""))[0] == "echo",
+        )
 
     # -- engine interface
 
@@ -207,14 +216,13 @@ class SimulatorEngine(Engine):
         self._cancel_pairing(device)
         device.opened = device.online = False
         await self._unlink(device)
+        self._presence.forget(session_id)
         # Nothing is left to deliver to this device: forget it (a later open starts afresh).
         if device.pump is not None:
             device.pump.cancel()
         del self._devices[session_id]
 
-    async def send(
-        self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
-    ) -> Sent:
+    async def send(self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN) -> Sent:
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
@@ -294,6 +302,27 @@ class SimulatorEngine(Engine):
         if known:
             receipt = ReceiptIn(message_ids=known, chat=_user_jid(reader), status="read", timestamp=int(time.time()))
             await self._mail_account(author, receipt)
+
+    async def chat_presence(self, session_id: str, chat: Jid, state: ChatState) -> None:
+        device = self._sending_device(session_id)
+        if not chat.is_user:
+            raise SendError("unsupported_recipient", "the simulator only has one-to-one chats", retryable=False)
+        self._presence.chat_state(device.phone or "", self._account_of(chat.user), state)
+
+    async def set_presence(self, session_id: str, state: Availability) -> None:
+        self._presence.set(self._sending_device(session_id).phone or "", state)
+
+    async def subscribe_presence(self, session_id: str, jid: Jid) -> None:
+        device = self._sending_device(session_id)
+        if not jid.is_user:
+            raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
+        self._presence.subscribe(device, self._account_of(jid.user))
+
+    def _sending_device(self, session_id: str) -> _Device:
+        device = self._devices.get(session_id)
+        if device is None or not device.online or device.phone is None:
+            raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
+        return device
 
     # -- phone-side actions (the sim.* commands)
 
@@ -583,6 +612,7 @@ class SimulatorEngine(Engine):
             answer, reply_to = Vote(message_id=message_id, options=[content.options[0]]), None
         if answer is None:
             return
+        self._presence.chat_state(echo, sender, "typing")
         await asyncio.sleep(self._latency)
         await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), answer, reply_to)
 
