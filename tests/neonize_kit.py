@@ -22,6 +22,7 @@ from zapgate.engines.base import EngineEvent
 from zapgate.engines.whatsapp import nz
 from zapgate.engines.whatsapp.ffi import FfiLock
 from zapgate.engines.whatsapp.ipc import WorkerConfig
+from zapgate.engines.whatsapp.polls import PollBook
 from zapgate.engines.whatsapp.session import SessionRunner
 
 N = nz.N
@@ -141,6 +142,7 @@ class RecordingHost:
         self.clients: list[Any] = []
         self.go = go
         """When set, the clients the runner makes talk to this fake instead of Go (behind the runner's guard)."""
+        self.polls = PollBook(None)
         self._changed = asyncio.Event()
 
     def emit(self, session_id: str, event: EngineEvent) -> None:

@@ -111,11 +111,11 @@ async def test_a_message_recorded_as_sent_is_not_sent_again(
     eng, _ = engine
     await recorded_as_sent(tmp_path / "data", "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     # No worker runs this session: anything but the recorded answer would fail.
-    assert await eng.send_text(SESSION, "3EB0GATEWAY1", Jid("5511999990000"), "olá") == Sent(1_795_909_999)
+    assert await eng.send(SESSION, "3EB0GATEWAY1", Jid("5511999990000"), Text(text="olá")) == Sent(1_795_909_999)
     await eng._ids.begin(SESSION, "3EB0GATEWAY2")
     await eng._ids.complete(SESSION, "3EB0GATEWAY2", "3EB0WHATSAPP2", 1_795_909_999, "551188887777@s.whatsapp.net")
     # ... with the chat it went to, when WhatsApp knew the recipient by another JID.
-    assert await eng.send_text(SESSION, "3EB0GATEWAY2", Jid("5511988887777"), "olá") == Sent(
+    assert await eng.send(SESSION, "3EB0GATEWAY2", Jid("5511988887777"), Text(text="olá")) == Sent(
         1_795_909_999, "551188887777@s.whatsapp.net"
     )
 

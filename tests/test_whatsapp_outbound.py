@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from zapgate.engines.base import Connected, Failed, MessageIn, QrCode
-from zapgate.engines.whatsapp import nz, session
-from zapgate.engines.whatsapp.ipc import QuoteRef
+from zapgate.engines.whatsapp import nz, presence, session
+from zapgate.engines.whatsapp.ipc import QuoteRef, Send
 from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
 from zapgate.engines.whatsapp.store import DeviceRef, store_path
+from zapgate.protocol.content import Text
 
 from .neonize_kit import (
     ALICE,
@@ -55,6 +56,12 @@ def online(tmp_path: Path, go: FakeGo, **config: Any) -> SessionRunner:
     return runner
 
 
+async def send_text(
+    runner: SessionRunner, to: str, text: str, quote: QuoteRef | None = None
+) -> tuple[str, int, str | None]:
+    return await runner.send(Send(id=0, session_id=runner.session_id, to=to, content=Text(text=text), quote=quote))
+
+
 async def wait_until(condition: Any) -> None:
     async with asyncio.timeout(10):
         while not condition():
@@ -67,7 +74,7 @@ async def wait_until(condition: Any) -> None:
 async def test_send_text_and_a_quoted_reply(tmp_path: Path) -> None:
     go = FakeGo()
     runner = online(tmp_path, go)
-    assert await runner.send_text("5511999990000@s.whatsapp.net", "olá", None) == (
+    assert await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None) == (
         "3EB0000000000000000001",
         1_795_909_999,
         None,  # WhatsApp knows the number as typed
@@ -75,7 +82,7 @@ async def test_send_text_and_a_quoted_reply(tmp_path: Path) -> None:
     to, message = go.sent[0]
     assert to == "5511999990000@s.whatsapp.net" and message.conversation == "olá"
     quote = QuoteRef(message_id="3A0000000000000001", participant="5511999990000@s.whatsapp.net", text="pergunta")
-    await runner.send_text("5511999990000@s.whatsapp.net", "resposta", quote)
+    await send_text(runner, "5511999990000@s.whatsapp.net", "resposta", quote)
     _, reply = go.sent[1]
     context = reply.extendedTextMessage.contextInfo
     assert reply.extendedTextMessage.text == "resposta"
@@ -89,10 +96,10 @@ async def test_send_text_and_a_quoted_reply(tmp_path: Path) -> None:
 async def test_a_message_goes_to_the_jid_whatsapp_answers_and_reports_that_chat(tmp_path: Path) -> None:
     go = FakeGo(answers={"+5511988887777": (jid("551188887777"), True)})
     runner = online(tmp_path, go)
-    _, _, chat = await runner.send_text(TYPED, "olá", None)
+    _, _, chat = await send_text(runner, TYPED, "olá", None)
     assert chat == CANONICAL
     assert go.sent[0][0] == CANONICAL  # not to the number as typed
-    await runner.send_text(TYPED, "de novo", None)
+    await send_text(runner, TYPED, "de novo", None)
     assert [to for to, _ in go.sent] == [CANONICAL, CANONICAL]
     assert go.named("IsOnWhatsApp") == [["+5511988887777"]]  # looked up once per session
 
@@ -102,14 +109,14 @@ async def test_an_answer_by_lid_is_sent_there_and_reported_by_phone_number(tmp_p
         answers={"+5511988887777": (jid("111222333444", "lid"), True)}, lids={"111222333444": jid("551188887777")}
     )
     runner = online(tmp_path, go)
-    _, _, chat = await runner.send_text(TYPED, "olá", None)
+    _, _, chat = await send_text(runner, TYPED, "olá", None)
     assert go.sent[0][0] == "111222333444@lid" and chat == CANONICAL
 
 
 async def test_sending_to_a_number_without_whatsapp_is_refused_for_good(tmp_path: Path) -> None:
     runner = online(tmp_path, FakeGo(answers={"+5511999990000": (jid("5511999990000"), False)}))
     with pytest.raises(SendFailure) as refused:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
     assert (refused.value.code, refused.value.retryable) == ("not_on_whatsapp", False)
 
 
@@ -120,7 +127,7 @@ async def test_a_failed_look_up_sent_nothing_and_is_retryable(tmp_path: Path, er
     go = FakeGo(lookup_error=error)
     runner = online(tmp_path, go)
     with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
     assert (failed.value.code, failed.value.retryable) == ("lookup_failed", True)
     assert go.sent == []
 
@@ -129,14 +136,14 @@ async def test_whatsmeows_own_recipient_look_up_failing_is_retryable(tmp_path: P
     error = "failed to get user info for 5511999990000@s.whatsapp.net to fill LID cache: info query timed out"
     runner = online(tmp_path, FakeGo(send_error=error))
     with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
     assert (failed.value.code, failed.value.retryable) == ("lookup_failed", True)
 
 
 async def test_an_unconfirmed_send_is_not_retried(tmp_path: Path) -> None:
     runner = online(tmp_path, FakeGo(send_error="timed out waiting for message send response"))
     with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
     assert (failed.value.code, failed.value.retryable) == ("send_unconfirmed", False)
 
 
@@ -145,11 +152,11 @@ async def test_a_client_go_does_not_know_fails_sends_as_retryable(tmp_path: Path
     runner._client()  # the real FFI: this client never connected
     runner.online = True
     with pytest.raises(SendFailure) as failed:
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
     assert (failed.value.code, failed.value.retryable) == ("not_connected", True)
     runner.online = False
     with pytest.raises(SendFailure, match="not connected"):
-        await runner.send_text("5511999990000@s.whatsapp.net", "olá", None)
+        await send_text(runner, "5511999990000@s.whatsapp.net", "olá", None)
 
 
 # -- read receipts
@@ -294,7 +301,7 @@ async def test_every_connect_uses_a_new_client_object_and_events_of_old_ones_are
 
 @pytest.mark.usefixtures("neonize_loop")
 async def test_presence_available_is_announced_once_connected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "PRESENCE_RETRIES_S", (0.0, 0.01, 0.01))
+    monkeypatch.setattr(presence, "ANNOUNCE_RETRIES_S", (0.0, 0.01, 0.01))
     go = FakeGo(presence_errors=["can't send presence without PushName set"])
     fake_store(tmp_path / DEVICE.store, DEVICE.jid, "")
     host = RecordingHost(tmp_path, go=go)
@@ -322,7 +329,7 @@ async def test_sends_run_side_by_side_but_never_inside_a_connect_or_stop(tmp_pat
         runner.online = True
         runners.append(runner)
     sends = [
-        asyncio.ensure_future(runner.send_text(f"55119999900{i:02}@s.whatsapp.net", "olá", None))
+        asyncio.ensure_future(send_text(runner, f"55119999900{i:02}@s.whatsapp.net", "olá", None))
         for i in range(10)
         for runner in runners
     ]
@@ -336,7 +343,7 @@ async def test_sends_run_side_by_side_but_never_inside_a_connect_or_stop(tmp_pat
             assert go.in_flight == 0
 
     writer = asyncio.ensure_future(connect_section())
-    late = asyncio.ensure_future(runners[0].send_text("5511999990099@s.whatsapp.net", "late", None))
+    late = asyncio.ensure_future(send_text(runners[0], "5511999990099@s.whatsapp.net", "late", None))
     await asyncio.sleep(0.05)
     assert not writer_in.is_set() and len(go.named("IsOnWhatsApp")) == 20
     go.send_gate.set()

@@ -284,8 +284,12 @@ async def test_messages_cross_the_channel_typed_and_in_order() -> None:
         ipc.OpenSession(id=1, session_id="s", device={"engine": "whatsapp", "jid": "j", "store": "whatsapp/s.db"}),
         ipc.SessionEvent(session_id="s", event=event),
         ipc.Reply(id=1, ok=False, error_code="not_connected", retryable=True),
-        ipc.SendText(
-            id=2, session_id="s", to="1@s.whatsapp.net", text="x", quote=ipc.QuoteRef(message_id="m", participant="p")
+        ipc.Send(
+            id=2,
+            session_id="s",
+            to="1@s.whatsapp.net",
+            content=Text(text="x"),
+            quote=ipc.QuoteRef(message_id="m", participant="p"),
         ),
     ]
     for message in sent:

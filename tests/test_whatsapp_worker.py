@@ -30,6 +30,7 @@ from zapgate.engines.base import Disconnected, EngineEvent, EngineIssue, Failed,
 from zapgate.engines.whatsapp import WhatsAppEngine
 from zapgate.engines.whatsapp.store import read_device, store_path
 from zapgate.jid import Jid
+from zapgate.protocol.content import Text
 
 from .conftest import fast_settings
 from .offline_proxy import CONNECT_WHATSAPP, RefusingProxy, dead_port
@@ -270,7 +271,7 @@ async def test_a_worker_killed_mid_run_is_restarted_and_its_sessions_recover(
         assert not any(isinstance(e, (LoggedOut, Failed)) for e in events.of("ses_live"))
         assert alive(new_pid)
         with pytest.raises(SendError) as offline:
-            await engine.send_text("ses_live", engine.new_message_id(), Jid("5511999990000"), "olá")
+            await engine.send("ses_live", engine.new_message_id(), Jid("5511999990000"), Text(text="olá"))
         assert offline.value.retryable
 
 

@@ -36,7 +36,7 @@ from ...protocol.content import (
     Video,
 )
 
-__all__ = ["IGNORED", "Inbound", "inbound_content", "parse_vcard"]
+__all__ = ["IGNORED", "POLL_FIELDS", "Inbound", "inbound_content", "parse_vcard", "unwrapped"]
 
 REVOKE = 0
 MESSAGE_EDIT = 14
@@ -63,7 +63,8 @@ _WRAPPERS = (
     "botInvokeMessage",
 )
 _VIEW_ONCE = frozenset({"viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension"})
-_POLLS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3", "pollCreationMessageV5")
+POLL_FIELDS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3", "pollCreationMessageV5")
+"""The fields of ``waE2E.Message`` that carry a poll (one per version of WhatsApp's poll)."""
 _MEDIA_TYPES = {
     "imageMessage": "image",
     "videoMessage": "video",
@@ -179,6 +180,11 @@ def _text_of(message: Any) -> str | None:
     return None
 
 
+def unwrapped(message: Any) -> Any:
+    """The message inside any wrappers (ephemeral, view-once, edited, device-sent...)."""
+    return _unwrap(message)[0]
+
+
 def inbound_content(message: Any) -> Inbound | None:
     """Translate a received ``waE2E.Message``; None for protocol plumbing (see :data:`IGNORED`)."""
     inner, wrappers, _ = _unwrap(message)
@@ -275,7 +281,7 @@ def _translate(message: Any) -> Inbound | None:
         cards = [parse_vcard(c.vcard) for c in message.contactsArrayMessage.contacts if c.vcard][:32]
         if cards:
             return _with_context(Inbound(Contacts(contacts=cards)), _context(message, "contactsArrayMessage"))
-    for name in _POLLS:
+    for name in POLL_FIELDS:
         if _present(message, name):
             poll = getattr(message, name)
             options = [o.optionName for o in poll.options if o.optionName][:12]

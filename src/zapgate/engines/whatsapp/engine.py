@@ -13,18 +13,23 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ...config import Settings
 from ...jid import Jid
-from ...protocol.content import Content, Text, content_text
+from ...protocol.content import Content, Edit, Reaction, Revoke, Vote, content_text, media_of
 from ..base import (
     PLAIN,
+    Availability,
+    ChatState,
     Connected,
     Disconnected,
+    DownloadError,
     Engine,
     EngineEvent,
     EngineIssue,
@@ -38,6 +43,7 @@ from ..base import (
     ReceiptIn,
     SendError,
     Sent,
+    Target,
 )
 from . import ipc
 from .ids import RETENTION_S, MessageIds
@@ -51,6 +57,11 @@ log = logging.getLogger("zapgate.engines.whatsapp")
 
 SEND_TIMEOUT_S = 90.0
 """Longer than whatsmeow's own 75 s wait for WhatsApp's acknowledgement of a message."""
+MEDIA_SEND_TIMEOUT_S = SEND_TIMEOUT_S + 330.0
+"""A media message: the worker's upload (at most 300 s, then retryable) comes first."""
+DOWNLOAD_TIMEOUT_S = 330.0
+"""Longer than the worker's own 300 s limit on a download."""
+PRESENCE_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0
 LOGOUT_TIMEOUT_S = 30.0
 SINK_ATTEMPTS = 3
@@ -157,32 +168,37 @@ class WhatsAppEngine(Engine):
     async def send(
         self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN
     ) -> Sent:
-        if not isinstance(content, Text):
-            raise SendError(
-                "unsupported_content",
-                f"the whatsapp engine cannot send {type(content).__name__.lower()} messages yet",
-                retryable=False,
-            )
-        return await self.send_text(session_id, message_id, to, content.text, quote=extra.quote)
-
-    async def send_text(
-        self, session_id: str, message_id: str, to: Jid, text: str, *, quote: Quote | None = None
-    ) -> Sent:
         earlier = await self._ids.sent(session_id, message_id)
         if earlier is not None:
             return Sent(earlier[1], earlier[2])  # WhatsApp has it already: sending again would show it twice
-        quote_ref = await self._quote(session_id, quote) if quote is not None else None
+        media = media_of(content)
+        if media is not None and extra.media is None:
+            raise SendError("media_missing", "the file of this media message was not given", retryable=False)
+        quote_ref = await self._quote(session_id, extra.quote) if extra.quote is not None else None
+        target_ref = await self._target(session_id, extra.target) if extra.target is not None else None
         if not await self._ids.begin(session_id, message_id):
             log.warning(
                 "session %s: %s was in flight when a worker or the gateway died; sending it again",
                 session_id,
                 message_id,
             )
+
+        def request(i: int) -> ipc.Send:
+            return ipc.Send(
+                id=i,
+                session_id=session_id,
+                to=str(to),
+                content=content,
+                quote=quote_ref,
+                target=target_ref,
+                mentions=list(extra.mentions),
+                forwarded=extra.forwarded,
+                media=extra.media,
+            )
+
         try:
             reply = await self._pool.request(
-                session_id,
-                lambda i: ipc.SendText(id=i, session_id=session_id, to=str(to), text=text, quote=quote_ref),
-                SEND_TIMEOUT_S,
+                session_id, request, MEDIA_SEND_TIMEOUT_S if media is not None else SEND_TIMEOUT_S
             )
         except WorkerUnavailable as exc:
             if not exc.in_flight:  # it never reached a worker: certainly not sent
@@ -205,7 +221,7 @@ class WhatsAppEngine(Engine):
         self._sends += 1
         if self._sends % PRUNE_EVERY_SENDS == 0:
             await self._ids.prune(time.time() - RETENTION_S)
-        self._remember(session_id, reply.wa_id, self._me.get(session_id, ""), text)
+        self._remember(session_id, reply.wa_id, self._me.get(session_id, ""), content_text(content) or "")
         return Sent(reply.timestamp, reply.chat)
 
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
@@ -223,6 +239,48 @@ class WhatsAppEngine(Engine):
             )
         except WorkerUnavailable as exc:
             raise SendError(exc.code, f"cannot send read receipts now: {exc}", retryable=True) from None
+        except TimeoutError:
+            raise SendError("timeout", "the engine worker did not answer", retryable=True) from None
+        if not reply.ok:
+            raise SendError(
+                reply.error_code or "engine_error", reply.error_message or "failed", retryable=reply.retryable
+            )
+
+    async def download(self, session_id: str, media_ref: dict[str, Any], into: Path) -> None:
+        try:
+            reply = await self._pool.request(
+                session_id,
+                lambda i: ipc.Download(id=i, session_id=session_id, media_ref=media_ref, into=str(into)),
+                DOWNLOAD_TIMEOUT_S,
+            )
+        except WorkerUnavailable as exc:
+            raise DownloadError(exc.code, f"cannot download now: {exc}", retryable=True) from None
+        except TimeoutError:
+            late = "the engine worker did not finish the download in time"
+            raise DownloadError("timeout", late, retryable=True) from None
+        if not reply.ok:
+            raise DownloadError(
+                reply.error_code or "engine_error", reply.error_message or "download failed", retryable=reply.retryable
+            )
+
+    async def chat_presence(self, session_id: str, chat: Jid, state: ChatState) -> None:
+        await self._presence(
+            session_id, lambda i: ipc.ChatPresence(id=i, session_id=session_id, chat=str(chat), state=state)
+        )
+
+    async def set_presence(self, session_id: str, state: Availability) -> None:
+        await self._presence(session_id, lambda i: ipc.SetPresence(id=i, session_id=session_id, state=state))
+
+    async def subscribe_presence(self, session_id: str, jid: Jid) -> None:
+        await self._presence(
+            session_id, lambda i: ipc.SubscribePresence(id=i, session_id=session_id, chat=str(jid))
+        )
+
+    async def _presence(self, session_id: str, make: Callable[[int], ipc.Request]) -> None:
+        try:
+            reply = await self._pool.request(session_id, make, PRESENCE_TIMEOUT_S)
+        except WorkerUnavailable as exc:
+            raise SendError(exc.code, f"cannot send presence now: {exc}", retryable=True) from None
         except TimeoutError:
             raise SendError("timeout", "the engine worker did not answer", retryable=True) from None
         if not reply.ok:
@@ -298,10 +356,15 @@ class WhatsAppEngine(Engine):
                     return msgspec.structs.replace(event, message_ids=ids)
             case MessageIn():
                 self._remember(session_id, event.message_id, event.sender, content_text(event.content) or "")
-                if event.reply_to is not None:
-                    known = await self._ids.to_gateway(session_id, [event.reply_to])
-                    if event.reply_to in known:
-                        return msgspec.structs.replace(event, reply_to=known[event.reply_to])
+                content = event.content
+                target = content.message_id if isinstance(content, Reaction | Edit | Revoke | Vote) else None
+                wanted = [mid for mid in (event.reply_to, target) if mid is not None]
+                known = await self._ids.to_gateway(session_id, wanted) if wanted else {}
+                if known:
+                    if target in known:
+                        content = msgspec.structs.replace(content, message_id=known[target])
+                    reply_to = known.get(event.reply_to, event.reply_to) if event.reply_to else None
+                    return msgspec.structs.replace(event, content=content, reply_to=reply_to)
             case Paired() | Connected():
                 self._me[session_id] = str(Jid.parse(event.me.jid))
         return event
@@ -317,6 +380,12 @@ class WhatsAppEngine(Engine):
         self._recent[(session_id, wa_id)] = _Recent(participant, text)
         while len(self._recent) > RECENT_MESSAGES:
             self._recent.popitem(last=False)
+
+    async def _target(self, session_id: str, target: Target) -> ipc.TargetRef:
+        """WhatsApp's id of the message a reaction, edit, revoke or vote is about, and its author."""
+        ours = await self._ids.sent(session_id, target.message_id)
+        wa_id = ours[0] if ours else target.message_id
+        return ipc.TargetRef(message_id=wa_id, from_me=target.from_me, participant=target.sender)
 
     async def _quote(self, session_id: str, quote: Quote) -> ipc.QuoteRef:
         """WhatsApp's id, author and text of the quoted message (which may be one the gateway sent)."""

@@ -18,13 +18,16 @@ from typing import Any
 
 import msgspec
 
-from ..base import EngineEvent
+from ...protocol.content import Content
+from ..base import Availability, ChatState, EngineEvent, MediaFile
 
 __all__ = [
     "MAX_FRAME_BYTES",
     "PROXY_ENV",
     "Channel",
     "ChannelClosed",
+    "ChatPresence",
+    "Download",
     "Hello",
     "LogoutSession",
     "MarkRead",
@@ -35,10 +38,13 @@ __all__ = [
     "QuoteRef",
     "Reply",
     "Request",
-    "SendText",
+    "Send",
     "SessionEvent",
+    "SetPresence",
     "Shutdown",
     "StopSession",
+    "SubscribePresence",
+    "TargetRef",
     "WorkerConfig",
 ]
 
@@ -119,11 +125,51 @@ class LogoutSession(Request, tag="logout"):
     device: dict[str, Any] | None = None
 
 
-class SendText(Request, tag="send_text"):
+class TargetRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The message a reaction, edit, revoke or vote is about, with WhatsApp's id."""
+
+    message_id: str
+    from_me: bool
+    participant: str | None = None
+    """Its author, when someone else wrote it."""
+
+
+class Send(Request, tag="send"):
+    """Send a message of any kind. A media file is read by the worker from ``media.path`` (the data directory
+    is shared): file bytes never travel on this channel."""
+
     session_id: str
     to: str
-    text: str
+    content: Content
     quote: QuoteRef | None = None
+    target: TargetRef | None = None
+    mentions: list[str] = []
+    forwarded: bool = False
+    media: MediaFile | None = None
+
+
+class Download(Request, tag="download"):
+    """Download a received file (``media_ref`` of its message) into the file ``into``."""
+
+    session_id: str
+    media_ref: dict[str, Any]
+    into: str
+
+
+class ChatPresence(Request, tag="chat_presence"):
+    session_id: str
+    chat: str
+    state: ChatState
+
+
+class SetPresence(Request, tag="set_presence"):
+    session_id: str
+    state: Availability
+
+
+class SubscribePresence(Request, tag="subscribe_presence"):
+    session_id: str
+    chat: str
 
 
 class MarkRead(Request, tag="mark_read"):
@@ -163,8 +209,12 @@ Message = (
     | OpenSession
     | StopSession
     | LogoutSession
-    | SendText
+    | Send
     | MarkRead
+    | Download
+    | ChatPresence
+    | SetPresence
+    | SubscribePresence
     | Shutdown
 )
 

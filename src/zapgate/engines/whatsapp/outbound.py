@@ -1,4 +1,5 @@
-"""What one session sends through its whatsmeow client: texts, and read receipts (runs in a worker).
+"""What one session sends through its whatsmeow client: messages of every kind, and read receipts (runs in a
+worker).
 
 - **Recipients are resolved first.** A phone-number recipient is looked up with ``is_on_whatsapp`` once per
   session (cached, :data:`RECIPIENTS_KEPT`), and the message goes to the JID WhatsApp answered, not to the
@@ -6,6 +7,11 @@
   (``+55 11 9xxxx-xxxx`` typed, ``5511xxxxxxxx@s.whatsapp.net`` on WhatsApp), and whatsmeow's own answer may be
   the hidden-user ``@lid`` form. The send then reports the canonical chat, by phone number when whatsmeow's
   store maps the LID to one. A failed look-up sent nothing, so it is always retryable.
+- **Messages are built here** (:mod:`.compose`), media uploaded first (:mod:`.media`), votes encrypted by
+  whatsmeow (:mod:`.polls`). A reaction, an edit, a revoke or a vote names its target by WhatsApp's id, in the
+  chat and (in a group) with the author WhatsApp addressed it with, when the message was received recently.
+- **Mentioning ``all``** in a group mentions every member: the worker asks WhatsApp for the group's members at
+  send time (``get_group_info``); if WhatsApp cannot tell, the send fails with ``group_unavailable``.
 - **Read receipts go to the form the message came from.** A message in a chat addressed by ``@lid`` is reported
   by phone number; its read receipt must still go to the ``@lid`` chat (and, in a group, name its author). The
   addresses of the last :data:`INBOUND_KEPT` messages received per session are remembered for that.
@@ -15,12 +21,32 @@ from __future__ import annotations
 
 import collections
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ...jid import LID_SERVER, USER_SERVER
-from . import nz, policy, translate
-from .ipc import QuoteRef
+from ...jid import GROUP_SERVER, LID_SERVER, USER_SERVER
+from ...protocol import Me
+from ...protocol.content import (
+    Audio,
+    Contacts,
+    Document,
+    Edit,
+    Image,
+    Location,
+    Poll,
+    Reaction,
+    Revoke,
+    Sticker,
+    Text,
+    Unsupported,
+    Video,
+    Vote,
+)
+from . import compose, media, nz, policy, translate
+from .ipc import Send, TargetRef
+from .policy import SendFailure
+from .polls import MAX_OPTION_CHARS, PollBook, PollRecord, poll_info
 
 __all__ = ["INBOUND_KEPT", "RECIPIENTS_KEPT", "Outbound", "SendFailure"]
 
@@ -29,22 +55,15 @@ log = logging.getLogger("zapgate.engines.whatsapp")
 RECIPIENTS_KEPT = 10_000
 """Phone numbers whose WhatsApp JID a session remembers (least recently used forgotten first)."""
 INBOUND_KEPT = 2_000
-"""Received messages per session whose addresses are remembered for read receipts; older ones get theirs
-at the chat given to ``message.read``."""
-
-
-class SendFailure(Exception):
-    """A send or read receipt that did not go out; carries the :class:`~zapgate.engines.base.SendError` fields."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
+"""Received messages per session whose addresses are remembered for read receipts and for the targets of
+reactions and votes; older ones are addressed by the chat given."""
+POLL_SECRET_BYTES = 32
 
 
 class _Session(Protocol):
     session_id: str
+    me: Me | None
+    polls: PollBook
 
     def require_online(self) -> Any:
         """The connected client, or raise :class:`SendFailure` (``not_connected``, retryable)."""
@@ -78,9 +97,6 @@ class _Lru(collections.OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
-def _jid(text: str) -> Any:
-    user, _, server = text.partition("@")
-    return nz.build_jid(user, server or USER_SERVER)
 
 
 class Outbound:
@@ -96,27 +112,150 @@ class Outbound:
         chat, sender = translate.wire_addresses(event)
         self._inbound.put(message_id, _Inbound(reported_chat, chat, sender))
 
-    async def send_text(self, to: str, text: str, quote: QuoteRef | None) -> tuple[str, int, str | None]:
-        """Send a text (quoting ``quote``); returns WhatsApp's message id, its timestamp in seconds, and the chat
-        it went to when that is not ``to``."""
+    async def send(self, request: Send) -> tuple[str, int, str | None]:
+        """Send a message of any kind; returns WhatsApp's message id, its timestamp in seconds, and the chat it
+        went to when that is not ``request.to``."""
         client = self._session.require_online()
-        recipient = await self._resolve(client, to)
-        if quote is None:
-            message = nz.WAMessage(conversation=text)
-        else:
-            context = nz.ContextInfo(
-                stanzaID=quote.message_id,
-                participant=quote.participant,
-                quotedMessage=nz.WAMessage(conversation=quote.text or ""),
-            )
-            message = nz.WAMessage(extendedTextMessage=nz.ExtendedTextMessage(text=text, contextInfo=context))
+        recipient = await self._resolve(client, request.to)
+        message = await self._compose(client, recipient, request)
         try:
             response = await client.send_message(_jid(recipient.send_to), message)
         except Exception as exc:
             code, retryable = policy.send_error(str(exc))
             raise SendFailure(code, str(exc), retryable=retryable) from None
-        chat = recipient.chat if recipient.chat != to else None
-        return str(response.ID), policy.to_seconds(int(response.Timestamp)), chat
+        wa_id = str(response.ID)
+        content = request.content
+        if isinstance(content, Poll):
+            own = self._own()
+            poll = PollRecord(
+                poll_id=wa_id,
+                chat=recipient.send_to,
+                sender=own,
+                from_me=True,
+                options=tuple(content.options),
+                selectable=content.selectable,
+            )
+            self._session.polls.remember(self._session.session_id, poll)
+        chat = recipient.chat if recipient.chat != request.to else None
+        return wa_id, policy.to_seconds(int(response.Timestamp)), chat
+
+    async def _compose(self, client: Any, recipient: Recipient, request: Send) -> Any:
+        content = request.content
+        match content:
+            case Reaction():
+                key = self._target_key(recipient, request.to, _target(request))
+                return compose.reaction_message(key, content.emoji)
+            case Edit():
+                target = _target(request)
+                if not target.from_me:
+                    raise SendFailure("edit_refused", "only the session's own messages can be edited", retryable=False)
+                return compose.edit_message(_jid(recipient.send_to), target.message_id, content.text)
+            case Revoke():
+                return self._revoke(recipient, request.to, _target(request))
+            case Vote():
+                return await self._vote(client, _target(request), content)
+            case Unsupported():
+                raise SendFailure("unsupported_content", "kind 'unsupported' cannot be sent", retryable=False)
+        mentions = await self._mentions(client, recipient, request.mentions)
+        context = compose.context_info(quote=request.quote, mentions=mentions, forwarded=request.forwarded)
+        match content:
+            case Text():
+                return compose.text_message(content.text, context)
+            case Location():
+                return compose.location_message(content, context)
+            case Contacts():
+                return compose.contacts_message(content, context)
+            case Poll():
+                return compose.poll_message(content, secrets.token_bytes(POLL_SECRET_BYTES), context)
+            case Image() | Video() | Audio() | Document() | Sticker():
+                if request.media is None:
+                    raise SendFailure("media_missing", "the message's file was not given", retryable=False)
+                prepared = await media.prepare(client, content, request.media)
+                return compose.media_message(content, prepared, context)
+        raise SendFailure("unsupported_content", f"cannot send {type(content).__name__}", retryable=False)
+
+    def _own(self) -> str:
+        me = self._session.me
+        if me is None:
+            raise SendFailure("not_connected", "the session's own number is not known yet", retryable=True)
+        return f"{me.phone}@{USER_SERVER}"
+
+    def _seen(self, target: TargetRef, to: str, recipient: Recipient) -> _Inbound | None:
+        """How WhatsApp addressed a received target, if it arrived recently in this chat."""
+        if target.from_me:
+            return None
+        seen: _Inbound | None = self._inbound.get(target.message_id)
+        if seen is not None and seen.reported_chat in (to, recipient.chat):
+            return seen
+        return None
+
+    def _target_key(self, recipient: Recipient, to: str, target: TargetRef) -> Any:
+        seen = self._seen(target, to, recipient)
+        chat, participant = (seen.chat, seen.sender) if seen else (recipient.send_to, target.participant)
+        return compose.message_key(
+            chat=chat, message_id=target.message_id, from_me=target.from_me, participant=participant
+        )
+
+    def _revoke(self, recipient: Recipient, to: str, target: TargetRef) -> Any:
+        """Delete for everyone: the session's own message, or (a group admin) someone else's."""
+        own = self._own()
+        seen = self._seen(target, to, recipient)
+        chat = seen.chat if seen else recipient.send_to
+        author = own if target.from_me else (seen.sender if seen else target.participant)
+        if not author:
+            raise SendFailure("revoke_refused", "the author of the message is not known", retryable=False)
+        return nz.build_revoke(_jid(chat), _jid(author), target.message_id, _jid(own))
+
+    async def _vote(self, client: Any, target: TargetRef, vote: Vote) -> Any:
+        poll = await self._session.polls.find(self._session.session_id, target.message_id)
+        if poll is None:
+            raise SendFailure(
+                "poll_unknown",
+                "this session has no record of the poll (sent or received before it was remembered)",
+                retryable=False,
+            )
+        names: list[str] = []
+        for given in vote.options:
+            match = next((o for o in poll.options if o == given), None)
+            if match is None and len(given) == MAX_OPTION_CHARS:  # a long name, cut when it was received
+                match = next((o for o in poll.options if o.startswith(given)), None)
+            if match is None:
+                raise SendFailure("vote_refused", f"{given!r} is not an option of the poll", retryable=False)
+            if match not in names:
+                names.append(match)
+        if poll.selectable and len(names) > poll.selectable:
+            raise SendFailure(
+                "vote_refused", f"the poll allows {poll.selectable} option(s), not {len(names)}", retryable=False
+            )
+        try:
+            return await client.build_poll_vote(poll_info(poll), names)
+        except Exception as exc:
+            code, retryable = policy.send_error(str(exc))
+            if not retryable:
+                code = "vote_failed"  # e.g. whatsmeow has no secret for the poll
+            raise SendFailure(code, f"could not encrypt the vote: {exc}", retryable=retryable) from None
+
+    async def _mentions(self, client: Any, recipient: Recipient, mentions: list[str]) -> list[str]:
+        """The JIDs to mention, with ``all`` replaced by every member of the group but the session itself."""
+        if "all" not in mentions:
+            return list(mentions)
+        chat = recipient.send_to
+        if not chat.endswith("@" + GROUP_SERVER):
+            raise SendFailure("invalid_mentions", "'all' mentions the members of a group", retryable=False)
+        try:
+            info = await client.get_group_info(_jid(chat))
+        except Exception as exc:
+            code, retryable = policy.group_error(str(exc))
+            why = f"cannot list the group's members to mention all: {exc}"
+            raise SendFailure(code, why, retryable=retryable) from None
+        me = self._session.me
+        own = {me.phone, (me.lid or "").partition("@")[0]} if me else set()
+        found = dict.fromkeys(m for m in mentions if m != "all")
+        for member in info.Participants:
+            address = translate.jid_string(member.JID) or translate.jid_string(member.LID)
+            if address and address.partition("@")[0] not in own:
+                found[address] = None
+        return list(found)
 
     async def _resolve(self, client: Any, to: str) -> Recipient:
         user, _, server = to.partition("@")
@@ -177,3 +316,14 @@ class Outbound:
             except Exception as exc:
                 code, retryable = policy.send_error(str(exc))
                 raise SendFailure(code, str(exc), retryable=retryable) from None
+
+
+def _jid(text: str) -> Any:
+    user, _, server = text.partition("@")
+    return nz.build_jid(user, server or USER_SERVER)
+
+
+def _target(request: Send) -> TargetRef:
+    if request.target is None:
+        raise SendFailure("target_unknown", "the message this one is about was not given", retryable=False)
+    return request.target

@@ -7,8 +7,10 @@
   with capped exponential backoff and full jitter (:class:`RetryPolicy`); a worker process that keeps dying
   is restarted with the same backoff until :class:`CrashLoop` gives up.
 - **Error classification.** neonize reports failures as free text; :func:`connect_error_reason`,
-  :func:`send_error` and :func:`lookup_error` turn them into stable codes, and :func:`connect_error_detail` into a
-  short sentence for people (``connection refused by proxy 127.0.0.1:3128``).
+  :func:`send_error`, :func:`lookup_error`, :func:`upload_error`, :func:`download_error` and
+  :func:`presence_error` turn them into stable codes, and :func:`connect_error_detail` into a short sentence for
+  people (``connection refused by proxy 127.0.0.1:3128``). A worker reports a failed request as
+  :class:`SendFailure` (code, message, retryable).
 
 Reasons are stable snake_case codes, optionally followed by ``:`` and a detail code
 (``temporary_ban:sent_too_many_same_message``); ``docs/engines.md`` lists them.
@@ -32,8 +34,11 @@ __all__ = [
     "CrashLoop",
     "Outcome",
     "RetryPolicy",
+    "SendFailure",
     "connect_error_detail",
     "connect_error_reason",
+    "download_error",
+    "group_error",
     "lookup_error",
     "on_client_outdated",
     "on_connect_failure",
@@ -43,8 +48,10 @@ __all__ = [
     "on_stream_error",
     "on_stream_replaced",
     "on_temporary_ban",
+    "presence_error",
     "send_error",
     "to_seconds",
+    "upload_error",
 ]
 
 BACKOFF_CAP_S = 60.0
@@ -224,6 +231,81 @@ def send_error(message: str) -> tuple[str, bool]:
     if any(fragment in text for fragment in _UNCONFIRMED_FRAGMENTS):
         return "send_unconfirmed", False
     return "whatsapp_refused", False
+
+
+class SendFailure(Exception):
+    """A request a worker could not carry out (a send, a read receipt, a download, a presence); carries the
+    :class:`~zapgate.engines.base.SendError` fields."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+_HTTP_STATUS = re.compile(r"status code (\d{3})")
+# whatsmeow's download.go: the CDN no longer has the file (WhatsApp keeps media for a limited time).
+_EXPIRED_STATUSES = frozenset({403, 404, 410})
+# whatsmeow's download.go: the bytes do not decrypt or do not match the message's hashes; a retry gets the same.
+_INVALID_MEDIA_FRAGMENTS = (
+    "invalid media hmac",
+    "hash of media",
+    "hash of unencrypted media",
+    "file length does not match",
+    "too short",
+    "unknown media type",
+    "does not start with slash",
+    "invalid checksum length",
+    "didn't find any attachments",
+    "no url present",
+)
+
+
+def upload_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a failed media upload. Nothing was sent, so it is retryable, unless WhatsApp's media
+    server refused the file itself (a 4xx status other than 408 and 429: the same file would be refused again)."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    status = _HTTP_STATUS.search(text)
+    if status is not None and 400 <= int(status.group(1)) < 500 and int(status.group(1)) not in (408, 429):
+        return "upload_refused", False
+    return "upload_failed", True
+
+
+def download_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a failed download of a received file: ``media_expired`` (WhatsApp's CDN answered 403,
+    404 or 410: the file is gone; the sender's phone could upload it again, which neonize cannot ask for) and
+    ``media_invalid`` are final; being offline and network trouble are not."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    status = _HTTP_STATUS.search(text)
+    if status is not None and int(status.group(1)) in _EXPIRED_STATUSES:
+        return "media_expired", False
+    if any(fragment in text for fragment in _INVALID_MEDIA_FRAGMENTS):
+        return "media_invalid", False
+    return "download_failed", True
+
+
+def group_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a group's members that could not be fetched (to mention ``all``): nothing was sent;
+    a timeout may pass, but WhatsApp refusing (the session is not in the group) will not."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    if any(fragment in text for fragment in _UNCONFIRMED_FRAGMENTS):
+        return "group_unavailable", True
+    return "group_unavailable", False
+
+
+def presence_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a presence whatsmeow did not send."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS) or "pushname" in text.replace(" ", ""):
+        return "not_connected", True  # also: no push name yet, right after connecting
+    return "presence_failed", False
 
 
 def lookup_error(message: str) -> tuple[str, bool]:

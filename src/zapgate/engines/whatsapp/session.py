@@ -19,6 +19,8 @@ session. The rules it follows come from measuring neonize 0.5.2 (``docs/engines.
   attempted after the device row was found in the store (whatsmeow aborts the process otherwise).
 - No call that aborts the process on an unregistered client (``get_me``, ``contact.*``, ``revoke_message`` ...)
   is ever made; ``get_pn_from_lid`` only on a connected client.
+- Received messages leave in the order neonize delivered them even when one needs a call into Go first (a
+  poll vote is decrypted before it is reported): later messages wait for it.
 """
 
 from __future__ import annotations
@@ -32,14 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from ...protocol import Me
-from ..base import Connected, Disconnected, EngineEvent, Failed, LoggedOut, Paired
-from . import nz, policy, translate
+from ...protocol.content import Vote
+from ..base import Availability, ChatState, Connected, Disconnected, EngineEvent, Failed, LoggedOut, MessageIn, Paired
+from . import media, nz, policy, translate
 from .ffi import FfiLock, GuardedGo
-from .ipc import QuoteRef, WorkerConfig
-from .outbound import Outbound, SendFailure
+from .ipc import Send, WorkerConfig
+from .outbound import Outbound
 from .pairing import Pairing, login_status_callback
-from .policy import Action, Outcome, RetryPolicy
+from .policy import Action, Outcome, RetryPolicy, SendFailure
+from .polls import PollBook, chosen, poll_seen, vote_names, vote_of
+from .presence import SessionPresence
 from .store import DeviceRef, delete_store, read_device, store_path
 
 __all__ = ["Host", "SendFailure", "SessionRunner"]
@@ -51,9 +58,6 @@ REGISTER_TIMEOUT_S = 5.0
 REGISTER_POLL_S = 0.01
 STOP_TIMEOUT_S = 5.0
 """A ``stop()`` that takes longer is abandoned (its thread may be stuck for ever; see docs/engines.md)."""
-PRESENCE_RETRIES_S = (0.0, 15.0, 60.0, 300.0)
-"""When to (re)try announcing presence after connecting: whatsmeow refuses until the account's push name
-arrived with the first app-state sync."""
 
 
 class Host(Protocol):
@@ -66,6 +70,8 @@ class Host(Protocol):
     """zapgate's proxy for WhatsApp (``wa_proxy``), passed to every connect; None: Go's ``HTTPS_PROXY`` applies."""
     via: str | None
     """The proxy connections actually go through (``proxy``, else ``HTTPS_PROXY``), for error details."""
+    polls: PollBook
+    """The polls of the worker's sessions (see :mod:`.polls`)."""
 
     def emit(self, session_id: str, event: EngineEvent) -> None: ...
 
@@ -120,7 +126,9 @@ class SessionRunner:
         self.online = False
         self.stopping = False
         self.me: Me | None = None
+        self.polls = host.polls
         self.outbound = Outbound(self)
+        self.presence = SessionPresence(self)
         self.connected_once = asyncio.Event()
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -135,6 +143,8 @@ class SessionRunner:
         self._final: EngineEvent | None = None
         self._pairing: Pairing | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._inbound_tail: asyncio.Future[None] | None = None
+        """Done when the latest received message has been reported (see the module documentation)."""
 
     # -- control
 
@@ -338,6 +348,8 @@ class SessionRunner:
         for event_type, handler in (
             (events.MessageEv, self._on_message),
             (events.ReceiptEv, self._on_receipt),
+            (events.ChatPresenceEv, self._on_presence),
+            (events.PresenceEv, self._on_presence),
             (events.ConnectedEv, self._on_connected),
             (events.PairStatusEv, self._on_pair_status),
             (events.KeepAliveRestoredEv, self._on_keepalive_restored),
@@ -441,25 +453,9 @@ class SessionRunner:
             self.connected_once.set()
             self._emit(Connected(me=self.me))
             if not self.quiet:
-                self._spawn(self._announce_presence(client))
+                self._spawn(self.presence.announce(client, lambda: self._current(client) and self.online))
         except Exception:
             log.exception("session %s: connected handler failed", self.session_id)
-
-    async def _announce_presence(self, client: Any) -> None:
-        """Presence "available", so that senders' phones get "delivered" receipts instead of "inactive" ones.
-        Only on a connected client (Go must know it); whatsmeow refuses until the account's push name is known."""
-        for delay in PRESENCE_RETRIES_S:
-            if delay:
-                await asyncio.sleep(delay)
-            if not self._current(client) or not self.online:
-                return
-            try:
-                await client.send_presence(nz.Presence.AVAILABLE)
-            except Exception as exc:
-                log.info("session %s: presence not sent yet: %s", self.session_id, exc)
-                continue
-            log.debug("session %s: presence available", self.session_id)
-            return
 
     async def _on_keepalive_restored(self, client: Any, event: Any) -> None:
         try:
@@ -518,11 +514,65 @@ class SessionRunner:
             if not self._current(client):
                 return
             message = translate.message_in(event)
-            if message is not None:
-                self._emit(message)
-                self.outbound.received(message.message_id, message.chat, event)
+            if message is None:
+                return
+            vote = vote_of(event)
+            earlier = self._inbound_tail
+            if vote is None and (earlier is None or earlier.done()):
+                self._report(message, event)  # before any await: messages leave in neonize's order
+                return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._inbound_tail = done
+            try:
+                if vote is not None:
+                    message = await self._read_vote(client, message, event, vote)
+                if earlier is not None:
+                    await earlier
+                if self._current(client):
+                    self._report(message, event)
+            finally:
+                done.set_result(None)
         except Exception:
             log.exception("session %s: message handler failed", self.session_id)
+
+    def _report(self, message: MessageIn, event: Any) -> None:
+        self._emit(message)
+        self.outbound.received(message.message_id, message.chat, event)
+        chat, sender = translate.wire_addresses(event)
+        poll = poll_seen(event, chat, sender)
+        if poll is not None:
+            self.polls.remember(self.session_id, poll)
+
+    async def _read_vote(self, client: Any, message: MessageIn, event: Any, vote: Any) -> MessageIn:
+        """The vote in ``message`` (a ``pollUpdateMessage``) with the names of the options chosen; the message
+        as it is (``unsupported``) when the poll is unknown or the vote cannot be decrypted."""
+        poll_id = str(vote.pollCreationMessageKey.ID)
+        poll = await self.polls.find(self.session_id, poll_id)
+        if poll is None:
+            log.info("session %s: a vote for poll %s, which this session does not know", self.session_id, poll_id)
+            return message
+        try:
+            decrypted = await client.decrypt_poll_vote(event)
+        except Exception as exc:
+            log.warning("session %s: a vote for poll %s could not be decrypted: %s", self.session_id, poll_id, exc)
+            return message
+        names, unknown = chosen(poll, list(decrypted.selectedOptions))
+        if unknown:
+            log.warning("session %s: %d choice(s) in a vote match no option of %s", self.session_id, unknown, poll_id)
+        return msgspec.structs.replace(message, content=Vote(message_id=poll_id, options=vote_names(names)))
+
+    async def _on_presence(self, client: Any, event: Any) -> None:
+        try:
+            if not self._current(client):
+                return
+            if isinstance(event, nz.N.ChatPresence):
+                presence = translate.chat_presence_in(event)
+            else:
+                presence = translate.presence_in(event)
+            if presence is not None:
+                self._emit(presence)
+        except Exception:
+            log.exception("session %s: presence handler failed", self.session_id)
 
     async def _on_receipt(self, client: Any, event: Any) -> None:
         try:
@@ -546,12 +596,24 @@ class SessionRunner:
             raise SendFailure("not_connected", "the session is not connected to WhatsApp", retryable=True)
         return self.client
 
-    async def send_text(self, to: str, text: str, quote: QuoteRef | None) -> tuple[str, int, str | None]:
-        """Send a text; WhatsApp's message id, timestamp (s), and the chat it went to if not ``to``."""
-        return await self.outbound.send_text(to, text, quote)
+    async def send(self, request: Send) -> tuple[str, int, str | None]:
+        """Send a message; WhatsApp's message id, timestamp (s), and the chat it went to if not ``request.to``."""
+        return await self.outbound.send(request)
 
     async def mark_read(self, chat: str, sender: str | None, message_ids: list[str]) -> None:
         await self.outbound.mark_read(chat, sender, message_ids)
+
+    async def download(self, media_ref: dict[str, Any], into: str) -> None:
+        await media.download(self.require_online(), media_ref, Path(into))
+
+    async def chat_presence(self, chat: str, state: ChatState) -> None:
+        await self.presence.chat(chat, state)
+
+    async def set_presence(self, state: Availability) -> None:
+        await self.presence.set(state)
+
+    async def subscribe_presence(self, chat: str) -> None:
+        await self.presence.subscribe(chat)
 
     async def logout(self, within: float) -> bool:
         """Unlink the device on WhatsApp's side if the session is online; True when WhatsApp confirmed."""

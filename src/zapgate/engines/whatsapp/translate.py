@@ -11,17 +11,19 @@ from typing import Any
 
 from ...jid import LID_SERVER, USER_SERVER
 from ...protocol import Me
-from ..base import MessageIn, ReceiptIn
+from ..base import MessageIn, PresenceIn, PresenceState, ReceiptIn
 from . import nz, policy
 from .content import inbound_content
 from .policy import Outcome
 
 __all__ = [
+    "chat_presence_in",
     "connection_outcome",
     "jid_string",
     "me_from",
     "message_in",
     "pair_result",
+    "presence_in",
     "receipt_in",
     "wire_addresses",
 ]
@@ -122,6 +124,36 @@ def receipt_in(event: Any) -> ReceiptIn | None:
         status=status,  # type: ignore[arg-type]
         timestamp=policy.to_seconds(event.Timestamp),
     )
+
+
+EARLIEST_LAST_SEEN = 1_230_768_000
+"""2009-01-01: a ``LastSeen`` before WhatsApp existed is Go's zero time (not known), not a date."""
+
+
+def chat_presence_in(event: Any) -> PresenceIn | None:
+    """A ``ChatPresenceEv`` (someone typing, recording or stopping in a chat) as :class:`PresenceIn`."""
+    source = event.MessageSource
+    pn, lid = _phone_and_lid(source.Sender, source.SenderAlt)
+    sender = jid_string(pn if pn is not None else lid)
+    chat = _chat(source)
+    if not sender or not chat:
+        return None
+    states = nz.N.ChatPresence
+    state: PresenceState = "paused"
+    if event.State == states.COMPOSING:
+        state = "recording" if event.Media == states.AUDIO else "typing"
+    return PresenceIn(chat=chat, sender=sender, state=state)
+
+
+def presence_in(event: Any) -> PresenceIn | None:
+    """A ``PresenceEv`` (a subscribed contact online or not, with when it was last seen) as :class:`PresenceIn`."""
+    who = jid_string(event.From)
+    if not who:
+        return None
+    if not event.Unavailable:
+        return PresenceIn(chat=who, sender=who, state="available")
+    seen = int(event.LastSeen)
+    return PresenceIn(chat=who, sender=who, state="unavailable", last_seen=seen if seen >= EARLIEST_LAST_SEEN else None)
 
 
 def me_from(device_jid: str, lid: str | None = None, name: str | None = None) -> Me:

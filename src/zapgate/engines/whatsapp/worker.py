@@ -34,8 +34,9 @@ from . import ipc
 from .ffi import FfiLock
 from .ipc import Channel, ChannelClosed, Reply, WorkerConfig
 from .policy import RetryPolicy
+from .polls import PollBook
 from .session import SendFailure, SessionRunner
-from .store import DeviceRef, delete_store, read_device, store_path
+from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
 
 __all__ = ["Worker", "main"]
 
@@ -64,6 +65,7 @@ class Worker:
         # consulted here: this only names the proxy in error details).
         self.via = self.proxy or env.get("HTTPS_PROXY") or env.get("https_proxy") or None
         self.sessions: dict[str, SessionRunner] = {}
+        self.polls = PollBook(self.data_dir / STORE_DIR / "polls.db")
         self._clients: list[Any] = []  # never shrinks: see SessionRunner (callbacks, and Go twins stopped on GC)
         self._leaked: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()
@@ -103,6 +105,7 @@ class Worker:
 
     async def serve(self) -> None:
         """Answer the gateway until it asks to shut down or goes away."""
+        await self.polls.open()
         self.channel.send(ipc.Hello(pid=os.getpid(), neonize_version=_neonize_version()))
         while True:
             try:
@@ -150,13 +153,23 @@ class Worker:
             case ipc.LogoutSession():
                 await self.logout(request.session_id, request.device)
                 return Reply(id=request.id)
-            case ipc.SendText():
-                wa_id, timestamp, chat = await self._runner(request.session_id).send_text(
-                    request.to, request.text, request.quote
-                )
+            case ipc.Send():
+                wa_id, timestamp, chat = await self._runner(request.session_id).send(request)
                 return Reply(id=request.id, wa_id=wa_id, timestamp=timestamp, chat=chat)
             case ipc.MarkRead():
                 await self._runner(request.session_id).mark_read(request.chat, request.sender, request.message_ids)
+                return Reply(id=request.id)
+            case ipc.Download():
+                await self._runner(request.session_id).download(request.media_ref, request.into)
+                return Reply(id=request.id)
+            case ipc.ChatPresence():
+                await self._runner(request.session_id).chat_presence(request.chat, request.state)
+                return Reply(id=request.id)
+            case ipc.SetPresence():
+                await self._runner(request.session_id).set_presence(request.state)
+                return Reply(id=request.id)
+            case ipc.SubscribePresence():
+                await self._runner(request.session_id).subscribe_presence(request.chat)
                 return Reply(id=request.id)
         raise ValueError(f"unknown request {type(request).__name__}")
 
@@ -230,6 +243,7 @@ class Worker:
             await runner.stop()
         for path in stores:
             delete_store(path)
+        await self.polls.forget(session_id)
 
     def _device_in_use(self, jid: str) -> bool:
         return any(r.device is not None and r.device.jid == jid and not r.stopping for r in self.sessions.values())
@@ -249,6 +263,8 @@ class Worker:
             task.cancel()
         with contextlib.suppress(TimeoutError, ChannelClosed):
             await asyncio.wait_for(self.channel.drain(), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.polls.close(), 1.0)
 
 
 def _neonize_version() -> str:
