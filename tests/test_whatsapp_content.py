@@ -140,6 +140,14 @@ def test_unknown_kinds_arrive_as_unsupported_with_their_text() -> None:
     assert got is not None and got.content == Unsupported(type="buttonsMessage", text="Escolha uma opção")
     event = inbound_content(M(eventMessage={"name": "Churrasco"}))
     assert event is not None and event.content == Unsupported(type="eventMessage", text="Churrasco")
+    # Text found inside nested messages, and none found in a vote (its fields are keys and encrypted bytes).
+    hydrated = {"hydratedContentText": "x", "hydratedTitleText": "y"}
+    template = inbound_content(M(templateMessage={"hydratedTemplate": hydrated}))
+    assert template is not None and template.content == Unsupported(type="templateMessage")
+    nested = inbound_content(M(listMessage={"title": "Cardápio", "sections": [{"title": "Pizzas"}]}))
+    assert nested is not None and nested.content == Unsupported(type="listMessage", text="Cardápio")
+    vote = inbound_content(M(pollUpdateMessage={"pollCreationMessageKey": {"ID": "3A0P"}, "vote": {"encIV": b"i"}}))
+    assert vote is not None and vote.content == Unsupported(type="pollUpdateMessage")
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,8 @@ def _text_of(message: Any) -> str | None:
         named = descriptor.name in ("text", "caption", "title", "body", "contentText", "name", "conversation")
         if named and isinstance(value, str) and value:
             return value
-        if descriptor.message_type is not None and descriptor.label != descriptor.LABEL_REPEATED:
+        # ``is_repeated``: protobuf 7 (upb) descriptors have no ``label`` any more.
+        if descriptor.message_type is not None and not descriptor.is_repeated:
             found = _text_of(value)
             if found:
                 return found
