@@ -22,7 +22,7 @@ import msgspec
 
 from ...config import Settings
 from ...jid import Jid
-from ...protocol.content import Content, Edit, Reaction, Revoke, Vote, content_text, media_of
+from ...protocol.content import Content, Edit, Media, Reaction, Revoke, Vote, content_text, media_of
 from ..base import (
     PLAIN,
     Availability,
@@ -172,8 +172,11 @@ class WhatsAppEngine(Engine):
         if earlier is not None:
             return Sent(earlier[1], earlier[2])  # WhatsApp has it already: sending again would show it twice
         media = media_of(content)
-        if media is not None and extra.media is None:
-            raise SendError("media_missing", "the file of this media message was not given", retryable=False)
+        if media is not None:
+            if extra.media is None:
+                raise SendError("media_missing", "the file of this media message was not given", retryable=False)
+            # The worker reads the stored file (extra.media.path); inline data never crosses the channel.
+            content = msgspec.structs.replace(content, media=Media())
         quote_ref = await self._quote(session_id, extra.quote) if extra.quote is not None else None
         target_ref = await self._target(session_id, extra.target) if extra.target is not None else None
         if not await self._ids.begin(session_id, message_id):

@@ -221,8 +221,8 @@ class Outbound:
                 match = next((o for o in poll.options if o.startswith(given)), None)
             if match is None:
                 raise SendFailure("vote_refused", f"{given!r} is not an option of the poll", retryable=False)
-            if match not in names:
-                names.append(match)
+            names.append(match)
+        names = [option for option in poll.options if option in names]  # once each, in the poll's order
         if poll.selectable and len(names) > poll.selectable:
             raise SendFailure(
                 "vote_refused", f"the poll allows {poll.selectable} option(s), not {len(names)}", retryable=False

@@ -25,12 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...protocol.content import MAX_POLL_OPTIONS
+import msgspec
+
+from ...protocol.content import MAX_POLL_OPTIONS, Vote
 from ...storage.sqlite import SqliteDatabase
+from ..base import MessageIn
 from . import nz
 from .content import POLL_FIELDS, unwrapped
 
-__all__ = ["POLLS_KEPT", "RETENTION_S", "PollBook", "PollRecord", "chosen", "poll_info", "poll_seen", "vote_of"]
+__all__ = [
+    "POLLS_KEPT",
+    "RETENTION_S",
+    "PollBook",
+    "PollRecord",
+    "chosen",
+    "poll_info",
+    "poll_seen",
+    "read_vote",
+    "vote_of",
+]
 
 log = logging.getLogger("zapgate.engines.whatsapp")
 
@@ -137,6 +150,27 @@ def poll_info(poll: PollRecord) -> Any:
 def vote_names(names: Sequence[str]) -> list[str]:
     """Names as a :class:`~zapgate.protocol.content.Vote` carries them (cut like a received poll's options)."""
     return [name[:MAX_OPTION_CHARS] for name in names][:MAX_POLL_OPTIONS]
+
+
+async def read_vote(
+    book: PollBook, client: Any, session_id: str, message: MessageIn, event: Any, vote: Any
+) -> MessageIn:
+    """``message`` (a received ``pollUpdateMessage``, translated as ``unsupported``) with its vote: the names of
+    the options chosen. Unchanged, with a log line, when the poll is unknown or the vote cannot be decrypted."""
+    poll_id = str(vote.pollCreationMessageKey.ID)
+    poll = await book.find(session_id, poll_id)
+    if poll is None:
+        log.info("session %s: a vote for poll %s, which this session does not know", session_id, poll_id)
+        return message
+    try:
+        decrypted = await client.decrypt_poll_vote(event)
+    except Exception as exc:
+        log.warning("session %s: a vote for poll %s could not be decrypted: %s", session_id, poll_id, exc)
+        return message
+    names, unknown = chosen(poll, list(decrypted.selectedOptions))
+    if unknown:
+        log.warning("session %s: %d choice(s) in a vote match no option of %s", session_id, unknown, poll_id)
+    return msgspec.structs.replace(message, content=Vote(message_id=poll_id, options=vote_names(names)))
 
 
 class PollBook:

@@ -34,10 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
-
 from ...protocol import Me
-from ...protocol.content import Vote
 from ..base import Availability, ChatState, Connected, Disconnected, EngineEvent, Failed, LoggedOut, MessageIn, Paired
 from . import media, nz, policy, translate
 from .ffi import FfiLock, GuardedGo
@@ -45,7 +42,7 @@ from .ipc import Send, WorkerConfig
 from .outbound import Outbound
 from .pairing import Pairing, login_status_callback
 from .policy import Action, Outcome, RetryPolicy, SendFailure
-from .polls import PollBook, chosen, poll_seen, vote_names, vote_of
+from .polls import PollBook, poll_seen, read_vote, vote_of
 from .presence import SessionPresence
 from .store import DeviceRef, delete_store, read_device, store_path
 
@@ -524,10 +521,10 @@ class SessionRunner:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._inbound_tail = done
             try:
-                if vote is not None:
-                    message = await self._read_vote(client, message, event, vote)
                 if earlier is not None:
-                    await earlier
+                    await earlier  # everything before is reported (a poll just received is remembered)
+                if vote is not None:
+                    message = await read_vote(self.polls, client, self.session_id, message, event, vote)
                 if self._current(client):
                     self._report(message, event)
             finally:
@@ -542,24 +539,6 @@ class SessionRunner:
         poll = poll_seen(event, chat, sender)
         if poll is not None:
             self.polls.remember(self.session_id, poll)
-
-    async def _read_vote(self, client: Any, message: MessageIn, event: Any, vote: Any) -> MessageIn:
-        """The vote in ``message`` (a ``pollUpdateMessage``) with the names of the options chosen; the message
-        as it is (``unsupported``) when the poll is unknown or the vote cannot be decrypted."""
-        poll_id = str(vote.pollCreationMessageKey.ID)
-        poll = await self.polls.find(self.session_id, poll_id)
-        if poll is None:
-            log.info("session %s: a vote for poll %s, which this session does not know", self.session_id, poll_id)
-            return message
-        try:
-            decrypted = await client.decrypt_poll_vote(event)
-        except Exception as exc:
-            log.warning("session %s: a vote for poll %s could not be decrypted: %s", self.session_id, poll_id, exc)
-            return message
-        names, unknown = chosen(poll, list(decrypted.selectedOptions))
-        if unknown:
-            log.warning("session %s: %d choice(s) in a vote match no option of %s", self.session_id, unknown, poll_id)
-        return msgspec.structs.replace(message, content=Vote(message_id=poll_id, options=vote_names(names)))
 
     async def _on_presence(self, client: Any, event: Any) -> None:
         try:
