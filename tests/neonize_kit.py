@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -237,6 +238,14 @@ class FakeGo:
     - ``send_error``: every ``SendMessage`` fails with it; ``send_gate``: sends wait for it (to hold several in
       flight at once); ``in_flight``/``max_in_flight`` count them.
     - ``presence_errors``: the first ``SendPresence`` calls fail with these texts, in order.
+    - Media: ``Upload`` records ``uploads`` (bytes, media type) and answers a fixed upload, or fails with
+      ``upload_error``; ``DownloadAny`` records ``downloads`` (the message) and answers ``download_bytes``, or fails
+      with ``download_error``.
+    - Polls: ``BuildPollVote`` records (poll ``MessageInfo``, option names) in ``vote_builds`` and answers a vote
+      whose payload is the plain ``PollVoteMessage`` (this fake does not encrypt; the real round trip is in
+      ``test_whatsapp_polls_real.py``); ``DecryptPollVote`` reads it back, or fails with ``decrypt_error``;
+      ``decrypt_gate``, when set, holds decryptions until it is set.
+    - Groups: ``GetGroupInfo`` answers ``groups[jid]`` (a list of member JIDs), or fails with ``group_error``.
     - ``connect_script``: what a ``Neonize`` (connect) call does, given this fake and its callbacks; by default it
       fails at once with :attr:`connect_error`.
     Every call is recorded in ``calls`` (name, decoded arguments).
@@ -264,6 +273,16 @@ class FakeGo:
         self.max_in_flight = 0
         self.connect_error = "fake Go: no network here"
         self.connect_script: Callable[[FakeGo, dict[str, Any]], Any] | None = None
+        self.uploads: list[tuple[bytes, int]] = []
+        self.upload_error = ""
+        self.downloads: list[Any] = []
+        self.download_bytes = b""
+        self.download_error = ""
+        self.vote_builds: list[tuple[Any, list[str]]] = []
+        self.decrypt_error = ""
+        self.decrypt_gate: asyncio.Event | None = None
+        self.groups: dict[str, list[Any]] = {}
+        self.group_error = ""
 
     async def Neonize(self, *args: Any) -> bytes:
         (db, uuid, _jid, _jid_size, new_device, _level, qr_cb, login_cb, event_cb, _log_cb) = args[:10]
@@ -371,6 +390,67 @@ class FakeGo:
             return N.SendMessageReturnFunction(SendResponse=response).SerializePartialToString()
         finally:
             self.in_flight -= 1
+
+    async def Upload(self, uuid: bytes, data: bytes, size: int, media_type: int) -> bytes:
+        self.uploads.append((bytes(data[:size]), media_type))
+        if self.upload_error:
+            return N.UploadReturnFunction(Error=self.upload_error).SerializePartialToString()
+        response = N.UploadResponse(
+            url="https://mmg.whatsapp.net/v/t62.7118-24/upload.enc",
+            DirectPath="/v/t62.7118-24/upload.enc",
+            Handle="",
+            MediaKey=b"k" * 32,
+            FileEncSHA256=b"e" * 32,
+            FileSHA256=b"s" * 32,
+            FileLength=size,
+        )
+        return N.UploadReturnFunction(UploadResponse=response).SerializeToString()
+
+    async def DownloadAny(self, uuid: bytes, message: bytes, size: int) -> bytes:
+        self.downloads.append(nz.WAMessage.FromString(message))
+        if self.download_error:
+            return N.DownloadReturnFunction(Error=self.download_error).SerializePartialToString()
+        return N.DownloadReturnFunction(Binary=self.download_bytes).SerializePartialToString()
+
+    async def BuildPollVote(self, uuid: bytes, info: bytes, info_size: int, names: bytes, names_size: int) -> bytes:
+        poll = N.MessageInfo.FromString(info)
+        chosen = list(N.ArrayString.FromString(names).data)
+        self.vote_builds.append((poll, chosen))
+        source = poll.MessageSource
+        key = nz.MessageKey(remoteJID=nz.Jid2String(source.Chat), fromMe=source.IsFromMe, ID=poll.ID)
+        plain = nz.E2E.PollVoteMessage(selectedOptions=[hashlib.sha256(n.encode()).digest() for n in chosen])
+        update = nz.E2E.PollUpdateMessage(
+            pollCreationMessageKey=key, vote=nz.E2E.PollEncValue(encPayload=plain.SerializeToString(), encIV=b"i" * 12)
+        )
+        return N.BuildPollVoteReturnFunction(PollVote=nz.WAMessage(pollUpdateMessage=update)).SerializeToString()
+
+    async def DecryptPollVote(self, uuid: bytes, event: bytes, size: int) -> bytes:
+        if self.decrypt_gate is not None:
+            await self.decrypt_gate.wait()
+        if self.decrypt_error:
+            return N.ReturnFunctionWithError(Error=self.decrypt_error).SerializeToString()
+        update = N.Message.FromString(event).Message.pollUpdateMessage
+        vote = nz.E2E.PollVoteMessage.FromString(update.vote.encPayload)
+        return N.ReturnFunctionWithError(PollVoteMessage=vote).SerializeToString()
+
+    async def GetGroupInfo(self, uuid: bytes, group: bytes, size: int) -> bytes:
+        jid_text = nz.Jid2String(N.JID.FromString(group))
+        self.calls.append(("GetGroupInfo", jid_text))
+        if self.group_error or jid_text not in self.groups:
+            error = self.group_error or "info query returned status 404: item-not-found"
+            return N.GetGroupInfoReturnFunction(Error=error).SerializePartialToString()
+        empty = nz.EMPTY_JID
+        members = [N.GroupParticipant(JID=member, LID=empty, PhoneNumber=empty) for member in self.groups[jid_text]]
+        info = N.GroupInfo(JID=N.JID.FromString(group), Participants=members)
+        return N.GetGroupInfoReturnFunction(GroupInfo=info).SerializePartialToString()
+
+    async def SendChatPresence(self, uuid: bytes, chat: bytes, size: int, state: int, media: int) -> bytes:
+        self.calls.append(("SendChatPresence", (nz.Jid2String(N.JID.FromString(chat)), state, media)))
+        return b""
+
+    async def SubscribePresence(self, uuid: bytes, jid_bytes: bytes, size: int) -> bytes:
+        self.calls.append(("SubscribePresence", nz.Jid2String(N.JID.FromString(jid_bytes))))
+        return b""
 
     def named(self, name: str) -> list[Any]:
         return [args for called, args in self.calls if called == name]

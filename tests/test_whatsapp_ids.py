@@ -8,16 +8,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from zapgate.engines.base import Connected, EngineEvent, MessageIn, Quote, ReceiptIn, Sent
-from zapgate.engines.whatsapp import WhatsAppEngine
+from zapgate.engines.base import (
+    Connected,
+    DownloadError,
+    EngineEvent,
+    MediaFile,
+    MessageIn,
+    Outgoing,
+    Quote,
+    ReceiptIn,
+    SendError,
+    Sent,
+    Target,
+)
+from zapgate.engines.whatsapp import WhatsAppEngine, ipc
+from zapgate.engines.whatsapp.engine import MEDIA_SEND_TIMEOUT_S
 from zapgate.engines.whatsapp.ids import MessageIds
 from zapgate.engines.whatsapp.store import STORE_DIR
 from zapgate.jid import Jid
 from zapgate.protocol import Me
-from zapgate.protocol.content import Text
+from zapgate.protocol.content import Edit, Image, Media, Reaction, Revoke, Text, Vote
 
 from .conftest import fast_settings
 
@@ -137,3 +151,77 @@ async def test_quotes_carry_whatsapps_id_author_and_text(
     await recorded_as_sent(tmp_path / "data", "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
     ours = await eng._quote(SESSION, Quote(message_id="3EB0GATEWAY1", sender=chat))
     assert (ours.message_id, ours.participant) == ("3EB0WHATSAPP1", "5511911112222@s.whatsapp.net")
+
+
+async def test_reactions_edits_revokes_and_votes_name_their_target_by_the_gateways_id(
+    engine: tuple[WhatsAppEngine, list[EngineEvent]],
+) -> None:
+    eng, delivered = engine
+    await eng._ids.begin(SESSION, "3EB0GATEWAY1")
+    await eng._ids.complete(SESSION, "3EB0GATEWAY1", "3EB0WHATSAPP1", 1_795_909_999)
+    chat = "5511999990000@s.whatsapp.net"
+    contents = [
+        Reaction(message_id="3EB0WHATSAPP1", emoji="👍"),
+        Edit(message_id="3EB0WHATSAPP1", text="novo"),
+        Revoke(message_id="3EB0WHATSAPP1"),
+        Vote(message_id="3EB0WHATSAPP1", options=["sim"]),
+        Reaction(message_id="3A0FROMTHEPHONE", emoji="❤"),  # not one the gateway sent: kept as it is
+    ]
+    for number, content in enumerate(contents):
+        eng._from_worker(
+            SESSION, MessageIn(message_id=f"3A{number}", chat=chat, sender=chat, content=content, timestamp=2)
+        )
+    await _settled(delivered, len(contents))
+    assert [e.content.message_id for e in delivered] == [  # type: ignore[union-attr]
+        "3EB0GATEWAY1",
+        "3EB0GATEWAY1",
+        "3EB0GATEWAY1",
+        "3EB0GATEWAY1",
+        "3A0FROMTHEPHONE",
+    ]
+    # And the other way: a target the gateway names by its own id goes to the worker with WhatsApp's.
+    ours = await eng._target(SESSION, Target(message_id="3EB0GATEWAY1", from_me=True))
+    assert (ours.message_id, ours.from_me) == ("3EB0WHATSAPP1", True)
+    theirs = await eng._target(SESSION, Target(message_id="3A0X", from_me=False, sender=chat))
+    assert (theirs.message_id, theirs.from_me, theirs.participant) == ("3A0X", False, chat)
+
+
+async def test_without_a_worker_sends_downloads_and_presence_are_retryable(
+    engine: tuple[WhatsAppEngine, list[EngineEvent]], tmp_path: Path
+) -> None:
+    eng, _ = engine
+    with pytest.raises(SendError) as media_missing:
+        await eng.send(SESSION, "3EB0GATEWAY9", Jid("5511999990000"), Image(media=Media(id="med_0123456789ab")))
+    assert (media_missing.value.code, media_missing.value.retryable) == ("media_missing", False)
+    with pytest.raises(DownloadError) as download:
+        await eng.download(SESSION, {"media_type": "image"}, tmp_path / "x")
+    assert download.value.retryable
+    for call in (
+        eng.chat_presence(SESSION, Jid("5511999990000"), "typing"),
+        eng.set_presence(SESSION, "available"),
+        eng.subscribe_presence(SESSION, Jid("5511999990000")),
+    ):
+        with pytest.raises(SendError) as presence:
+            await call
+        assert presence.value.retryable
+
+
+async def test_a_media_send_hands_the_worker_the_stored_files_path_not_its_bytes(
+    engine: tuple[WhatsAppEngine, list[EngineEvent]],
+) -> None:
+    eng, _ = engine
+    handed: list[tuple[ipc.Request, float]] = []
+
+    async def worker(session_id: str, make: Any, timeout: float) -> ipc.Reply:  # stands in for the worker pool
+        handed.append((make(1), timeout))
+        return ipc.Reply(id=1, wa_id="3EB0WHATSAPP7", timestamp=1_795_909_999)
+
+    eng._pool.request = worker  # type: ignore[method-assign]
+    file = MediaFile(path="/data/media/ab/cd/abcd", mimetype="image/png", size=3, sha256="ab" * 32)
+    inline = Image(media=Media(data="iVBO"), caption="foto")
+    sent = await eng.send(SESSION, "3EB0GATEWAY7", Jid("5511999990000"), inline, Outgoing(media=file))
+    assert sent == Sent(1_795_909_999)
+    ((request, timeout),) = handed
+    assert isinstance(request, ipc.Send)
+    assert request.content == Image(media=Media(), caption="foto") and request.media == file
+    assert timeout == MEDIA_SEND_TIMEOUT_S  # the worker uploads first

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from zapgate.engines.base import Disconnected, Failed, LoggedOut, MessageIn
+from zapgate.engines.base import Disconnected, Failed, LoggedOut, MediaFile, MessageIn, PresenceIn
 from zapgate.engines.whatsapp import ipc, policy
 from zapgate.engines.whatsapp.policy import Action, CrashLoop, RetryPolicy
 from zapgate.engines.whatsapp.store import DeviceRef, delete_store, read_device, store_path
-from zapgate.protocol.content import Text
+from zapgate.protocol.content import Image, Media, Text
 
 NOW = 1_800_000_000.0
 
@@ -291,6 +291,23 @@ async def test_messages_cross_the_channel_typed_and_in_order() -> None:
             content=Text(text="x"),
             quote=ipc.QuoteRef(message_id="m", participant="p"),
         ),
+        ipc.Send(
+            id=3,
+            session_id="s",
+            to="1@s.whatsapp.net",
+            content=Image(media=Media(id="med_0123456789ab"), caption="c"),
+            target=ipc.TargetRef(message_id="3A1", from_me=False, participant="2@s.whatsapp.net"),
+            mentions=["all"],
+            forwarded=True,
+            media=MediaFile(path="/data/media/ab/cd/abcd", mimetype="image/png", size=3, sha256="ab" * 32),
+        ),
+        ipc.Download(id=4, session_id="s", media_ref={"media_type": "image", "file_length": 3}, into="/tmp/x"),
+        ipc.ChatPresence(id=5, session_id="s", chat="1@s.whatsapp.net", state="recording"),
+        ipc.SetPresence(id=6, session_id="s", state="unavailable"),
+        ipc.SubscribePresence(id=7, session_id="s", chat="1@s.whatsapp.net"),
+        ipc.SessionEvent(
+            session_id="s", event=PresenceIn(chat="1@s.whatsapp.net", sender="1@s.whatsapp.net", state="typing")
+        ),
     ]
     for message in sent:
         a.send(message)
@@ -313,3 +330,41 @@ async def test_a_corrupt_frame_closes_the_channel() -> None:
         await b.receive()
     left.close()
     await b.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("failed to refresh media connections: websocket not connected", ("not_connected", True)),
+        ("failed to execute request: Post \"https://mmg.whatsapp.net/x\": i/o timeout", ("upload_failed", True)),
+        ("upload failed with status code 500", ("upload_failed", True)),
+        ("upload failed with status code 429", ("upload_failed", True)),
+        ("upload failed with status code 413", ("upload_refused", False)),
+    ],
+)
+def test_upload_errors(message: str, expected: tuple[str, bool]) -> None:
+    assert policy.upload_error(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("client is nil", ("not_connected", True)),
+        ("can't send presence without PushName set", ("not_connected", True)),
+        ("something WhatsApp refused", ("presence_failed", False)),
+    ],
+)
+def test_presence_errors(message: str, expected: tuple[str, bool]) -> None:
+    assert policy.presence_error(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("websocket not connected", ("not_connected", True)),
+        ("info query timed out", ("group_unavailable", True)),
+        ("info query returned status 403: forbidden", ("group_unavailable", False)),
+    ],
+)
+def test_group_errors(message: str, expected: tuple[str, bool]) -> None:
+    assert policy.group_error(message) == expected

@@ -26,11 +26,19 @@ import httpx
 import pytest
 
 from zapgate.config import Settings
-from zapgate.engines.base import Disconnected, EngineEvent, EngineIssue, Failed, LoggedOut, SendError
+from zapgate.engines.base import (
+    Disconnected,
+    DownloadError,
+    EngineEvent,
+    EngineIssue,
+    Failed,
+    LoggedOut,
+    SendError,
+)
 from zapgate.engines.whatsapp import WhatsAppEngine
 from zapgate.engines.whatsapp.store import read_device, store_path
 from zapgate.jid import Jid
-from zapgate.protocol.content import Text
+from zapgate.protocol.content import Location, Text
 
 from .conftest import fast_settings
 from .offline_proxy import CONNECT_WHATSAPP, RefusingProxy, dead_port
@@ -220,6 +228,35 @@ async def test_a_paired_session_retries_with_backoff_then_fails_with_a_retry_tim
         await engine.stop("ses_a")
         assert engine.health() == []
         assert read_device(store_path(settings.data_dir, "ses_a"), DEVICE_JID) is not None  # keys kept
+
+
+async def test_a_session_that_is_not_connected_defers_sends_downloads_and_presence(
+    tmp_path: Path, proxy: RefusingProxy, template_store: Path
+) -> None:
+    settings = wa_settings(tmp_path, proxy, wa_connect_attempts=1000, wa_connect_backoff_s=0.5)
+    device = paired_device(settings, template_store, "ses_o")
+    async with running(settings) as (engine, events):
+        await engine.open("ses_o", device)
+        await events.next("ses_o", unreachable)
+        assert (settings.data_dir / "whatsapp" / "polls.db").exists()  # the worker's poll book
+        to = Jid("5511999990000")
+        ref = {"media_type": "image", "direct_path": "/v/x", "media_key": "", "file_length": 3}
+        with pytest.raises(SendError) as send:
+            await engine.send("ses_o", engine.new_message_id(), to, Location(latitude=1.0, longitude=2.0))
+        with pytest.raises(DownloadError) as download:
+            await engine.download("ses_o", ref, tmp_path / "file")
+        presence = []
+        for call in (
+            engine.chat_presence("ses_o", to, "typing"),
+            engine.set_presence("ses_o", "available"),
+            engine.subscribe_presence("ses_o", to),
+        ):
+            with pytest.raises(SendError) as refused:
+                await call
+            presence.append(refused.value)
+        # Each request reached the worker, which answered it: the session is not connected, try later.
+        for error in (send.value, download.value, *presence):
+            assert (error.code, error.retryable) == ("not_connected", True), error.message
 
 
 async def test_a_session_whose_keys_are_gone_needs_a_new_pairing(
