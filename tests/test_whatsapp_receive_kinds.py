@@ -336,6 +336,22 @@ async def test_after_connecting_the_chosen_presence_is_announced_and_subscriptio
     assert any(isinstance(e, Connected) for e in events(runner))
 
 
+@pytest.mark.usefixtures("neonize_loop")
+async def test_presence_goes_where_messages_go_and_comes_back_named_as_subscribed(tmp_path: Path) -> None:
+    lid = jid("111222333444", "lid")
+    go = FakeGo(answers={"+5511988887777": (lid, True)}, lids={"111222333444": jid("551188887777")})
+    runner = online(tmp_path, go)
+    typed = "5511988887777@s.whatsapp.net"  # with the ninth digit; WhatsApp knows the account by its LID
+    await runner.subscribe_presence(typed)
+    await runner.chat_presence(typed, "typing")
+    assert go.named("SubscribePresence") == ["111222333444@lid"]
+    assert go.named("SendChatPresence")[0][0] == "111222333444@lid"
+    deliver_like_go(runner.client, N.Presence(From=lid, Unavailable=False, LastSeen=0))
+    await wait_until(lambda: len(events(runner)) == 1)
+    canonical = "551188887777@s.whatsapp.net"
+    assert events(runner) == [PresenceIn(chat=canonical, sender=canonical, state="available")]
+
+
 def chat_presence_ev(chat: Any, sender: Any, state: int, media: int, **alts: Any) -> Any:
     return N.ChatPresence(MessageSource=source(chat, sender, **alts), State=state, Media=media)
 

@@ -48,7 +48,7 @@ from .ipc import Send, TargetRef
 from .policy import SendFailure
 from .polls import MAX_OPTION_CHARS, PollBook, PollRecord, poll_info
 
-__all__ = ["INBOUND_KEPT", "RECIPIENTS_KEPT", "Outbound", "SendFailure"]
+__all__ = ["INBOUND_KEPT", "RECIPIENTS_KEPT", "Outbound", "Recipient", "SendFailure"]
 
 log = logging.getLogger("zapgate.engines.whatsapp")
 
@@ -116,7 +116,7 @@ class Outbound:
         """Send a message of any kind; returns WhatsApp's message id, its timestamp in seconds, and the chat it
         went to when that is not ``request.to``."""
         client = self._session.require_online()
-        recipient = await self._resolve(client, request.to)
+        recipient = await self.resolve(client, request.to)
         message = await self._compose(client, recipient, request)
         try:
             response = await client.send_message(_jid(recipient.send_to), message)
@@ -257,7 +257,9 @@ class Outbound:
                 found[address] = None
         return list(found)
 
-    async def _resolve(self, client: Any, to: str) -> Recipient:
+    async def resolve(self, client: Any, to: str) -> Recipient:
+        """Where a message (or a chat state) for ``to`` goes, and the chat it is reported as (see the module
+        documentation); raises :class:`SendFailure`."""
         user, _, server = to.partition("@")
         if server != USER_SERVER:
             return Recipient(to, to)

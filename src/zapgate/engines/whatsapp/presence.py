@@ -9,6 +9,9 @@ contacts whose presence it follows.
   for the :data:`SUBSCRIPTIONS_KEPT` most recent ones.
 - **Typing** is WhatsApp's chat state: ``composing`` (with media ``audio`` while recording a voice note) and
   ``paused``.
+- **Addresses** are resolved like a message's recipient (:meth:`.outbound.Outbound.resolve`): typing shows in
+  the chat messages go to, and a subscription goes to the JID WhatsApp knows the contact by (often its
+  ``@lid``). A presence that comes back from that JID is reported as the chat the client subscribed to.
 
 Every call is made only on a connected client (Go must know it); see ``ffi.py`` for the lock around them.
 """
@@ -18,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..base import Availability, ChatState
+from ..base import Availability, ChatState, PresenceIn
 from . import nz, policy
+from .outbound import Recipient
 from .policy import SendFailure
 
 __all__ = ["ANNOUNCE_RETRIES_S", "SUBSCRIPTIONS_KEPT", "SessionPresence"]
@@ -48,13 +53,16 @@ def _jid(text: str) -> Any:
 class SessionPresence:
     """See the module documentation."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: _Session, resolve: Callable[[Any, str], Awaitable[Recipient]]) -> None:
         self._session = session
+        self._resolve = resolve
         self.wanted: Availability = "available"
-        self._subscribed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._subscribed: collections.OrderedDict[str, str] = collections.OrderedDict()
+        """JID subscribed to → the chat it is reported as."""
 
     async def chat(self, chat: str, state: ChatState) -> None:
         client = self._session.require_online()
+        to = (await self._resolve(client, chat)).send_to
         composing = state != "paused"
         kind = nz.ChatPresence.CHAT_PRESENCE_COMPOSING if composing else nz.ChatPresence.CHAT_PRESENCE_PAUSED
         media = (
@@ -62,7 +70,7 @@ class SessionPresence:
             if state == "recording"
             else nz.ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT
         )
-        await self._call(client.send_chat_presence(_jid(chat), kind, media))
+        await self._call(client.send_chat_presence(_jid(to), kind, media))
 
     async def set(self, state: Availability) -> None:
         self.wanted = state
@@ -70,12 +78,20 @@ class SessionPresence:
         await self._call(client.send_presence(self._presence()))
 
     async def subscribe(self, chat: str) -> None:
-        self._subscribed[chat] = None
-        self._subscribed.move_to_end(chat)
+        client = self._session.require_online()
+        recipient = await self._resolve(client, chat)
+        self._subscribed[recipient.send_to] = recipient.chat
+        self._subscribed.move_to_end(recipient.send_to)
         while len(self._subscribed) > SUBSCRIPTIONS_KEPT:
             self._subscribed.popitem(last=False)
-        client = self._session.require_online()
-        await self._call(client.subscribe_presence(_jid(chat)))
+        await self._call(client.subscribe_presence(_jid(recipient.send_to)))
+
+    def reported(self, presence: PresenceIn) -> PresenceIn:
+        """``presence`` named by the chat the client subscribed to, when it comes from a subscribed JID."""
+        chat = self._subscribed.get(presence.sender)
+        if chat is None or presence.chat != presence.sender:
+            return presence
+        return PresenceIn(chat=chat, sender=chat, state=presence.state, last_seen=presence.last_seen)
 
     async def announce(self, client: Any, still_current: Any) -> None:
         """After a connect: announce the wanted presence (retrying, see the module docs), then renew the

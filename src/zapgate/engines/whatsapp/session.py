@@ -125,7 +125,7 @@ class SessionRunner:
         self.me: Me | None = None
         self.polls = host.polls
         self.outbound = Outbound(self)
-        self.presence = SessionPresence(self)
+        self.presence = SessionPresence(self, self.outbound.resolve)
         self.connected_once = asyncio.Event()
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -549,7 +549,7 @@ class SessionRunner:
             else:
                 presence = translate.presence_in(event)
             if presence is not None:
-                self._emit(presence)
+                self._emit(self.presence.reported(presence))
         except Exception:
             log.exception("session %s: presence handler failed", self.session_id)
 
