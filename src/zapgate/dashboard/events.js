@@ -8,7 +8,7 @@ const KEEP = 1000; // events kept in the page
 const SHOWN = 300; // rows drawn for the current filter
 const KNOWN = ["session.status", "session.qr", "session.pair_code", "session.restricted", "session.deleted",
   "message.status", "message.received", "message.reaction", "message.edited", "message.revoked", "poll.vote",
-  "status.received"];
+  "status.received", "presence"];
 
 const short = (text) => (text && text.length > 80 ? `${text.slice(0, 80)}…` : text);
 const author = (d) => (d.from_me ? "from the phone" : `from ${contact(d.from)}`);
@@ -33,6 +33,9 @@ export function summary(frame) {
     case "message.revoked": return `${author(d)}: deleted a message for everyone`;
     case "poll.vote": return `${author(d)}: voted ${d.options?.length ? d.options.join(", ") : "nothing (withdrawn)"}`;
     case "status.received": return `status ${author(d)}: ${words(d)}`;
+    case "presence":
+      return `${contact(d.from)} ${d.state}${d.chat !== d.from ? ` in ${contact(d.chat)}` : ""}` +
+        `${d.last_seen ? `, last seen ${clock(d.last_seen)}` : ""}`;
     default: return "";
   }
 }
