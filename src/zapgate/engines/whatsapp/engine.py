@@ -59,7 +59,7 @@ SEND_TIMEOUT_S = 90.0
 """Longer than whatsmeow's own 75 s wait for WhatsApp's acknowledgement of a message."""
 MEDIA_SEND_TIMEOUT_S = SEND_TIMEOUT_S + 330.0
 """A media message: the worker's upload (at most 300 s, then retryable) comes first."""
-DOWNLOAD_TIMEOUT_S = 330.0
+DOWNLOAD_REPLY_TIMEOUT_S = 330.0
 """Longer than the worker's own 300 s limit on a download."""
 PRESENCE_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0
@@ -254,7 +254,7 @@ class WhatsAppEngine(Engine):
             reply = await self._pool.request(
                 session_id,
                 lambda i: ipc.Download(id=i, session_id=session_id, media_ref=media_ref, into=str(into)),
-                DOWNLOAD_TIMEOUT_S,
+                DOWNLOAD_REPLY_TIMEOUT_S,
             )
         except WorkerUnavailable as exc:
             raise DownloadError(exc.code, f"cannot download now: {exc}", retryable=True) from None

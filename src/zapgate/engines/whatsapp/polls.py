@@ -6,7 +6,7 @@ receives); it decrypts a vote (``decrypt_poll_vote``) and encrypts one (``build_
 keep is the option names, nor where the poll was, so the worker remembers every poll the session sends or sees
 in a :class:`PollBook`: its chat and author as WhatsApp addressed them, and its options. The book lives in
 ``<data dir>/whatsapp/polls.db``, shared by the worker processes (a session may move to another worker), and in
-memory for the most recent :data:`POLLS_KEPT`; polls are forgotten after :data:`RETENTION_S`.
+memory for the most recent :data:`POLLS_KEPT`; polls are forgotten after :data:`POLL_RETENTION_S`.
 
 A vote for a poll the book does not know (one older than the book, or sent before this version) is reported as
 ``unsupported`` (``pollUpdateMessage``) with a log line, never dropped.
@@ -35,7 +35,7 @@ from .content import POLL_FIELDS, unwrapped
 
 __all__ = [
     "POLLS_KEPT",
-    "RETENTION_S",
+    "POLL_RETENTION_S",
     "PollBook",
     "PollRecord",
     "chosen",
@@ -49,7 +49,7 @@ log = logging.getLogger("zapgate.engines.whatsapp")
 
 POLLS_KEPT = 10_000
 """Polls kept in memory per worker (the least recently used are read back from the database when needed)."""
-RETENTION_S = 90 * 86400.0
+POLL_RETENTION_S = 90 * 86400.0
 """How long a poll is remembered: votes for older polls arrive as ``unsupported``."""
 MAX_OPTION_CHARS = 100
 """Option names in a :class:`~zapgate.protocol.content.Vote` are cut to this length, like received polls'."""
@@ -190,7 +190,7 @@ class PollBook:
             return
         try:
             await self._db.open()
-            await self._db.write(_prune(time.time() - RETENTION_S))
+            await self._db.write(_prune(time.time() - POLL_RETENTION_S))
         except Exception:
             log.exception("the poll database cannot be used; polls are remembered in memory only")
             self._db = None
