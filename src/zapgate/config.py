@@ -12,10 +12,13 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .origins import OriginPolicy
+
+if TYPE_CHECKING:
+    from .netguard import AddressPolicy
 
 __all__ = ["CLIENT_ENV_VARS", "ENGINES", "FIRST_RUN_TOKEN_MODES", "ConfigError", "Settings"]
 
@@ -108,6 +111,57 @@ class Settings:
     sqlite_synchronous: str = field(
         default="full", metadata=_doc("SQLite 'full' (fsync every commit) or 'normal' (survives process crash).")
     )
+    media_dir: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "Where media files are kept; nodes of a cluster mount one shared directory here. Empty: <data_dir>/media."
+        ),
+    )
+
+    # -- media (docs/media.md)
+    media_max_bytes: int = field(
+        default=100 * 1024 * 1024,
+        metadata=_doc(
+            "Largest file the gateway stores: an upload (larger answers 413 as soon as it is exceeded), a file "
+            "fetched from a URL, a received file."
+        ),
+    )
+    media_retention_s: float = field(
+        default=604800.0,
+        metadata=_doc(
+            "Media not used for this long are deleted (a file waiting in a queued message is kept); 0 keeps them."
+        ),
+    )
+    media_fetch_timeout_s: float = field(
+        default=30.0, metadata=_doc("Longest a media URL may take to fetch, from connecting to the last byte.")
+    )
+    media_download_concurrency: int = field(
+        default=4, metadata=_doc("Received files downloaded at the same time (shared fairly between tenants).")
+    )
+    media_download_timeout_s: float = field(
+        default=300.0, metadata=_doc("Longest one download of a received file may take before it counts as failed.")
+    )
+    media_download_attempts: int = field(
+        default=6,
+        metadata=_doc(
+            "Automatic attempts to download a received file before it stays failed (media.retry tries again)."
+        ),
+    )
+    media_retry_base_s: float = field(
+        default=5.0,
+        metadata=_doc(
+            "Delay before the first automatic retry of a failed download; it doubles each time, up to 15 min."
+        ),
+    )
+
+    # -- outbound requests (media URLs, webhooks)
+    outbound_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Networks (CIDR, comma-separated) that outbound requests (webhooks, media URLs) may reach although they "
+            "are not public, e.g. 10.0.0.0/8 or 127.0.0.1/32. Empty: public addresses only."
+        ),
+    )
 
     # -- simulator engine
     sim_qr_schedule: tuple[float, ...] = field(
@@ -174,6 +228,17 @@ class Settings:
         """``database_url``, or the SQLite file in the data directory when it is empty."""
         return self.database_url or f"sqlite:///{self.database_path}"
 
+    @property
+    def media_path(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
+
+    @property
+    def outbound_policy(self) -> AddressPolicy:
+        """Where outbound requests may connect (:mod:`zapgate.netguard`)."""
+        from .netguard import AddressPolicy
+
+        return AddressPolicy.parse(self.outbound_allow)
+
     @classmethod
     def load(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
         """Build settings from ``ZAPGATE_*`` variables in ``env``, then apply non-None ``overrides``."""
@@ -204,6 +269,8 @@ class Settings:
             shown = (
                 ",".join(f"{v:g}" if isinstance(v, float) else v for v in default)
                 if isinstance(default, tuple)
+                else ""
+                if default is None
                 else str(default)
             )
             rows.append((f"ZAPGATE_{f.name.upper()}", shown, f.metadata.get("doc", "")))
@@ -236,6 +303,8 @@ def _parse(key: str, f: dataclasses.Field[Any], raw: str) -> Any:
             raise ValueError(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "Path | None":
+            return Path(raw) if raw else None
         if kind == "tuple[float, ...]":
             return tuple(float(part) for part in raw.split(",") if part.strip())
         if kind == "tuple[str, ...]":
@@ -263,6 +332,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"allowed_origins: {exc}") from None
     if s.sqlite_synchronous not in {"full", "normal"}:
         raise ConfigError(f"sqlite_synchronous must be 'full' or 'normal', not {s.sqlite_synchronous!r}")
+    for network in s.outbound_allow:
+        try:
+            ipaddress.ip_network(network.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"outbound_allow must be networks in CIDR form (10.0.0.0/8, 127.0.0.1/32), not {network!r}"
+            ) from None
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
     if s.max_frame_bytes < 1024:
@@ -279,6 +355,12 @@ def _validate(s: Settings) -> None:
         "wa_heartbeat_s": s.wa_heartbeat_s,
         "wa_heartbeat_timeout_s": s.wa_heartbeat_timeout_s,
         "wa_connect_timeout_s": s.wa_connect_timeout_s,
+        "media_max_bytes": s.media_max_bytes,
+        "media_fetch_timeout_s": s.media_fetch_timeout_s,
+        "media_download_concurrency": s.media_download_concurrency,
+        "media_download_timeout_s": s.media_download_timeout_s,
+        "media_download_attempts": s.media_download_attempts,
+        "media_retry_base_s": s.media_retry_base_s,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -295,6 +377,7 @@ def _validate(s: Settings) -> None:
         "wa_failed_retry_s": s.wa_failed_retry_s,
         "wa_worker_restarts": s.wa_worker_restarts,
         "wa_reconnect_timeout_s": s.wa_reconnect_timeout_s,
+        "media_retention_s": s.media_retention_s,
     }
     for name, value in non_negative.items():
         if value < 0:

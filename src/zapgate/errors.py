@@ -20,6 +20,11 @@ the code back into the same class. Codes never change meaning once released.
     ├── NotOnWhatsApp                  not_on_whatsapp
     ├── SendFailed                     send_failed
     ├── IdempotencyConflict            idempotency_conflict
+    ├── MediaError
+    │   ├── MediaNotFound              media_not_found
+    │   ├── MediaNotReady              media_not_ready
+    │   ├── MediaTooLarge              media_too_large
+    │   └── MediaFetchFailed           media_fetch_failed
     ├── QRError
     │   ├── QRUnknown                  qr_unknown
     │   ├── QRExpired                  qr_expired
@@ -41,6 +46,11 @@ __all__ = [
     "InvalidJSON",
     "InvalidRecipient",
     "InvalidRequest",
+    "MediaError",
+    "MediaFetchFailed",
+    "MediaNotFound",
+    "MediaNotReady",
+    "MediaTooLarge",
     "NotOnWhatsApp",
     "ProtocolError",
     "QRAlreadyUsed",
@@ -133,6 +143,37 @@ class SendFailed(ZapgateError):
 
 class IdempotencyConflict(ZapgateError):
     code = "idempotency_conflict"
+
+
+class MediaError(ZapgateError):
+    """A media file cannot be used as asked."""
+
+    code = "media_not_found"
+
+
+class MediaNotFound(MediaError):
+    """No media with that id for the caller's tenant (another tenant's id is reported exactly the same), or it
+    was deleted by retention."""
+
+    code = "media_not_found"
+
+
+class MediaNotReady(MediaError):
+    """The file is not stored (yet): a received file still downloading, or whose download failed."""
+
+    code = "media_not_ready"
+
+
+class MediaTooLarge(MediaError):
+    """The file exceeds ``media_max_bytes``."""
+
+    code = "media_too_large"
+
+
+class MediaFetchFailed(MediaError):
+    """A media URL could not be fetched (refused address, HTTP error, timeout…); the message says why."""
+
+    code = "media_fetch_failed"
 
 
 class QRError(ZapgateError):

@@ -20,6 +20,8 @@ from .datadir import DataDirLock, is_private
 from .engines import create_engine
 from .engines.base import Engine, Sandbox
 from .hub import EventHub
+from .media import LocalBlobStore
+from .media.library import MediaLibrary
 from .sessions.manager import SessionManager
 from .storage import Storage, open_storage
 
@@ -46,7 +48,8 @@ class Gateway:
         self.hub = EventHub()
         self.engine: Engine = engine or create_engine(settings)
         self.tokens = TokenIssuer(self.storage)
-        self.sessions = SessionManager(self.storage, self.engine, settings)
+        self.media = MediaLibrary(self.storage.media, LocalBlobStore(settings.media_path), settings)
+        self.sessions = SessionManager(self.storage, self.engine, settings, self.media)
         self.started_at = time.time()
         self.connections: set[LiveConnection] = set()
         self.data_lock = DataDirLock(settings.data_dir)
@@ -98,12 +101,14 @@ class Gateway:
 
     async def prune(self) -> int:
         s = self.settings
-        return await self.storage.prune(
-            time.time(),
+        now = time.time()
+        removed = await self.storage.prune(
+            now,
             event_max_age=s.event_retention_s,
             event_keep=s.event_retention_count,
             record_max_age=max(s.idempotency_ttl_s, s.event_retention_s),
         )
+        return removed + await self.media.prune(now)
 
     async def check_tokens(self) -> int:
         """Close every live connection whose token was revoked; return how many."""

@@ -374,8 +374,20 @@ class Sandbox(Protocol):
 
     async def set_network(self, session_id: str, online: bool) -> None: ...
 
-    async def receive(self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None) -> str:
-        """A contact writes to the session's number; returns the new message's id."""
+    async def receive(
+        self,
+        session_id: str,
+        from_phone: str,
+        content: Content,
+        reply_to: str | None = None,
+        media: MediaFile | None = None,
+    ) -> str:
+        """A contact writes to the session's number (``media``: the file of a media message); returns the new
+        message's id."""
         ...
 
     async def restrict(self, session_id: str, seconds: float, reason: str) -> float: ...
+
+    async def fail_downloads(self, session_id: str, times: int, reason: str) -> int:
+        """The session's next ``times`` downloads of received files fail with ``reason``."""
+        ...

@@ -10,6 +10,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``sessions``    session commands, session info and session events
 ``content``     the content union: what a message says, sent or received
 ``messages``    sending, read receipts, message events
+``media``       media files: info, retry, media.ready / media.failed
 ``presence``    typing and online status, both ways
 ``events``      reading the event log; ping
 ``sim``         simulator-only commands
@@ -24,6 +25,7 @@ from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_serve
 from .content import Content
 from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
 from .frames import PROTOCOL_VERSION, Auth, CloseCode, ErrorBody, ErrorFrame, Event, Hello, Ready, Reply, ServerFrame
+from .media import MediaFailedData, MediaGet, MediaInfo, MediaReadyData, MediaRetry
 from .messages import (
     MAX_TEXT_CHARS,
     MessageEditedData,
@@ -60,6 +62,8 @@ from .sessions import (
     SessionStop,
 )
 from .sim import (
+    SimMediaFail,
+    SimMediaFailResult,
     SimNetwork,
     SimReceive,
     SimReceiveResult,
@@ -93,6 +97,11 @@ __all__ = [
     "EventsPage",
     "Hello",
     "Me",
+    "MediaFailedData",
+    "MediaGet",
+    "MediaInfo",
+    "MediaReadyData",
+    "MediaRetry",
     "MessageEditedData",
     "MessageReactionData",
     "MessageRead",
@@ -129,6 +138,8 @@ __all__ = [
     "SessionStart",
     "SessionStatusData",
     "SessionStop",
+    "SimMediaFail",
+    "SimMediaFailResult",
     "SimNetwork",
     "SimReceive",
     "SimReceiveResult",

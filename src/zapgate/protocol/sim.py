@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -12,6 +12,8 @@ from .messages import Text
 from .sessions import Me
 
 __all__ = [
+    "SimMediaFail",
+    "SimMediaFailResult",
     "SimNetwork",
     "SimReceive",
     "SimReceiveResult",
@@ -33,6 +35,11 @@ class SimReceiveResult(msgspec.Struct, kw_only=True):
 
 class SimRestrictResult(msgspec.Struct, kw_only=True):
     until: float
+
+
+class SimMediaFailResult(msgspec.Struct, kw_only=True):
+    failing: int
+    """How many of the session's next downloads will fail."""
 
 
 @command(reply=SimScanResult, scope=Scope.TENANT, http=("POST", "/v1/sim/scan"), simulator_only=True)
@@ -84,3 +91,18 @@ class SimRestrict(Command, tag="sim.restrict"):
     session: SessionName
     seconds: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)]
     reason: Annotated[str, msgspec.Meta(pattern=r"\A[a-z_]{1,40}\Z")] = "send_restricted"
+
+
+@command(
+    reply=SimMediaFailResult,
+    scope=Scope.TENANT,
+    http=("POST", "/v1/sessions/{session}/sim/media-fail"),
+    simulator_only=True,
+)
+class SimMediaFail(Command, tag="sim.media_fail"):
+    """The session's next ``times`` downloads of received files fail: with ``cdn_timeout`` (the gateway retries)
+    or ``media_expired`` (the file is gone from WhatsApp's servers: no automatic retry). 0 clears it."""
+
+    session: SessionName
+    times: Annotated[int, msgspec.Meta(ge=0, le=1000)]
+    reason: Literal["cdn_timeout", "media_expired"] = "cdn_timeout"

@@ -1,4 +1,5 @@
-"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics``, the REST routes and the dashboard."""
+"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics``, media (``/v1/media``), the REST routes
+and the dashboard."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..gateway import Gateway
 from ..origins import OriginPolicy
 from .dashboard import Dashboard
 from .http import healthz, session_qr_png
+from .media import download_media, upload_media
 from .metrics import GatewayCollector, metrics
 from .websocket import websocket_endpoint
 
@@ -58,6 +60,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/v1/sessions/{session}/qr.png", session_qr_png),
+            Route("/v1/media", upload_media, methods=["POST"]),
+            Route("/v1/media/{media_id}", download_media, methods=["GET", "HEAD"]),
             *(Dashboard().routes() if settings.dashboard else []),
         ],
         lifespan=lifespan,

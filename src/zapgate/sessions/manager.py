@@ -52,6 +52,8 @@ from ..errors import (
     SessionNotPaired,
 )
 from ..jid import Jid, parse_phone, parse_recipient
+from ..media.downloader import Downloader
+from ..media.library import MediaLibrary
 from ..protocol import (
     MessageStatusData,
     OutboxState,
@@ -93,10 +95,12 @@ NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the 
 
 
 class SessionManager:
-    def __init__(self, storage: Storage, engine: Engine, settings: Settings) -> None:
+    def __init__(self, storage: Storage, engine: Engine, settings: Settings, media: MediaLibrary) -> None:
         self._storage = storage
         self._engine = engine
         self._settings = settings
+        self._media = media
+        self.downloads = Downloader(media, engine, settings, names=self._owner)
         self._by_name: dict[tuple[str, str], Session] = {}
         self._by_id: dict[str, Session] = {}
         self._policy = PacingPolicy(
@@ -133,10 +137,12 @@ class SessionManager:
         await asyncio.gather(*(restore(s) for s in sessions))
         resumed = sum(1 for s in sessions if s.record.want_running)
         log.info("loaded %d sessions, resumed %d", len(records), resumed)
+        await self.downloads.start()
 
     async def close(self) -> None:
-        """Stop the senders and pending restarts; the engine itself is closed by the gateway. Stored state is
-        left as is."""
+        """Stop the senders, pending restarts and downloads; the engine itself is closed by the gateway. Stored
+        state is left as is."""
+        await self.downloads.close()
         await self._tasks.close()
         for session in self._by_id.values():
             session.restart = None
@@ -159,6 +165,7 @@ class SessionManager:
             pacer=Pacer(self._policy, new_contact_times=recent_new),
             known_chats=known,
             online=lambda: session.state.status is Status.CONNECTED,
+            media_files=self._media.file_for,
         )
         session.sender.start(pending)
 
@@ -172,6 +179,10 @@ class SessionManager:
 
     def by_id(self, session_id: str) -> Session | None:
         return self._by_id.get(session_id)
+
+    def _owner(self, session_id: str) -> tuple[str, str] | None:
+        session = self._by_id.get(session_id)
+        return (session.tenant, session.name) if session is not None else None
 
     def for_tenant(self, tenant: str) -> list[Session]:
         return sorted((s for (t, _), s in self._by_name.items() if t == tenant), key=lambda s: s.name)
@@ -320,8 +331,9 @@ class SessionManager:
                 return await self._replay(session, earlier, fingerprint)
         if not session.paired:
             raise SessionNotPaired(f"session {name!r} is not linked to a phone yet: pair it first")
-        if media_of(content) is not None:
-            raise InvalidRequest(f"sending {type(content).__name__.lower()} messages is not supported yet")
+        media_id = None
+        if media_of(content) is not None:  # stored by id from now on (fetched or decoded now, if need be)
+            content, media_id = await self._media.for_sending(tenant, content)
         extra = await refers_to(
             self._storage, session.id, session.me.jid if session.me else None, chat, content, reply_to
         )
@@ -336,6 +348,7 @@ class SessionManager:
             reply_to=reply_to,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            media_id=media_id,
         )
         stored, created = await self._storage.enqueue_message(item)
         if not self._exists(session):  # deleted while the message was being stored
@@ -461,6 +474,8 @@ class SessionManager:
                 await self._storage.append_events([self._event(session, "session.restricted", data_sr)])
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
+        # A file gets its media id in the same transaction as the event that names it; then it is downloaded.
+        event, media = self._media.receiving(session.tenant, session.id, event)
         name, data = describe_inbound(event)
         stored = await self._storage.record_inbound(
             session.id,
@@ -470,7 +485,10 @@ class SessionManager:
             time.time(),
             sender=event.sender,
             kind=str(type(event.content).__struct_config__.tag),
+            media=media,
         )
+        if stored is not None and media is not None:
+            self.downloads.schedule(session.tenant, media.id)
         if stored is not None and session.sender is not None and not event.status:
             session.sender.chat_seen(event.chat)
 

@@ -23,12 +23,15 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..engines.base import Engine, Outgoing, SendError
+import msgspec
+
+from ..engines.base import Engine, MediaFile, Outgoing, SendError
 from ..jid import Jid
 from ..protocol import MessageStatusData, PacingState, encode
+from ..protocol.content import Content
 from ..storage import NewEvent, OutboxItem, QueuedMessage, Storage
 from .outgoing import decode_outgoing
 from .pacing import Pacer
@@ -38,6 +41,9 @@ __all__ = ["Sender"]
 log = logging.getLogger("zapgate.sessions")
 
 RETRY_AFTER_ERROR_S = 1.0
+
+MediaFiles = Callable[[Content], Awaitable[MediaFile | None]]
+"""The local file of a stored message's media, looked up at send time (None: the message has none)."""
 
 
 class Sender:
@@ -54,6 +60,7 @@ class Sender:
         pacer: Pacer,
         known_chats: set[str],
         online: Callable[[], bool],
+        media_files: MediaFiles | None = None,
     ) -> None:
         self._session_id = session_id
         self._tenant = tenant
@@ -63,6 +70,7 @@ class Sender:
         self._pacer = pacer
         self._known_chats = known_chats
         self._online = online
+        self._media_files = media_files
         self._chats: dict[str, collections.deque[QueuedMessage]] = {}
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
         self._wake = asyncio.Event()
@@ -237,9 +245,8 @@ class Sender:
     async def _send(self, item: OutboxItem) -> None:
         try:
             content, extra = decode_outgoing(item)
-            sent = await self._engine.send(
-                self._session_id, item.message_id, Jid.parse(item.chat), content, await self._resolve(extra)
-            )
+            extra = await self._resolve(content, extra)
+            sent = await self._engine.send(self._session_id, item.message_id, Jid.parse(item.chat), content, extra)
         except SendError as exc:
             orphaned = self._orphans.get(item.message_id)
             if exc.retryable and orphaned is None:
@@ -262,9 +269,13 @@ class Sender:
         item.status, item.wa_timestamp = "sent", sent.timestamp
         self._finish(item, new_contact=new_contact, chat=sent.chat)
 
-    async def _resolve(self, extra: Outgoing) -> Outgoing:
-        """``extra`` with what only exists at send time (the local file of a media message)."""
-        return extra
+    async def _resolve(self, content: Content, extra: Outgoing) -> Outgoing:
+        """``extra`` with what only exists at send time: the local file of a media message (raises a
+        non-retryable :class:`SendError` when it is no longer stored)."""
+        if self._media_files is None:
+            return extra
+        media = await self._media_files(content)
+        return extra if media is None else msgspec.structs.replace(extra, media=media)
 
     def _drop(self, queued: QueuedMessage) -> None:
         """Take ``queued`` off the head of its chat's queue (if it is still there)."""

@@ -24,6 +24,7 @@ from .base import (
     TokenRecord,
 )
 from .database import Conn, Database
+from .media import MediaRecord, MediaStore
 from .schema import migrations_for
 from .sqlite import SqliteDatabase
 from .store import Storage
@@ -33,6 +34,8 @@ __all__ = [
     "Database",
     "EventListener",
     "InboundRecord",
+    "MediaRecord",
+    "MediaStore",
     "NewEvent",
     "OutboxItem",
     "QueuedMessage",

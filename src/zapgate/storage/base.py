@@ -81,6 +81,8 @@ class OutboxItem:
     """Order of acceptance within the store; sends keep this order per chat."""
     extra: bytes | None = None
     """What else the send needs (mentions, forwarded flag, the target of a reaction…), encoded as JSON."""
+    media_id: str | None = field(default=None, compare=False)
+    """The media file the message sends, if any (kept while the message is queued; written, not read back)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,40 @@ MIGRATIONS: list[str] = [
     ALTER TABLE inbound ADD COLUMN sender TEXT;
     ALTER TABLE inbound ADD COLUMN kind TEXT;
     """,
+    # 4: media files (docs/media.md): one row per media id, pointing at a content-addressed blob (several rows
+    # may share one); the outbox names the file a queued message needs, so retention keeps it
+    """
+    CREATE TABLE media (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        status TEXT NOT NULL,
+        sha256 TEXT,
+        size {BIGINT},
+        mimetype TEXT,
+        filename TEXT,
+        width {BIGINT},
+        height {BIGINT},
+        seconds {BIGINT},
+        session_id TEXT,
+        message_id TEXT,
+        chat TEXT,
+        claimed_sha256 TEXT,
+        media_ref {BLOB},
+        reason TEXT,
+        detail TEXT,
+        attempts {BIGINT} NOT NULL DEFAULT 0,
+        next_attempt_at {REAL},
+        created_at {REAL} NOT NULL,
+        used_at {REAL} NOT NULL
+    );
+    CREATE INDEX media_blob ON media (sha256);
+    CREATE INDEX media_used ON media (used_at);
+    CREATE INDEX media_session ON media (session_id);
+    CREATE INDEX media_unfinished ON media (status) WHERE status != 'ready';
+    ALTER TABLE outbox ADD COLUMN media_id TEXT;
+    CREATE INDEX outbox_media ON outbox (media_id) WHERE media_id IS NOT NULL;
+    """,
 ]
 
 

@@ -26,6 +26,7 @@ from .base import (
     TokenRecord,
 )
 from .database import Conn, Database
+from .media import MediaRecord, MediaStore, insert_media
 
 __all__ = ["Storage"]
 
@@ -96,6 +97,7 @@ class Storage:
         self.db = db
         self._read = db.read
         self._write = db.write
+        self.media = MediaStore(db)
 
     @property
     def dialect(self) -> str:
@@ -240,6 +242,7 @@ class Storage:
                 ("outbox", "session_id"),
                 ("inbound", "session_id"),
                 ("contacts", "session_id"),
+                ("media", "session_id"),
             ):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (record.id,))  # noqa: S608
             stored = append_events(conn, events, time.time())
@@ -302,7 +305,8 @@ class Storage:
                     return (_outbox(row), False), []
             cur = conn.execute(
                 "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
-                "fingerprint, status, created_at) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?) RETURNING position",
+                "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
+                "RETURNING position",
                 (
                     item.message_id,
                     item.session_id,
@@ -313,9 +317,12 @@ class Storage:
                     item.idempotency_key,
                     item.fingerprint,
                     item.created_at,
+                    item.media_id,
                 ),
             )
             item.position = int(cur.fetchone()[0])
+            if item.media_id is not None:  # retention counts from the file's last use
+                conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
             return (item, True), []
 
         return await self._write(op)
@@ -432,7 +439,11 @@ class Storage:
         *,
         sender: str | None = None,
         kind: str | None = None,
+        media: MediaRecord | None = None,
     ) -> list[StoredEvent] | None:
+        """Remember a received message and append its events, unless it was received before (then None). The row
+        of its file, ``media``, is written in the same transaction, so the events may already name it."""
+
         def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
             cur = conn.execute(
                 "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) "
@@ -446,6 +457,8 @@ class Storage:
                 "ON CONFLICT DO NOTHING",
                 (session_id, chat, now),
             )
+            if media is not None:
+                insert_media(conn, media)
             stored = append_events(conn, events, now)
             return stored, stored
 

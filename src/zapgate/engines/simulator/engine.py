@@ -31,6 +31,7 @@ from ..base import (
     EngineSink,
     Failed,
     LoggedOut,
+    MediaFile,
     MessageIn,
     Outgoing,
     PairCode,
@@ -41,6 +42,7 @@ from ..base import (
     SendRestricted,
     Sent,
 )
+from .cdn import SimulatedCdn
 from .presence import SimPresence
 from .records import (
     MIGRATIONS,
@@ -131,6 +133,7 @@ class SimulatorEngine(Engine):
             emit=lambda device, event: self._emit(self._devices[device.session_id], event),
             always_online=lambda phone: self._accounts.get(phone, ("", ""))[0] == "echo",
         )
+        self._cdn = SimulatedCdn(data_dir / "simulator-media")
 
     # -- engine interface
 
@@ -234,12 +237,13 @@ class SimulatorEngine(Engine):
         to = Jid(self._account_of(to.user))
         if to.user not in self._accounts:
             raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
-        if media_of(content) is not None:
-            raise SendError("unsupported_content", "the simulator does not carry media files yet", retryable=False)
+        media_ref = None
+        if media_of(content) is not None:  # the file goes to WhatsApp's media servers; the message points there
+            content, media_ref = await self._cdn.publish(content, extra.media)
         sender = device.phone
         now = int(time.time())
         reply_to = extra.quote.message_id if extra.quote else None
-        message = self._message(sender, message_id, content, reply_to, now, extra)
+        message = self._message(sender, message_id, content, reply_to, now, extra, media_ref)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
         delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
         mail = self._address([(to.user, message), (sender, delivered)])
@@ -268,7 +272,7 @@ class SimulatorEngine(Engine):
         if row_ids is not None:
             self._later(self._post, mail, row_ids)
             if self._accounts[to.user][0] == "echo":
-                self._later(self._echo, sender, to.user, message_id, content)
+                self._later(self._echo, sender, to.user, message_id, content, media_ref)
         # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
         if self._latency:
             await asyncio.sleep(self._latency)
@@ -375,21 +379,39 @@ class SimulatorEngine(Engine):
         self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
         return device.restricted_until
 
-    async def receive(self, session_id: str, from_phone: str, content: Content, reply_to: str | None = None) -> str:
-        """A simulated contact writes to the session's number; returns the new message's id."""
+    async def receive(
+        self,
+        session_id: str,
+        from_phone: str,
+        content: Content,
+        reply_to: str | None = None,
+        media: MediaFile | None = None,
+    ) -> str:
+        """A simulated contact writes to the session's number (a media message with the file ``media``); returns
+        the new message's id."""
         device = self._devices.get(session_id)
         if device is None or device.phone is None:
             raise SessionNotPaired("the session is not linked to a phone")
+        media_ref = None
         if media_of(content) is not None:
-            raise InvalidRequest("the simulator does not carry media files yet")
+            content, media_ref = await self._cdn.publish(content, media)
         sender = parse_phone(from_phone)
         if sender not in self._accounts:
             await self._add_account(sender, "contact")
         message_id = "3A" + secrets.token_hex(9).upper()
-        refused = await self._accept(sender, device.phone, message_id, content, reply_to)
+        refused = await self._accept(sender, device.phone, message_id, content, reply_to, media_ref)
         if refused is not None:
             raise InvalidRequest(f"WhatsApp would refuse this from {sender}: {refused}")
         return message_id
+
+    async def download(self, session_id: str, media_ref: dict[str, Any], into: Path) -> None:
+        await self._cdn.download(session_id, media_ref, into)
+
+    async def fail_downloads(self, session_id: str, times: int, reason: str) -> int:
+        """The session's next ``times`` downloads of received files fail with ``reason`` (see :mod:`.cdn`)."""
+        if session_id not in self._devices:
+            raise SessionNotPaired("the session is not linked to a phone")
+        return self._cdn.fail_next(session_id, times, reason)
 
     async def deliveries(self) -> list[dict[str, Any]]:
         """Every message WhatsApp's side accepted, with how many times it was sent (for tests and demos)."""
@@ -554,6 +576,7 @@ class SimulatorEngine(Engine):
         reply_to: str | None,
         now: int,
         extra: Outgoing = PLAIN,
+        media_ref: dict[str, Any] | None = None,
     ) -> MessageIn:
         """A 1:1 message from ``sender`` as the recipient's devices receive it."""
         chat = _user_jid(sender)
@@ -569,6 +592,7 @@ class SimulatorEngine(Engine):
             push_name=self._name(sender),
             mentions=[m for m in extra.mentions if m != "all"],
             forwarded=extra.forwarded,
+            media_ref=media_ref,
         )
 
     def _name(self, phone: str) -> str:
@@ -576,12 +600,18 @@ class SimulatorEngine(Engine):
         return "Echo" if kind == "echo" else f"+{phone}"
 
     async def _accept(
-        self, sender: str, recipient: str, message_id: str, content: Content, reply_to: str | None
+        self,
+        sender: str,
+        recipient: str,
+        message_id: str,
+        content: Content,
+        reply_to: str | None,
+        media_ref: dict[str, Any] | None = None,
     ) -> str | None:
         """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices;
         returns why it refused it instead, if it did."""
         now = int(time.time())
-        message = self._message(sender, message_id, content, reply_to, now)
+        message = self._message(sender, message_id, content, reply_to, now, media_ref=media_ref)
         mail = self._address([(recipient, message)])
         target_id = target_of(content)
 
@@ -599,7 +629,9 @@ class SimulatorEngine(Engine):
         self._post(mail, stored)
         return None
 
-    async def _echo(self, sender: str, echo: str, message_id: str, content: Content) -> None:
+    async def _echo(
+        self, sender: str, echo: str, message_id: str, content: Content, media_ref: dict[str, Any] | None
+    ) -> None:
         """The echo contact reads the message, then answers it: the same content as a reply, or a vote for the
         first option of a poll."""
         await asyncio.sleep(self._latency)
@@ -614,7 +646,7 @@ class SimulatorEngine(Engine):
             return
         self._presence.chat_state(echo, sender, "typing")
         await asyncio.sleep(self._latency)
-        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), answer, reply_to)
+        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), answer, reply_to, media_ref)
 
     async def _mail_account(self, phone: str, event: EngineEvent) -> None:
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""

@@ -10,6 +10,7 @@ tenant's session is indistinguishable from a missing one.
 ``registry``  :func:`handles`, :func:`run_command`
 ``sessions``  ``session.*``
 ``messages``  ``message.*``
+``media``     ``media.*``
 ``presence``  ``chat.presence``, ``presence.*``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
@@ -18,7 +19,7 @@ tenant's session is indistinguishable from a missing one.
 
 from __future__ import annotations
 
-from . import events, messages, presence, sessions, sim
+from . import events, media, messages, presence, sessions, sim
 from .registry import HANDLERS, handles, run_command
 
-__all__ = ["HANDLERS", "events", "handles", "messages", "presence", "run_command", "sessions", "sim"]
+__all__ = ["HANDLERS", "events", "handles", "media", "messages", "presence", "run_command", "sessions", "sim"]

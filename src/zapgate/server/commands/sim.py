@@ -8,6 +8,8 @@ from ...errors import CommandUnavailable, InvalidRequest
 from ...gateway import Gateway
 from ...protocol import (
     Empty,
+    SimMediaFail,
+    SimMediaFailResult,
     SimNetwork,
     SimReceive,
     SimReceiveResult,
@@ -17,7 +19,7 @@ from ...protocol import (
     SimScanResult,
     SimUnlink,
 )
-from ...protocol.content import check_sendable
+from ...protocol.content import check_sendable, media_of
 from .messages import content_of
 from .registry import handles
 
@@ -58,7 +60,12 @@ async def sim_receive(gw: Gateway, caller: Caller, cmd: SimReceive) -> SimReceiv
     problem = check_sendable(content)
     if problem is not None:
         raise InvalidRequest(problem)
-    message_id = await _sandbox(gw).receive(session.id, cmd.from_, content, cmd.reply_to)
+    sandbox = _sandbox(gw)
+    media = None
+    if media_of(content) is not None:  # the contact's file: an upload of the tenant, a URL or inline data
+        content, _ = await gw.media.for_sending(caller.tenant, content)
+        media = await gw.media.file_for(content)
+    message_id = await sandbox.receive(session.id, cmd.from_, content, cmd.reply_to, media)
     return SimReceiveResult(message_id=message_id)
 
 
@@ -66,3 +73,9 @@ async def sim_receive(gw: Gateway, caller: Caller, cmd: SimReceive) -> SimReceiv
 async def sim_restrict(gw: Gateway, caller: Caller, cmd: SimRestrict) -> SimRestrictResult:
     until = await _sandbox(gw).restrict(gw.sessions.get(caller.tenant, cmd.session).id, cmd.seconds, cmd.reason)
     return SimRestrictResult(until=until)
+
+
+@handles(SimMediaFail)
+async def sim_media_fail(gw: Gateway, caller: Caller, cmd: SimMediaFail) -> SimMediaFailResult:
+    session = gw.sessions.get(caller.tenant, cmd.session)
+    return SimMediaFailResult(failing=await _sandbox(gw).fail_downloads(session.id, cmd.times, cmd.reason))
