@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import client, server
+from . import client, media, server
 
 __all__ = ["build_parser", "main"]
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server.add_commands(commands)
     client.add_commands(commands)
+    media.add_commands(commands)
     return parser
 
 

@@ -408,10 +408,13 @@ def _content(args: argparse.Namespace) -> Content:
 
 
 async def _send(client: Client, args: argparse.Namespace) -> int:
+    from .media import media_content  # here: cli.media builds on this module
+
+    content = await media_content(client, args) or _content(args)
     result = await client.send(
         args.session,
         args.to,
-        _content(args),
+        content,
         reply_to=args.reply_to,
         mentions=args.mention or None,
         idempotency_key=args.idempotency_key,

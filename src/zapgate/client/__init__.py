@@ -13,9 +13,10 @@
                     await client.send_text(session, msg.chat, msg.text, reply_to=msg.message_id)
 
 Typed methods for every command, typed events, the server's errors as the same exception classes
-(:mod:`zapgate.errors`), automatic reconnection with resume. ``docs/client.md`` is the guide. This package
-imports only :mod:`zapgate.protocol`, :mod:`zapgate.errors`, :mod:`zapgate.backoff`, ``msgspec`` and
-``websockets``: never the server stack.
+(:mod:`zapgate.errors`), automatic reconnection with resume, file uploads and downloads over HTTP.
+``docs/client.md`` is the guide. This package imports only :mod:`zapgate.protocol`, :mod:`zapgate.errors`,
+:mod:`zapgate.backoff`, ``msgspec`` and ``websockets`` (and ``httpx`` when a file is first transferred): never
+the server stack.
 
 Errors the client adds to the :mod:`zapgate.errors` tree (client side only, never on the wire)::
 
@@ -27,7 +28,7 @@ Errors the client adds to the :mod:`zapgate.errors` tree (client side only, neve
 from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
-from ..protocol import Me, SendResult, SessionInfo
+from ..protocol import Me, MediaInfo, SendResult, SessionInfo
 from ..protocol.content import (
     Audio,
     ContactCard,
@@ -54,6 +55,8 @@ from .events import (
     Event,
     EventGap,
     EventPage,
+    MediaFailed,
+    MediaReady,
     MessageEdited,
     MessageReaction,
     MessageReceived,
@@ -91,6 +94,9 @@ __all__ = [
     "Location",
     "Me",
     "Media",
+    "MediaFailed",
+    "MediaInfo",
+    "MediaReady",
     "MessageEdited",
     "MessageReaction",
     "MessageReceived",

@@ -6,7 +6,10 @@ Which commands are sent again after a dropped connection (``retry_safe``) is dec
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -14,6 +17,9 @@ import msgspec
 from ..protocol import (
     ChatPresence,
     Me,
+    MediaGet,
+    MediaInfo,
+    MediaRetry,
     MessageRead,
     MessageReadResult,
     MessageSend,
@@ -28,14 +34,34 @@ from ..protocol import (
     SessionLogout,
     SessionStart,
     SessionStop,
+    SimMediaFail,
+    SimMediaFailResult,
     SimNetwork,
     SimReceive,
     SimRestrict,
     SimScan,
     SimUnlink,
 )
-from ..protocol.content import ContactCard, Contacts, Content, Edit, Location, Poll, Reaction, Revoke, Text, Vote
+from ..protocol.content import (
+    Audio,
+    ContactCard,
+    Contacts,
+    Content,
+    Document,
+    Edit,
+    Image,
+    Location,
+    Media,
+    Poll,
+    Reaction,
+    Revoke,
+    Sticker,
+    Text,
+    Video,
+    Vote,
+)
 from .connection import Connection
+from .media import FileSource, MediaTransfer
 
 __all__ = ["Client", "connect"]
 
@@ -221,6 +247,189 @@ class Client(Connection):
         """Delete one of the session's own messages for everyone."""
         return await self.send(session, chat, Revoke(message_id=message_id), idempotency_key=idempotency_key)
 
+    # -- media: files go over HTTP to the same gateway (docs/media.md)
+
+    @property
+    def _files(self) -> MediaTransfer:
+        transfer: MediaTransfer | None = getattr(self, "_transfer", None)
+        if transfer is None:
+            transfer = self._transfer = MediaTransfer(self.url, self._token, timeout=self._request_timeout)
+        return transfer
+
+    async def close(self) -> None:
+        await super().close()
+        transfer: MediaTransfer | None = getattr(self, "_transfer", None)
+        if transfer is not None:
+            await transfer.aclose()
+
+    async def upload(self, file: FileSource, *, mimetype: str | None = None, filename: str | None = None) -> MediaInfo:
+        """Upload a file (a path, streamed from disk; or bytes) with ``POST /v1/media``; its ``media_id`` can then
+        be sent any number of times. The gateway reads the type from the bytes (``mimetype`` only helps when
+        they say nothing); a path's name is its ``filename`` unless given. The same bytes under the same name
+        again return the same media id."""
+        return await self._files.upload(file, mimetype=mimetype, filename=filename)
+
+    async def _send_file(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        make: type[Image | Video | Audio | Document | Sticker],
+        fields: Mapping[str, object],
+        *,
+        mimetype: str | None = None,
+        upload_name: str | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload ``file``, then send a ``make`` content naming it with ``fields``. The send carries an
+        idempotency key as any other; the upload of the same bytes again gives the same media id, so repeating
+        the whole call with the same key sends nothing twice."""
+        uploaded = await self.upload(file, mimetype=mimetype, filename=upload_name)
+        content: Content = make(media=Media(id=uploaded.media_id, mimetype=mimetype), **fields)  # type: ignore[arg-type]
+        return await self.send(
+            session, to, content, reply_to=reply_to, mentions=mentions, idempotency_key=idempotency_key
+        )
+
+    async def send_image(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        *,
+        caption: str | None = None,
+        view_once: bool = False,
+        mimetype: str | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload a picture (path or bytes) and send it, with an optional ``caption`` (see :meth:`send`)."""
+        fields = {"caption": caption, "view_once": view_once}
+        return await self._send_file(
+            session,
+            to,
+            file,
+            Image,
+            fields,
+            mimetype=mimetype,
+            reply_to=reply_to,
+            mentions=mentions,
+            idempotency_key=idempotency_key,
+        )
+
+    async def send_video(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        *,
+        caption: str | None = None,
+        gif: bool = False,
+        view_once: bool = False,
+        mimetype: str | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload a video and send it (``gif``: it plays as a looping GIF)."""
+        fields = {"caption": caption, "gif": gif, "view_once": view_once}
+        return await self._send_file(
+            session,
+            to,
+            file,
+            Video,
+            fields,
+            mimetype=mimetype,
+            reply_to=reply_to,
+            mentions=mentions,
+            idempotency_key=idempotency_key,
+        )
+
+    async def send_audio(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        *,
+        voice: bool = False,
+        mimetype: str | None = None,
+        reply_to: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload a sound file and send it; ``voice=True`` sends a voice note (it must be OGG/Opus)."""
+        return await self._send_file(
+            session,
+            to,
+            file,
+            Audio,
+            {"voice": voice},
+            mimetype=mimetype,
+            reply_to=reply_to,
+            idempotency_key=idempotency_key,
+        )
+
+    async def send_document(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        *,
+        filename: str | None = None,
+        caption: str | None = None,
+        mimetype: str | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload any file and send it as a document, shown with ``filename`` (a path's own name by default)."""
+        name = filename or (None if isinstance(file, bytes) else Path(file).name)
+        fields = {"filename": name, "caption": caption}
+        return await self._send_file(
+            session,
+            to,
+            file,
+            Document,
+            fields,
+            mimetype=mimetype,
+            upload_name=name,
+            reply_to=reply_to,
+            mentions=mentions,
+            idempotency_key=idempotency_key,
+        )
+
+    async def send_sticker(
+        self,
+        session: str,
+        to: str,
+        file: FileSource,
+        *,
+        reply_to: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Upload a WebP image and send it as a sticker."""
+        return await self._send_file(session, to, file, Sticker, {}, reply_to=reply_to, idempotency_key=idempotency_key)
+
+    async def download(self, media_id: str) -> bytes:
+        """The bytes of a stored file (a received one once ``media.ready`` came, or an upload). Raises
+        :class:`~zapgate.errors.MediaNotFound` (also for another tenant's id) or
+        :class:`~zapgate.errors.MediaNotReady`."""
+        return await self._files.download(media_id)
+
+    async def download_to(self, media_id: str, path: str | os.PathLike[str]) -> Path:
+        """Stream a stored file to ``path`` without holding it in memory (whole or not at all); returns the path."""
+        await self._files.download_to(media_id, path)
+        return Path(path)
+
+    async def media_info(self, media_id: str) -> MediaInfo:
+        """What the gateway knows of a media file: status, type, size, digest (``media.get``)."""
+        return await self._request(MediaGet(id=self._new_id(), media_id=media_id), MediaInfo, retry_safe=True)
+
+    async def retry_media(self, media_id: str) -> MediaInfo:
+        """Download a received file again now, after ``media.failed`` (``media.retry``)."""
+        return await self._request(MediaRetry(id=self._new_id(), media_id=media_id), MediaInfo, retry_safe=True)
+
     async def mark_read(self, session: str, chat: str, message_ids: list[str]) -> int:
         """Send read receipts (blue ticks) for ``message_ids`` received in ``chat``; returns how many of them
         the session had received (the others are ignored)."""
@@ -283,6 +492,13 @@ class Client(Connection):
         cmd = SimRestrict(id=self._new_id(), session=session, seconds=seconds, reason=reason)
         restricted = await self._request(cmd, _Restricted, retry_safe=False)
         return restricted.until
+
+    async def sim_fail_downloads(self, session: str, times: int, reason: str = "cdn_timeout") -> int:
+        """Simulator: the session's next ``times`` downloads of received files fail (``cdn_timeout``: retried by
+        the gateway; ``media_expired``: not)."""
+        cmd = SimMediaFail(id=self._new_id(), session=session, times=times, reason=reason)  # type: ignore[arg-type]
+        result = await self._request(cmd, SimMediaFailResult, retry_safe=True)
+        return result.failing
 
 
 class _SessionListing(msgspec.Struct):

@@ -15,6 +15,8 @@ import msgspec
 
 from ..protocol import Event as EventFrame
 from ..protocol import (
+    MediaFailedData,
+    MediaReadyData,
     MessageEditedData,
     MessageReactionData,
     MessageReceivedData,
@@ -35,6 +37,8 @@ __all__ = [
     "Event",
     "EventGap",
     "EventPage",
+    "MediaFailed",
+    "MediaReady",
     "MessageEdited",
     "MessageReaction",
     "MessageReceived",
@@ -146,6 +150,19 @@ class StatusReceived(Event, frozen=True, kw_only=True):
     data: StatusReceivedData
 
 
+class MediaReady(Event, frozen=True, kw_only=True):
+    """``media.ready``: a received file is stored; fetch it with ``download(data.media_id)``."""
+
+    data: MediaReadyData
+
+
+class MediaFailed(Event, frozen=True, kw_only=True):
+    """``media.failed``: a received file could not be downloaded (``data.reason``); with ``data.retry_at`` the
+    gateway tries again by itself, without it ``retry_media`` does."""
+
+    data: MediaFailedData
+
+
 class UnknownEvent(Event, frozen=True, kw_only=True):
     """An event this version of the SDK has no type for; ``data`` is the decoded JSON."""
 
@@ -193,6 +210,8 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "poll.vote": (PollVote, PollVoteData),
     "status.received": (StatusReceived, StatusReceivedData),
     "presence": (Presence, PresenceData),
+    "media.ready": (MediaReady, MediaReadyData),
+    "media.failed": (MediaFailed, MediaFailedData),
 }
 
 

@@ -1,0 +1,147 @@
+"""The SDK's file transfers: uploads and downloads over HTTP to the same gateway (files never travel through
+the WebSocket).
+
+The HTTP base comes from the WebSocket URL (``ws://host:port/v1/ws`` → ``http://host:port``; ``wss`` →
+``https``), the token goes in the ``Authorization`` header as on the socket. ``httpx`` is imported only when a
+file is first transferred, so ``import zapgate.client`` stays light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
+
+from ..errors import ZapgateError, error_from_wire
+from ..protocol.media import MediaInfo
+from .connection import GatewayUnreachable, RequestTimeout
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["FileSource", "MediaTransfer", "http_base"]
+
+FileSource = str | os.PathLike[str] | bytes
+"""A file to send: a path, or its bytes."""
+CHUNK = 256 * 1024
+
+
+def http_base(ws_url: str) -> str:
+    """The gateway's HTTP base for its WebSocket URL: the same host and port, ``http``/``https``, without
+    ``/v1/ws`` (and without a query)."""
+    scheme, sep, rest = ws_url.partition("://")
+    if not sep or scheme not in ("ws", "wss"):
+        raise ValueError(f"{ws_url!r} is not a ws:// or wss:// URL")
+    rest = rest.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    rest = rest.removesuffix("/v1/ws")
+    return f"{'https' if scheme == 'wss' else 'http'}://{rest}"
+
+
+class MediaTransfer:
+    """One HTTP client for a gateway's ``/v1/media`` routes (made on first use, closed with the SDK client)."""
+
+    def __init__(self, ws_url: str, token: str, *, timeout: float | None) -> None:
+        self.base = http_base(ws_url)
+        self._token = token
+        self._timeout = timeout
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                base_url=self.base,
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=httpx.Timeout(self._timeout),
+                trust_env=False,
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def upload(
+        self, source: FileSource, *, mimetype: str | None = None, filename: str | None = None
+    ) -> MediaInfo:
+        """``POST /v1/media`` with the file streamed from disk (or the given bytes)."""
+        headers = {"Content-Type": mimetype or "application/octet-stream"}
+        body: bytes | AsyncIterator[bytes]
+        if isinstance(source, bytes):
+            body = source
+        else:
+            path = Path(source)
+            filename = filename or path.name
+            size = (await asyncio.to_thread(path.stat)).st_size
+            headers["Content-Length"] = str(size)
+            body = _read(path)
+        params = {"filename": filename} if filename else {}
+        answer = await self._send("POST", "/v1/media", content=body, headers=headers, params=params)
+        return msgspec.json.decode(answer, type=MediaInfo)
+
+    async def download(self, media_id: str) -> bytes:
+        return await self._send("GET", f"/v1/media/{media_id}")
+
+    async def download_to(self, media_id: str, path: str | os.PathLike[str]) -> int:
+        """Stream the file to ``path`` (written to ``path.part`` first, renamed once whole); returns its size."""
+        import httpx
+
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        written = 0
+        try:
+            async with self._client().stream("GET", f"/v1/media/{media_id}") as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise _error(response.status_code, response.content)
+                out: BinaryIO = await asyncio.to_thread(partial.open, "wb")
+                try:
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        await asyncio.to_thread(out.write, chunk)
+                        written += len(chunk)
+                finally:
+                    await asyncio.to_thread(out.close)
+            await asyncio.to_thread(os.replace, partial, target)
+        except httpx.TimeoutException:
+            raise RequestTimeout(f"downloading {media_id} took longer than {self._timeout} s") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"could not reach {self.base}: {exc}") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> bytes:
+        import httpx
+
+        try:
+            response = await self._client().request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise RequestTimeout(f"{method} {path} took longer than {self._timeout} s") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnreachable(f"could not reach {self.base}: {exc}") from None
+        if response.status_code >= 300:
+            raise _error(response.status_code, response.content)
+        return response.content
+
+
+def _error(status: int, body: bytes) -> ZapgateError:
+    try:
+        wire = msgspec.json.decode(body, type=dict[str, str])
+        return error_from_wire(wire["code"], wire["message"])
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+        return error_from_wire("internal", f"the gateway answered HTTP {status}")
+
+
+async def _read(path: Path) -> AsyncIterator[bytes]:
+    source: BinaryIO = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(source.read, CHUNK):
+            yield chunk
+    finally:
+        await asyncio.to_thread(source.close)
