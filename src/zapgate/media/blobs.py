@@ -33,6 +33,8 @@ from typing import BinaryIO, Protocol
 __all__ = ["Blob", "BlobStore", "BlobTooLarge", "HashMismatch", "LocalBlobStore"]
 
 READ_CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024
+"""Bytes gathered from the network before they are written (and hashed) in a thread."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -142,14 +144,22 @@ class LocalBlobStore:
         fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         digest = hashlib.sha256()
         size = 0
+        batch: list[bytes] = []
+        batched = 0
         with os.fdopen(fd, "wb") as out:
             async for chunk in chunks:
                 if not chunk:
                     continue
                 size += len(chunk)
-                if size > max_bytes:
+                if size > max_bytes:  # checked as each piece arrives, so a too-large body stops at once
                     raise BlobTooLarge(max_bytes)
-                await asyncio.to_thread(_write_hashed, out, digest, chunk)
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH:  # one trip to a thread per batch, not per network read
+                    await asyncio.to_thread(_write_hashed, out, digest, batch)
+                    batch, batched = [], 0
+            if batch:
+                await asyncio.to_thread(_write_hashed, out, digest, batch)
             await asyncio.to_thread(_flush, out)
         return Blob(digest.hexdigest(), size)
 
@@ -184,30 +194,8 @@ class LocalBlobStore:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> Blob:
-        tmp_dir = self.root / "tmp"
-        await asyncio.to_thread(_private_dirs, tmp_dir)
-        tmp = tmp_dir / f"{secrets.token_hex(12)}.part"
-        fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise BlobTooLarge(max_bytes)
-                    await asyncio.to_thread(_write_hashed, out, digest, chunk)
-                await asyncio.to_thread(_flush, out)
-            sha = digest.hexdigest()
-            final = self.path(sha)
-            await asyncio.to_thread(_install, tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.shield(asyncio.to_thread(tmp.unlink))
-            raise
-        return Blob(sha, size)
+        async with self.stage(chunks, max_bytes=max_bytes) as blob:
+            return blob
 
     async def exists(self, sha256: str) -> bool:
         return await asyncio.to_thread(self.path(sha256).is_file)
@@ -246,9 +234,10 @@ def _private_dirs(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-def _write_hashed(out: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:
-    out.write(chunk)
-    digest.update(chunk)
+def _write_hashed(out: BinaryIO, digest: hashlib._Hash, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        out.write(chunk)
+        digest.update(chunk)
 
 
 def _flush(out: BinaryIO) -> None:
@@ -311,11 +300,3 @@ def _old_files(root: Path, older_than: float) -> list[str]:
                 if _SHA256.fullmatch(path.name) and path.stat().st_mtime < older_than:
                     found.append(path.name)
     return found
-
-
-def _install(tmp: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if final.exists():  # the same bytes are stored already
-        tmp.unlink()
-        return
-    os.replace(tmp, final)
