@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -441,3 +442,59 @@ async def test_same_key_same_upload_is_one_message(gateway: RunningGateway) -> N
             "message.send", content={"kind": "document", "media": {"id": other_name["media_id"]}}, **send
         )
         assert conflict["error"]["code"] == "idempotency_conflict"
+
+
+# -- retention ----------------------------------------------------------------------------------------------------
+
+
+async def test_retention_deletes_unused_files_but_not_shared_or_queued_ones(gateway: RunningGateway) -> None:
+    library = gateway.gateway.media
+    retention = gateway.settings.media_retention_s
+
+    async def age(*media_ids: str) -> None:
+        """Make files look unused for longer than the retention (the stored clock, not a sleep)."""
+
+        def op(conn: Any) -> tuple[None, list[Any]]:
+            for media_id in media_ids:
+                conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (time.time() - retention - 60, media_id))
+            return None, []
+
+        await gateway.gateway.storage.db.write(op)
+
+    token = await gateway.token()
+    async with gateway.connect() as client, kit.http(gateway.http, token) as http:
+        await client.pair("alice", ALICE)
+        old = await kit.upload(http, kit.pdf(), filename="old.pdf")
+        shared = await kit.upload(http, kit.png(5, 5), filename="one.png")
+        same_bytes = await kit.upload(http, kit.png(5, 5), filename="two.png")
+        assert same_bytes["sha256"] == shared["sha256"] and same_bytes["media_id"] != shared["media_id"]
+        await client.call("sim.network", session="alice", online=False)
+        await client.status("alice", "disconnected")
+        queued = await client.call(
+            "message.send", session="alice", to=ECHO, content={"kind": "image", "media": {"id": shared["media_id"]}}
+        )
+        assert queued["status"] == "queued"
+        await age(old["media_id"], shared["media_id"])
+        orphan = await library.blobs.put(chunk(os.urandom(100)), max_bytes=1000)  # as a crash would leave it
+        os.utime(library.blobs.path(orphan.sha256), (1.0, 1.0))
+
+        assert await library.prune(time.time()) == 1  # the old PDF's blob
+        assert await library.sweep(time.time()) == 1  # the orphan (the daily sweep already ran at start)
+        assert (await http.get(f"/v1/media/{old['media_id']}")).status_code == 404
+        assert not await library.blobs.exists(old["sha256"]) and not await library.blobs.exists(orphan.sha256)
+        # The file of the queued message stays.
+        assert (await http.get(f"/v1/media/{shared['media_id']}")).status_code == 200
+        await client.call("sim.network", session="alice", online=True)
+        await client.event("message.status", lambda e: e["data"]["message_id"] == queued["message_id"])
+        # Once sent, it ages like any other file; its blob stays while another row names it.
+        await age(shared["media_id"])
+        assert await library.prune(time.time()) == 0
+        assert (await http.get(f"/v1/media/{shared['media_id']}")).status_code == 404
+        assert (await http.get(f"/v1/media/{same_bytes['media_id']}")).content == kit.png(5, 5)
+        await age(same_bytes["media_id"])
+        assert await library.prune(time.time()) == 1
+        assert not await library.blobs.exists(shared["sha256"])
+
+
+async def chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

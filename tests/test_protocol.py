@@ -30,6 +30,8 @@ def test_every_command_type_is_known_and_listed() -> None:
         "session.delete",
         "message.send",
         "message.read",
+        "media.get",
+        "media.retry",
         "events.fetch",
         "ping",
         "sim.scan",
@@ -40,6 +42,7 @@ def test_every_command_type_is_known_and_listed() -> None:
         "chat.presence",
         "presence.set",
         "presence.subscribe",
+        "sim.media_fail",
     } == COMMAND_TYPES
 
 

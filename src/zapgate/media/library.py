@@ -276,12 +276,19 @@ class MediaLibrary:
             for sha in await self.store.prune(now - self.settings.media_retention_s):
                 removed += await self._collect(sha)
         if now - self._swept_at >= SWEEP_INTERVAL_S:
-            self._swept_at = now
-            candidates = await self.blobs.unused_candidates(now - ORPHAN_GRACE_S)
-            named = await self.store.known_blobs(candidates)
-            for sha in candidates:
-                if sha not in named:
-                    removed += await self._collect(sha)
+            removed += await self.sweep(now)
+        return removed
+
+    async def sweep(self, now: float) -> int:
+        """Delete blobs no row names that are older than :data:`ORPHAN_GRACE_S` (a crash between storing a file
+        and recording it leaves one), and stale temporary files; returns how many blobs went."""
+        self._swept_at = now
+        removed = 0
+        candidates = await self.blobs.unused_candidates(now - ORPHAN_GRACE_S)
+        named = await self.store.known_blobs(candidates)
+        for sha in candidates:
+            if sha not in named:
+                removed += await self._collect(sha)
         return removed
 
     async def _collect(self, sha: str) -> bool:
