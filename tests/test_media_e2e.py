@@ -498,3 +498,22 @@ async def test_retention_deletes_unused_files_but_not_shared_or_queued_ones(gate
 
 async def chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def test_a_queued_message_whose_file_vanished_fails_with_media_gone(gateway: RunningGateway) -> None:
+    token = await gateway.token()
+    async with gateway.connect() as client, kit.http(gateway.http, token) as http:
+        await client.pair("alice", ALICE)
+        uploaded = await kit.upload(http, kit.pdf())
+        await client.call("sim.network", session="alice", online=False)
+        await client.status("alice", "disconnected")
+        queued = await client.call(
+            "message.send",
+            session="alice",
+            to=ECHO,
+            content={"kind": "document", "media": {"id": uploaded["media_id"]}},
+        )
+        gateway.gateway.media.blobs.path(uploaded["sha256"]).unlink()  # an operator deleted it by hand
+        await client.call("sim.network", session="alice", online=True)
+        failed = await client.event("message.status", lambda e: e["data"]["message_id"] == queued["message_id"])
+        assert failed["data"]["status"] == "failed" and failed["data"]["reason"] == "media_gone"

@@ -260,6 +260,9 @@ class MediaLibrary:
             raise MediaNotFound(f"no media {media_id}")
         if record.status != "ready" or record.sha256 is None:
             raise MediaNotReady(f"media {media_id} is {record.status}: its file is not stored (yet)")
+        if not await self.blobs.exists(record.sha256):
+            log.error("media %s: its file %s is missing from the media directory", media_id, record.sha256)
+            raise MediaNotFound(f"the file of media {media_id} is missing from the media directory")
         return record
 
     def read(self, record: MediaRecord, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
