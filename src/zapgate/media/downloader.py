@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..background import BackgroundTasks
 from ..config import Settings
 from ..engines.base import DownloadError, Engine
 from ..protocol import encode
@@ -62,7 +63,7 @@ class Downloader:
         self._ready: collections.OrderedDict[str, collections.deque[str]] = collections.OrderedDict()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks(log)
 
     @property
     def backlog(self) -> int:
@@ -79,14 +80,10 @@ class Downloader:
                 resumed += 1
         if resumed:
             log.info("resuming %d media downloads", resumed)
-        self._task = asyncio.create_task(self._dispatch(), name="zapgate-media-downloads")
+        self._tasks.spawn(self._dispatch(), name="zapgate-media-downloads")
 
     async def close(self) -> None:
-        tasks = [*self._running.values(), *([self._task] if self._task else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        await self._tasks.close()
         self._running.clear()
 
     def schedule(self, tenant: str, media_id: str, at: float | None = None) -> None:
@@ -123,14 +120,12 @@ class Downloader:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     def _start(self, media_id: str) -> None:
-        task = asyncio.create_task(self._download(media_id), name=f"zapgate-media-{media_id}")
+        task = self._tasks.spawn(self._download(media_id), name=f"zapgate-media-{media_id}")
         self._running[media_id] = task
 
-        def done(finished: asyncio.Task[None]) -> None:
+        def done(finished: asyncio.Task[None]) -> None:  # a failure is logged by the task's owner
             if self._running.get(media_id) is finished:
                 del self._running[media_id]
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("media %s: the download task crashed", media_id, exc_info=finished.exception())
             self._wake.set()
 
         task.add_done_callback(done)
