@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -100,13 +100,10 @@ class MediaTransfer:
                 if response.status_code != 200:
                     await response.aread()
                     raise _error(response.status_code, response.content)
-                out: BinaryIO = await asyncio.to_thread(partial.open, "wb")
-                try:
-                    async for chunk in response.aiter_bytes(CHUNK):
-                        await asyncio.to_thread(out.write, chunk)
-                        written += len(chunk)
-                finally:
-                    await asyncio.to_thread(out.close)
+                await asyncio.to_thread(partial.write_bytes, b"")
+                async for chunk in response.aiter_bytes(CHUNK):
+                    await asyncio.to_thread(_append, partial, chunk)
+                    written += len(chunk)
             await asyncio.to_thread(os.replace, partial, target)
         except httpx.TimeoutException:
             raise RequestTimeout(f"downloading {media_id} took longer than {self._timeout} s") from None
@@ -139,9 +136,20 @@ def _error(status: int, body: bytes) -> ZapgateError:
 
 
 async def _read(path: Path) -> AsyncIterator[bytes]:
-    source: BinaryIO = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(source.read, CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(source.close)
+    """The file in chunks, each read in a thread with the file opened and closed around it: a transfer abandoned
+    half-way (a timeout, a cancelled task) leaves no file open."""
+    offset = 0
+    while chunk := await asyncio.to_thread(_read_at, path, offset):
+        offset += len(chunk)
+        yield chunk
+
+
+def _read_at(path: Path, offset: int) -> bytes:
+    with path.open("rb") as source:
+        source.seek(offset)
+        return source.read(CHUNK)
+
+
+def _append(path: Path, chunk: bytes) -> None:
+    with path.open("ab") as out:
+        out.write(chunk)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-__all__ = ["Blob", "BlobStore", "BlobTooLarge", "HashMismatch", "LocalBlobStore"]
+__all__ = ["Blob", "BlobStore", "BlobTooLarge", "HashMismatch", "LocalBlobStore", "file_chunks"]
 
 READ_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
@@ -141,7 +141,14 @@ class LocalBlobStore:
         await asyncio.to_thread(_settle, tmp, final)
 
     async def _receive(self, tmp: Path, chunks: AsyncIterable[bytes], max_bytes: int) -> Blob:
-        fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Opened in a thread (the directory may be on a network file system); the descriptor is closed even if
+        # this task is cancelled while the thread opens it.
+        opening = asyncio.ensure_future(asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            fd = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
         digest = hashlib.sha256()
         size = 0
         batch: list[bytes] = []
@@ -206,21 +213,8 @@ class LocalBlobStore:
         except FileNotFoundError:
             return None
 
-    async def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        handle = await asyncio.to_thread(open, self.path(sha256), "rb")
-        try:
-            await asyncio.to_thread(handle.seek, start)
-            left = None if end is None else max(0, end - start)
-            while left is None or left > 0:
-                want = READ_CHUNK if left is None else min(READ_CHUNK, left)
-                chunk = await asyncio.to_thread(handle.read, want)
-                if not chunk:
-                    return
-                if left is not None:
-                    left -= len(chunk)
-                yield chunk
-        finally:
-            await asyncio.to_thread(handle.close)
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return file_chunks(self.path(sha256), start, end)
 
     async def delete(self, sha256: str) -> bool:
         try:
@@ -243,6 +237,32 @@ def _write_hashed(out: BinaryIO, digest: hashlib._Hash, chunks: list[bytes]) -> 
 def _flush(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
+
+
+async def file_chunks(path: Path, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    """The bytes of the file at ``path`` from ``start`` up to ``end`` (exclusive; None: to the end), in chunks.
+
+    Each chunk is read in a thread by opening, reading and closing the file: nothing stays open between chunks,
+    so a consumer that stops early (a client that disconnects, a cancelled task) leaks no file."""
+    offset = start
+    while end is None or offset < end:
+        want = READ_CHUNK if end is None else min(READ_CHUNK, end - offset)
+        chunk = await asyncio.to_thread(_read_at, path, offset, want)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as source:
+        source.seek(offset)
+        return source.read(size)
+
+
+def _close_opened(opening: asyncio.Future[int]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        os.close(opening.result())
 
 
 async def _discard(path: Path) -> None:

@@ -14,13 +14,13 @@ WhatsApp's are after a while: not retryable).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import shutil
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgspec
 
-from ...media.blobs import READ_CHUNK, LocalBlobStore
+from ...media.blobs import LocalBlobStore, file_chunks
 from ...protocol.content import Content, Document, Media, media_of
 from ..base import DownloadError, MediaFile, SendError
 
@@ -40,7 +40,7 @@ class SimulatedCdn:
         """Upload the file of a media message: ``content`` as its recipients receive it, and its ``media_ref``."""
         if file is None:
             raise SendError("media_missing", "the message names a file the engine was not given", retryable=False)
-        blob = await self._blobs.put(_read(Path(file.path)), max_bytes=MAX_FILE_BYTES)
+        blob = await self._blobs.put(file_chunks(Path(file.path)), max_bytes=MAX_FILE_BYTES)
         described = Media(
             mimetype=file.mimetype,
             size=blob.size,
@@ -78,18 +78,4 @@ class SimulatedCdn:
         if not stored:
             raise DownloadError("media_expired", "the file is not on the media server", retryable=False)
         assert isinstance(digest, str)
-        out = await asyncio.to_thread(into.open, "wb")
-        try:
-            async for chunk in self._blobs.read(digest):
-                await asyncio.to_thread(out.write, chunk)
-        finally:
-            await asyncio.to_thread(out.close)
-
-
-async def _read(path: Path) -> AsyncIterator[bytes]:
-    source: BinaryIO = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(source.read, READ_CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(source.close)
+        await asyncio.to_thread(shutil.copyfile, self._blobs.path(digest), into)
