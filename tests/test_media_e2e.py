@@ -4,6 +4,7 @@ apart; failed downloads reported, retried automatically and by command, resumed 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import time
@@ -14,14 +15,14 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from zapgate.storage import open_storage
 
 from . import media_kit as kit
 from .conftest import fast_settings
-from .support import RawClient, RunningGateway, serve_asgi, serve_gateway
+from .support import TIMEOUT_SCALE, RawClient, RunningGateway, serve_asgi, serve_gateway
 
 ALICE = "+55 11 99999-0001"
 BOB = "+55 21 98888-0002"
@@ -158,6 +159,14 @@ async def file_server() -> AsyncIterator[tuple[int, dict[str, int]]]:
             return Response(b"no", status_code=404)
         if name == "gzipped":
             return Response(b"xx", headers={"Content-Encoding": "gzip"})
+        if name == "slow":
+
+            async def trickle() -> AsyncIterator[bytes]:
+                for _ in range(100):
+                    yield b"x"
+                    await asyncio.sleep(0.5)
+
+            return StreamingResponse(trickle())
         return Response(b"?", status_code=302, headers={"Location": f"/{name.removeprefix('to-')}"})
 
     app = Starlette(routes=[Route("/{name}", serve)])
@@ -169,7 +178,12 @@ async def test_a_media_url_is_fetched_when_the_message_is_accepted(
     tmp_path: Path, file_server: tuple[int, dict[str, int]]
 ) -> None:
     port, hits = file_server
-    settings = fast_settings(tmp_path / "data", outbound_allow=("127.0.0.1/32",), media_max_bytes=200_000)
+    settings = fast_settings(
+        tmp_path / "data",
+        outbound_allow=("127.0.0.1/32",),
+        media_max_bytes=200_000,
+        media_fetch_timeout_s=2.0 * TIMEOUT_SCALE,
+    )
     async with serve_gateway(settings) as gateway, gateway.connect() as client:
         await pair_both(client)
         base = f"http://127.0.0.1:{port}"
@@ -183,6 +197,7 @@ async def test_a_media_url_is_fetched_when_the_message_is_accepted(
             ("gone", "media_fetch_failed", "HTTP 404"),
             ("big.bin", "media_too_large", "media_max_bytes"),
             ("gzipped", "media_fetch_failed", "uncompressed"),
+            ("slow", "media_fetch_failed", "media_fetch_timeout_s"),  # a byte every 0.5 s, for 50 s: over the cap
         ]:
             doc = {"kind": "document", "media": {"url": f"{base}/{path}"}}
             reply = await client.request("message.send", session="alice", to=BOB, content=doc, idempotency_key=path)
