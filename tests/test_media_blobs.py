@@ -91,11 +91,23 @@ async def test_a_blob_collected_while_its_new_reference_is_being_recorded_comes_
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
 
 
-async def test_a_collector_that_sees_the_new_reference_puts_the_blob_back(tmp_path: Path) -> None:
+async def test_a_referenced_blob_is_not_even_moved(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    blob = await store.put(chunks(b"shared"), max_bytes=100)
+    assert await store.collect(blob.sha256, _always) is False
+    assert not (tmp_path / "blobs" / "trash").exists()
+
+
+async def test_a_collector_that_sees_a_new_reference_after_the_move_puts_the_blob_back(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path / "blobs")
     data = os.urandom(10_000)
     blob = await store.put(chunks(data), max_bytes=20_000)
-    assert await store.collect(blob.sha256, _always) is False
+    answers = iter([False, True])  # unreferenced when first asked; a row appeared before the second question
+
+    async def referenced() -> bool:
+        return next(answers)
+
+    assert await store.collect(blob.sha256, referenced) is False
     assert store.path(blob.sha256).read_bytes() == data
     assert list((tmp_path / "blobs" / "trash").iterdir()) == []
 
@@ -109,13 +121,16 @@ async def test_a_reference_appearing_while_the_blob_is_set_aside_keeps_it(tmp_pa
     staged: list[bool] = []
 
     async def referenced() -> bool:
+        if not staged:  # the collector's first look: no row names it
+            staged.append(False)
+            return False
         async with store.stage(chunks(data), max_bytes=20_000):
             pass  # the row is committed here, while the collector holds the blob aside
         staged.append(True)
         return True
 
     assert await store.collect(blob.sha256, referenced) is False
-    assert staged and store.path(blob.sha256).read_bytes() == data
+    assert staged == [False, True] and store.path(blob.sha256).read_bytes() == data
 
 
 async def test_collecting_a_missing_blob_is_a_no_op(tmp_path: Path) -> None:

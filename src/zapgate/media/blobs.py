@@ -11,9 +11,9 @@ mounting the same directory. An S3-compatible store would implement :class:`Blob
 Deleting a blob that several database rows may share races with a new row for the same bytes. Two rules make
 that safe, across processes too: whoever records a new reference keeps its own copy of the bytes until the
 reference is committed, and puts the blob back if it has gone meanwhile (:meth:`LocalBlobStore.stage`); the
-collector moves a blob aside first, checks the database *after* the move, and puts it back if a reference
-appeared (:meth:`LocalBlobStore.collect`). Whatever the interleaving, a committed reference ends with its blob
-in place.
+collector touches only a blob no row names, moves it aside first, checks the database again *after* the move,
+and puts it back if a reference appeared (:meth:`LocalBlobStore.collect`). Whatever the interleaving, a
+committed reference ends with its blob in place.
 """
 
 from __future__ import annotations
@@ -172,6 +172,8 @@ class LocalBlobStore:
 
     async def collect(self, sha256: str, referenced: Callable[[], Awaitable[bool]]) -> bool:
         final = self.path(sha256)
+        if await referenced():  # the common case for a shared blob: leave it in place, readers never miss it
+            return False
         trash_dir = self.root / "trash"
         await asyncio.to_thread(_private_dirs, trash_dir)
         aside = trash_dir / f"{sha256}.{secrets.token_hex(6)}"
