@@ -99,6 +99,15 @@ def test_sim_receive_uses_from_on_the_wire() -> None:
         ),
         ('{"type":"events.fetch","id":"7","after":-1}', InvalidRequest, "7", "$.after"),
         ('{"type":"ping","id":""}', InvalidRequest, None, "$.id"),
+        # The typed decoder stops at the unknown type; the rest of the frame is still not JSON.
+        ('{"type":"nope",}', InvalidJSON, None, "trailing comma"),
+        ('{"type":"nope","id":"7",}', InvalidJSON, None, "not valid JSON"),
+        # Deeper than the decoder recurses: an error, not a RecursionError.
+        ('{"type":' + "[" * 5000 + "]" * 5000 + "}", InvalidJSON, None, "nested too deeply"),
+        ('{"type":"ping","id":"7","x":' + "[" * 5000 + "]" * 5000 + "}", InvalidJSON, None, "nested too deeply"),
+        ('{"type":"ping","id":' + '{"a":' * 3000 + "1" + "}" * 3001, InvalidJSON, None, "nested too deeply"),
+        ("[" * 30000, InvalidFrame, None, "JSON object"),
+        ('{"type":"sim.restrict","id":"7","session":"s","seconds":1,"reason":"x\\n"}', InvalidRequest, "7", "reason"),
     ],
 )
 def test_bad_frames_get_precise_errors(raw: str, error: type[ProtocolError], request_id: str | None, says: str) -> None:
@@ -112,7 +121,7 @@ def test_bad_frames_get_precise_errors(raw: str, error: type[ProtocolError], req
 def test_session_names_follow_the_documented_pattern() -> None:
     for good in ["a", "main", "Bot-1", "shop.sp_01", "x" * 64]:
         assert decode_client_frame(json.dumps({"type": "session.get", "id": "1", "session": good}))
-    for bad in ["", "-lead", ".lead", "with space", "x" * 65, "ação"]:
+    for bad in ["", "-lead", ".lead", "with space", "x" * 65, "ação", "main\n", "main\r\n", "\nmain"]:
         with pytest.raises(InvalidRequest):
             decode_client_frame(json.dumps({"type": "session.get", "id": "1", "session": bad}))
 

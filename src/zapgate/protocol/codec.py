@@ -53,7 +53,12 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
         raise _explain(data, exc) from None
     except msgspec.DecodeError as exc:
         raise InvalidJSON(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJSON(_TOO_DEEP) from None
     return frame
+
+
+_TOO_DEEP = "frame is nested too deeply"
 
 
 def _explain(data: str | bytes, exc: msgspec.ValidationError) -> Exception:
@@ -63,6 +68,8 @@ def _explain(data: str | bytes, exc: msgspec.ValidationError) -> Exception:
         return InvalidFrame("a frame must be a JSON object with a string 'type'")
     except msgspec.DecodeError as decode_error:  # the typed decoder stopped at a field before the bad JSON
         return InvalidJSON(f"frame is not valid JSON: {decode_error}")
+    except RecursionError:  # the envelope's Any fields decode whatever they hold, however deep
+        return InvalidJSON(_TOO_DEEP)
     request_id = envelope.id if isinstance(envelope.id, str) and envelope.id else None
     if envelope.id is not None and not isinstance(envelope.id, str):
         return InvalidFrame("'id' must be a string (1-128 characters), e.g. \"7\", not a number")
