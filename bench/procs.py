@@ -158,6 +158,11 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "pacing": "false",
         "sim_latency_s": 0,
         "sim_contacts": SILENT_CONTACT,
+        # The bench opens thousands of connections from 127.0.0.1 and drives them flat out: no edge caps.
+        "max_connections_per_ip": 0,
+        "max_connections_per_token": 0,
+        "max_unauthenticated_connections": 0,
+        "command_rate_per_s": 0,
     }
     values.update(settings)
     env.update({f"ZAPGATE_{k.upper()}": str(v) for k, v in values.items()})

@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def fast_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Simulator settings for tests: ephemeral port, no pacing, tiny latencies.
+    """Simulator settings for tests: ephemeral port, no pacing, no command rate limit, tiny latencies.
 
     QR codes live 30 s each, so that a test that scans never races the schedule on a loaded machine; tests of
     QR rotation and expiry pass a short ``sim_qr_schedule`` of their own."""
@@ -46,6 +46,7 @@ def fast_settings(data_dir: Path, **overrides: object) -> Settings:
         "sim_qr_schedule": (30.0, 30.0, 30.0),
         "sim_latency_s": 0.01,
         "pacing": False,
+        "command_rate_per_s": 0.0,  # tests drive connections far faster than a client should; test_edge tests the limit
         "sqlite_synchronous": "normal",
         "auth_timeout_s": 5.0,
         "ping_interval_s": 0.0,

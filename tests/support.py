@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from zapgate.config import Settings
 from zapgate.gateway import Gateway
 from zapgate.server import create_app, uvicorn_config
+from zapgate.server.guard import EdgeGuard
 
 TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
 """Multiplies every timeout in the tests (``ZAPGATE_TEST_TIMEOUT_SCALE``): raise it on a slow machine."""
@@ -47,6 +48,7 @@ class RunningGateway:
     settings: Settings
     gateway: Gateway
     port: int
+    edge: EdgeGuard | None = None
 
     @property
     def url(self) -> str:
@@ -89,7 +91,7 @@ async def serve_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
                 raise RuntimeError("server stopped while starting")
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningGateway(settings, app.state.gateway, port)
+        yield RunningGateway(settings, app.state.gateway, port, app.state.edge)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)

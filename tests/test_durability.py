@@ -102,6 +102,7 @@ class GatewayProcess:
                 "ZAPGATE_SIM_CONTACTS": ",".join(CHATS),
                 "ZAPGATE_SQLITE_SYNCHRONOUS": "full",
                 "ZAPGATE_PING_INTERVAL_S": "0",
+                "ZAPGATE_COMMAND_RATE_PER_S": "0",  # the burst is pipelined far beyond a client's fair rate
             }
         )
         env.update({f"ZAPGATE_{k.upper()}": v for k, v in settings.items()})

@@ -13,6 +13,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .conftest import fast_settings
+from .edge_support import served_gateway
 from .support import RawClient, RunningGateway, serve_gateway
 
 ALICE = "+55 11 99999-0001"
@@ -232,3 +233,84 @@ async def test_tokens_and_texts_never_logged_at_info(gateway: RunningGateway, ca
         message = record.getMessage()
         assert token not in message and token.split("_", 2)[2] not in message
         assert secret_text not in message
+
+
+# -- every input answered (review §5.4, §5.10, §5.13)
+
+
+async def test_undecodable_frames_are_answered_and_the_connection_stays_usable(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with gateway.connect() as client:
+        cases = [
+            ('{"type":"nope",}', "invalid_json"),  # a ValidationError, then a DecodeError on the rest
+            ('{"type":' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),  # deeper than the decoder recurses
+            ("[" * 60000, "invalid_frame"),
+        ]
+        for frame, code in cases:
+            await client.send(frame)
+            answer = await client.recv()
+            assert answer["type"] == "error" and answer["code"] == code, (frame[:30], answer)
+        reply = await client.request("session.get", session="main\n")  # a trailing newline is not a name
+        assert reply["error"]["code"] == "invalid_request"
+        assert (await client.call("ping"))["time"] > 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_1007_without_a_traceback(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    for authenticated in (False, True):
+        client = await (gateway.client() if authenticated else RawClient.open(gateway.url))
+        await client.ws.send(b'{"type":"ping","id":"\xff\xfe"}', text=True)
+        code, _ = await closed_with(client)
+        assert code == 1007
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-1", "1e3", "0x10", "", str(2**63)])
+async def test_a_bad_resume_header_is_refused_400(gateway: RunningGateway, value: str) -> None:
+    token = await gateway.token()
+    headers = {"Authorization": f"Bearer {token}", "Zapgate-Resume-From": value}
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(gateway.url, additional_headers=headers)
+    assert refused.value.response.status_code == 400
+    assert json.loads(refused.value.response.body or b"")["code"] == "invalid_request"
+
+
+async def test_the_resume_header_also_works_with_the_auth_frame(gateway: RunningGateway) -> None:
+    async with gateway.connect() as producer:
+        await producer.pair("s", ALICE)
+        newest = (await producer.call("events.fetch", after=0, limit=1))["last_seq"]
+    client = await RawClient.open(gateway.url, additional_headers={"Zapgate-Resume-From": str(newest - 1)})
+    ready = await client.authenticate(await gateway.token())
+    assert ready["resume"] == "ok" and ready["replayed"] == 1
+    assert (await client.recv())["seq"] == newest
+    await client.close()
+
+
+async def test_a_basic_authorization_header_is_ignored_not_refused(gateway: RunningGateway) -> None:
+    # Some proxies add their own Basic credentials; they are not zapgate's: the client uses the auth frame.
+    token = await gateway.token()
+    client = await RawClient.open(gateway.url, additional_headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert client.hello is not None and client.hello["auth"] == "required"
+    await client.authenticate(token)
+    assert (await client.call("ping"))["time"] > 0
+    await client.close()
+
+
+async def test_a_token_in_the_url_never_reaches_any_log(tmp_path: Path) -> None:
+    async with served_gateway(tmp_path, log_level="debug") as gateway:
+        token = gateway.token()
+        secret = token.split("_", 2)[2]
+        client = await RawClient.open(f"{gateway.url}?token={token}&x=1")
+        await client.authenticate(token)
+        await client.close()
+        with pytest.raises(InvalidStatus):  # refused before the upgrade, which uvicorn logs too
+            await websockets.connect(f"{gateway.url}?token={token}", additional_headers={"Authorization": "Bearer x"})
+        async with asyncio.timeout(10):  # the refusal is logged a moment after it is sent
+            while '"WebSocket /v1/ws?…" 401' not in gateway.log_text():
+                await asyncio.sleep(0.05)
+        log = gateway.log_text()
+    assert '"WebSocket /v1/ws?…" [accepted]' in log  # uvicorn's line is there, without the query string
+    assert token not in log and secret not in log

@@ -63,16 +63,76 @@ class Settings:
         ),
     )
 
-    # -- WebSocket limits
+    # -- network edge: before authentication (docs/security.md)
+    handshake_timeout_s: float = field(
+        default=5.0,
+        metadata=_doc("Seconds a new TCP connection has to send its whole request head; then it is dropped (408)."),
+    )
+    max_header_bytes: int = field(
+        default=16384, metadata=_doc("Largest request head (request line and headers); larger is refused (431).")
+    )
+    max_headers: int = field(default=100, metadata=_doc("Most headers in one request; more is refused (431)."))
+    max_connections_per_ip: int = field(
+        default=256,
+        metadata=_doc("Open connections from one client address, an IPv6 /64 (0: no limit); beyond: HTTP 429."),
+    )
+    max_unauthenticated_connections: int = field(
+        default=512,
+        metadata=_doc("Connections not authenticated yet, handshakes included (0: no limit); beyond: HTTP 503."),
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_doc(
+            "Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client; "
+            "their connections count against the forwarded client's address."
+        ),
+    )
     auth_timeout_s: float = field(
         default=30.0, metadata=_doc("Seconds a new connection has to authenticate (long enough to paste a token).")
     )
+    auth_failure_delay_s: float = field(
+        default=0.5,
+        metadata=_doc("After a failed authentication, the next attempt from that address waits this long, doubling."),
+    )
+    auth_failure_max_delay_s: float = field(
+        default=30.0, metadata=_doc("Longest wait imposed on an address whose authentications keep failing.")
+    )
+
+    # -- network edge: authenticated connections
+    max_connections_per_token: int = field(
+        default=64, metadata=_doc("Open connections with one token; beyond: HTTP 429 or close 4409. 0: no limit.")
+    )
     max_frame_bytes: int = field(default=65536, metadata=_doc("Largest accepted frame; larger closes 1009."))
     send_buffer_frames: int = field(
-        default=1000, metadata=_doc("Frames queued for one client before it is closed as a slow consumer (4429).")
+        default=1000,
+        metadata=_doc("Frames queued for one client; events use at most half (see send_buffer_bytes)."),
+    )
+    send_buffer_bytes: int = field(
+        default=4 * 1024 * 1024,
+        metadata=_doc(
+            "Bytes queued for one client. Events beyond half of it are read from the log later; a reply "
+            "beyond it closes the connection (4429)."
+        ),
+    )
+    send_timeout_s: float = field(
+        default=30.0,
+        metadata=_doc("A client that takes no frame for this long while frames wait for it is closed (4429)."),
+    )
+    close_timeout_s: float = field(
+        default=5.0, metadata=_doc("Seconds a closing connection has to take its close frame; then it is cut.")
     )
     max_inflight_commands: int = field(
         default=64, metadata=_doc("Commands one connection may have in progress; beyond it reading pauses.")
+    )
+    command_rate_per_s: float = field(
+        default=50.0,
+        metadata=_doc(
+            "Commands per second one connection may send on average; beyond: 'rate_limited'. Pings count in a "
+            "bucket of their own; a ping flood closes 1008. 0: no limit."
+        ),
+    )
+    command_burst: int = field(
+        default=200, metadata=_doc("Commands one connection may send at once above command_rate_per_s.")
     )
     ping_interval_s: float = field(default=20.0, metadata=_doc("WebSocket ping interval (0 disables)."))
     ping_timeout_s: float = field(default=20.0, metadata=_doc("Close a client that does not answer a ping."))
@@ -343,8 +403,27 @@ def _validate(s: Settings) -> None:
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
     if s.max_frame_bytes < 1024:
         raise ConfigError("max_frame_bytes must be at least 1024")
+    if s.max_header_bytes < 1024:
+        raise ConfigError("max_header_bytes must be at least 1024")
+    if s.max_headers < 16:
+        raise ConfigError("max_headers must be at least 16 (a WebSocket upgrade needs several)")
+    if s.send_buffer_bytes < 65536:
+        raise ConfigError("send_buffer_bytes must be at least 65536")
+    if s.command_burst < 1:
+        raise ConfigError("command_burst must be at least 1")
+    if s.auth_failure_max_delay_s < s.auth_failure_delay_s:
+        raise ConfigError("auth_failure_max_delay_s must not be less than auth_failure_delay_s")
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
     positive = {
         "auth_timeout_s": s.auth_timeout_s,
+        "handshake_timeout_s": s.handshake_timeout_s,
+        "send_timeout_s": s.send_timeout_s,
+        "close_timeout_s": s.close_timeout_s,
+        "auth_failure_delay_s": s.auth_failure_delay_s,
         "send_buffer_frames": s.send_buffer_frames,
         # At least the newest event must stay: seq numbers restart from the newest stored one after a restart.
         "event_retention_count": s.event_retention_count,
@@ -366,6 +445,10 @@ def _validate(s: Settings) -> None:
         if value <= 0:
             raise ConfigError(f"{name} must be positive, not {value}")
     non_negative = {
+        "max_connections_per_ip": s.max_connections_per_ip,
+        "max_unauthenticated_connections": s.max_unauthenticated_connections,
+        "max_connections_per_token": s.max_connections_per_token,
+        "command_rate_per_s": s.command_rate_per_s,
         "send_wait_s": s.send_wait_s,
         "pacing_interval_s": s.pacing_interval_s,
         "pacing_jitter_s": s.pacing_jitter_s,

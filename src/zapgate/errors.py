@@ -1,7 +1,8 @@
-"""Every error zapgate reports, each with a stable wire ``code``.
+"""Every error zapgate reports, each with a stable wire ``code`` (the close codes are ``protocol.CloseCode``).
 
 The server raises these; the reply frame carries ``{"code": ..., "message": ...}``; the client SDK turns
-the code back into the same class. Codes never change meaning once released.
+the code back into the same class. Codes never change meaning once released. ``status`` is the HTTP status an
+error gets when it answers an HTTP request (an upgrade refused before the WebSocket starts).
 
 .. code-block:: text
 
@@ -13,6 +14,12 @@ the code back into the same class. Codes never change meaning once released.
     │   └── InvalidRequest             invalid_request
     ├── Unauthorized                   unauthorized
     ├── Forbidden                      forbidden
+    ├── AuthTimeout                    auth_timeout          (before close 4408)
+    ├── TooManyConnections             too_many_connections  (HTTP 429, or before close 4409)
+    ├── ServerBusy                     server_busy           (HTTP 503)
+    ├── RequestHeadTooLarge            headers_too_large     (HTTP 431)
+    ├── HandshakeTimeout               handshake_timeout     (HTTP 408)
+    ├── RateLimited                    rate_limited          (with retry_after)
     ├── CommandUnavailable             command_unavailable
     ├── SessionNotFound                session_not_found
     ├── SessionNotPaired               session_not_paired
@@ -37,10 +44,12 @@ from __future__ import annotations
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "AuthTimeout",
     "CommandUnavailable",
     "ConnectionClosed",
     "EngineUnavailable",
     "Forbidden",
+    "HandshakeTimeout",
     "IdempotencyConflict",
     "InvalidFrame",
     "InvalidJSON",
@@ -57,9 +66,13 @@ __all__ = [
     "QRError",
     "QRExpired",
     "QRUnknown",
+    "RateLimited",
+    "RequestHeadTooLarge",
     "SendFailed",
+    "ServerBusy",
     "SessionNotFound",
     "SessionNotPaired",
+    "TooManyConnections",
     "Unauthorized",
     "UnknownType",
     "ZapgateError",
@@ -71,6 +84,7 @@ class ZapgateError(Exception):
     """Root of every zapgate error. ``code`` is the stable wire name of the error."""
 
     code = "internal"
+    status = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -85,6 +99,7 @@ class ProtocolError(ZapgateError):
     """
 
     code = "invalid_frame"
+    status = 400
 
     def __init__(self, message: str, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -109,6 +124,45 @@ class InvalidRequest(ProtocolError):
 
 class Unauthorized(ZapgateError):
     code = "unauthorized"
+    status = 401
+
+
+class AuthTimeout(ZapgateError):
+    code = "auth_timeout"
+
+
+class TooManyConnections(ZapgateError):
+    """A connection limit (per client address or per token) is reached: close another one, or retry later."""
+
+    code = "too_many_connections"
+    status = 429
+
+
+class ServerBusy(ZapgateError):
+    """Too many connections are still authenticating: retry after a short, jittered delay."""
+
+    code = "server_busy"
+    status = 503
+
+
+class RequestHeadTooLarge(ZapgateError):
+    code = "headers_too_large"
+    status = 431
+
+
+class HandshakeTimeout(ZapgateError):
+    code = "handshake_timeout"
+    status = 408
+
+
+class RateLimited(ZapgateError):
+    """Too many commands on one connection: the command was not run; send it again after ``retry_after`` s."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Forbidden(ZapgateError):
@@ -213,11 +267,13 @@ def _all_subclasses(cls: type[ZapgateError]) -> list[type[ZapgateError]]:
 ERRORS_BY_CODE: dict[str, type[ZapgateError]] = {c.code: c for c in _all_subclasses(ZapgateError)}
 
 
-def error_from_wire(code: str, message: str) -> ZapgateError:
+def error_from_wire(code: str, message: str, retry_after: float | None = None) -> ZapgateError:
     """Build the exception for a wire error; unknown codes become a plain ``ZapgateError``."""
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:
         err = ZapgateError(message)
         err.code = code
         return err
+    if cls is RateLimited:
+        return RateLimited(message, retry_after)
     return cls(message)

@@ -356,8 +356,10 @@ class Connection:
                 pending.future.set_result(frame.data)
             else:
                 error = frame.error
-                code, text = (error.code, error.message) if error else ("internal", "error reply without details")
-                pending.future.set_exception(error_from_wire(code, text))
+                if error is None:
+                    pending.future.set_exception(error_from_wire("internal", "error reply without details"))
+                else:
+                    pending.future.set_exception(error_from_wire(error.code, error.message, error.retry_after))
         elif isinstance(frame, ErrorFrame):
             self._last_error = frame  # explains the close that usually follows
             log.warning("the gateway reported %s: %s", frame.code, frame.message)

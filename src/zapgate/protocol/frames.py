@@ -32,6 +32,9 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     INVALID_UTF8 = 1007
+    """A text frame that is not valid UTF-8."""
+    POLICY_VIOLATION = 1008
+    """Pings (or pongs) beyond the connection's rate."""
     TOO_BIG = 1009
     SERVER_ERROR = 1011
     RESTARTING = 1012
@@ -40,7 +43,10 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4401
     """Bad or revoked token, or another frame before ``auth``: fix the token, do not retry in a loop."""
     AUTH_TIMEOUT = 4408
+    TOO_MANY_CONNECTIONS = 4409
+    """The token already has ``max_connections_per_token`` open connections."""
     SLOW_CONSUMER = 4429
+    """Replies overflowed the send buffer, or the client took no frame for ``send_timeout_s`` while some waited."""
 
 
 class Auth(_Frame, tag="auth"):
@@ -71,9 +77,11 @@ class Ready(_ServerFrame, tag="ready"):
     replayed: int
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
+    retry_after: float | None = None
+    """Seconds to wait before sending the command again (``rate_limited`` only)."""
 
 
 class Reply(_ServerFrame, tag="reply"):
@@ -94,6 +102,7 @@ class Event(_ServerFrame, tag="event"):
 class ErrorFrame(_ServerFrame, tag="error"):
     code: str
     message: str
+    retry_after: float | None = None
 
 
 ServerFrame = Hello | Ready | Reply | Event | ErrorFrame

@@ -4,6 +4,7 @@ and the dashboard."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -18,6 +19,8 @@ from ..engines.base import Engine
 from ..gateway import Gateway
 from ..origins import OriginPolicy
 from .dashboard import Dashboard
+from .edge import EdgeWebSocketProtocol, http_protocol
+from .guard import EdgeGuard
 from .http import healthz, session_qr_png
 from .media import download_media, upload_media
 from .metrics import GatewayCollector, metrics
@@ -68,24 +71,48 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     )
     app.state.gateway = gateway
     app.state.origin_policy = OriginPolicy.of(settings.allowed_origins)
+    app.state.edge = EdgeGuard(settings)
     app.state.metrics = CollectorRegistry(auto_describe=True)
     app.state.metrics.register(GatewayCollector(gateway))
     return app
 
 
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    """How zapgate runs under uvicorn: sans-I/O websockets, no compression, frame limit and pings from settings."""
+    """How zapgate runs under uvicorn: its edge protocols (limits before authentication, see ``server/edge.py``),
+    sans-I/O websockets, no compression, frame limit and pings from settings."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if _REDACT_QUERY not in logger.filters:
+            logger.addFilter(_REDACT_QUERY)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        http=http_protocol(app.state.edge),
+        ws=EdgeWebSocketProtocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,  # no compression: cheaper per connection, no decompression bombs
         ws_ping_interval=settings.ping_interval_s or None,
         ws_ping_timeout=settings.ping_timeout_s or None,
+        proxy_headers=False,  # the edge resolves X-Forwarded-For itself, from settings.trusted_proxies
         lifespan="on",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+class _RedactQuery(logging.Filter):
+    """Drops the query string from the request paths uvicorn logs (``"WebSocket /v1/ws?token=…" [accepted]``):
+    a client that puts a token in the URL must not find it in the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(
+                a.partition("?")[0] + "?…" if isinstance(a, str) and a.startswith("/") and "?" in a else a
+                for a in record.args
+            )
+        return True
+
+
+_REDACT_QUERY = _RedactQuery()

@@ -8,9 +8,11 @@ __all__ = ["bearer_token"]
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header; None without one; "" when it is malformed."""
+    """The token of an ``Authorization: Bearer <token>`` header; "" when it is empty; None without one, and
+    with another scheme: a proxy's ``Basic`` credentials are not ours (on the WebSocket, the client then
+    authenticates with the ``auth`` frame; an HTTP route answers 401 as without a header)."""
     value = headers.get("authorization")
     if not value:
         return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None

@@ -1,23 +1,38 @@
 """One WebSocket client connection on ``/v1/ws``: authentication, resume, commands and events.
 
-A connection has two tasks: this one reads frames and starts a task per command (at most
-``max_inflight_commands`` at once, then reading pauses), and a writer sends queued frames in order.
-Events arrive from the hub through :meth:`Connection.deliver`, which never blocks: a client that lets more
-than ``send_buffer_frames`` frames pile up is closed with 4429 and resumes from its last ``seq``.
+A connection has a reader (this task: it reads frames and starts a task per command, at most
+``max_inflight_commands`` at once, each command costing a token of a per-connection rate limit), a writer
+that sends queued frames in order, and, while the connection is behind, a task that reads events from the
+event log. Frames wait in a :class:`~zapgate.server.sendbuffer.SendBuffer` bounded in frames and bytes: a
+live event that does not fit is not queued; the connection falls behind and reads it from the log once the
+client has taken what is queued, so a client that reads is never closed for a burst. A reply that does not
+fit, or a client that takes nothing for ``send_timeout_s``, closes the connection with 4429 (it resumes
+from its last ``seq``). What happens before the upgrade is bounded in ``edge.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
+import math
+import re
+from collections.abc import Callable
+from typing import Any, Literal
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import __version__
 from ..auth import Caller
-from ..errors import InvalidFrame, InvalidRequest, ProtocolError, Unauthorized, ZapgateError
+from ..errors import (
+    AuthTimeout,
+    InvalidFrame,
+    InvalidRequest,
+    ProtocolError,
+    RateLimited,
+    Unauthorized,
+    ZapgateError,
+)
 from ..gateway import Gateway
 from ..hub import event_frame
 from ..protocol import (
@@ -36,20 +51,39 @@ from ..protocol import (
 from ..storage import TokenRecord
 from .access import bearer_token
 from .commands import run_command
+from .edge import EDGE_EXTENSION, log_refusal
+from .guard import Admission, EdgeGuard, TokenBucket
 from .origin import refuse_foreign_origin
+from .sendbuffer import SendBuffer, frame_size
 
-__all__ = ["WebSocketClient", "websocket_endpoint"]
+__all__ = ["WebSocketClient", "resume_header", "websocket_endpoint"]
 
 log = logging.getLogger("zapgate.server")
 
 REPLAY_PAGE = 500
 SUBPROTOCOL = f"zapgate.v{PROTOCOL_VERSION}"
+MAX_SEQ = 2**63 - 1
+_SEQ_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     if await refuse_foreign_origin(websocket):
         return
-    await WebSocketClient(websocket, websocket.app.state.gateway).run()
+    state = websocket.app.state
+    await WebSocketClient(websocket, state.gateway, state.edge).run()
+
+
+def resume_header(headers: Any) -> int | None:
+    """The ``Zapgate-Resume-From`` header's seq, None without one; :class:`InvalidRequest` if it is not one."""
+    raw = headers.get("zapgate-resume-from")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not _SEQ_DIGITS.fullmatch(value) or int(value) > MAX_SEQ:
+        raise InvalidRequest(
+            "Zapgate-Resume-From must be the seq of the last event you saw: ASCII digits, 0 to 2^63-1"
+        )
+    return int(value)
 
 
 class WebSocketClient:
@@ -57,17 +91,24 @@ class WebSocketClient:
 
     # Thousands of these can sit idle: slots, and no writer task or events until they are needed.
     __slots__ = (
+        "_admission",
+        "_bucket",
+        "_catch_up_task",
         "_close",
         "_close_sent",
-        "_holding",
         "_last_seq",
+        "_live",
+        "_newest",
         "_out",
         "_sent",
         "_slots",
         "_tasks",
+        "_token",
         "_writer",
+        "address",
         "caller",
         "gateway",
+        "guard",
         "peer",
         "settings",
         "tenant",
@@ -75,38 +116,62 @@ class WebSocketClient:
         "ws",
     )
 
-    def __init__(self, websocket: WebSocket, gateway: Gateway) -> None:
+    def __init__(self, websocket: WebSocket, gateway: Gateway, guard: EdgeGuard) -> None:
         self.ws = websocket
         self.gateway = gateway
-        self.settings = gateway.settings
+        self.guard = guard
+        self.settings = s = gateway.settings
         self.tenant: str | None = None
         self.token_id: str | None = None
         self.caller: Caller | None = None
-        self._out: collections.deque[str] = collections.deque()
+        self._token: str | None = None  # counted against max_connections_per_token
+        extensions = websocket.scope.get("extensions") or {}
+        self._admission: Admission | None = extensions.get(EDGE_EXTENSION)
+        self._out = SendBuffer(s.send_buffer_frames, s.send_buffer_bytes)
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
         self._close: tuple[int, str] | None = None
         self._close_sent = False
-        self._slots = asyncio.Semaphore(self.settings.max_inflight_commands)
+        self._slots = asyncio.Semaphore(s.max_inflight_commands)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._holding: list[tuple[int, str]] | None = None  # live events held back while replaying
-        self._last_seq = 0
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self._live = False  # live events are queued as they come; else they are read from the log
+        self._newest = 0  # the newest seq of the tenant this connection has heard of
+        self._last_seq = 0  # the seq of the last event queued
+        loop = asyncio.get_running_loop()
+        self._bucket = TokenBucket(s.command_rate_per_s, s.command_burst, loop.time()) if s.command_rate_per_s else None
         client = websocket.client
         self.peer = f"{client.host}:{client.port}" if client else "?"
+        self.address = client.host if client else ""
 
     # -- lifecycle
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._token is not None:
+                self.guard.close_token(self._token)
+                self._token = None
+
+    async def _run(self) -> None:
+        try:
+            resume_from = resume_header(self.ws.headers)
+        except InvalidRequest as exc:
+            log.debug("upgrade from %s refused: %s", self.peer, exc.message)
+            await self._deny(exc)
+            return
         header_token = bearer_token(self.ws.headers)
         record: TokenRecord | None = None
         if header_token is not None:
             try:
-                record = await self.gateway.tokens.authenticate(header_token)
+                record = await self._check_token(header_token)
             except Unauthorized as exc:
-                log.info("connection from %s refused: bad bearer token", self.peer)
-                await self.ws.send_denial_response(
-                    JSONResponse({"code": exc.code, "message": exc.message}, status_code=401)
-                )
+                await self._deny(exc)
+                return
+            refusal = self._open_token(record)
+            if refusal is not None:
+                await self._deny(refusal)
                 return
         # A browser that offers subprotocols fails the connection unless one is chosen: ours is zapgate.v1.
         offered = self.ws.scope.get("subprotocols") or []
@@ -121,16 +186,17 @@ class WebSocketClient:
                     max_frame_bytes=self.settings.max_frame_bytes,
                 )
             )
-            resume_from: int | None = None
             if record is None:
                 authenticated = await self._authenticate()
                 if authenticated is None:
                     return
-                record, resume_from = authenticated
-            else:
-                resume_from = self._resume_header()
+                record, frame_resume = authenticated
+                if frame_resume is not None:
+                    resume_from = frame_resume
             self.tenant, self.token_id = record.tenant, record.id
             self.caller = Caller.of(record)
+            if self._admission is not None:
+                self._admission.authenticated()
             self.gateway.connections.add(self)
             log.info("connection from %s authenticated as tenant %s (token %s)", self.peer, record.tenant, record.id)
             await self._ready(record.tenant, resume_from)
@@ -144,23 +210,55 @@ class WebSocketClient:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            if self._close is None:
-                self._close = (1000, "")
+            self.close(CloseCode.NORMAL, "")
             self._kick()
             if self._writer is not None:
                 await asyncio.gather(self._writer, return_exceptions=True)
 
-    def _resume_header(self) -> int | None:
-        raw = self.ws.headers.get("zapgate-resume-from")
-        if raw is None:
-            return None
-        return int(raw) if raw.isdigit() else None
+    async def _deny(self, error: ZapgateError) -> None:
+        """Refuse the upgrade with an HTTP response carrying the error (before ``hello``)."""
+        body = {"code": error.code, "message": error.message}
+        await self.ws.send_denial_response(JSONResponse(body, status_code=error.status))
+
+    async def _check_token(self, token: str) -> TokenRecord:
+        """The token's record, or :class:`Unauthorized`; an address whose attempts keep failing waits first."""
+        loop = asyncio.get_running_loop()
+        while (wait := self.guard.auth_wait(self.address, loop.time())) > 0:
+            log.debug("authentication from %s waits %.3f s (earlier failures)", self.peer, wait)
+            await asyncio.sleep(wait)
+        try:
+            record = await self.gateway.tokens.authenticate(token)
+        except Unauthorized:
+            failure = self.guard.auth_failed(self.address, loop.time())
+            if failure.burst_started:
+                previous = f" (its previous burst: {failure.previous_burst} failures)" if failure.previous_burst else ""
+                log.warning(
+                    "authentication failed from %s: invalid or revoked token%s; further attempts from this address "
+                    "wait, doubling up to %g s, and their failures are logged at DEBUG until none for %g s",
+                    self.address,
+                    previous,
+                    self.settings.auth_failure_max_delay_s,
+                    2 * self.settings.auth_failure_max_delay_s,
+                )
+            else:
+                log.debug("authentication failed from %s; its next attempt waits %.3f s", self.peer, failure.delay)
+            raise
+        self.guard.auth_succeeded(self.address, loop.time())
+        return record
+
+    def _open_token(self, record: TokenRecord) -> ZapgateError | None:
+        refusal = self.guard.open_token(record.id)
+        if refusal is not None:
+            log_refusal(self.guard, self.peer, refusal, asyncio.get_running_loop().time())
+            return refusal
+        self._token = record.id
+        return None
 
     async def _authenticate(self) -> tuple[TokenRecord, int | None] | None:
         try:
             message = await asyncio.wait_for(self.ws.receive(), self.settings.auth_timeout_s)
         except TimeoutError:
-            self._refuse(CloseCode.AUTH_TIMEOUT, "auth_timeout", "no auth frame within the time allowed")
+            self._refuse(CloseCode.AUTH_TIMEOUT, AuthTimeout("no auth frame within the time allowed"))
             return None
         if message["type"] == "websocket.disconnect":
             return None
@@ -172,127 +270,163 @@ class WebSocketClient:
         except InvalidRequest as exc:
             if exc.message.startswith("invalid 'auth' frame"):
                 # The token may well be right: say which field is wrong, with a close code of its own.
-                self._refuse(CloseCode.BAD_AUTH_FRAME, exc.code, exc.message)
+                self._refuse(CloseCode.BAD_AUTH_FRAME, exc)
                 return None
             frame = None
         except ProtocolError:
             frame = None
         if not isinstance(frame, Auth):
-            self._refuse(CloseCode.UNAUTHORIZED, "unauthorized", 'the first frame must be {"type":"auth","token":...}')
+            self._refuse(CloseCode.UNAUTHORIZED, Unauthorized('the first frame must be {"type":"auth","token":...}'))
             return None
         try:
-            record = await self.gateway.tokens.authenticate(frame.token)
+            record = await self._check_token(frame.token)
         except Unauthorized as exc:
-            log.info("connection from %s refused: bad token", self.peer)
-            self._refuse(CloseCode.UNAUTHORIZED, exc.code, exc.message)
+            self._refuse(CloseCode.UNAUTHORIZED, exc)
+            return None
+        refusal = self._open_token(record)
+        if refusal is not None:
+            self._refuse(CloseCode.TOO_MANY_CONNECTIONS, refusal)
             return None
         return record, frame.resume_from
 
-    def _refuse(self, code: int, error: str, message: str) -> None:
-        self._send(ErrorFrame(code=error, message=message))
-        self.close(code, error)
+    def _refuse(self, code: CloseCode, error: ZapgateError) -> None:
+        self._send(ErrorFrame(code=error.code, message=error.message))
+        self.close(code, error.code)
 
     def revoke(self) -> None:
         log.info("closing %s (tenant %s): token %s was revoked", self.peer, self.tenant, self.token_id)
-        self._refuse(CloseCode.UNAUTHORIZED, "unauthorized", "the token of this connection was revoked")
+        self._refuse(CloseCode.UNAUTHORIZED, Unauthorized("the token of this connection was revoked"))
 
     def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued are sent."""
+        """Close after the frames already queued are sent; the edge cuts the connection if that takes longer
+        than ``close_timeout_s`` (a client that does not read)."""
         if self._close is None:
             self._close = (code, reason)
+            if self._admission is not None:
+                self._admission.closing()
             self._kick()
             if self._sent is not None:
                 self._sent.set()
 
-    # -- ready and resume
+    # -- ready, resume and catching up from the log
 
     async def _ready(self, tenant: str, resume_from: int | None) -> None:
-        self._holding = []
-        self.gateway.hub.subscribe(tenant, self)
+        self.gateway.hub.subscribe(tenant, self)  # not live yet: deliver() only notes the newest seq
         oldest, newest = await self.gateway.storage.event_bounds(tenant)
-        if resume_from is None:
-            self._send(
-                Ready(tenant=tenant, last_seq=newest, resume="none", engine=self.gateway.engine.name, replayed=0)
-            )
-            self._release(after=0)
-            return
-        gap = resume_from > newest or (oldest > 0 and resume_from < oldest - 1)
-        if gap:
-            self._send(Ready(tenant=tenant, last_seq=newest, resume="gap", engine=self.gateway.engine.name, replayed=0))
-            self._release(after=0)
-            return
-        self._send(
-            Ready(
-                tenant=tenant,
-                last_seq=newest,
-                resume="ok",
-                engine=self.gateway.engine.name,
-                replayed=newest - resume_from,
-            )
-        )
-        # A page is at most half the send buffer and is pushed only once it fits, so a replay runs at the
-        # client's pace and never overflows the buffer (which would close a client that reads promptly).
-        page_size = min(REPLAY_PAGE, max(1, self.settings.send_buffer_frames // 2))
-        cursor = resume_from
-        while cursor < newest and self._close is None:
-            page = await self.gateway.storage.read_events(tenant, cursor, page_size)
-            if not page:
-                break
-            await self._drained(self.settings.send_buffer_frames - len(page))
-            for event in page:
-                self._push_event(event.seq, event_frame(event))
-            cursor = page[-1].seq
-        self._release(after=cursor)
+        self._newest = max(self._newest, newest)
+        engine = self.gateway.engine.name
+        if resume_from is None or resume_from > newest or (oldest > 0 and resume_from < oldest - 1):
+            self._last_seq = newest
+            resume: Literal["none", "gap"] = "none" if resume_from is None else "gap"
+            self._send(Ready(tenant=tenant, last_seq=newest, resume=resume, engine=engine, replayed=0))
+        else:
+            # The replay is the catch-up below: every event after resume_from, in order, then live ones.
+            self._last_seq = resume_from
+            replayed = newest - resume_from
+            self._send(Ready(tenant=tenant, last_seq=newest, resume="ok", engine=engine, replayed=replayed))
+        self._catch_up()
 
-    def _release(self, *, after: int) -> None:
-        held, self._holding = self._holding or [], None
-        for seq, frame in held:
-            if seq > after:
-                self._push_event(seq, frame)
+    def _catch_up(self) -> None:
+        """Go live if nothing is missing, else (keep) reading the missing events from the log."""
+        if self._last_seq >= self._newest:
+            self._live = True
+            return
+        self._live = False
+        if self._catch_up_task is None or self._catch_up_task.done():
+            task = asyncio.create_task(self._read_log(), name="ws-catch-up")
+            self._catch_up_task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _drained(self, below: int) -> None:
-        """Wait until the writer has brought the queue down to ``below`` frames (replay pacing)."""
-        while len(self._out) > below and self._close is None:
-            if self._sent is None:
-                self._sent = asyncio.Event()
-            self._sent.clear()
-            self._kick()
-            await self._sent.wait()
+    async def _read_log(self) -> None:
+        tenant = self.tenant
+        assert tenant is not None
+        try:
+            while self._close is None:
+                if self._last_seq >= self._newest:
+                    self._live = True
+                    return
+                if not await self._wait_until(self._out.has_room_for_events):
+                    return
+                limit = min(REPLAY_PAGE, self._out.event_room())
+                page = await self.gateway.storage.read_events(tenant, self._last_seq, limit)
+                if not page or (page[0].seq > self._last_seq + 1 and await self._lost_events(tenant)):
+                    log.info("closing %s (tenant %s): events after %d left the log", self.peer, tenant, self._last_seq)
+                    self.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
+                    return
+                pushed = False
+                for event in page:
+                    frame = event_frame(event)
+                    size = frame_size(frame)
+                    if not self._out.fits_event(size):
+                        if pushed:
+                            break  # the rest of the page is read again once there is room
+                        # A big event: wait until it fits (an empty buffer takes anything).
+                        if not await self._wait_until(lambda size=size: self._out.fits_event(size)):  # type: ignore[misc]
+                            return
+                    self._out.push(frame, size)
+                    self._last_seq = event.seq
+                    pushed = True
+                    self._kick()
+        except Exception:
+            log.exception("reading the event log for %s failed", self.peer)
+            self.close(1011, "internal error")
+
+    async def _lost_events(self, tenant: str) -> bool:
+        oldest, _ = await self.gateway.storage.event_bounds(tenant)
+        return self._last_seq < oldest - 1
 
     # -- events from the hub
 
     def deliver(self, seq: int, frame: str) -> None:
-        if self._holding is not None:
-            self._holding.append((seq, frame))
-            if len(self._holding) > self.settings.send_buffer_frames:
-                self._slow_consumer()
+        if seq > self._newest:
+            self._newest = seq
+        if not self._live or self._close is not None or seq <= self._last_seq:
             return
-        self._push_event(seq, frame)
+        size = frame_size(frame)
+        if self._out.fits_event(size):
+            self._out.push(frame, size)
+            self._last_seq = seq
+            self._kick()
+            return
+        log.debug("%s is behind: reading events after seq %d from the log", self.peer, self._last_seq)
+        self._catch_up()
 
-    def _push_event(self, seq: int, frame: str) -> None:
-        if seq <= self._last_seq or self._close is not None:
-            return
-        if len(self._out) >= self.settings.send_buffer_frames:
-            self._slow_consumer()
-            return
-        self._last_seq = seq
-        self._out.append(frame)
-        self._kick()
+    def _slow_consumer(self, why: str) -> None:
+        if self._close is None:
+            log.info("closing %s (tenant %s): slow consumer, %s", self.peer, self.tenant, why)
+            self.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
 
-    def _slow_consumer(self) -> None:
-        log.info("closing %s (tenant %s): slow consumer, %d frames queued", self.peer, self.tenant, len(self._out))
-        self.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
+    async def _wait_until(self, ready: Callable[[], bool]) -> bool:
+        """Wait, as the writer sends, until ``ready()``; False if the connection closes first. A client that takes
+        no frame for ``send_timeout_s`` meanwhile is closed as a slow consumer."""
+        while not ready():
+            if self._close is not None:
+                return False
+            if self._sent is None:
+                self._sent = asyncio.Event()
+            self._sent.clear()
+            self._kick()
+            try:
+                await asyncio.wait_for(self._sent.wait(), self.settings.send_timeout_s)
+            except TimeoutError:
+                self._slow_consumer(f"it took no frame for {self.settings.send_timeout_s:g} s")
+                return False
+        return self._close is None
 
     # -- commands
 
     async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._close is None:
-            # Replies count against the send buffer too: while it is full, read no more commands, so a client
-            # that sends without reading is held back by TCP instead of growing this queue without bound.
-            await self._drained(self.settings.send_buffer_frames - 1)
+            # While the buffer is three quarters full, read no more commands: a client that sends without
+            # reading is held back by TCP; one whose replies still overflow the buffer is closed (4429).
+            if not await self._wait_until(self._out.accepts_commands):
+                return
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            wait = self._bucket.take(loop.time()) if self._bucket is not None else 0.0
             text = message.get("text")
             try:
                 if text is None:
@@ -302,12 +436,24 @@ class WebSocketClient:
                     raise InvalidFrame("already authenticated")
             except ProtocolError as exc:
                 log.debug("bad frame from %s: %s", self.peer, exc.message)
-                self._send_error(exc.request_id, exc)
+                self._send_error(exc.request_id, self._rate_limited(wait) if wait else exc)
+                continue
+            if wait:
+                self._send_error(frame.id, self._rate_limited(wait))
                 continue
             await self._slots.acquire()
             task = asyncio.create_task(self._execute(frame), name=f"cmd-{frame.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _rate_limited(self, wait: float) -> RateLimited:
+        log_refusal(self.guard, self.peer, RateLimited("command rate limit"), asyncio.get_running_loop().time())
+        retry_after = math.ceil(wait * 1000) / 1000
+        rate = self.settings.command_rate_per_s
+        return RateLimited(
+            f"more than {rate:g} commands per second on this connection: send it again in {retry_after:g} s",
+            retry_after,
+        )
 
     async def _execute(self, command: Command) -> None:
         try:
@@ -325,17 +471,21 @@ class WebSocketClient:
             self._slots.release()
 
     def _send_error(self, request_id: str | None, exc: ZapgateError) -> None:
-        body = ErrorBody(exc.code, exc.message)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         if request_id is not None:
-            self._send(Reply(id=request_id, ok=False, error=body))
+            self._send(Reply(id=request_id, ok=False, error=ErrorBody(exc.code, exc.message, retry_after)))
         else:
-            self._send(ErrorFrame(code=body.code, message=body.message))
+            self._send(ErrorFrame(code=exc.code, message=exc.message, retry_after=retry_after))
 
     # -- output
 
     def _send(self, frame: object) -> None:
-        """Queue a reply or control frame (these are bounded by the in-flight limit, not the buffer)."""
-        self._out.append(encode(frame).decode())
+        """Queue a reply or control frame; one the buffer cannot take closes the connection (4429)."""
+        data = encode(frame)
+        if not self._out.fits_reply(len(data)):
+            self._slow_consumer(f"{len(self._out)} frames ({self._out.bytes} bytes) wait for it")
+            return
+        self._out.push(data.decode(), len(data))
         self._kick()
 
     def _kick(self) -> None:
@@ -350,7 +500,7 @@ class WebSocketClient:
         ``send_text``, and it finishes (``done()``) in the same step in which it finds the queue empty."""
         try:
             while self._out:
-                await self.ws.send_text(self._out.popleft())
+                await self.ws.send_text(self._out.pop())
                 if self._sent is not None:
                     self._sent.set()
             if self._close is not None and not self._close_sent:
