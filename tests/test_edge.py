@@ -190,6 +190,21 @@ async def test_connections_through_a_trusted_proxy_count_per_forwarded_client(tm
             await client.close()
 
 
+@pytest.mark.parametrize(("trusted", "status_code"), [(("127.0.0.1",), 101), ((), 403)])
+async def test_only_a_trusted_proxy_says_the_page_was_https(
+    tmp_path: Path, trusted: tuple[str, ...], status_code: int
+) -> None:
+    # A TLS proxy forwards wss:// as ws:// and says so; the Origin check then compares with https.
+    async with serve_gateway(fast_settings(tmp_path / "data", trusted_proxies=trusted)) as gateway:
+        sock = await raw_socket(gateway.port)
+        request = upgrade_request(gateway.port, "Origin: https://gw.example.com\r\nX-Forwarded-Proto: https\r\n")
+        request = request.replace(f"Host: 127.0.0.1:{gateway.port}".encode(), b"Host: gw.example.com")
+        await asyncio.get_running_loop().sock_sendall(sock, request)
+        head = await read_head(sock)
+        sock.close()
+        assert status(head) == status_code, head[:200]
+
+
 async def test_unauthenticated_connections_are_capped_with_503(tmp_path: Path) -> None:
     settings = fast_settings(tmp_path / "data", max_unauthenticated_connections=3)
     async with serve_gateway(settings) as gateway:

@@ -94,7 +94,10 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         ws_per_message_deflate=False,  # no compression: cheaper per connection, no decompression bombs
         ws_ping_interval=settings.ping_interval_s or None,
         ws_ping_timeout=settings.ping_timeout_s or None,
-        proxy_headers=False,  # the edge resolves X-Forwarded-For itself, from settings.trusted_proxies
+        # From trusted proxies, X-Forwarded-For names the client and X-Forwarded-Proto the scheme (the Origin
+        # check needs it); the edge counts connections against the same client (guard.forwarded_client).
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.trusted_proxies),
         lifespan="on",
         log_config=None,
         access_log=False,

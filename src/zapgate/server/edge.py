@@ -186,7 +186,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._refused = False
-        self._ws_client: str | None = None
 
     @property
     def _peer(self) -> str:
@@ -296,10 +295,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             refusal = self._admission.identify(client)
             if refusal is not None:
                 raise refusal
-            if client != self._peer:
-                self.scope["client"] = (client, 0)
-        client_address = self.scope.get("client")
-        self._ws_client = client_address[0] if client_address else None
         super().on_headers_complete()
 
     def handle_websocket_upgrade(self) -> None:
@@ -316,7 +311,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             server_state=self.server_state,
             app_state=self.app_state,
             admission=self._admission,
-            client=self._ws_client,
             close_timeout=self.guard.settings.close_timeout_s,
             control_rate=(self.guard.settings.command_rate_per_s, self.guard.settings.command_burst),
         )
@@ -342,13 +336,11 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         admission: Admission | None = None,
-        client: str | None = None,
         close_timeout: float = 5.0,
         control_rate: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._admission = admission
-        self._client_host = client
         self._close_timeout = close_timeout
         self._edge: EdgeTransport | None = None
         self._pending_pong: bytes | None = None
@@ -377,8 +369,6 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         if self.response.status_code != 101:
             return
-        if self._client_host is not None and self.client is not None and self._client_host != self.client[0]:
-            self.scope["client"] = (self._client_host, 0)
         extensions = self.scope.get("extensions")
         if extensions is not None and self._admission is not None:
             extensions[EDGE_EXTENSION] = cast(dict[object, object], self._admission)
