@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .conftest import fast_settings
 from .edge_support import served_gateway
-from .support import RawClient, RunningGateway, serve_gateway
+from .support import TIMEOUT, RawClient, RunningGateway, serve_gateway
 
 ALICE = "+55 11 99999-0001"
 
@@ -308,7 +309,7 @@ async def test_a_token_in_the_url_never_reaches_any_log(tmp_path: Path) -> None:
         await client.close()
         with pytest.raises(InvalidStatus):  # refused before the upgrade, which uvicorn logs too
             await websockets.connect(f"{gateway.url}?token={token}", additional_headers={"Authorization": "Bearer x"})
-        async with asyncio.timeout(10):  # the refusal is logged a moment after it is sent
+        async with asyncio.timeout(TIMEOUT):  # the refusal is logged a moment after it is sent
             while '"WebSocket /v1/ws?…" 401' not in gateway.log_text():
                 await asyncio.sleep(0.05)
         log = gateway.log_text()
