@@ -382,7 +382,6 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._control is None or self._control.take(self.loop.time()) == 0.0:
             return True
         log.debug("closing %s: more pings than %g per second", self.client, self._control.rate)
-        self.conn.data_to_send()  # the pongs websockets queued for the flood: not sent
         self.conn.send_close(CloseCode.POLICY_VIOLATION, "too many pings")
         self.handle_parser_exception()
         return False
@@ -392,15 +391,17 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
             super().handle_pong(event)
 
     def handle_ping(self) -> None:
-        if not self._control_frame_allowed():
-            return
+        # websockets queued a pong for every ping of this read: always take them, or a flood that goes on while
+        # the connection closes would pile them up there; keep the latest, unless the pings are refused.
         chunks = self.conn.data_to_send()
         pongs = [chunk for chunk in chunks if _is_pong(chunk)]
         others = [chunk for chunk in chunks if not _is_pong(chunk)]
-        if pongs:
-            self._pending_pong = pongs[-1]  # only the latest ping needs an answer
         if others:
             self.transport.write(b"".join(others))
+        if not self._control_frame_allowed():
+            return
+        if pongs:
+            self._pending_pong = pongs[-1]  # only the latest ping needs an answer
         self._flush_pong()
 
     def resume_writing(self) -> None:
