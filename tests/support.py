@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection
 
 from zapgate.config import Settings
 from zapgate.gateway import Gateway
-from zapgate.server import create_app, uvicorn_config
+from zapgate.server import GatewayServer, create_app, uvicorn_config
 from zapgate.server.guard import EdgeGuard
 
 TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
@@ -81,7 +81,7 @@ class RunningGateway:
 async def serve_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     """Run the real ASGI app under uvicorn on 127.0.0.1 (port 0 → a free one) for the block's duration."""
     app = create_app(settings.replace(host="127.0.0.1"))
-    server = uvicorn.Server(uvicorn_config(app, settings.replace(host="127.0.0.1")))
+    server = GatewayServer(uvicorn_config(app, settings.replace(host="127.0.0.1")))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:

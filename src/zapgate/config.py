@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,9 @@ FIRST_RUN_TOKEN_MODES = ("tty", "always", "never")
 
 #: Variables read by the CLI's client commands, not by the server; allowed in the environment.
 CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class ConfigError(ValueError):
@@ -136,6 +140,24 @@ class Settings:
     )
     ping_interval_s: float = field(default=20.0, metadata=_doc("WebSocket ping interval (0 disables)."))
     ping_timeout_s: float = field(default=20.0, metadata=_doc("Close a client that does not answer a ping."))
+
+    # -- REST
+    rest_max_body_bytes: int = field(
+        default=1048576, metadata=_doc("Largest accepted REST request body; larger is refused with 413.")
+    )
+    rest_max_wait_s: float = field(
+        default=30.0, metadata=_doc("Longest long-poll a client may ask for with GET /v1/events?wait=S.")
+    )
+    sse_heartbeat_s: float = field(
+        default=15.0, metadata=_doc("Seconds between keep-alive comments on an idle Server-Sent Events stream.")
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Browser origins allowed to call the REST API (CORS): exact origins, comma-separated "
+            "(https://app.example.com); none by default."
+        ),
+    )
 
     # -- sends
     send_wait_s: float = field(
@@ -401,6 +423,14 @@ def _validate(s: Settings) -> None:
             ) from None
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
+    for origin in s.cors_origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"cors_origins: {origin!r} is not an origin; give exact origins like https://app.example.com or "
+                "http://localhost:3000 (scheme, host and optional port; no path, no wildcard)"
+            )
+    if s.rest_max_body_bytes < 1024:
+        raise ConfigError("rest_max_body_bytes must be at least 1024")
     if s.max_frame_bytes < 1024:
         raise ConfigError("max_frame_bytes must be at least 1024")
     if s.max_header_bytes < 1024:
@@ -424,6 +454,7 @@ def _validate(s: Settings) -> None:
         "send_timeout_s": s.send_timeout_s,
         "close_timeout_s": s.close_timeout_s,
         "auth_failure_delay_s": s.auth_failure_delay_s,
+        "sse_heartbeat_s": s.sse_heartbeat_s,
         "send_buffer_frames": s.send_buffer_frames,
         # At least the newest event must stay: seq numbers restart from the newest stored one after a restart.
         "event_retention_count": s.event_retention_count,
@@ -450,6 +481,7 @@ def _validate(s: Settings) -> None:
         "max_connections_per_token": s.max_connections_per_token,
         "command_rate_per_s": s.command_rate_per_s,
         "send_wait_s": s.send_wait_s,
+        "rest_max_wait_s": s.rest_max_wait_s,
         "pacing_interval_s": s.pacing_interval_s,
         "pacing_jitter_s": s.pacing_jitter_s,
         "pacing_recipient_interval_s": s.pacing_recipient_interval_s,

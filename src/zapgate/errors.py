@@ -37,18 +37,27 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   ├── QRExpired                  qr_expired
     │   └── QRAlreadyUsed              qr_used
     ├── EngineUnavailable              engine_unavailable
+    ├── HTTPError                                          (REST only)
+    │   ├── NotFound                   not_found
+    │   ├── MethodNotAllowed           method_not_allowed
+    │   ├── PayloadTooLarge            payload_too_large
+    │   └── UnsupportedMediaType       unsupported_media_type
     └── ConnectionClosed               connection_closed   (client side only)
+
+:data:`HTTP_STATUS` maps every code to the HTTP status of a REST error response (``docs/rest.md``).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "HTTP_STATUS",
     "AuthTimeout",
     "CommandUnavailable",
     "ConnectionClosed",
     "EngineUnavailable",
     "Forbidden",
+    "HTTPError",
     "HandshakeTimeout",
     "IdempotencyConflict",
     "InvalidFrame",
@@ -60,7 +69,10 @@ __all__ = [
     "MediaNotFound",
     "MediaNotReady",
     "MediaTooLarge",
+    "MethodNotAllowed",
+    "NotFound",
     "NotOnWhatsApp",
+    "PayloadTooLarge",
     "ProtocolError",
     "QRAlreadyUsed",
     "QRError",
@@ -75,8 +87,10 @@ __all__ = [
     "TooManyConnections",
     "Unauthorized",
     "UnknownType",
+    "UnsupportedMediaType",
     "ZapgateError",
     "error_from_wire",
+    "http_status",
 ]
 
 
@@ -250,6 +264,30 @@ class EngineUnavailable(ZapgateError):
     code = "engine_unavailable"
 
 
+class HTTPError(ZapgateError):
+    """Errors of the HTTP layer itself (REST only): the request never became a command."""
+
+    code = "not_found"
+
+
+class NotFound(HTTPError):
+    """No such route (``session_not_found`` is for a route that exists and a session that does not)."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(HTTPError):
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(HTTPError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(HTTPError):
+    code = "unsupported_media_type"
+
+
 class ConnectionClosed(ZapgateError):
     """Raised by the client SDK when the connection closed before a reply arrived."""
 
@@ -265,6 +303,55 @@ def _all_subclasses(cls: type[ZapgateError]) -> list[type[ZapgateError]]:
 
 #: Wire code → class. Where a base class and a subclass share a code, the subclass wins.
 ERRORS_BY_CODE: dict[str, type[ZapgateError]] = {c.code: c for c in _all_subclasses(ZapgateError)}
+
+
+HTTP_STATUS: dict[str, int] = {
+    # The request as written is wrong: fix it, do not retry it as is.
+    "invalid_json": 400,
+    "invalid_frame": 400,
+    "unknown_type": 400,
+    "invalid_request": 400,
+    "invalid_recipient": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    # Nothing by that name (for this tenant, on this engine).
+    "not_found": 404,
+    "session_not_found": 404,
+    "media_not_found": 404,
+    "command_unavailable": 404,
+    "qr_unknown": 404,
+    "method_not_allowed": 405,
+    # Valid, but the state of things does not allow it (now).
+    "session_not_paired": 409,
+    "idempotency_conflict": 409,
+    "qr_used": 409,
+    "media_not_ready": 409,
+    "qr_expired": 410,
+    "payload_too_large": 413,
+    "media_too_large": 413,
+    "unsupported_media_type": 415,
+    # Understood and valid, but WhatsApp will not do it.
+    "not_on_whatsapp": 422,
+    "media_fetch_failed": 422,
+    "send_failed": 422,
+    # Too much, too fast: wait (``retry_after`` says how long, when known).
+    "rate_limited": 429,
+    "too_many_connections": 429,
+    "headers_too_large": 431,
+    "auth_timeout": 408,
+    "handshake_timeout": 408,
+    "internal": 500,
+    # Retry later.
+    "engine_unavailable": 503,
+    "server_busy": 503,
+    "connection_closed": 503,
+}
+"""Wire code → HTTP status of a REST error response; every code has one (``tests/test_rest.py`` checks)."""
+
+
+def http_status(code: str) -> int:
+    """The HTTP status for an error code; 500 for a code not in :data:`HTTP_STATUS` (a bug: the test catches it)."""
+    return HTTP_STATUS.get(code, 500)
 
 
 def error_from_wire(code: str, message: str, retry_after: float | None = None) -> ZapgateError:

@@ -18,7 +18,7 @@ import uvicorn
 from ..config import Settings, is_loopback
 from ..datadir import DataDirError
 from ..gateway import Gateway
-from ..server import create_app, uvicorn_config
+from ..server import GatewayServer, create_app, uvicorn_config
 from . import firstrun
 from .exit_codes import EXIT_OK, EXIT_USAGE
 
@@ -113,8 +113,9 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server on sockets bound beforehand; once it serves, it says where, and greets a first run."""
+class _Server(GatewayServer):
+    """uvicorn's server (ending SSE streams first at shutdown) on sockets bound beforehand; once it serves, it
+    says where, and greets a first run."""
 
     def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
         super().__init__(config)

@@ -10,6 +10,8 @@ event cannot exist in one place and be missing from another.
 from __future__ import annotations
 
 import enum
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -100,7 +102,7 @@ class CommandSpec:
 
     @property
     def description(self) -> str:
-        return (self.request.__doc__ or "").strip()
+        return inspect.cleandoc(self.request.__doc__ or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +134,24 @@ def command(
         name = str(cls.__struct_config__.tag)
         if name in COMMANDS:
             raise ValueError(f"command {name!r} declared twice")
-        first_line = (cls.__doc__ or "").strip().splitlines()
         COMMANDS[name] = CommandSpec(
             name=name,
             request=cls,
             reply=reply,
             scope=scope,
             http=http,
-            summary=summary or (first_line[0] if first_line else name),
+            summary=summary or _first_sentence(cls.__doc__) or name,
             simulator_only=simulator_only,
         )
         return cls
 
     return register
+
+
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").split())
+    end = re.search(r"\.(\s|$)", text)
+    return text[: end.start()] if end else text
 
 
 def event(name: str, data: Any, summary: str) -> None:

@@ -1,15 +1,19 @@
-"""The ASGI application: WebSocket ``/v1/ws``, ``/healthz``, ``/metrics``, media (``/v1/media``), the REST routes
-and the dashboard."""
+"""The ASGI application: WebSocket ``/v1/ws``, the REST routes (one per command, ``rest.py``), media
+(``/v1/media``), the API's descriptions (``/v1/openapi.json``, ``/v1/asyncapi.json``, ``/v1/docs``), ``/healthz``,
+``/metrics`` and the dashboard."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -18,15 +22,20 @@ from ..config import Settings
 from ..engines.base import Engine
 from ..gateway import Gateway
 from ..origins import OriginPolicy
+from .apidocs import asyncapi_json, docs_asset, docs_page, openapi_json
 from .dashboard import Dashboard
 from .edge import EdgeWebSocketProtocol, http_protocol
 from .guard import EdgeGuard
 from .http import healthz, session_qr_png
 from .media import download_media, upload_media
 from .metrics import GatewayCollector, metrics
+from .rest import not_found, rest_routes
+from .rest_events import Streams, events_endpoint
 from .websocket import websocket_endpoint
 
-__all__ = ["create_app", "uvicorn_config"]
+__all__ = ["GatewayServer", "create_app", "uvicorn_config"]
+
+CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
 
 
 class _App(Starlette):
@@ -57,6 +66,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         finally:
             await gateway.close()
 
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=CORS_HEADERS,
+                expose_headers=["WWW-Authenticate"],
+                max_age=600,
+            )
+        )
     app = _App(
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
@@ -66,15 +87,38 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Route("/v1/media", upload_media, methods=["POST"]),
             Route("/v1/media/{media_id}", download_media, methods=["GET", "HEAD"]),
             *(Dashboard().routes() if settings.dashboard else []),
+            Route("/v1/openapi.json", openapi_json),
+            Route("/v1/asyncapi.json", asyncapi_json),
+            Route("/v1/docs", docs_page),
+            Route("/v1/docs/{asset}", docs_asset),
+            *rest_routes({"events.fetch": events_endpoint}),
         ],
+        middleware=middleware,
+        exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
     app.state.gateway = gateway
     app.state.origin_policy = OriginPolicy.of(settings.allowed_origins)
     app.state.edge = EdgeGuard(settings)
+    app.state.streams = Streams()
+    app.state.api_documents = {}
     app.state.metrics = CollectorRegistry(auto_describe=True)
     app.state.metrics.register(GatewayCollector(gateway))
     return app
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, which first ends the app's long-lived HTTP responses when it shuts down.
+
+    uvicorn waits for HTTP responses in progress before it stops (up to its grace period), and tells them
+    nothing: an event stream or a long-poll would hold the shutdown that long. Ending them first lets a client
+    see the end of its stream at once and reconnect (with ``Last-Event-ID``) to the next server."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        streams = getattr(getattr(self.config.app, "state", None), "streams", None)
+        if isinstance(streams, Streams):
+            streams.close()
+        await super().shutdown(sockets)
 
 
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
