@@ -1,7 +1,9 @@
 """Test support: run a real gateway in-process on 127.0.0.1, and a minimal raw WebSocket client.
 
 The client here is deliberately not the SDK: the protocol tests speak raw JSON frames over a plain
-``websockets`` connection, exactly as a user without the SDK would.
+``websockets`` connection, exactly as a user without the SDK would. It checks every frame it sends and receives
+against the published AsyncAPI contract (``tests/contract.py``), so the whole end-to-end suite checks the
+contract too; a test that sends an invalid frame on purpose passes ``validate=False``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from zapgate.config import Settings
 from zapgate.gateway import Gateway
 from zapgate.server import GatewayServer, create_app, uvicorn_config
 from zapgate.server.guard import EdgeGuard
+
+from .contract import check_client_frame, check_server_frame
 
 TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
 """Multiplies every timeout in the tests (``ZAPGATE_TEST_TIMEOUT_SCALE``): raise it on a slow machine."""
@@ -126,6 +130,7 @@ class RawClient:
         self.events: list[dict[str, Any]] = []  # every event frame received, in order
         self._replies: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        self._commands: dict[str, str] = {}  # id → type of the commands sent, to check their replies
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> RawClient:
@@ -134,11 +139,11 @@ class RawClient:
         client.hello = await client.recv()
         return client
 
-    async def authenticate(self, token: str, resume_from: int | None = None) -> dict[str, Any]:
+    async def authenticate(self, token: str, resume_from: int | None = None, validate: bool = True) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "auth", "token": token}
         if resume_from is not None:
             frame["resume_from"] = resume_from
-        await self.send(frame)
+        await self.send(frame, validate=validate)
         self.ready = await self.recv()
         assert self.ready["type"] == "ready", self.ready
         return self.ready
@@ -156,12 +161,24 @@ class RawClient:
         await self.ws.close()
         await reader
 
-    async def send(self, frame: dict[str, Any] | str) -> None:
+    async def send(self, frame: dict[str, Any] | str, validate: bool = True) -> None:
+        """Send a frame; unless ``validate`` is False it must be one the AsyncAPI contract allows."""
+        decoded: Any = frame
+        if isinstance(frame, str):
+            with contextlib.suppress(ValueError):
+                decoded = json.loads(frame)
+        if validate:
+            check_client_frame(decoded)
+        if isinstance(decoded, dict) and isinstance(decoded.get("id"), str):
+            self._commands[decoded["id"]] = str(decoded.get("type"))
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next frame, checked against the AsyncAPI contract."""
         message = await asyncio.wait_for(self.ws.recv(), timeout)
         frame: dict[str, Any] = json.loads(message)
+        command = self._commands.pop(frame["id"], None) if frame.get("type") == "reply" else None
+        check_server_frame(frame, command)
         if frame.get("type") == "event":
             self.events.append(frame)
         return frame
@@ -174,10 +191,12 @@ class RawClient:
             if frame.get("type") == "reply":
                 self._replies[frame["id"]] = frame
 
-    async def request(self, type_: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
-        """Send a command and return its whole reply frame (ok or not)."""
+    async def request(
+        self, type_: str, timeout: float = TIMEOUT, validate: bool = True, **fields: Any
+    ) -> dict[str, Any]:
+        """Send a command and return its whole reply frame (ok or not); ``validate=False`` sends an invalid one."""
         request_id = f"r{next(self._ids)}"
-        await self.send({"type": type_, "id": request_id, **fields})
+        await self.send({"type": type_, "id": request_id, **fields}, validate=validate)
         await self._pump_until(lambda: request_id in self._replies, timeout)
         return self._replies.pop(request_id)
 

@@ -141,7 +141,7 @@ def _events_extras(operation: dict[str, Any], settings: Settings) -> None:
 def _qr_png() -> dict[str, Any]:
     return {
         "get": {
-            "operationId": "session.qr_png",
+            "operationId": "qr.png",
             "summary": "The session's current QR code as a PNG image",
             "description": "While the session's status is `qr`; 404 `qr_not_available` otherwise.",
             "tags": ["session"],
