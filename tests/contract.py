@@ -52,7 +52,8 @@ def _check(validator: Validator, instance: Any, what: str) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         where = error.json_path
-        raise ContractError(f"{what} does not match the contract at {where}: {error.message[:300]}\n  {_short(instance)}")
+        problem = error.message[:300]
+        raise ContractError(f"{what} does not match the contract at {where}: {problem}\n  {_short(instance)}")
 
 
 def _short(instance: Any, limit: int = 600) -> str:

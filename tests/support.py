@@ -17,7 +17,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -27,7 +29,7 @@ from zapgate.gateway import Gateway
 from zapgate.server import GatewayServer, create_app, uvicorn_config
 from zapgate.server.guard import EdgeGuard
 
-from .contract import check_client_frame, check_server_frame
+from .contract import check_client_frame, check_rest_response, check_server_frame
 
 TIMEOUT_SCALE = float(os.environ.get("ZAPGATE_TEST_TIMEOUT_SCALE", "1") or 1)
 """Multiplies every timeout in the tests (``ZAPGATE_TEST_TIMEOUT_SCALE``): raise it on a slow machine."""
@@ -65,6 +67,10 @@ class RunningGateway:
     async def token(self, tenant: str = "acme") -> str:
         _, token = await self.gateway.tokens.create(tenant)
         return token
+
+    async def rest(self, tenant: str = "acme") -> RestClient:
+        """A REST client with a new token of ``tenant`` (close it)."""
+        return RestClient(self.http, await self.token(tenant))
 
     async def client(self, tenant: str = "acme", **kwargs: Any) -> RawClient:
         """A connected, authenticated raw client for ``tenant`` (close it, or use ``connect``)."""
@@ -244,3 +250,47 @@ class RawClient:
         qr = await self.event("session.qr", lambda e: e["session"] == session)
         await self.call("sim.scan", qr=qr["data"]["qr"], phone=phone)
         return await self.status(session, "connected")
+
+
+@dataclass
+class RestAnswer:
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+
+class RestClient:
+    """HTTP calls to the REST API with a token; every JSON answer is checked against the OpenAPI contract."""
+
+    def __init__(self, base: str, token: str | None) -> None:
+        self.http = httpx.AsyncClient(base_url=base, timeout=TIMEOUT)
+        self.token = token
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def call(
+        self,
+        method: str,
+        template: str,
+        *,
+        params: Any = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        **path: str,
+    ) -> RestAnswer:
+        """``template`` is the route as the OpenAPI document names it (``/v1/sessions/{session}``)."""
+        sent = dict(headers or {})
+        if self.token is not None:
+            sent.setdefault("Authorization", f"Bearer {self.token}")
+        url = template.format(**{k: quote(v, safe="") for k, v in path.items()})
+        response = await self.http.request(method, url, params=params, json=json_body, content=content, headers=sent)
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else None
+        check_rest_response(template, method, response.status_code, response.headers.get("content-type", ""), body)
+        return RestAnswer(response.status_code, body, response.headers)
+
+    async def ok(self, method: str, template: str, **kwargs: Any) -> Any:
+        answer = await self.call(method, template, **kwargs)
+        assert answer.status == 200, (answer.status, answer.body)
+        return answer.body
