@@ -92,7 +92,7 @@ async def test_error_codes_keep_their_http_status(rest: RestClient) -> None:
     bad_phone = await rest.call(
         "POST", "/v1/sessions/{session}/start", session="t", json_body={"pair_phone": "0800 123"}
     )
-    assert (bad_phone.status, bad_phone.body["code"]) == (400, "invalid_recipient")
+    assert (bad_phone.status, bad_phone.body["code"]) == (422, "invalid_recipient")
     bad_name = await rest.call("GET", "/v1/sessions/{session}", session="no spaces")
     assert (bad_name.status, bad_name.body["code"]) == (400, "invalid_request")
     assert "session" in bad_name.body["message"]
@@ -174,7 +174,7 @@ async def test_the_idempotency_key_header(rest: RestClient, gateway: RunningGate
     disagree = await rest.call(
         "POST", path, session="alice", json_body=body | {"idempotency_key": "k2"}, headers={"Idempotency-Key": "k3"}
     )
-    assert (disagree.status, disagree.body["code"]) == (400, "invalid_request")
+    assert (disagree.status, disagree.body["code"]) == (409, "idempotency_conflict")
     not_taken = await rest.call(
         "POST", "/v1/sessions/{session}/stop", session="alice", headers={"Idempotency-Key": "k"}
     )

@@ -311,7 +311,6 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_frame": 400,
     "unknown_type": 400,
     "invalid_request": 400,
-    "invalid_recipient": 400,
     "unauthorized": 401,
     "forbidden": 403,
     # Nothing by that name (for this tenant, on this engine).
@@ -330,7 +329,9 @@ HTTP_STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "media_too_large": 413,
     "unsupported_media_type": 415,
-    # Understood and valid, but WhatsApp will not do it.
+    # The request has the documented shape, but a value cannot be used: a recipient that is neither a phone
+    # number nor a JID (the schema says "a string"), or one that WhatsApp refuses.
+    "invalid_recipient": 422,
     "not_on_whatsapp": 422,
     "media_fetch_failed": 422,
     "send_failed": 422,

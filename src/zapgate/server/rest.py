@@ -27,11 +27,12 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from ..auth import Caller
 from ..errors import (
     HTTPError,
+    IdempotencyConflict,
     InvalidJSON,
     InvalidRequest,
     MethodNotAllowed,
@@ -176,7 +177,7 @@ def parse_command(
         if not op.idempotent_header:
             raise InvalidRequest(f"{op.spec.name} does not take an Idempotency-Key")
         if values.get(IDEMPOTENCY_FIELD) not in (None, header_key):
-            raise InvalidRequest("the Idempotency-Key header and the body's idempotency_key differ; give one")
+            raise IdempotencyConflict("the Idempotency-Key header and the body's idempotency_key differ; give one")
         values[IDEMPOTENCY_FIELD] = header_key
     for name in op.path_fields:
         values[name] = _lax(name, "path", path_params[name], _all_fields(op)[name])
@@ -272,10 +273,12 @@ async def not_found(request: Request, exc: Exception) -> Response:
     error: HTTPError
     if getattr(exc, "status_code", 404) == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-    else:
-        error = NotFound(f"no route {request.method} {request.url.path}; see /v1/openapi.json")
-    response = error_response(error)
-    allow = getattr(exc, "headers", None) or {}
-    if "Allow" in allow:
-        response.headers["Allow"] = allow["Allow"]
-    return response
+        allowed: set[str] = set()
+        for route in request.app.routes:  # Starlette's Allow names only the first route of the path
+            if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+                allowed |= route.methods or set()
+        response = error_response(error)
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+    error = NotFound(f"no route {request.method} {request.url.path}; see /v1/openapi.json")
+    return error_response(error)

@@ -85,11 +85,11 @@ async def events_endpoint(op: Operation, request: Request, caller: Caller) -> Re
     query = [(k, v) for k, v in request.query_params.multi_items() if k != WAIT_PARAM]
     waits = request.query_params.getlist(WAIT_PARAM)
     stream = request.method == "GET" and EVENT_STREAM in request.headers.get("accept", "")
-    if stream:
-        resume = request.headers.get(LAST_EVENT_ID)
-        if resume is not None:
-            if not resume.strip().isdecimal() or not resume.strip().isascii():
-                raise InvalidRequest(f"Last-Event-ID must be an event seq (a non-negative integer), not {resume!r}")
+    resume = request.headers.get(LAST_EVENT_ID)
+    if resume is not None:
+        if not (resume.strip().isdecimal() and resume.strip().isascii() and len(resume.strip()) <= 19):
+            raise InvalidRequest(f"Last-Event-ID must be an event seq (a non-negative integer), not {resume!r}")
+        if stream:  # an EventSource reconnecting: resume where it was, not at the URL's after
             query = [(k, v) for k, v in query if k != "after"] + [("after", resume.strip())]
     command = parse_command(op, request.path_params, query, b"", request.headers)
     assert isinstance(command, EventsFetch)
