@@ -1,0 +1,131 @@
+"""REST and WebSocket parity: the simulator's whole flow run once through each gives the same data and the same
+error codes (values that are new every run — times, message ids, QR strings — compared by presence only)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from zapgate.server.rest import operations
+
+from .support import TIMEOUT, RawClient, RestClient, RunningGateway
+
+ALICE = "+55 11 99999-0001"
+BOB = "+55 21 98888-0002"
+CONTACT = "+55 31 97777-0003"
+VOLATILE = {
+    *("time", "created_at", "expires_at", "timestamp", "until", "paused_until", "ts"),
+    *("message_id", "qr", "lid", "seq", "last_seq"),
+}
+ROUTES = {op.spec.name: op for op in operations()}
+
+Run = Callable[..., Awaitable[tuple[str, Any]]]
+
+
+def normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("*" if k in VOLATILE and v is not None else normalize(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(normalize(v) for v in value)
+    return value
+
+
+def over_websocket(client: RawClient) -> Run:
+    async def run(name: str, validate: bool = True, **fields: Any) -> tuple[str, Any]:
+        reply = await client.request(name, validate=validate, **fields)
+        return ("ok", reply["data"]) if reply["ok"] else ("error", reply["error"]["code"])
+
+    return run
+
+
+def over_rest(rest: RestClient) -> Run:
+    async def run(name: str, validate: bool = True, **fields: Any) -> tuple[str, Any]:
+        op = ROUTES[name]
+        path = {k: fields.pop(k) for k in op.path_fields}
+        if op.in_query:
+            answer = await rest.call(op.method, op.path, params=fields, **path)
+        else:
+            answer = await rest.call(op.method, op.path, json_body=fields, **path)
+        return ("ok", answer.body) if answer.status == 200 else ("error", answer.body["code"])
+
+    return run
+
+
+async def wait_for_event(run: Run, after: int, found: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while loop.time() < deadline:
+        kind, page = await run("events.fetch", after=after, limit=1000)
+        assert kind == "ok", page
+        for frame in page["events"]:
+            if found(frame):
+                return frame
+        await asyncio.sleep(0.02)
+    raise AssertionError("event not seen")
+
+
+async def flow(run: Run) -> list[tuple[str, Any]]:
+    """The simulator's whole flow; returns every result, in order."""
+    results: list[tuple[str, Any]] = []
+
+    async def step(name: str, **fields: Any) -> Any:
+        outcome = await run(name, **fields)
+        results.append((name, normalize(outcome)))
+        return outcome[1]
+
+    start = (await run("events.fetch", after=0))[1]["last_seq"]
+    await step("ping")
+    await step("session.list")
+    await step("session.get", session="s1")
+    for session, phone in (("s1", ALICE), ("s2", BOB)):
+        await run("session.start", session=session)  # the status it answers (starting or qr) depends on timing
+        qr = await wait_for_event(run, start, lambda f, s=session: f["event"] == "session.qr" and f["session"] == s)
+        await step("sim.scan", qr=qr["data"]["qr"], phone=phone)
+        await step("sim.scan", qr=qr["data"]["qr"], phone=phone)
+        await wait_for_event(
+            run, start, lambda f, s=session: f["session"] == s and f["data"].get("status") == "connected"
+        )
+        await step("session.get", session=session)
+    sent = await step("message.send", session="s1", to=BOB, text="olá", idempotency_key="k")
+    await step("message.send", session="s1", to=BOB, text="olá", idempotency_key="k")
+    await step("message.send", session="s1", to=BOB, text="other", idempotency_key="k")
+    await step("message.send", session="s1", to="not a phone", text="x")
+    await step("message.send", session="nope", to=BOB, text="x")
+    received = await wait_for_event(
+        run, start, lambda f: f["event"] == "message.received" and f["data"]["message_id"] == sent["message_id"]
+    )
+    await step("message.read", session="s2", chat=received["data"]["chat"], message_ids=[sent["message_id"]])
+    await step("sim.receive", session="s1", **{"from": CONTACT}, text="oi")
+    await step("sim.network", session="s1", online=False)
+    await step("sim.network", session="s1", online=True)
+    await step("sim.restrict", session="s1", seconds=1)
+    await step("events.fetch", after=start, limit=1)
+    await step("session.stop", session="s1")
+    await step("session.stop", session="s1")
+    await step("session.logout", session="s2")
+    await step("sim.unlink", session="s1")
+    await step("session.start", validate=False, session="bad name")
+    await step("session.list")
+    await step("session.delete", session="s1")
+    await step("session.delete", session="s2")
+    await step("session.get", session="s1")
+    await step("session.list")
+    return results
+
+
+async def test_rest_and_websocket_give_the_same_results(gateway: RunningGateway) -> None:
+    async with gateway.connect("ws-tenant") as client:
+        by_socket = await flow(over_websocket(client))
+    rest = await gateway.rest("rest-tenant")
+    try:
+        by_rest = await flow(over_rest(rest))
+    finally:
+        await rest.close()
+    assert len(by_socket) == len(by_rest)
+    for (name, socket_result), (_, rest_result) in zip(by_socket, by_rest, strict=True):
+        assert socket_result == rest_result, name
+    codes = {result[1] for _, result in by_socket if result[0] == "error"}
+    assert {"session_not_found", "qr_used", "idempotency_conflict", "invalid_recipient", "invalid_request"} <= codes
+    covered = {name for name, _ in by_socket} | {"session.start", "events.fetch"}
+    assert covered == set(ROUTES), set(ROUTES) - covered
