@@ -54,8 +54,10 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             str(MAX_EXAMPLES),
             "--seed",
             "20261202",
+            # One worker: one run with two ended in an AssertionError inside hypothesis (6.170) while it described
+            # a lambda of schemathesis's own source, an error of the tools, not a finding; one worker is steadier.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             str(10 * TIMEOUT_SCALE),
             "--no-color",
