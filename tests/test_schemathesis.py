@@ -64,6 +64,7 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+            cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the checkout
         )
         output, _ = await process.communicate()
     text = output.decode(errors="replace")
