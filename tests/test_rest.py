@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 
+from zapgate.config import ConfigError, Settings
 from zapgate.errors import ERRORS_BY_CODE, HTTP_STATUS
 from zapgate.protocol import COMMANDS, Command, CommandSpec, Scope
 from zapgate.server.rest import operations, parse_command
@@ -29,6 +30,16 @@ async def rest(gateway: RunningGateway) -> AsyncIterator[RestClient]:
     client = await gateway.rest()
     yield client
     await client.close()
+
+
+def test_cors_origins_must_be_exact_origins() -> None:
+    assert Settings.load({"ZAPGATE_CORS_ORIGINS": "https://a.example, http://localhost:3000"}).cors_origins == (
+        "https://a.example",
+        "http://localhost:3000",
+    )
+    for bad in ("*", "https://a.example/path", "a.example", "https://*.example"):
+        with pytest.raises(ConfigError, match="cors_origins"):
+            Settings.load({"ZAPGATE_CORS_ORIGINS": bad})
 
 
 def test_every_error_code_has_an_http_status() -> None:

@@ -200,3 +200,19 @@ async def test_a_stream_that_is_not_read_is_cut_and_resumes_without_loss(tmp_pat
         finally:
             await rest.close()
         assert [f["seq"] for f in rest_of] == list(range(got[-1] + 1, newest + 1))
+
+
+async def test_an_idle_stream_gets_keep_alive_comments(tmp_path: Path) -> None:
+    async with serve_gateway(fast_settings(tmp_path, sse_heartbeat_s=0.05)) as gateway:
+        rest = await gateway.rest()
+        try:
+            headers = {"Authorization": f"Bearer {rest.token}", "Accept": "text/event-stream"}
+            async with rest.http.stream("GET", "/v1/events", params={"after": 0}, headers=headers) as response:
+                stream = SSE(response)
+                await stream.take(1)
+                line = ""
+                while line != ": keep-alive":  # nothing happens on the tenant: only comments come
+                    line = await asyncio.wait_for(anext(stream.lines), TIMEOUT)
+                    assert line in ("", ": keep-alive"), line
+        finally:
+            await rest.close()
