@@ -25,6 +25,7 @@ import pytest
 
 from zapgate.config import Settings
 from zapgate.protocol import COMMANDS, EVENTS, MessageReceivedData, SessionInfo, SessionQrData, encode
+from zapgate.protocol.content import Text
 from zapgate.server.asyncapi import CHANNEL, asyncapi_document, command_message, event_message, reply_message
 from zapgate.server.openapi import openapi_document
 from zapgate.server.schemas import ProtocolSchemas
@@ -156,15 +157,17 @@ def test_required_fields_are_what_the_server_always_sends() -> None:
     assert set(components["SessionQrData"]["required"]) == set(msgspec.json.decode(encode(qr)))
     info = SessionInfo(session="s", status="qr", paired=False, created_at=1.0)
     assert set(components["SessionInfo"]["required"]) == set(msgspec.json.decode(encode(info)))
-    received = MessageReceivedData(message_id="m", chat="c", from_="f", from_me=False, text="t", timestamp=1)
+    received = MessageReceivedData(
+        message_id="m", chat="c", from_="f", from_me=False, kind="text", content=Text(text="t"), timestamp=1
+    )
     assert "from_me" in components["MessageReceivedData"]["required"]
     assert set(components["MessageReceivedData"]["required"]) == set(msgspec.json.decode(encode(received)))
 
 
 def test_the_contract_catches_what_is_wrong() -> None:
     check_client_frame({"type": "message.send", "id": "1", "session": "s", "to": "+1", "text": "hi"})
-    with pytest.raises(ContractError, match="text"):
-        check_client_frame({"type": "message.send", "id": "1", "session": "s", "to": "+1"})
+    with pytest.raises(ContractError, match="'to'"):
+        check_client_frame({"type": "message.send", "id": "1", "session": "s", "text": "hi"})
     with pytest.raises(ContractError, match="colour"):
         check_client_frame({"type": "ping", "id": "1", "colour": "red"})
     frame = {
@@ -173,7 +176,14 @@ def test_the_contract_catches_what_is_wrong() -> None:
         "seq": 3,
         "session": "s",
         "ts": 1.0,
-        "data": {"message_id": "m", "chat": "c", "from": "f", "text": "t", "timestamp": 1},
+        "data": {
+            "message_id": "m",
+            "chat": "c",
+            "from": "f",
+            "kind": "text",
+            "content": {"kind": "text", "text": "t"},
+            "timestamp": 1,
+        },
     }
     with pytest.raises(ContractError, match="from_me"):
         check_server_frame(frame)

@@ -137,9 +137,16 @@ class ProtocolSchemas:
         outputs = [spec.reply for spec in COMMANDS.values()] + [spec.data for spec in EVENTS.values()]
         outputs += [Hello, Ready, ErrorFrame, ErrorBody, Event]
         inputs_by_name, outputs_by_name = _structs(requests), _structs(outputs)
-        both = set(inputs_by_name) & set(outputs_by_name)
-        if both:
-            raise ValueError(f"structs used both in requests and in replies/events: {sorted(both)}")
+        # A struct in both directions (message content) has one schema: fine when it omits defaults (then what
+        # it always sends is exactly what it requires); otherwise the two directions would disagree.
+        for name in set(inputs_by_name) & set(outputs_by_name):
+            cls = outputs_by_name[name]
+            defaulted = [f.name for f in msgspec.structs.fields(cls) if f.required is False]
+            if defaulted and not cls.__struct_config__.omit_defaults:
+                raise ValueError(
+                    f"{name} is in requests and in replies/events, has defaults {defaulted} and no omit_defaults: "
+                    "give it omit_defaults=True, or use two structs"
+                )
         _, components = msgspec.json.schema_components(requests + outputs, ref_template=ref_prefix + "{name}")
         for name, cls in outputs_by_name.items():
             schema = components.get(name)
