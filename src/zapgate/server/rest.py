@@ -79,6 +79,8 @@ class Operation:
     """Wire names of the fields given by the path, in path order."""
     fields: dict[str, msgspec.structs.FieldInfo]
     """Every other field the caller gives (query for GET, body otherwise), by wire name."""
+    path_types: dict[str, msgspec.structs.FieldInfo]
+    """The fields given by the path, by wire name."""
 
     @property
     def in_query(self) -> bool:
@@ -103,7 +105,8 @@ def operations(commands: Iterable[CommandSpec] | None = None) -> list[Operation]
         if unknown:
             raise ValueError(f"{spec.name}: path parameters {unknown} are not fields of {spec.request.__name__}")
         rest = {name: f for name, f in all_fields.items() if name not in _TRANSPORT_FIELDS and name not in path_fields}
-        found.append(Operation(spec, method.upper(), path, path_fields, rest))
+        in_path = {name: all_fields[name] for name in path_fields}
+        found.append(Operation(spec, method.upper(), path, path_fields, rest, in_path))
     return found
 
 
@@ -180,17 +183,13 @@ def parse_command(
             raise IdempotencyConflict("the Idempotency-Key header and the body's idempotency_key differ; give one")
         values[IDEMPOTENCY_FIELD] = header_key
     for name in op.path_fields:
-        values[name] = _lax(name, "path", path_params[name], _all_fields(op)[name])
+        values[name] = _lax(name, "path", path_params[name], op.path_types[name])
     values["type"] = op.spec.name
     values["id"] = f"rest-{next(_request_ids)}"
     try:
         return msgspec.convert(values, op.spec.request)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid {op.spec.name!r} request: {exc}") from None
-
-
-def _all_fields(op: Operation) -> dict[str, msgspec.structs.FieldInfo]:
-    return {f.encode_name: f for f in msgspec.structs.fields(op.spec.request)}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
