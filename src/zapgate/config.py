@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .origins import OriginPolicy
+from .origins import OriginPolicy, parse_origin
 
 if TYPE_CHECKING:
     from .netguard import AddressPolicy
@@ -30,7 +29,6 @@ FIRST_RUN_TOKEN_MODES = ("tty", "always", "never")
 CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
 
 
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class ConfigError(ValueError):
@@ -424,7 +422,7 @@ def _validate(s: Settings) -> None:
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
     for origin in s.cors_origins:
-        if not _ORIGIN.fullmatch(origin):
+        if parse_origin(origin) is None:
             raise ConfigError(
                 f"cors_origins: {origin!r} is not an origin; give exact origins like https://app.example.com or "
                 "http://localhost:3000 (scheme, host and optional port; no path, no wildcard)"
