@@ -16,7 +16,7 @@ BOB = "+55 21 98888-0002"
 CONTACT = "+55 31 97777-0003"
 VOLATILE = {
     *("time", "created_at", "expires_at", "timestamp", "until", "paused_until", "ts"),
-    *("message_id", "qr", "lid", "seq", "last_seq"),
+    *("message_id", "qr", "lid", "seq", "last_seq", "since"),
 }
 ROUTES = {op.spec.name: op for op in operations()}
 

@@ -422,7 +422,7 @@ def _validate(s: Settings) -> None:
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
     for origin in s.cors_origins:
-        if parse_origin(origin) is None:
+        if parse_origin(origin) is None or "*" in origin:
             raise ConfigError(
                 f"cors_origins: {origin!r} is not an origin; give exact origins like https://app.example.com or "
                 "http://localhost:3000 (scheme, host and optional port; no path, no wildcard)"

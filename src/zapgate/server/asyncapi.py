@@ -20,12 +20,14 @@ __all__ = ["CHANNEL", "asyncapi_document", "command_message", "event_message", "
 
 CHANNEL = "ws"
 
-_DESCRIPTION = f"""The zapgate WebSocket protocol v{PROTOCOL_VERSION} (`docs/protocol.md`). Connect to `/v1/ws` \
-(optionally offering the subprotocol `zapgate.v{PROTOCOL_VERSION}`), read `hello`, send `auth` with a token, read \
-`ready`; then send commands (each gets exactly one `reply` with the same `id`) and receive events (each with a \
-per-tenant `seq`, the resume cursor). This document describes the gateway: `receive` operations are frames \
-clients send, `send` operations frames the gateway sends. Every command also has a REST route \
-(`/v1/openapi.json`)."""
+_ASYNCAPI_DESCRIPTION = (
+    f"The zapgate WebSocket protocol v{PROTOCOL_VERSION} (`docs/protocol.md`). Connect to `/v1/ws` (optionally "
+    f"offering the subprotocol `zapgate.v{PROTOCOL_VERSION}`), read `hello`, send `auth` with a token, read "
+    "`ready`; then send commands (each gets exactly one `reply` with the same `id`) and receive events (each with "
+    "a per-tenant `seq`, the resume cursor). This document describes the gateway: `receive` operations are frames "
+    "clients send, `send` operations frames the gateway sends. Every command also has a REST route "
+    "(`/v1/openapi.json`)."
+)
 
 
 def _key(name: str) -> str:
@@ -120,7 +122,7 @@ def asyncapi_document(host: str = "127.0.0.1:8787") -> dict[str, Any]:
         }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "zapgate WebSocket API", "version": __version__, "description": _DESCRIPTION},
+        "info": {"title": "zapgate WebSocket API", "version": __version__, "description": _ASYNCAPI_DESCRIPTION},
         "defaultContentType": "application/json",
         "servers": {
             "gateway": {

@@ -21,8 +21,8 @@ from .schemas import ProtocolSchemas
 
 __all__ = ["openapi_document"]
 
-_DESCRIPTION = """Every command of the WebSocket protocol (`/v1/ws`, described in `/v1/asyncapi.json`) as an HTTP \
-route: same structs, same handlers, same error codes. Authenticate with `Authorization: Bearer <token>` \
+_OPENAPI_DESCRIPTION = """Every command of the WebSocket protocol (`/v1/ws`, described in `/v1/asyncapi.json`) \
+as an HTTP route: same structs, same handlers, same error codes. Authenticate with `Authorization: Bearer <token>` \
 (`zapgate token create --tenant NAME`). Errors are `{"code", "message"}`; the status follows the code \
 (see `docs/rest.md`). `GET /v1/events` pages the event log, long-polls with `wait`, and streams Server-Sent \
 Events with `Accept: text/event-stream`."""
@@ -174,7 +174,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "zapgate REST API",
             "version": __version__,
-            "description": _DESCRIPTION,
+            "description": _OPENAPI_DESCRIPTION,
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "paths": paths,
