@@ -29,8 +29,6 @@ FIRST_RUN_TOKEN_MODES = ("tty", "always", "never")
 CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
 
 
-
-
 class ConfigError(ValueError):
     """An invalid or unknown setting; the message names it and says what is accepted."""
 
