@@ -12,11 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import Settings
+from .server.rest import routes_table
 
 __all__ = ["BLOCKS", "render", "stale"]
 
 BLOCKS: dict[tuple[str, str], Callable[[], str]] = {
     ("configuration.md", "settings"): Settings.markdown_table,
+    ("rest.md", "routes"): routes_table,
 }
 """(file under docs/, block name) → the function producing the block's text."""
 

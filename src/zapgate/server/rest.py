@@ -59,6 +59,7 @@ __all__ = [
     "parse_command",
     "read_body",
     "rest_routes",
+    "routes_table",
 ]
 
 log = logging.getLogger("zapgate.server")
@@ -108,6 +109,22 @@ def operations(commands: Iterable[CommandSpec] | None = None) -> list[Operation]
         in_path = {name: all_fields[name] for name in path_fields}
         found.append(Operation(spec, method.upper(), path, path_fields, rest, in_path))
     return found
+
+
+def routes_table() -> str:
+    """The routes table of ``docs/rest.md`` (``python3 tasks.py docs`` writes it there)."""
+    lines = ["| route | body | command | scope |", "| --- | --- | --- | --- |"]
+    for op in operations():
+        if op.in_query:
+            query = "&".join(f"{name}=" for name in op.fields)
+            route, body = f"`{op.method} {op.path}{'?' + query if query else ''}`", "—"
+        else:
+            route = f"`{op.method} {op.path}`"
+            required = {f.encode_name for f in op.fields.values() if f.required}
+            body = ", ".join(f"`{name}`" if name in required else f"`{name}?`" for name in op.fields) or "—"
+        scope = op.spec.scope.value + (" (simulator only)" if op.spec.simulator_only else "")
+        lines.append(f"| {route} | {body} | `{op.spec.name}` | {scope} |")
+    return "\n".join(lines) + "\n"
 
 
 # -- requests
