@@ -25,7 +25,7 @@ from .conftest import fast_settings
 from .support import TIMEOUT_SCALE, serve_gateway
 
 ST = Path(sys.executable).with_name("st")
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 
 pytestmark = pytest.mark.slow
 
