@@ -171,7 +171,7 @@ class RawClient:
         """Send a frame; unless ``validate`` is False it must be one the AsyncAPI contract allows."""
         decoded: Any = frame
         if isinstance(frame, str):
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 decoded = json.loads(frame)
         if validate:
             check_client_frame(decoded)
