@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,10 @@ async def test_sse_errors_before_the_stream_are_json(gateway: RunningGateway, re
 
 async def test_sse_after_a_gap_says_so_and_moves_the_cursor(rest: RestClient) -> None:
     await rest.ok("POST", "/v1/sessions/{session}/start", session="s")
+    deadline = time.monotonic() + TIMEOUT
+    while (await rest.ok("GET", "/v1/sessions/{session}", session="s"))["status"] != "qr":  # its events are stored
+        assert time.monotonic() < deadline, "the session never showed a QR code"
+        await asyncio.sleep(0.02)
     last = (await rest.ok("GET", "/v1/events", params={"after": 0}))["last_seq"]
     headers = {"Authorization": f"Bearer {rest.token}", "Accept": "text/event-stream"}
     async with rest.http.stream("GET", "/v1/events", params={"after": last + 50}, headers=headers) as response:
