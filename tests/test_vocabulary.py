@@ -71,7 +71,7 @@ def imports_of(path: Path) -> set[str]:
     return {n for n in names if n.startswith("zapgate")}
 
 
-DATABASE_LAYER = {"zapgate.storage.sqlite", "zapgate.storage.database"}
+DATABASE_LAYER = {"zapgate.storage.sqlite", "zapgate.storage.database", "zapgate.storage.by_url"}
 """What engines may use of the storage package: a database (group commits), not the gateway's Storage."""
 
 

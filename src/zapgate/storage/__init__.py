@@ -23,27 +23,38 @@ from .base import (
     StoredEvent,
     TokenRecord,
 )
+from .by_url import database_for, is_postgres_url, redact_url
 from .database import Conn, Database
+from .leases import Fence, Lease, LeaseLost, LeaseStore, Located, NodeInfo
 from .media import MediaRecord, MediaStore
-from .schema import migrations_for
+from .schema import MIGRATIONS
 from .sqlite import SqliteDatabase
-from .store import Storage
+from .store import SessionExists, Storage
 
 __all__ = [
     "Conn",
     "Database",
     "EventListener",
+    "Fence",
     "InboundRecord",
+    "Lease",
+    "LeaseLost",
+    "LeaseStore",
+    "Located",
     "MediaRecord",
     "MediaStore",
     "NewEvent",
+    "NodeInfo",
     "OutboxItem",
     "QueuedMessage",
+    "SessionExists",
     "SessionRecord",
     "SqliteDatabase",
     "Storage",
     "StoredEvent",
     "TokenRecord",
+    "database_for",
+    "is_postgres_url",
     "open_database",
     "open_storage",
     "redact_url",
@@ -52,41 +63,17 @@ __all__ = [
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
-def open_database(url: str | Path, *, synchronous: str = "full") -> Database:
-    """The gateway's database for ``url`` (a ``sqlite:///`` or ``postgresql://`` URL, or a plain file path).
-
-    Nothing is opened yet; ``await db.open()`` connects and applies the migrations."""
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return _sqlite(Path(text), synchronous)
-    if scheme == "sqlite":
-        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells them
-        path = rest[1:] if rest.startswith("/") else rest
-        if not path:
-            raise ValueError("a sqlite URL needs a path: sqlite:///zapgate-data/zapgate.db")
-        return _sqlite(Path(path), synchronous)
-    if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresDatabase
-
-        return PostgresDatabase(text, migrations=migrations_for("postgresql"), name="zapgate-db")
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+def open_database(
+    url: str | Path, *, synchronous: str = "full", lock_hold_limit_s: float | None = None
+) -> Database:
+    """The gateway's database for ``url`` (a ``sqlite:///`` or ``postgresql://`` URL, or a plain file path), with
+    its schema (:mod:`.schema`); see :func:`~.by_url.database_for`. Nothing is opened yet; ``await db.open()``
+    connects and applies the migrations."""
+    return database_for(
+        url, migrations=MIGRATIONS, name="zapgate-db", synchronous=synchronous, lock_hold_limit_s=lock_hold_limit_s
+    )
 
 
-def _sqlite(path: Path, synchronous: str) -> SqliteDatabase:
-    return SqliteDatabase(path, synchronous=synchronous, migrations=migrations_for("sqlite"), name="zapgate-db")
-
-
-def open_storage(url: str | Path, *, synchronous: str = "full") -> Storage:
+def open_storage(url: str | Path, *, synchronous: str = "full", lock_hold_limit_s: float | None = None) -> Storage:
     """:class:`Storage` over :func:`open_database` (not opened yet)."""
-    return Storage(open_database(url, synchronous=synchronous))
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password, for logs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+    return Storage(open_database(url, synchronous=synchronous, lock_hold_limit_s=lock_hold_limit_s))

@@ -49,13 +49,29 @@ class PostgresDatabase(Database):
     """A PostgreSQL database at ``url`` (see :class:`~.database.Database`)."""
 
     dialect = "postgresql"
+    now_sql = "CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
-    def __init__(self, url: str, *, migrations: Sequence[str], name: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrations: Sequence[str],
+        name: str,
+        version_table: str = "zapgate_schema",
+        lock_hold_limit_s: float | None = None,
+    ) -> None:
         super().__init__(name=name, migrations=migrations)
         self.url = url
+        self.version_table = version_table
+        """Where this set of migrations records its version: several sets (the gateway's, the simulator's, the
+        engine's) can share one database."""
+        self.lock_hold_limit_s = lock_hold_limit_s
+        """With several nodes: the server ends this node's write transaction (and the connection) when it sits
+        idle this long. A node paused mid-transaction (SIGSTOP, a VM freeze) would otherwise keep its row locks —
+        on leases, on a tenant's sequence counter — and stall every other node's writes behind them."""
 
     def describe(self) -> str:
-        from . import redact_url
+        from .by_url import redact_url
 
         return redact_url(self.url)
 
@@ -65,7 +81,13 @@ class PostgresDatabase(Database):
         conn = _Connection(psycopg.connect(self.url, autocommit=True, application_name="zapgate"))
         if writer:
             self._migrate(conn)
+            if self.lock_hold_limit_s is not None:
+                limit_ms = max(1, round(self.lock_hold_limit_s * 1000))
+                conn.execute(f"SET idle_in_transaction_session_timeout = {limit_ms}")
         return conn
+
+    def _broken(self, conn: _Connection) -> bool:
+        return bool(conn.raw.closed or conn.raw.broken)
 
     def _begin(self, conn: _Connection) -> None:
         conn.execute("BEGIN")
@@ -73,8 +95,9 @@ class PostgresDatabase(Database):
     def _migrate(self, conn: _Connection) -> None:
         conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
         try:
-            conn.execute("CREATE TABLE IF NOT EXISTS zapgate_schema (version BIGINT NOT NULL)")
-            (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM zapgate_schema").fetchone()
+            table = self.version_table
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (version BIGINT NOT NULL)")
+            (version,) = conn.execute(f"SELECT coalesce(max(version), 0) FROM {table}").fetchone()  # noqa: S608
             if version > len(self._migrations):
                 raise RuntimeError(
                     f"{self.describe()} was written by a newer zapgate (schema {version}, "
@@ -87,7 +110,7 @@ class PostgresDatabase(Database):
                     for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute("INSERT INTO zapgate_schema (version) VALUES (?)", (number,))
+                    conn.execute(f"INSERT INTO {table} (version) VALUES (?)", (number,))  # noqa: S608
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

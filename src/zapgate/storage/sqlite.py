@@ -24,6 +24,7 @@ class SqliteDatabase(Database):
     """One SQLite file (see :class:`~.database.Database` for reads, writes and group commits)."""
 
     dialect = "sqlite"
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path, *, synchronous: str, migrations: Sequence[str], name: str) -> None:
         super().__init__(name=name, migrations=migrations)

@@ -5,6 +5,9 @@ session status, a sent message, an inbound message) with per-tenant sequence num
 ``tenant_seq`` row of the tenant in that transaction, and handed to the event listener only after the commit,
 in ``seq`` order: a client never sees an event that a crash could take back, and two nodes writing for one
 tenant get strictly increasing numbers without gaps (the row lock orders their commits).
+
+Writes for one session take an optional :class:`~.leases.Fence`: with several nodes, the write is refused with
+:class:`~.leases.LeaseLost` (and changes nothing) unless the writing node still holds the session's lease.
 """
 
 from __future__ import annotations
@@ -26,13 +29,33 @@ from .base import (
     TokenRecord,
 )
 from .database import Conn, Database
+from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
 
-__all__ = ["Storage"]
+__all__ = ["SessionExists", "Storage"]
+
+
+class SessionExists(Exception):
+    """Another node created a session with this tenant and name at the same moment."""
 
 
 def _token(row: Sequence[Any]) -> TokenRecord:
     return TokenRecord(id=row[0], tenant=row[1], label=row[2], created_at=row[3], revoked_at=row[4])
+
+
+def _session_values(record: SessionRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.tenant,
+        record.name,
+        record.status,
+        record.reason,
+        json.dumps(record.me) if record.me else None,
+        json.dumps(record.device) if record.device else None,
+        int(record.want_running),
+        record.created_at,
+        record.updated_at,
+    )
 
 
 def _session(row: Sequence[Any]) -> SessionRecord:
@@ -98,6 +121,7 @@ class Storage:
         self._read = db.read
         self._write = db.write
         self.media = MediaStore(db)
+        self.leases = LeaseStore(db)
 
     @property
     def dialect(self) -> str:
@@ -186,18 +210,7 @@ class Storage:
 
     async def add_session(self, record: SessionRecord) -> None:
         """Store a new session; a session with the same id, or the same tenant and name, is an error."""
-        values = (
-            record.id,
-            record.tenant,
-            record.name,
-            record.status,
-            record.reason,
-            json.dumps(record.me) if record.me else None,
-            json.dumps(record.device) if record.device else None,
-            int(record.want_running),
-            record.created_at,
-            record.updated_at,
-        )
+        values = _session_values(record)
 
         def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
             conn.execute(
@@ -209,7 +222,9 @@ class Storage:
 
         await self._write(op)
 
-    async def save_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+    async def save_session(
+        self, record: SessionRecord, events: Sequence[NewEvent] = (), *, fence: Fence | None = None
+    ) -> list[StoredEvent]:
         """Update the stored session and append ``events``, atomically. A session that was deleted stays
         deleted: nothing is written and no event is appended (the result is empty)."""
         values = (
@@ -223,6 +238,7 @@ class Storage:
         )
 
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            check_fence(conn, fence)
             cur = conn.execute(
                 "UPDATE sessions SET status = ?, reason = ?, me = ?, device = ?, want_running = ?, updated_at = ? "
                 "WHERE id = ?",
@@ -235,14 +251,59 @@ class Storage:
 
         return await self._write(op)
 
-    async def delete_session(self, record: SessionRecord, events: Sequence[NewEvent] = ()) -> list[StoredEvent]:
+    async def create_session(
+        self, record: SessionRecord, events: Sequence[NewEvent] = (), *, owner: tuple[str, float] | None = None
+    ) -> Fence | None:
+        """Store a new session; with ``owner`` (node, lease seconds) also its lease, held by that node, and
+        return the node's fence. Raises :class:`SessionExists` when the tenant already has a session of that
+        name (created by another node meanwhile)."""
+        values = _session_values(record)
+        now_sql = self.db.now_sql
+
+        def op(conn: Conn) -> tuple[Fence | None, list[StoredEvent]]:
+            row = conn.execute(
+                "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, name) DO NOTHING RETURNING id",
+                values,
+            ).fetchone()
+            if row is None:
+                raise SessionExists(f"{record.tenant}/{record.name}")
+            fence = None
+            if owner is not None:
+                node, ttl = owner
+                conn.execute(
+                    f"INSERT INTO leases (session_id, node, epoch, expires_at) VALUES (?, ?, 1, {now_sql} + ?)",  # noqa: S608
+                    (record.id, node, ttl),
+                )
+                fence = Fence(record.id, node, 1)
+            stored = append_events(conn, events, time.time())
+            return fence, stored
+
+        return await self._write(op)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        def op(conn: Conn) -> SessionRecord | None:
+            row = conn.execute(
+                "SELECT id, tenant, name, status, reason, me, device, want_running, created_at, updated_at "
+                "FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+            return _session(row) if row else None
+
+        return await self._read(op)
+
+    async def delete_session(
+        self, record: SessionRecord, events: Sequence[NewEvent] = (), *, fence: Fence | None = None
+    ) -> list[StoredEvent]:
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            check_fence(conn, fence)
             for table, column in (
                 ("sessions", "id"),
                 ("outbox", "session_id"),
                 ("inbound", "session_id"),
                 ("contacts", "session_id"),
                 ("media", "session_id"),
+                ("leases", "session_id"),
             ):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (record.id,))  # noqa: S608
             stored = append_events(conn, events, time.time())
@@ -252,8 +313,9 @@ class Storage:
 
     # -- events
 
-    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    async def append_events(self, events: Sequence[NewEvent], *, fence: Fence | None = None) -> list[StoredEvent]:
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            check_fence(conn, fence)
             stored = append_events(conn, events, time.time())
             return stored, stored
 
@@ -267,6 +329,23 @@ class Storage:
                 (tenant, after, limit),
             )
             return [StoredEvent(*r) for r in rows]
+
+        return await self._read(op)
+
+    async def tenant_seqs(self, tenants: Sequence[str] | None = None) -> dict[str, int]:
+        """The newest ``seq`` handed out to each tenant (of ``tenants``, or all), pruned events included."""
+        names = list(tenants) if tenants is not None else None
+
+        def op(conn: Conn) -> dict[str, int]:
+            if names is None:
+                return {t: int(s) for t, s in conn.execute("SELECT tenant, seq FROM tenant_seq")}
+            found: dict[str, int] = {}
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT tenant, seq FROM tenant_seq WHERE tenant IN ({marks})", chunk)  # noqa: S608
+                found.update({t: int(s) for t, s in rows})
+            return found
 
         return await self._read(op)
 
@@ -294,8 +373,9 @@ class Storage:
 
     # -- outgoing messages
 
-    async def enqueue_message(self, item: OutboxItem) -> tuple[OutboxItem, bool]:
+    async def enqueue_message(self, item: OutboxItem, *, fence: Fence | None = None) -> tuple[OutboxItem, bool]:
         def op(conn: Conn) -> tuple[tuple[OutboxItem, bool], list[StoredEvent]]:
+            check_fence(conn, fence)
             if item.idempotency_key is not None:
                 row = conn.execute(
                     f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND idempotency_key = ?",  # noqa: S608
@@ -377,20 +457,31 @@ class Storage:
         return await self._read(op) if ids else set()
 
     def finish_message(
-        self, item: OutboxItem, events: Sequence[NewEvent], *, new_contact_at: float | None
+        self,
+        item: OutboxItem,
+        events: Sequence[NewEvent],
+        *,
+        new_contact_at: float | None,
+        fence: Fence | None = None,
     ) -> asyncio.Future[list[StoredEvent]]:
+        # Read the mutable item now, not in the writer thread.
+        values = (item.status, item.reason, item.wa_timestamp, item.chat, item.message_id)
+        session_id, chat = item.session_id, item.chat
+
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
+            check_fence(conn, fence)
             now = time.time()
+            status, reason, wa_timestamp, to, message_id = values
             conn.execute(
                 "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
                 "WHERE message_id = ?",
-                (item.status, item.reason, item.wa_timestamp, now, item.chat, item.message_id),
+                (status, reason, wa_timestamp, now, to, message_id),
             )
             if new_contact_at is not None:
                 conn.execute(
                     "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
                     "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
-                    (item.session_id, item.chat, new_contact_at),
+                    (session_id, chat, new_contact_at),
                 )
             stored = append_events(conn, events, now)
             return stored, stored
@@ -404,11 +495,13 @@ class Storage:
         make_event: Callable[[OutboxItem], NewEvent],
         *,
         keep: str | None = None,
+        fence: Fence | None = None,
     ) -> list[OutboxItem]:
         """Mark every queued message of the session but ``keep`` (a message id) failed with ``reason``, with
         the event ``make_event`` makes for each; return them, as failed."""
 
         def op(conn: Conn) -> tuple[list[OutboxItem], list[StoredEvent]]:
+            check_fence(conn, fence)
             rows = conn.execute(
                 f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND status = 'queued' "  # noqa: S608
                 "ORDER BY position",
@@ -440,11 +533,13 @@ class Storage:
         sender: str | None = None,
         kind: str | None = None,
         media: MediaRecord | None = None,
+        fence: Fence | None = None,
     ) -> list[StoredEvent] | None:
         """Remember a received message and append its events, unless it was received before (then None). The row
         of its file, ``media``, is written in the same transaction, so the events may already name it."""
 
         def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
+            check_fence(conn, fence)
             cur = conn.execute(
                 "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
