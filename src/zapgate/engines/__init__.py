@@ -22,8 +22,9 @@ ENGINE_FACTORIES: dict[str, str] = {
 }
 
 
-def create_engine(settings: Settings) -> Engine:
+def create_engine(settings: Settings, *, node: str | None = None) -> Engine:
+    """The engine ``settings`` name; ``node`` is this gateway's instance id in a cluster."""
     module_name, _, attr = ENGINE_FACTORIES[settings.engine].partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
-    engine: Engine = factory(settings)
+    engine: Engine = factory(settings, node=node)
     return engine

@@ -295,9 +295,14 @@ class Engine(abc.ABC):
         """Stop every session (keeping pairings) and release all resources. Must finish in seconds."""
 
     @abc.abstractmethod
-    async def open(self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None) -> None:
+    async def open(
+        self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None, epoch: int = 0
+    ) -> None:
         """Start a session: resume ``device`` if given, else begin a pairing (QR, or a code for
-        ``pair_phone``). Returns at once; progress arrives at the sink."""
+        ``pair_phone``). Returns at once; progress arrives at the sink.
+
+        ``epoch`` is the fencing token of the node's lease on the session in a cluster (0 for a single gateway):
+        the simulator records it with each connection, so tests can prove two nodes never fight over a device."""
 
     @abc.abstractmethod
     async def stop(self, session_id: str) -> None:
@@ -368,6 +373,11 @@ class Sandbox(Protocol):
     async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool]) -> Me:
         """A phone with number ``phone`` scans a QR code (or types a pairing code) of a session ``owned``
         accepts; returns the linked account."""
+        ...
+
+    async def locate(self, code: str) -> str | None:
+        """The id of the session showing QR or pairing code ``code`` (or that showed it), if any: with several
+        nodes, a scan runs on the node that runs that session."""
         ...
 
     async def unlink(self, session_id: str) -> None: ...

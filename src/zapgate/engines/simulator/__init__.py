@@ -17,6 +17,12 @@ It behaves like WhatsApp multi-device as seen through whatsmeow:
   and tests can read it.
 - **Phone-side actions.** The phone can unlink the device (``logged_out``), the network can drop and come
   back (``disconnected`` → ``connected``), and WhatsApp can restrict an account's sending for a while.
+- **One connection per device.** A device connects from one place at a time: a new connection replaces the
+  old one, which gets ``stream_replaced`` and can send nothing more, as whatsmeow's would.
+- **Several gateway nodes** (``docs/scaling.md``) share one simulated WhatsApp: its state then lives in their
+  PostgreSQL database, each node connects the devices of the sessions it runs, and mail for a device is picked
+  up by that node. Every connect is logged with the node and lease epoch that made it
+  (:meth:`SimulatorEngine.connection_log`), so tests can prove two nodes never fought over a device.
 """
 
 from __future__ import annotations
@@ -27,10 +33,15 @@ from .engine import ECHO_PHONE, SimulatorEngine
 __all__ = ["ECHO_PHONE", "SimulatorEngine", "from_settings"]
 
 
-def from_settings(settings: Settings) -> SimulatorEngine:
+def from_settings(settings: Settings, *, node: str | None = None) -> SimulatorEngine:
     return SimulatorEngine(
         settings.data_dir,
         qr_schedule=settings.sim_qr_schedule,
         latency=settings.sim_latency_s,
         contacts=settings.sim_contacts,
+        database_url=settings.database_url if settings.clustered else None,
+        node=node,
+        lock_hold_limit_s=settings.lock_hold_limit_s,
+        # WhatsApp's media servers, as the simulator plays them: shared by the nodes of a cluster.
+        cdn_dir=settings.media_path / "simulator-cdn" if settings.clustered else None,
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ...background import BackgroundTasks
-from ...errors import InvalidRequest, QRAlreadyUsed, QRExpired, QRUnknown, SessionNotPaired
+from ...errors import InvalidRequest, SessionNotPaired
 from ...jid import Jid, parse_phone
 from ...protocol import Me
 from ...protocol.content import Content, Poll, Text, Vote, media_of
-from ...sessions.qr import QrSchedule
-from ...storage.sqlite import SqliteDatabase
+from ...storage.database import Conn
 from ..base import (
     PLAIN,
     Availability,
@@ -34,27 +33,27 @@ from ..base import (
     MediaFile,
     MessageIn,
     Outgoing,
-    PairCode,
     Paired,
-    QrCode,
     ReceiptIn,
     SendError,
     SendRestricted,
     Sent,
 )
 from .cdn import SimulatedCdn
+from .pairing import Pairing, Pairings
 from .presence import SimPresence
 from .records import (
-    MIGRATIONS,
+    connected_here,
     decode_event,
     encode_event,
     find_delivery,
     insert_delivery,
     insert_mail,
-    make_pair_code,
-    make_qr_code,
+    linked_devices,
+    record_connect,
 )
 from .rules import decode_content, echo_answer, refusal, target_of
+from .server import SimServer
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
 
@@ -64,21 +63,19 @@ ENGINE_NAME = "simulator"
 """Also the ``engine`` of the device records it hands out (records without one are the simulator's too)."""
 
 ECHO_PHONE = "15550000000"
-MAX_REMEMBERED_CODES = 10000
-"""Codes of ended pairings remembered to answer ``qr_used`` rather than ``qr_unknown``."""
+LOCAL_NODE = "local"
+"""The node name of a single gateway's connections."""
+
+Mail = list[tuple[str, EngineEvent, int]]
+"""Stored mail: (session id, event, mailbox row id)."""
 
 
 def _user_jid(phone: str) -> str:
     return f"{phone}@s.whatsapp.net"
 
 
-@dataclass
-class _Pairing:
-    schedule: QrSchedule
-    codes: list[str]
-    pair_phone: str | None
-    pair_code: str | None = None
-    timer: asyncio.TimerHandle | None = None
+class _Replaced(Exception):
+    """The device's connection is no longer this node's: WhatsApp would not take anything sent on it."""
 
 
 @dataclass
@@ -91,16 +88,25 @@ class _Device:
     network_up: bool = True
     jid: str | None = None
     phone: str | None = None
-    pairing: _Pairing | None = None
+    epoch: int = 0
+    """The lease epoch of the node's connection (0 for a single gateway)."""
+    pairing: Pairing | None = None
     restricted_until: float = 0.0
     control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
-    mail: collections.deque[tuple[int, EngineEvent]] = field(default_factory=collections.deque)
+    mail: list[tuple[int, EngineEvent]] = field(default_factory=list)
+    """A heap by mailbox row id: mail is delivered in the order the server stored it."""
+    queued: set[int] = field(default_factory=set)
+    reload: bool = False
+    """Another node stored mail for this device: read the mailbox again."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
 
 
 class SimulatorEngine(Engine):
-    """An in-process simulated WhatsApp network (see the module documentation)."""
+    """A simulated WhatsApp network (see the module documentation).
+
+    ``database_url`` (PostgreSQL) shares the simulated WhatsApp with the other nodes of a cluster; ``node`` is
+    this gateway's instance id there, and ``cdn_dir`` the directory every node mounts for media files."""
 
     name = ENGINE_NAME
 
@@ -111,74 +117,68 @@ class SimulatorEngine(Engine):
         qr_schedule: Sequence[float] = (60.0, 20.0, 20.0, 20.0, 20.0, 20.0),
         latency: float = 0.2,
         contacts: Sequence[str] = (),
+        database_url: str | None = None,
+        node: str | None = None,
+        lock_hold_limit_s: float | None = None,
+        cdn_dir: Path | None = None,
     ) -> None:
-        self._db = SqliteDatabase(
-            data_dir / "simulator.db", synchronous="normal", migrations=MIGRATIONS, name="zapgate-sim"
+        self._server = SimServer(
+            data_dir, database_url=database_url, node=node or LOCAL_NODE, lock_hold_limit_s=lock_hold_limit_s
         )
-        self._qr_schedule = tuple(qr_schedule)
+        self._server.on_mail = self._heard_mail
+        self._server.on_replaced = self._heard_replaced
+        self._db = self._server.db
+        self._accounts = self._server.accounts  # phone -> (kind, lid); kept up to date by the server
         self._latency = latency
         self._extra_contacts = [parse_phone(c) for c in contacts]
         self._sink: EngineSink | None = None
         self._devices: dict[str, _Device] = {}
-        self._accounts: dict[str, tuple[str, str]] = {}  # phone -> (kind, lid)
-        self._linked: dict[str, list[str]] = collections.defaultdict(list)  # phone -> session ids
-        self._qr_index: dict[str, tuple[str, int]] = {}  # code -> (session id, attempt)
-        self._used_codes: dict[str, str] = {}  # code of an ended pairing -> session id
+        self._linked: dict[str, list[str]] = collections.defaultdict(list)
+        """phone → session ids of the linked devices known on this node (for presence)."""
+        self._pairings = Pairings(self._db, qr_schedule, self._emit)
         self._tasks = BackgroundTasks(log)
         """Every task of the simulation: device pumps and delayed deliveries, logged if they fail."""
-        self._acknowledged: list[int] = []  # mailbox rows the gateway stored, not yet deleted
+        self._acknowledged: list[int] = []  # mailbox rows the gateway stored, to delete
+        self._deleting: set[int] = set()  # ... and not deleted yet: never offered again
         self._presence = SimPresence(
             devices_of=lambda phone: [self._devices[s] for s in self._linked.get(phone, ()) if s in self._devices],
             device=self._devices.get,
             emit=lambda device, event: self._emit(self._devices[device.session_id], event),
             always_online=lambda phone: self._accounts.get(phone, ("", ""))[0] == "echo",
         )
-        self._cdn = SimulatedCdn(data_dir / "simulator-media")
+        self._cdn = SimulatedCdn(cdn_dir or data_dir / "simulator-media")
 
     # -- engine interface
 
     async def start(self, sink: EngineSink) -> None:
         self._sink = sink
-        await self._db.open()
-
-        def load(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
-            return (
-                conn.execute("SELECT phone, kind, lid FROM accounts").fetchall(),
-                conn.execute("SELECT session_id, jid, phone FROM devices").fetchall(),
-                conn.execute("SELECT id, session_id, event FROM mailbox ORDER BY id").fetchall(),
-            )
-
-        accounts, devices, mail = await self._db.read(load)
-        self._accounts = {phone: (kind, lid) for phone, kind, lid in accounts}
-        for session_id, jid, phone in devices:
-            device = self._device(session_id)
-            device.jid, device.phone = jid, phone
-            self._linked[phone].append(session_id)
-        for row_id, session_id, raw in mail:
-            self._device(session_id).mail.append((row_id, decode_event(raw)))
+        await self._server.open()
         for phone in [ECHO_PHONE, *self._extra_contacts]:
             kind = "echo" if phone == ECHO_PHONE else "contact"
-            if phone not in self._accounts:
-                await self._add_account(phone, kind)
+            if await self._server.account(phone) is None:
+                await self._server.add_account(phone, kind)
 
     async def close(self) -> None:
         for device in self._devices.values():
-            self._cancel_pairing(device)
+            self._pairings.cancel(device)
         await self._tasks.close()
         self._forget_acknowledged()
-        await self._db.close()
+        await self._server.close()
 
     async def open(
-        self, session_id: str, device_record: dict[str, Any] | None, *, pair_phone: str | None = None
+        self, session_id: str, device_record: dict[str, Any] | None, *, pair_phone: str | None = None, epoch: int = 0
     ) -> None:
         device = self._device(session_id)
         if device.opened:
             return
-        device.opened = True
+        device.opened, device.epoch = True, epoch
+        await self._refresh(device, with_mail=True)  # (another node may have run it since)
+        if not device.opened or device.epoch != epoch:
+            return  # stopped meanwhile
         if device.pump is None or device.pump.done():
             device.pump = self._tasks.spawn(self._pump(device), name=f"sim-pump-{session_id}")
         if device_record is None:
-            self._begin_pairing(device, parse_phone(pair_phone) if pair_phone else None)
+            await self._pairings.begin(device, parse_phone(pair_phone) if pair_phone else None)
             return
         paired_by = device_record.get("engine", ENGINE_NAME)
         if paired_by != ENGINE_NAME:
@@ -209,15 +209,15 @@ class SimulatorEngine(Engine):
         device = self._devices.get(session_id)
         if device is None:
             return
-        self._cancel_pairing(device)
+        self._pairings.cancel(device)
         device.opened = device.online = False
+        await self._disconnect(device)
 
     async def logout(self, session_id: str, device_record: dict[str, Any] | None) -> None:
-        device = self._devices.get(session_id)
-        if device is None:
-            return
-        self._cancel_pairing(device)
+        device = self._devices.get(session_id) or await self._known_device(session_id)
+        self._pairings.cancel(device)
         device.opened = device.online = False
+        await self._disconnect(device)
         await self._unlink(device)
         self._presence.forget(session_id)
         # Nothing is left to deliver to this device: forget it (a later open starts afresh).
@@ -234,7 +234,7 @@ class SimulatorEngine(Engine):
         if not to.is_user:
             raise SendError("unsupported_recipient", "the simulator only delivers to phone numbers", retryable=False)
         asked = to
-        to = Jid(self._account_of(to.user))
+        to = Jid(await self._account_of(to.user))
         if to.user not in self._accounts:
             raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
         media_ref = None
@@ -246,10 +246,12 @@ class SimulatorEngine(Engine):
         message = self._message(sender, message_id, content, reply_to, now, extra, media_ref)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
         delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
-        mail = self._address([(to.user, message), (sender, delivered)])
         target_id = target_of(content)
+        session_node, epoch = self._server.node, device.epoch
 
-        def record(conn: sqlite3.Connection) -> tuple[tuple[int, list[int] | None, str | None], list[Any]]:
+        def record(conn: Conn) -> tuple[tuple[int, Mail | None, str | None], list[Any]]:
+            if not connected_here(conn, session_id, session_node, epoch):
+                raise _Replaced()
             row = conn.execute(
                 "SELECT timestamp FROM deliveries WHERE sender = ? AND message_id = ?", (sender, message_id)
             ).fetchone()
@@ -263,14 +265,19 @@ class SimulatorEngine(Engine):
             refused = refusal(content, sender, to.user, target, now)
             if refused is not None:
                 return (now, None, refused), []
-            insert_delivery(conn, sender, to.user, message_id, content, reply_to, now)
-            return (now, _store_mail(conn, mail), None), []
+            insert_delivery(conn, sender, to.user, message_id, content, reply_to, now, (session_node, epoch))
+            return (now, self._store_mail(conn, [(to.user, message), (sender, delivered)]), None), []
 
-        timestamp, row_ids, refused = await self._db.write(record)
+        try:
+            timestamp, mail, refused = await self._db.write(record)
+        except _Replaced:
+            raise SendError(
+                "stream_replaced", "another connection replaced this device's; not sent", retryable=True
+            ) from None
         if refused is not None:
             raise SendError(refused, f"WhatsApp refused the {type(content).__name__.lower()}", retryable=False)
-        if row_ids is not None:
-            self._later(self._post, mail, row_ids)
+        if mail is not None:
+            self._later(self._post, mail)
             if self._accounts[to.user][0] == "echo":
                 self._later(self._echo, sender, to.user, message_id, content, media_ref)
         # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
@@ -278,12 +285,13 @@ class SimulatorEngine(Engine):
             await asyncio.sleep(self._latency)
         return Sent(timestamp, str(to) if to != asked else None)
 
-    def _account_of(self, phone: str) -> str:
+    async def _account_of(self, phone: str) -> str:
         """The account a typed number reaches: itself, or, like WhatsApp, a Brazilian mobile number registered
         before the ninth digit (typed ``55 11 9xxxx-xxxx``, known as ``55 11 xxxx-xxxx``)."""
-        if phone not in self._accounts and len(phone) == 13 and phone.startswith("55") and phone[4] == "9":
+        ninth_digit = len(phone) == 13 and phone.startswith("55") and phone[4] == "9"
+        if ninth_digit and await self._server.account(phone) is None:
             older = phone[:4] + phone[5:]
-            if older in self._accounts:
+            if await self._server.account(older) is not None:
                 return older
         return phone
 
@@ -294,7 +302,7 @@ class SimulatorEngine(Engine):
         author = (sender or chat).user
         reader = device.phone
 
-        def find(conn: sqlite3.Connection) -> list[str]:
+        def find(conn: Conn) -> list[str]:
             marks = ",".join("?" * len(message_ids))
             rows = conn.execute(
                 f"SELECT message_id FROM deliveries WHERE sender = ? AND recipient = ? AND message_id IN ({marks})",  # noqa: S608
@@ -311,7 +319,7 @@ class SimulatorEngine(Engine):
         device = self._sending_device(session_id)
         if not chat.is_user:
             raise SendError("unsupported_recipient", "the simulator only has one-to-one chats", retryable=False)
-        self._presence.chat_state(device.phone or "", self._account_of(chat.user), state)
+        self._presence.chat_state(device.phone or "", await self._account_of(chat.user), state)
 
     async def set_presence(self, session_id: str, state: Availability) -> None:
         self._presence.set(self._sending_device(session_id).phone or "", state)
@@ -320,7 +328,7 @@ class SimulatorEngine(Engine):
         device = self._sending_device(session_id)
         if not jid.is_user:
             raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
-        self._presence.subscribe(device, self._account_of(jid.user))
+        self._presence.subscribe(device, await self._account_of(jid.user))
 
     def _sending_device(self, session_id: str) -> _Device:
         device = self._devices.get(session_id)
@@ -337,24 +345,32 @@ class SimulatorEngine(Engine):
         reported as unknown.
         """
         phone = parse_phone(phone)
-        session_id = self._find_code(code.strip(), phone, owned)
+        session_id = await self._pairings.find(code.strip(), phone, owned, self._pairing_of)
         device = self._devices[session_id]
-        self._cancel_pairing(device)
-        if phone not in self._accounts:
-            await self._add_account(phone, "phone")
+        self._pairings.cancel(device)
+        if await self._server.account(phone) is None:
+            await self._server.add_account(phone, "phone")
         me, record = await self._link(device, phone)
         self._emit(device, Paired(me=me, device=record))
         # WhatsApp asks a freshly paired device to reconnect (stream error 515) before it is online.
         self._later(self._come_online, device)
         return me
 
+    async def locate(self, code: str) -> str | None:
+        return await self._pairings.locate(code)
+
+    def _pairing_of(self, session_id: str) -> Pairing | None:
+        device = self._devices.get(session_id)
+        return device.pairing if device is not None else None
+
     async def unlink(self, session_id: str) -> None:
         """The phone removes the session from its linked devices."""
-        device = self._devices.get(session_id)
-        if device is None or device.jid is None:
+        device = await self._known_device(session_id)
+        if device.jid is None:
             raise SessionNotPaired("the session is not linked to a phone")
         was_open = device.opened
         device.opened = device.online = False
+        await self._disconnect(device)
         await self._unlink(device)
         if was_open:
             self._emit(device, LoggedOut(reason="unlinked_from_phone"))
@@ -372,8 +388,8 @@ class SimulatorEngine(Engine):
 
     async def restrict(self, session_id: str, seconds: float, reason: str) -> float:
         """WhatsApp restricts the session's sending for ``seconds``; sends are refused until then."""
-        device = self._devices.get(session_id)
-        if device is None or device.phone is None:
+        device = await self._known_device(session_id)
+        if device.phone is None:
             raise SessionNotPaired("the session is not linked to a phone")
         device.restricted_until = time.time() + seconds
         self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
@@ -389,15 +405,15 @@ class SimulatorEngine(Engine):
     ) -> str:
         """A simulated contact writes to the session's number (a media message with the file ``media``); returns
         the new message's id."""
-        device = self._devices.get(session_id)
-        if device is None or device.phone is None:
+        device = await self._known_device(session_id)
+        if device.phone is None:
             raise SessionNotPaired("the session is not linked to a phone")
         media_ref = None
         if media_of(content) is not None:
             content, media_ref = await self._cdn.publish(content, media)
         sender = parse_phone(from_phone)
-        if sender not in self._accounts:
-            await self._add_account(sender, "contact")
+        if await self._server.account(sender) is None:
+            await self._server.add_account(sender, "contact")
         message_id = "3A" + secrets.token_hex(9).upper()
         refused = await self._accept(sender, device.phone, message_id, content, reply_to, media_ref)
         if refused is not None:
@@ -416,20 +432,33 @@ class SimulatorEngine(Engine):
     async def deliveries(self) -> list[dict[str, Any]]:
         """Every message WhatsApp's side accepted, with how many times it was sent (for tests and demos)."""
 
-        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        def read(conn: Conn) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT sender, message_id, recipient, text, timestamp, attempts, content FROM deliveries "
-                "ORDER BY accepted"
+                "SELECT sender, message_id, recipient, text, timestamp, attempts, node, epoch, content "
+                "FROM deliveries ORDER BY accepted"
             )
-            keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts")
+            keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts", "node", "epoch")
             return [
-                dict(zip(keys, r[:6], strict=True), content=decode_content(r[6]) if r[6] else Text(text=r[3]))
+                dict(zip(keys, r[:8], strict=True), content=decode_content(bytes(r[8])) if r[8] else Text(text=r[3]))
                 for r in rows
             ]
 
         return await self._db.read(read)
 
-    # -- internals: pairing
+    async def connection_log(self) -> list[dict[str, Any]]:
+        """Every connect of a linked device, in order: which node and lease epoch, and what it replaced or why it
+        was refused (for tests: two nodes must never fight over a device)."""
+
+        def read(conn: Conn) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT session_id, node, epoch, at, outcome, other_node, other_epoch FROM connection_log ORDER BY id"
+            )
+            keys = ("session_id", "node", "epoch", "at", "outcome", "other_node", "other_epoch")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return await self._db.read(read)
+
+    # -- internals: devices and pairing
 
     def _device(self, session_id: str) -> _Device:
         device = self._devices.get(session_id)
@@ -437,78 +466,62 @@ class SimulatorEngine(Engine):
             device = self._devices[session_id] = _Device(session_id)
         return device
 
-    def _begin_pairing(self, device: _Device, pair_phone: str | None) -> None:
-        self._cancel_pairing(device)
-        schedule = QrSchedule(time.time(), self._qr_schedule)
-        pairing = _Pairing(schedule, [make_qr_code() for _ in self._qr_schedule], pair_phone)
-        device.pairing = pairing
-        for attempt, code in enumerate(pairing.codes, start=1):
-            self._qr_index[code] = (device.session_id, attempt)
-        self._show_qr(device, 1)
-        if pair_phone is not None:
-            # whatsmeow can only ask for a pairing code once the first QR proved the socket is up.
-            pairing.pair_code = make_pair_code()
-            self._qr_index[pairing.pair_code] = (device.session_id, 0)
-            self._emit(device, PairCode(code=pairing.pair_code, expires_at=schedule.ends_at))
+    async def _known_device(self, session_id: str) -> _Device:
+        """The device with its link as the server has it (read it if this node has not yet)."""
+        device = self._device(session_id)
+        if device.jid is None:
+            await self._refresh(device, with_mail=False)
+        return device
 
-    def _show_qr(self, device: _Device, attempt: int) -> None:
-        pairing = device.pairing
-        if pairing is None:
-            return
-        loop = asyncio.get_running_loop()
-        if attempt > pairing.schedule.max_attempts:
-            self._cancel_pairing(device)
-            device.opened = False
-            self._emit(device, Failed(reason="qr_timeout"))
-            return
-        slot = pairing.schedule.slot(attempt)
-        self._emit(
-            device,
-            QrCode(
-                code=pairing.codes[attempt - 1],
-                attempt=attempt,
-                max_attempts=slot.max_attempts,
-                expires_at=slot.expires_at,
-            ),
-        )
-        pairing.timer = loop.call_at(
-            loop.time() + max(0.0, slot.expires_at - time.time()), self._show_qr, device, attempt + 1
-        )
+    async def _refresh(self, device: _Device, *, with_mail: bool) -> None:
+        """Read the device's link (another node may have changed it) and, ``with_mail``, its waiting mail."""
 
-    def _cancel_pairing(self, device: _Device) -> None:
-        pairing, device.pairing = device.pairing, None
-        if pairing is None:
-            return
-        if pairing.timer is not None:
-            pairing.timer.cancel()
-        for code in [*pairing.codes, pairing.pair_code]:
-            if code is not None:
-                self._qr_index.pop(code, None)
-                self._used_codes[code] = device.session_id
-        while len(self._used_codes) > MAX_REMEMBERED_CODES:
-            del self._used_codes[next(iter(self._used_codes))]
+        def read(conn: Conn) -> tuple[Any, list[Any]]:
+            row = conn.execute("SELECT jid, phone FROM devices WHERE session_id = ?", (device.session_id,)).fetchone()
+            mail = (
+                conn.execute(
+                    "SELECT id, event FROM mailbox WHERE session_id = ? ORDER BY id", (device.session_id,)
+                ).fetchall()
+                if with_mail
+                else []
+            )
+            return row, mail
 
-    def _find_code(self, code: str, phone: str, owned: Callable[[str], bool]) -> str:
-        found = self._qr_index.get(code)
-        if found is None or not owned(found[0]):
-            used_by = self._used_codes.get(code)
-            if used_by is not None and owned(used_by):
-                raise QRAlreadyUsed("this code was already used or its pairing ended; start the session again")
-            raise QRUnknown("no session is showing this code")
-        session_id, attempt = found
-        pairing = self._devices[session_id].pairing
-        assert pairing is not None
-        if attempt == 0:
-            if phone != pairing.pair_phone:
-                raise QRUnknown("this pairing code was issued for another phone number")
-            return session_id
-        current = pairing.schedule.current(time.time())
-        if current is None or current.attempt != attempt:
-            raise QRExpired(f"QR code {attempt} of {pairing.schedule.max_attempts} has expired; scan the current one")
-        return session_id
+        row, mail = await self._db.read(read)
+        if device.phone is not None and device.session_id in self._linked[device.phone]:
+            self._linked[device.phone].remove(device.session_id)
+        device.jid, device.phone = (str(row[0]), str(row[1])) if row else (None, None)
+        if device.phone is not None:
+            await self._server.account(device.phone)
+            self._linked[device.phone].append(device.session_id)
+        if with_mail:
+            self._queue(device, [(int(i), decode_event(bytes(raw))) for i, raw in mail])
+
+    def _queue(self, device: _Device, mail: Sequence[tuple[int, EngineEvent]]) -> None:
+        for row_id, event in mail:
+            if row_id not in device.queued and row_id not in self._deleting:
+                heapq.heappush(device.mail, (row_id, event))
+                device.queued.add(row_id)
+        if mail:
+            device.wake.set()
+
+    def _heard_replaced(self, session_id: str, node: str, epoch: int) -> None:
+        """Another node's connection replaced ours (stream error ``conflict/replaced``): whatsmeow stops."""
+        device = self._devices.get(session_id)
+        if node != self._server.node or device is None or device.epoch != epoch or not device.opened:
+            return
+        device.opened = device.online = False
+        self._emit(device, Failed(reason="stream_replaced"))
+
+    def _heard_mail(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            device = self._devices.get(session_id)
+            if device is not None and device.opened:
+                device.reload = True
+                device.wake.set()
 
     async def _link(self, device: _Device, phone: str) -> tuple[Me, dict[str, Any]]:
-        def link(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
+        def link(conn: Conn) -> tuple[int, list[Any]]:
             row = conn.execute("SELECT coalesce(max(device_no), 0) FROM devices WHERE phone = ?", (phone,)).fetchone()
             number = int(row[0]) + 1
             conn.execute("DELETE FROM devices WHERE session_id = ?", (device.session_id,))
@@ -527,7 +540,7 @@ class SimulatorEngine(Engine):
     async def _unlink(self, device: _Device) -> None:
         session_id = device.session_id
 
-        def unlink(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def unlink(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute("DELETE FROM devices WHERE session_id = ?", (session_id,))
             conn.execute("DELETE FROM mailbox WHERE session_id = ?", (session_id,))
             return None, []
@@ -537,6 +550,7 @@ class SimulatorEngine(Engine):
             self._linked[device.phone].remove(session_id)
         device.jid = device.phone = None
         device.mail.clear()
+        device.queued.clear()
 
     def _me(self, device: _Device) -> Me:
         assert device.jid is not None and device.phone is not None
@@ -544,29 +558,44 @@ class SimulatorEngine(Engine):
         # Like the real engine: ``jid`` names the linked device, ``lid`` the account (no device part).
         return Me(phone=device.phone, jid=device.jid, lid=f"{lid}@lid")
 
-    def _come_online(self, device: _Device) -> None:
+    async def _come_online(self, device: _Device) -> None:
         if not device.opened or device.jid is None or device.online:
             return
         if not device.network_up:
             self._emit(device, Disconnected(reason="network"))
             return
+        session_id, node, epoch = device.session_id, self._server.node, device.epoch
+
+        def connect(conn: Conn) -> tuple[Any, list[Any]]:
+            result = record_connect(conn, session_id, node, epoch, time.time())
+            if result.outcome == "replaced":
+                self._server.announce(conn, "replaced", [session_id, str(result.other_node), str(result.other_epoch)])
+            return result, []
+
+        result = await self._db.write(connect)
+        if not device.opened or device.epoch != epoch or device.online:
+            return
+        if result.outcome == "refused":
+            log.error("session %s: a newer connection (epoch %s) holds this device", session_id, result.other_epoch)
+            device.opened = False
+            self._emit(device, Failed(reason="stream_replaced"))
+            return
         device.online = True
         self._emit(device, Connected(me=self._me(device)))
 
-    # -- internals: the network
+    async def _disconnect(self, device: _Device) -> None:
+        """The device's connection from this node closes (a later connect from another node replaces nothing)."""
+        session_id, node, epoch = device.session_id, self._server.node, device.epoch
 
-    async def _add_account(self, phone: str, kind: str) -> None:
-        lid = str(10**13 + secrets.randbelow(9 * 10**13))
-        name = "Echo" if kind == "echo" else f"Contact {phone[-4:]}" if kind == "contact" else f"Phone {phone[-4:]}"
-
-        def add(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def close(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute(
-                "INSERT OR IGNORE INTO accounts (phone, lid, kind, name) VALUES (?, ?, ?, ?)", (phone, lid, kind, name)
+                "DELETE FROM connections WHERE session_id = ? AND node = ? AND epoch = ?", (session_id, node, epoch)
             )
             return None, []
 
-        await self._db.write(add)
-        self._accounts.setdefault(phone, (kind, lid))
+        await self._db.write(close)
+
+    # -- internals: the network
 
     def _message(
         self,
@@ -612,21 +641,20 @@ class SimulatorEngine(Engine):
         returns why it refused it instead, if it did."""
         now = int(time.time())
         message = self._message(sender, message_id, content, reply_to, now, media_ref=media_ref)
-        mail = self._address([(recipient, message)])
         target_id = target_of(content)
 
-        def store(conn: sqlite3.Connection) -> tuple[list[int] | str, list[Any]]:
+        def store(conn: Conn) -> tuple[Mail | str, list[Any]]:
             target = find_delivery(conn, target_id) if target_id is not None else None
             refused = refusal(content, sender, recipient, target, now)
             if refused is not None:
                 return refused, []
             insert_delivery(conn, sender, recipient, message_id, content, reply_to, now)
-            return _store_mail(conn, mail), []
+            return self._store_mail(conn, [(recipient, message)]), []
 
         stored = await self._db.write(store)
         if isinstance(stored, str):
             return stored
-        self._post(mail, stored)
+        self._post(stored)
         return None
 
     async def _echo(
@@ -650,27 +678,29 @@ class SimulatorEngine(Engine):
 
     async def _mail_account(self, phone: str, event: EngineEvent) -> None:
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""
-        mail = self._address([(phone, event)])
-        if mail:
-            self._post(mail, await self._db.write(lambda conn: (_store_mail(conn, mail), [])))
+        self._post(await self._db.write(lambda conn: (self._store_mail(conn, [(phone, event)]), [])))
 
-    def _address(self, items: Sequence[tuple[str, EngineEvent]]) -> list[tuple[_Device, EngineEvent, bytes]]:
-        """Mail for every device linked to each phone: (device, event, encoded event)."""
-        mail = []
+    def _store_mail(self, conn: Conn, items: Sequence[tuple[str, EngineEvent]]) -> Mail:
+        """Inside a write: mail each event to every device linked to its phone, and tell the other nodes."""
+        addressed = []
         for phone, event in items:
             raw = encode_event(event)
-            mail += [(self._devices[s], event, raw) for s in self._linked.get(phone, ()) if s in self._devices]
-        return mail
+            addressed += [(session_id, event, raw) for session_id in linked_devices(conn, phone)]
+        row_ids = insert_mail(conn, [(session_id, raw) for session_id, _, raw in addressed])
+        self._server.announce(conn, "mail", sorted({session_id for session_id, _, _ in addressed}))
+        return [(session_id, event, row_id) for (session_id, event, _), row_id in zip(addressed, row_ids, strict=True)]
 
-    def _post(self, mail: Sequence[tuple[_Device, EngineEvent, bytes]], row_ids: Sequence[int]) -> None:
-        """Hand stored mail to the devices' pumps."""
-        for (device, event, _), row_id in zip(mail, row_ids, strict=True):
-            device.mail.append((row_id, event))
-            device.wake.set()
+    def _post(self, mail: Mail) -> None:
+        """Hand stored mail to the devices open here (a device opened later reads its mailbox)."""
+        for session_id, event, row_id in mail:
+            device = self._devices.get(session_id)
+            if device is not None and device.opened:
+                self._queue(device, [(row_id, event)])
 
     def _delivered(self, row_id: int) -> None:
         """Forget mail the gateway stored. Deletions are batched: one write for all acknowledged so far."""
         self._acknowledged.append(row_id)
+        self._deleting.add(row_id)
         if len(self._acknowledged) == 1:
             asyncio.get_running_loop().call_soon(self._forget_acknowledged)
 
@@ -679,13 +709,18 @@ class SimulatorEngine(Engine):
         if not ids or self._db.closed:
             return
 
-        def delete(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def delete(conn: Conn) -> tuple[None, list[Any]]:
             conn.executemany("DELETE FROM mailbox WHERE id = ?", [(i,) for i in ids])
             return None, []
 
+        def done(future: asyncio.Future[Any]) -> None:
+            self._deleting.difference_update(ids)
+            if not future.cancelled() and future.exception() is not None:
+                log.error("simulator: could not clear delivered mail: %s", future.exception())
+
         # Losing this write in a crash only means the mail is offered again after the restart, which the
         # gateway handles (messages are deduplicated by id); so nobody waits for it.
-        self._db.submit(delete).add_done_callback(_log_failure)
+        self._db.submit(delete).add_done_callback(done)
 
     def _emit(self, device: _Device, event: EngineEvent) -> None:
         device.control.append(event)
@@ -705,13 +740,18 @@ class SimulatorEngine(Engine):
             if device.control:
                 await self._call_sink(device, device.control.popleft())
                 continue
+            if device.online and device.reload:
+                device.reload = False
+                await self._refresh(device, with_mail=True)
+                continue
             if device.online and device.mail:
                 row_id, event = device.mail[0]
                 if not await self._call_sink(device, event):
                     await asyncio.sleep(1.0)
                     continue
                 if device.mail and device.mail[0][0] == row_id:
-                    device.mail.popleft()
+                    heapq.heappop(device.mail)
+                    device.queued.discard(row_id)
                 self._delivered(row_id)
                 continue
             device.wake.clear()
@@ -728,11 +768,3 @@ class SimulatorEngine(Engine):
             log.exception("session %s: handling %s failed", device.session_id, type(event).__name__)
             return False
 
-
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("simulator: could not clear delivered mail: %s", future.exception())
-
-
-def _store_mail(conn: sqlite3.Connection, mail: Sequence[tuple[_Device, EngineEvent, bytes]]) -> list[int]:
-    return insert_mail(conn, [(device.session_id, raw) for device, _, raw in mail])

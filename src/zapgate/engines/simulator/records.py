@@ -1,33 +1,45 @@
-"""What the simulated WhatsApp server keeps in ``simulator.db``, and the codes it hands out (pure helpers)."""
+"""What the simulated WhatsApp server keeps, and the codes it hands out.
+
+One gateway keeps it in ``simulator.db`` in the data directory; the nodes of a cluster keep it in their shared
+PostgreSQL database (its own tables, versioned in ``zapgate_sim_schema``), so that they all see one WhatsApp.
+The SQL here is portable (see :mod:`zapgate.storage.database`): plain functions that run inside a write or read
+of the simulator's database.
+"""
 
 from __future__ import annotations
 
 import base64
 import secrets
-import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from ...protocol.content import Content, Text, content_text
+from ...storage.database import Conn
 from ..base import EngineEvent
 from .rules import Earlier, decode_content
 
 __all__ = [
     "MIGRATIONS",
     "PAIR_CODE_ALPHABET",
+    "Connect",
+    "connected_here",
     "decode_event",
     "encode_event",
     "find_delivery",
     "insert_delivery",
     "insert_mail",
+    "linked_devices",
     "make_pair_code",
     "make_qr_code",
+    "record_connect",
 ]
 
 PAIR_CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 
 MIGRATIONS = [
+    # 1 (zapgate 0.1)
     """
     CREATE TABLE accounts (
         phone TEXT PRIMARY KEY,
@@ -38,9 +50,9 @@ MIGRATIONS = [
     CREATE TABLE devices (
         jid TEXT PRIMARY KEY,
         phone TEXT NOT NULL,
-        device_no INTEGER NOT NULL,
+        device_no {BIGINT} NOT NULL,
         session_id TEXT NOT NULL UNIQUE,
-        linked_at REAL NOT NULL
+        linked_at {REAL} NOT NULL
     );
     CREATE TABLE deliveries (
         sender TEXT NOT NULL,
@@ -48,25 +60,66 @@ MIGRATIONS = [
         recipient TEXT NOT NULL,
         text TEXT NOT NULL,
         reply_to TEXT,
-        timestamp INTEGER NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 1,
+        timestamp {BIGINT} NOT NULL,
+        attempts {BIGINT} NOT NULL DEFAULT 1,
         PRIMARY KEY (sender, message_id)
-    ) WITHOUT ROWID;
+    ) {WITHOUT_ROWID};
     CREATE TABLE mailbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id {AUTOID},
         session_id TEXT NOT NULL,
-        event BLOB NOT NULL
+        event {BLOB} NOT NULL
     );
     CREATE INDEX mailbox_session ON mailbox (session_id, id);
     """,
     # 2: the order in which WhatsApp's side accepted messages (a WITHOUT ROWID table keeps none by itself)
     """
-    ALTER TABLE deliveries ADD COLUMN accepted INTEGER;
+    ALTER TABLE deliveries ADD COLUMN accepted {BIGINT};
     CREATE UNIQUE INDEX deliveries_accepted ON deliveries (accepted);
     """,
     # 3: messages of every kind: the content as JSON (``text`` keeps what a person reads, or '')
     """
-    ALTER TABLE deliveries ADD COLUMN content BLOB;
+    ALTER TABLE deliveries ADD COLUMN content {BLOB};
+    """,
+    # 4: one WhatsApp for several gateway nodes. The acceptance order comes from a counter row (several writers);
+    # the QR codes being shown are visible to every node; ``connections`` is the one live connection of each
+    # linked device (the node and lease epoch that made it) and ``connection_log`` every connect, with what it
+    # replaced or why it was refused: the record that proves two nodes never fought over a device; a delivery
+    # records the connection (node, epoch) it was sent on. ``meta`` holds the random id that names this
+    # simulator's notification channel.
+    """
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value {BIGINT} NOT NULL
+    );
+    INSERT INTO counters (name, value) SELECT 'accepted', coalesce(max(accepted), 0) FROM deliveries;
+    CREATE TABLE qr_codes (
+        code TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        created_at {REAL} NOT NULL
+    );
+    CREATE INDEX qr_codes_age ON qr_codes (created_at);
+    CREATE TABLE connections (
+        session_id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        epoch {BIGINT} NOT NULL,
+        since {REAL} NOT NULL
+    );
+    CREATE TABLE connection_log (
+        id {AUTOID},
+        session_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        epoch {BIGINT} NOT NULL,
+        at {REAL} NOT NULL,
+        outcome TEXT NOT NULL,
+        other_node TEXT,
+        other_epoch {BIGINT}
+    );
+    CREATE TABLE meta (
+        one {BIGINT} PRIMARY KEY CHECK (one = 1),
+        id TEXT NOT NULL
+    );
+    ALTER TABLE deliveries ADD COLUMN node TEXT;
+    ALTER TABLE deliveries ADD COLUMN epoch {BIGINT};
     """,
 ]
 
@@ -98,22 +151,40 @@ def make_pair_code() -> str:
 
 
 def insert_delivery(
-    conn: sqlite3.Connection,
+    conn: Conn,
     sender: str,
     recipient: str,
     message_id: str,
     content: Content,
     reply_to: str | None,
     ts: int,
+    connection: tuple[str, int] | None = None,
 ) -> None:
+    """Record an accepted message; ``connection`` is the (node, epoch) of the device connection that sent it
+    (None when a simulated phone sent it)."""
+    (accepted,) = conn.execute(
+        "UPDATE counters SET value = value + 1 WHERE name = 'accepted' RETURNING value"
+    ).fetchone()
+    node, epoch = connection or (None, None)
     conn.execute(
-        "INSERT INTO deliveries (sender, message_id, recipient, text, content, reply_to, timestamp, accepted) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(accepted), 0) + 1 FROM deliveries))",
-        (sender, message_id, recipient, content_text(content) or "", _event_encoder.encode(content), reply_to, ts),
+        "INSERT INTO deliveries (sender, message_id, recipient, text, content, reply_to, timestamp, accepted, node, "
+        "epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sender,
+            message_id,
+            recipient,
+            content_text(content) or "",
+            _event_encoder.encode(content),
+            reply_to,
+            ts,
+            accepted,
+            node,
+            epoch,
+        ),
     )
 
 
-def find_delivery(conn: sqlite3.Connection, message_id: str) -> Earlier | None:
+def find_delivery(conn: Conn, message_id: str) -> Earlier | None:
     """The message the server accepted with this id (from anyone), if any."""
     row = conn.execute(
         "SELECT sender, recipient, timestamp, content, text FROM deliveries WHERE message_id = ? LIMIT 1",
@@ -122,14 +193,57 @@ def find_delivery(conn: sqlite3.Connection, message_id: str) -> Earlier | None:
     if row is None:
         return None
     sender, recipient, timestamp, raw, text = row
-    content = decode_content(raw) if raw is not None else Text(text=text or " ")
+    content = decode_content(bytes(raw)) if raw is not None else Text(text=text or " ")
     return Earlier(sender=sender, recipient=recipient, timestamp=int(timestamp), content=content)
 
 
-def insert_mail(conn: sqlite3.Connection, mail: Sequence[tuple[str, bytes]]) -> list[int]:
+def linked_devices(conn: Conn, phone: str) -> list[str]:
+    """The session ids of the devices linked to ``phone`` (WhatsApp delivers to each of them)."""
+    return [str(r[0]) for r in conn.execute("SELECT session_id FROM devices WHERE phone = ?", (phone,))]
+
+
+def insert_mail(conn: Conn, mail: Sequence[tuple[str, bytes]]) -> list[int]:
     """Store encoded events for (session id, event) pairs; return their mailbox row ids."""
-    ids = []
-    for session_id, raw in mail:
-        cur = conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?)", (session_id, raw))
-        ids.append(cur.lastrowid or 0)
-    return ids
+    return [
+        int(conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?) RETURNING id", item).fetchone()[0])
+        for item in mail
+    ]
+
+
+class Connect(msgspec.Struct, frozen=True):
+    """What a connect did: ``connected``, ``replaced`` (another node's connection was still up: it is cut off), or
+    ``refused`` (a newer lease epoch holds the device: this connect comes from a node that lost it)."""
+
+    outcome: str
+    other_node: str | None = None
+    other_epoch: int | None = None
+
+
+def record_connect(conn: Conn, session_id: str, node: str, epoch: int, now: float) -> Connect:
+    """A device connects from ``node`` under lease ``epoch``: WhatsApp keeps one connection per device."""
+    row = conn.execute("SELECT node, epoch FROM connections WHERE session_id = ?", (session_id,)).fetchone()
+    other: tuple[str, int] | None = (str(row[0]), int(row[1])) if row else None
+    if other is not None and other[1] > epoch:
+        result = Connect("refused", other[0], other[1])
+    elif other is not None and other != (node, epoch):
+        result = Connect("replaced", other[0], other[1])
+    else:
+        result = Connect("connected")
+    if result.outcome != "refused":
+        conn.execute(
+            "INSERT INTO connections (session_id, node, epoch, since) VALUES (?, ?, ?, ?) ON CONFLICT (session_id) "
+            "DO UPDATE SET node = excluded.node, epoch = excluded.epoch, since = excluded.since",
+            (session_id, node, epoch, now),
+        )
+    conn.execute(
+        "INSERT INTO connection_log (session_id, node, epoch, at, outcome, other_node, other_epoch) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (session_id, node, epoch, now, result.outcome, result.other_node, result.other_epoch),
+    )
+    return result
+
+
+def connected_here(conn: Conn, session_id: str, node: str, epoch: int) -> bool:
+    """True when the device's live connection is this node's, under this epoch."""
+    row: Any = conn.execute("SELECT node, epoch FROM connections WHERE session_id = ?", (session_id,)).fetchone()
+    return row is not None and (str(row[0]), int(row[1])) == (node, epoch)

@@ -26,5 +26,5 @@ from .engine import WhatsAppEngine
 __all__ = ["WhatsAppEngine", "from_settings"]
 
 
-def from_settings(settings: Settings) -> WhatsAppEngine:
+def from_settings(settings: Settings, *, node: str | None = None) -> WhatsAppEngine:
     return WhatsAppEngine(settings)

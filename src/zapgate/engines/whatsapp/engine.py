@@ -111,7 +111,9 @@ class WhatsAppEngine(Engine):
         self._consumers.clear()
         await self._ids.close()
 
-    async def open(self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None) -> None:
+    async def open(
+        self, session_id: str, device: dict[str, Any] | None, *, pair_phone: str | None = None, epoch: int = 0
+    ) -> None:
         self._unreachable.pop(session_id, None)
         paired_by = _paired_by(device)
         if paired_by is not None and paired_by != self.name:
