@@ -196,6 +196,35 @@ class Settings:
         ),
     )
 
+    # -- several nodes (docs/scaling.md); used when database_url is PostgreSQL
+    node_name: str = field(
+        default="", metadata=_doc("This node's name in /healthz, /metrics and logs. Empty: the host name.")
+    )
+    bus_url: str = field(
+        default="",
+        metadata=_doc(
+            "How the nodes of a cluster signal new events and forward commands to each other: redis://HOST:PORT/DB, "
+            "or empty for PostgreSQL LISTEN/NOTIFY on the database itself."
+        ),
+    )
+    lease_ttl_s: float = field(
+        default=10.0,
+        metadata=_doc("A node that stops renewing its sessions' leases loses them after this long; others take over."),
+    )
+    lease_renew_s: float = field(
+        default=2.0, metadata=_doc("How often a node renews its leases and looks for sessions without a node.")
+    )
+    node_max_sessions: int = field(
+        default=0, metadata=_doc("Most sessions one node runs (0: no limit beyond an even share).")
+    )
+    forward_timeout_s: float = field(
+        default=10.0,
+        metadata=_doc(
+            "How long a node waits for the node that runs a session to answer a command forwarded to it, or for a "
+            "session without a node to get one, before answering session_unavailable."
+        ),
+    )
+
     # -- media (docs/media.md)
     media_max_bytes: int = field(
         default=100 * 1024 * 1024,
@@ -317,6 +346,17 @@ class Settings:
 
         return AddressPolicy.parse(self.outbound_allow)
 
+    @property
+    def clustered(self) -> bool:
+        """True when the state is in PostgreSQL: the node then runs only the sessions it holds a lease for."""
+        return self.database_url.partition("://")[0] in {"postgresql", "postgres"}
+
+    @property
+    def lock_hold_limit_s(self) -> float | None:
+        """In a cluster: how long a node's write transaction may sit idle before PostgreSQL ends it (a quarter of
+        a lease, at least a second), so that a paused node cannot stall the others' writes for long."""
+        return max(1.0, self.lease_ttl_s / 4) if self.clustered else None
+
     @classmethod
     def load(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
         """Build settings from ``ZAPGATE_*`` variables in ``env``, then apply non-None ``overrides``."""
@@ -408,6 +448,13 @@ def _validate(s: Settings) -> None:
         OriginPolicy.of(s.allowed_origins)
     except ValueError as exc:
         raise ConfigError(f"allowed_origins: {exc}") from None
+    if s.bus_url and s.bus_url.partition("://")[0] not in {"redis", "rediss", "postgresql", "postgres"}:
+        raise ConfigError("bus_url must start with redis:// (or postgresql://), or be empty")
+    if s.lease_renew_s * 3 > s.lease_ttl_s:
+        raise ConfigError(
+            f"lease_renew_s ({s.lease_renew_s:g}) must be at most a third of lease_ttl_s ({s.lease_ttl_s:g}): a node "
+            "must be able to miss a renewal without losing its sessions"
+        )
     if s.sqlite_synchronous not in {"full", "normal"}:
         raise ConfigError(f"sqlite_synchronous must be 'full' or 'normal', not {s.sqlite_synchronous!r}")
     for network in s.outbound_allow:
@@ -467,6 +514,9 @@ def _validate(s: Settings) -> None:
         "media_download_timeout_s": s.media_download_timeout_s,
         "media_download_attempts": s.media_download_attempts,
         "media_retry_base_s": s.media_retry_base_s,
+        "lease_ttl_s": s.lease_ttl_s,
+        "lease_renew_s": s.lease_renew_s,
+        "forward_timeout_s": s.forward_timeout_s,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -489,6 +539,7 @@ def _validate(s: Settings) -> None:
         "wa_worker_restarts": s.wa_worker_restarts,
         "wa_reconnect_timeout_s": s.wa_reconnect_timeout_s,
         "media_retention_s": s.media_retention_s,
+        "node_max_sessions": s.node_max_sessions,
     }
     for name, value in non_negative.items():
         if value < 0:

@@ -37,6 +37,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   ├── QRExpired                  qr_expired
     │   └── QRAlreadyUsed              qr_used
     ├── EngineUnavailable              engine_unavailable
+    ├── SessionUnavailable             session_unavailable
     ├── HTTPError                                          (REST only)
     │   ├── NotFound                   not_found
     │   ├── MethodNotAllowed           method_not_allowed
@@ -84,6 +85,7 @@ __all__ = [
     "ServerBusy",
     "SessionNotFound",
     "SessionNotPaired",
+    "SessionUnavailable",
     "TooManyConnections",
     "Unauthorized",
     "UnknownType",
@@ -286,6 +288,11 @@ class PayloadTooLarge(HTTPError):
 
 class UnsupportedMediaType(HTTPError):
     code = "unsupported_media_type"
+class SessionUnavailable(ZapgateError):
+    """With several nodes: the session is moving to another node (its node stopped, or handed it over) and
+    nothing was done; retry in a few seconds. A ``message.send`` with an idempotency key is always safe to retry."""
+
+    code = "session_unavailable"
 
 
 class ConnectionClosed(ZapgateError):
@@ -344,6 +351,7 @@ HTTP_STATUS: dict[str, int] = {
     "internal": 500,
     # Retry later.
     "engine_unavailable": 503,
+    "session_unavailable": 503,
     "server_busy": 503,
     "connection_closed": 503,
 }

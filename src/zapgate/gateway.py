@@ -2,7 +2,9 @@
 
 :func:`zapgate.server.create_app` builds it and its lifespan starts and closes it; nothing in zapgate is a
 module global. While it runs it holds its data directory's lock (:mod:`zapgate.datadir`): a second gateway
-on the same directory does not start.
+on the same directory does not start. With a PostgreSQL database it is one node of a cluster
+(:attr:`Gateway.cluster`, ``docs/scaling.md``): it runs the sessions it holds leases for and forwards commands
+for the others.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from .auth import TokenIssuer
 from .background import BackgroundTasks
+from .cluster.node import ClusterNode
 from .config import Settings
 from .datadir import DataDirLock, is_private
 from .engines import create_engine
@@ -23,7 +26,7 @@ from .hub import EventHub
 from .media import LocalBlobStore
 from .media.library import MediaLibrary
 from .sessions.manager import SessionManager
-from .storage import Storage, open_storage
+from .storage import Storage, StoredEvent, open_storage
 
 __all__ = ["Gateway"]
 
@@ -44,12 +47,24 @@ class LiveConnection(Protocol):
 class Gateway:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.storage: Storage = open_storage(settings.storage_url, synchronous=settings.sqlite_synchronous)
+        self.storage: Storage = open_storage(
+            settings.storage_url, synchronous=settings.sqlite_synchronous, lock_hold_limit_s=settings.lock_hold_limit_s
+        )
         self.hub = EventHub()
-        self.engine: Engine = engine or create_engine(settings)
+        self.cluster = ClusterNode(settings, self.storage, self.hub) if settings.clustered else None
+        self.engine: Engine = engine or create_engine(settings, node=self.cluster.node if self.cluster else None)
         self.tokens = TokenIssuer(self.storage)
         self.media = MediaLibrary(self.storage.media, LocalBlobStore(settings.media_path), settings)
-        self.sessions = SessionManager(self.storage, self.engine, settings, self.media)
+        self.sessions = SessionManager(
+            self.storage,
+            self.engine,
+            settings,
+            self.media,
+            ownership=self.cluster.keeper if self.cluster else None,
+        )
+        if self.cluster is not None:
+            sandbox = self.sandbox
+            self.cluster.attach(self.sessions, sandbox.locate if sandbox is not None else None)
         self.started_at = time.time()
         self.connections: set[LiveConnection] = set()
         self.data_lock = DataDirLock(settings.data_dir)
@@ -84,20 +99,36 @@ class Gateway:
                 data_dir,
             )
         await self.storage.open()
-        self.storage.set_event_listener(self.hub.publish)
+        self.storage.set_event_listener(self._committed)
         await self.engine.start(self.sessions.on_engine_event)
         await self.sessions.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         self._tasks.spawn(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune")
         self._tasks.spawn(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens")
-        log.info("gateway ready (engine %s, data %s)", self.engine.name, data_dir)
+        log.info(
+            "gateway ready (engine %s, data %s, database %s)",
+            self.engine.name,
+            data_dir,
+            self.storage.db.describe(),
+        )
 
     async def close(self) -> None:
         await self._tasks.close()
+        if self.cluster is not None:
+            await self.cluster.drain()
         await self.sessions.close()
         await self.engine.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.storage.close()
         self.data_lock.release()
         log.info("gateway closed")
+
+    def _committed(self, events: Sequence[StoredEvent]) -> None:
+        self.hub.publish(events)
+        if self.cluster is not None:
+            self.cluster.committed(events)
 
     async def prune(self) -> int:
         s = self.settings

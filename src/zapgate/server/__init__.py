@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from ..engines.base import Engine
 from ..gateway import Gateway
 from ..origins import OriginPolicy
 from .apidocs import asyncapi_json, docs_asset, docs_page, openapi_json
+from .commands import execute
 from .dashboard import Dashboard
 from .edge import EdgeWebSocketProtocol, http_protocol
 from .guard import EdgeGuard
@@ -57,6 +59,8 @@ class _App(Starlette):
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:
     """Build the application; the gateway it owns starts and stops with the ASGI lifespan."""
     gateway = Gateway(settings, engine=engine)
+    if gateway.cluster is not None and gateway.cluster.router is not None:
+        gateway.cluster.router.executor = functools.partial(execute, gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

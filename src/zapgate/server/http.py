@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from typing import Any
 
 import msgspec
 import segno
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..cluster.node import ClusterNode
 from ..errors import SessionNotFound, Unauthorized
 from ..gateway import Gateway
 from ..sessions.state import Status
 from .access import bearer_token
 
-__all__ = ["healthz", "render_qr_png", "session_qr_png"]
+__all__ = ["cluster_health", "healthz", "render_qr_png", "session_qr_png"]
 
 
 def _gateway(request: Request) -> Gateway:
@@ -30,18 +32,64 @@ async def healthz(request: Request) -> Response:
     by_status: dict[str, int] = {}
     for session in sessions:
         by_status[session.state.status.value] = by_status.get(session.state.status.value, 0) + 1
-    # The gateway answers either way (HTTP 200); "degraded" says the engine cannot do its work right now.
-    issues = gateway.engine.health()
-    body: dict[str, object] = {
-        "status": "degraded" if issues else "ok",
+    # The gateway answers either way (HTTP 200); "degraded" says the engine cannot do its work right now, or (with
+    # several nodes) that this node could not renew its leases lately and runs nothing.
+    issues = [msgspec.to_builtins(issue) for issue in gateway.engine.health()]
+    body: dict[str, Any] = {
         "engine": gateway.engine.name,
         "uptime_s": round(time.time() - gateway.started_at, 3),
         "connections": gateway.hub.connection_count(),
         "sessions": by_status,
     }
+    if gateway.cluster is not None:
+        body["cluster"] = cluster = cluster_health(gateway.cluster, gateway)
+        if not cluster["leases"]["current"]:
+            issues.append({"reason": "leases_not_renewed", "detail": "the database did not answer in time"})
+    body = {"status": "degraded" if issues else "ok", **body}
     if issues:
-        body["reasons"] = [msgspec.to_builtins(issue) for issue in issues]
+        body["reasons"] = issues
     return JSONResponse(body)
+
+
+def cluster_health(node: ClusterNode, gw: Gateway) -> dict[str, Any]:
+    """This node's part of the cluster, for ``/healthz`` (counts only: no session names or ids)."""
+    stats = node.keeper.stats
+    held = node.keeper.held()
+    fwd = node.forwarder
+    p50, p99 = fwd.latencies.percentile(50), fwd.latencies.percentile(99)
+    age = time.time() - stats.last_round_at if stats.last_round_at else None
+    return {
+        "node": node.node,
+        "name": node.name,
+        "leases": {
+            "held": len(held),
+            "valid": sum(1 for s in held if node.keeper.valid(s)),
+            "current": age is not None and age < node.settings.lease_ttl_s,
+            "last_renewal_age_s": round(age, 3) if age is not None else None,
+            "draining": node.keeper.draining,
+            "claimed": stats.claimed,
+            "lost": stats.lost,
+            "self_fenced": stats.self_fenced,
+            "handed_over": stats.handed_over,
+            "rounds": stats.rounds,
+            "failed_rounds": stats.failed_rounds,
+        },
+        "sessions_in_cluster": stats.sessions,
+        "sessions_without_node": stats.free,
+        "nodes": [
+            {"name": n.name, "node": n.node, "alive": n.alive, "draining": n.draining} for n in stats.nodes
+        ],
+        "bus": {"kind": node.bus.name if node.bus else None, "connected": bool(node.bus and node.bus.connected)},
+        "forwarding": {
+            "sent": fwd.forwarded,
+            "served": fwd.served,
+            "timeouts": fwd.timeouts,
+            "p50_ms": round(p50 * 1000, 3) if p50 is not None else None,
+            "p99_ms": round(p99 * 1000, 3) if p99 is not None else None,
+        },
+        "fenced_writes": gw.sessions.fenced_writes,
+        "events_read_back": gw.hub.caught_up,
+    }
 
 
 def _error(status: int, exc: Exception, code: str) -> Response:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,6 +51,72 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "zapgate_uptime_seconds", "Seconds since the gateway started.", value=time.time() - gw.started_at
         )
+        if gw.cluster is not None:
+            yield from _cluster_metrics(gw)
+
+
+def _cluster_metrics(gw: Gateway) -> Iterator[Metric]:
+    """This node's leases, forwarding and bus (docs/scaling.md)."""
+    node = gw.cluster
+    assert node is not None
+    stats = node.keeper.stats
+    yield GaugeMetricFamily("zapgate_leases_held", "Session leases this node holds.", value=len(node.keeper.held()))
+    changes = CounterMetricFamily(
+        "zapgate_lease_changes", "Leases this node took, lost, stopped using in time or handed over.", labels=["change"]
+    )
+    for change, count in (
+        ("claimed", stats.claimed),
+        ("lost", stats.lost),
+        ("self_fenced", stats.self_fenced),
+        ("handed_over", stats.handed_over),
+    ):
+        changes.add_metric([change], count)
+    yield changes
+    rounds = CounterMetricFamily("zapgate_lease_rounds", "Lease renewal rounds, by outcome.", labels=["outcome"])
+    rounds.add_metric(["ok"], stats.rounds)
+    rounds.add_metric(["failed"], stats.failed_rounds)
+    yield rounds
+    age = time.time() - stats.last_round_at if stats.last_round_at else float("inf")
+    yield GaugeMetricFamily("zapgate_lease_renewal_age_seconds", "Seconds since the last lease renewal.", value=age)
+    nodes = GaugeMetricFamily("zapgate_cluster_nodes", "Nodes of the cluster, by state.", labels=["state"])
+    for state in ("alive", "draining", "dead"):
+        count = sum(
+            1
+            for n in stats.nodes
+            if (state == "dead" and not n.alive) or (n.alive and (state == "draining") == n.draining)
+        )
+        nodes.add_metric([state], count)
+    yield nodes
+    yield GaugeMetricFamily(
+        "zapgate_cluster_sessions_without_node", "Sessions no node holds a lease for right now.", value=stats.free
+    )
+    yield CounterMetricFamily(
+        "zapgate_fenced_writes", "Writes refused because the session had moved to another node.",
+        value=gw.sessions.fenced_writes,
+    )
+    fwd = node.forwarder
+    forwarded = CounterMetricFamily(
+        "zapgate_forwarded_commands", "Commands forwarded to (out) or run for (in) other nodes.", labels=["direction"]
+    )
+    forwarded.add_metric(["out"], fwd.forwarded)
+    forwarded.add_metric(["in"], fwd.served)
+    yield forwarded
+    yield CounterMetricFamily(
+        "zapgate_forward_timeouts", "Forwarded commands whose node did not answer in time.", value=fwd.timeouts
+    )
+    yield HistogramMetricFamily(
+        "zapgate_forward_latency_seconds",
+        "Round trip of a forwarded command, as the forwarding node saw it.",
+        buckets=fwd.latencies.cumulative(),
+        sum_value=fwd.latencies.total,
+    )
+    yield GaugeMetricFamily(
+        "zapgate_bus_connected", "1 while the bus is connected.", value=int(bool(node.bus and node.bus.connected))
+    )
+    yield CounterMetricFamily(
+        "zapgate_events_read_back", "Events read from the log to fill a gap (committed by other nodes).",
+        value=gw.hub.caught_up,
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -40,7 +40,8 @@ _REASONS = {
     415: "The body is not JSON.",
     422: "Valid, but WhatsApp will not do it (`not_on_whatsapp`, `send_failed`).",
     500: "A bug (`internal`); details are in the server log.",
-    503: "The engine cannot do it right now (`engine_unavailable`): retry.",
+    503: "The engine cannot do it right now (`engine_unavailable`), or the session is moving to another node "
+    "(`session_unavailable`): retry.",
 }
 
 

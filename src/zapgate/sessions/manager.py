@@ -9,6 +9,11 @@ Commands that change a session's life (start, stop, logout, delete) run one at a
 its lock, and each checks that the session still exists once it holds the lock: a command that waited for
 a ``session.delete`` finds no session, and nothing a late command or engine event stores can bring a deleted
 session back (storage ignores updates of a deleted session).
+
+Which sessions run here is the :class:`~.ownership.Ownership`'s answer: all of them for a single gateway; in a
+cluster, those whose lease this node holds (:mod:`.moves`). Every write for a session carries its fence; a
+refused one means the session moved to another node, and it is stopped here at once
+(:class:`~.ownership.NotOwner`).
 """
 
 from __future__ import annotations
@@ -73,9 +78,11 @@ from ..protocol.content import (
     content_fingerprint,
     media_of,
 )
-from ..storage import NewEvent, OutboxItem, SessionRecord, Storage
+from ..storage import LeaseLost, NewEvent, OutboxItem, SessionExists, SessionRecord, Storage
 from .inbound import describe_inbound
+from .moves import SessionMoves
 from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
+from .ownership import NotOwner, Ownership, SoleOwner
 from .pacing import DAY, Pacer, PacingPolicy
 from .presence import Presence
 from .sender import Sender
@@ -94,12 +101,23 @@ NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the 
 """Reasons a queued message fails without WhatsApp having refused it, as ``message.send`` explains them."""
 
 
-class SessionManager:
-    def __init__(self, storage: Storage, engine: Engine, settings: Settings, media: MediaLibrary) -> None:
+class SessionManager(SessionMoves):
+    def __init__(
+        self,
+        storage: Storage,
+        engine: Engine,
+        settings: Settings,
+        media: MediaLibrary,
+        *,
+        ownership: Ownership | None = None,
+    ) -> None:
         self._storage = storage
         self._engine = engine
         self._settings = settings
         self._media = media
+        self._ownership = ownership or SoleOwner()
+        self.fenced_writes = 0
+        """Writes refused because this node no longer held the session's lease."""
         self.downloads = Downloader(media, engine, settings, names=self._owner)
         self._by_name: dict[tuple[str, str], Session] = {}
         self._by_id: dict[str, Session] = {}
@@ -117,27 +135,32 @@ class SessionManager:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Load every stored session and resume those that were running.
+        """A single gateway: load every stored session and resume those that were running. In a cluster,
+        sessions arrive through :meth:`adopt` as this node takes their leases."""
+        if not self.clustered:
+            records = await self._storage.list_sessions()
+            await self._restore([Session(record) for record in records])
+            log.info("loaded %d sessions, resumed %d", len(records), sum(1 for r in records if r.want_running))
+        await self.downloads.start()
 
-        Sessions are prepared and reopened many at a time, so that their reads and status commits share
-        group commits instead of queueing one behind the other."""
-        records = await self._storage.list_sessions()
-        sessions = [Session(record) for record in records]
+    async def _restore(self, sessions: Sequence[Session]) -> None:
+        """Prepare sessions and reopen those that want to run, many at a time, so that their reads and status
+        commits share group commits instead of queueing one behind the other."""
         for session in sessions:
             self._add(session)
         limit = asyncio.Semaphore(RESTORE_CONCURRENCY)
 
         async def restore(session: Session) -> None:
             async with limit:
-                await self._start_sender(session)
-                if session.record.want_running:
-                    async with session.lock:
-                        await self._open(session, pair_phone=None)
+                try:
+                    await self._start_sender(session)
+                    if session.record.want_running and self._ownership.valid(session.id):
+                        async with session.lock:
+                            await self._open(session, pair_phone=None)
+                except NotOwner:
+                    pass  # taken by another node meanwhile (and stopped here already)
 
         await asyncio.gather(*(restore(s) for s in sessions))
-        resumed = sum(1 for s in sessions if s.record.want_running)
-        log.info("loaded %d sessions, resumed %d", len(records), resumed)
-        await self.downloads.start()
 
     async def close(self) -> None:
         """Stop the senders, pending restarts and downloads; the engine itself is closed by the gateway. Stored
@@ -164,8 +187,10 @@ class SessionManager:
             storage=self._storage,
             pacer=Pacer(self._policy, new_contact_times=recent_new),
             known_chats=known,
-            online=lambda: session.state.status is Status.CONNECTED,
+            online=lambda: session.state.status is Status.CONNECTED and self._ownership.valid(session.id),
             media_files=self._media.file_for,
+            fence=lambda: session.fence,
+            on_fenced=lambda: self.lost(session),
         )
         session.sender.start(pending)
 
@@ -239,7 +264,17 @@ class SessionManager:
         self._add(session)  # at once: a concurrent start of the same name finds it
         try:
             async with session.lock:
-                await self._storage.add_session(record)
+                if self.clustered:
+                    # With its lease, held by this node: the session runs here from the start.
+                    owner = (self._ownership.node or "", self._ownership.ttl)
+                    try:
+                        session.fence = await self._storage.create_session(record, owner=owner)
+                    except SessionExists:
+                        raise NotOwner(f"session {name!r} was just created on another node") from None
+                    assert session.fence is not None
+                    self._ownership.created(session.fence)
+                else:
+                    await self._storage.add_session(record)
                 await self._start_sender(session)
         except BaseException:
             self._remove(session)
@@ -269,7 +304,10 @@ class SessionManager:
         session.cancel_restart()
         session.record.want_running = True
         await self._set_status(session, Status.STARTING, None)
-        await self._engine.open(session.id, session.record.device, pair_phone=pair_phone)
+        if not self._ownership.valid(session.id):
+            raise self.lost(session)  # (a node may connect a device only while its lease is valid)
+        epoch = session.fence.epoch if session.fence is not None else 0
+        await self._engine.open(session.id, session.record.device, pair_phone=pair_phone, epoch=epoch)
 
     async def stop_session(self, tenant: str, name: str) -> Session:
         """Stop the session and keep its pairing. Idempotent."""
@@ -301,7 +339,11 @@ class SessionManager:
             if session.sender is not None:
                 await session.sender.close(fail_reason="session_deleted")
             event = self._event(session, "session.deleted", SessionDeletedData())
-            await self._storage.delete_session(session.record, [event])
+            try:
+                await self._storage.delete_session(session.record, [event], fence=session.fence)
+            except LeaseLost:
+                raise self.lost(session) from None
+            self._ownership.forget(session.id)
         log.info("%s deleted", session.label)
 
     async def send(
@@ -350,7 +392,10 @@ class SessionManager:
             fingerprint=fingerprint,
             media_id=media_id,
         )
-        stored, created = await self._storage.enqueue_message(item)
+        try:
+            stored, created = await self._storage.enqueue_message(item, fence=session.fence)
+        except LeaseLost:
+            raise self.lost(session) from None
         if not self._exists(session):  # deleted while the message was being stored
             raise SessionNotFound(f"no session named {name!r}")
         if not created:  # the same key arrived twice at the same time: the other one stored it
@@ -379,7 +424,10 @@ class SessionManager:
             except asyncio.CancelledError:
                 if not waiter.cancelled():
                     raise  # this command itself was cancelled (its connection closed)
-                # The gateway is closing: the message stays queued for the next start.
+                # The gateway is closing, or the session moved to another node: the message stays queued for
+                # whoever runs the session next.
+            except LeaseLost:
+                pass  # WhatsApp took it, but the session moved before that was recorded: the new node records it
         if item.status == "failed":
             if item.reason == "not_on_whatsapp":
                 raise NotOnWhatsApp(f"{Jid.parse(item.chat).user} is not on WhatsApp (message {item.message_id})")
@@ -415,8 +463,17 @@ class SessionManager:
         """The engine sink. Returns once whatever the event changed is stored."""
         session = self._by_id.get(session_id)
         if session is None:
+            if self.clustered and isinstance(event, MessageIn | ReceiptIn):
+                # Not acknowledged: the node that runs the session now gets it from WhatsApp again.
+                raise NotOwner(f"session {session_id} does not run here")
             log.debug("event %s for unknown session %s dropped", type(event).__name__, session_id)
             return
+        try:
+            await self._on_event(session, event)
+        except LeaseLost:
+            raise self.lost(session) from None
+
+    async def _on_event(self, session: Session, event: EngineEvent) -> None:
         match event:
             case MessageIn():
                 await self._on_message(session, event)
@@ -433,7 +490,7 @@ class SessionManager:
                     )
                     for mid in event.message_ids
                 ]
-                await self._storage.append_events(events)
+                await self._storage.append_events(events, fence=session.fence)
             case QrCode():
                 if session.state.status not in (Status.STARTING, Status.QR):
                     return
@@ -447,7 +504,9 @@ class SessionManager:
                 await self._set_status(session, Status.QR, None, extra=[self._event(session, "session.qr", data)])
             case PairCode():
                 data_pc = SessionPairCodeData(code=event.code, expires_at=event.expires_at)
-                await self._storage.append_events([self._event(session, "session.pair_code", data_pc)])
+                await self._storage.append_events(
+                    [self._event(session, "session.pair_code", data_pc)], fence=session.fence
+                )
             case Paired():
                 session.record.device = dict(event.device)
                 session.record.me = msgspec.to_builtins(event.me)
@@ -471,7 +530,9 @@ class SessionManager:
                 if session.sender is not None:
                     session.sender.pause(event.until, event.reason)
                 data_sr = SessionRestrictedData(reason=event.reason, until=event.until)
-                await self._storage.append_events([self._event(session, "session.restricted", data_sr)])
+                await self._storage.append_events(
+                    [self._event(session, "session.restricted", data_sr)], fence=session.fence
+                )
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
         # A file gets its media id in the same transaction as the event that names it; then it is downloaded.
@@ -486,6 +547,7 @@ class SessionManager:
             sender=event.sender,
             kind=str(type(event.content).__struct_config__.tag),
             media=media,
+            fence=session.fence,
         )
         if stored is not None and media is not None:
             self.downloads.schedule(session.tenant, media.id)
@@ -523,7 +585,10 @@ class SessionManager:
         else:
             await self._save(session)
         if session.sender is not None:
-            await session.sender.fail_queued("logged_out")
+            try:
+                await session.sender.fail_queued("logged_out")
+            except LeaseLost:
+                raise self.lost(session) from None
 
     # -- the one place a status changes
 
@@ -577,7 +642,10 @@ class SessionManager:
         record.status = session.state.status.value
         record.reason = session.state.reason
         record.updated_at = time.time()
-        await self._storage.save_session(record, events)
+        try:
+            await self._storage.save_session(record, events, fence=session.fence)
+        except LeaseLost:
+            raise self.lost(session) from None
 
     def _event(self, session: Session, name: str, data: Any) -> NewEvent:
         return NewEvent(session.tenant, session.name, name, encode(data))

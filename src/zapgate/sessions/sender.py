@@ -32,7 +32,7 @@ from ..engines.base import Engine, MediaFile, Outgoing, SendError
 from ..jid import Jid
 from ..protocol import MessageStatusData, PacingState, encode
 from ..protocol.content import Content
-from ..storage import NewEvent, OutboxItem, QueuedMessage, Storage
+from ..storage import Fence, LeaseLost, NewEvent, OutboxItem, QueuedMessage, Storage
 from .outgoing import decode_outgoing
 from .pacing import Pacer
 
@@ -61,6 +61,8 @@ class Sender:
         known_chats: set[str],
         online: Callable[[], bool],
         media_files: MediaFiles | None = None,
+        fence: Callable[[], Fence | None] = lambda: None,
+        on_fenced: Callable[[], object] = lambda: None,
     ) -> None:
         self._session_id = session_id
         self._tenant = tenant
@@ -71,6 +73,8 @@ class Sender:
         self._known_chats = known_chats
         self._online = online
         self._media_files = media_files
+        self._fence = fence
+        self._on_fenced = on_fenced
         self._chats: dict[str, collections.deque[QueuedMessage]] = {}
         self._waiters: dict[str, asyncio.Future[OutboxItem]] = {}
         self._wake = asyncio.Event()
@@ -160,7 +164,9 @@ class Sender:
         keep = in_flight.message_id if in_flight is not None else None
         self._failing = True  # nothing new goes to the engine while the queue is being failed
         try:
-            failed = await self._storage.fail_pending(self._session_id, reason, self._failed_event, keep=keep)
+            failed = await self._storage.fail_pending(
+                self._session_id, reason, self._failed_event, keep=keep, fence=self._fence()
+            )
         finally:
             self._failing = False
             self._wake.set()
@@ -246,6 +252,8 @@ class Sender:
         try:
             content, extra = decode_outgoing(item)
             extra = await self._resolve(content, extra)
+            if not self._online():  # it went offline meanwhile, or this node may no longer act for it
+                return
             sent = await self._engine.send(self._session_id, item.message_id, Jid.parse(item.chat), content, extra)
         except SendError as exc:
             orphaned = self._orphans.get(item.message_id)
@@ -300,13 +308,18 @@ class Sender:
             reason=item.reason,
         )
         event = NewEvent(self._tenant, self._session_name(), "message.status", encode(data))
-        done = self._storage.finish_message(item, [event], new_contact_at=time.time() if new_contact else None)
+        done = self._storage.finish_message(
+            item, [event], new_contact_at=time.time() if new_contact else None, fence=self._fence()
+        )
         waiter = self._waiters.pop(item.message_id, None)
         label = self._label
 
         def resolve(f: asyncio.Future[Any]) -> None:
             error = None if f.cancelled() else f.exception()
-            if error is not None:
+            if isinstance(error, LeaseLost):
+                # Another node runs the session now; it reloads the outbox and records the outcome itself.
+                self._on_fenced()
+            elif error is not None:
                 log.error("%s: could not record the outcome of %s: %s", label, item.message_id, error)
             if waiter is None or waiter.done():
                 return

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 
 from ..protocol import Me, QrState
-from ..storage import SessionRecord
+from ..storage import Fence, SessionRecord
 from .sender import Sender
 from .state import SessionState, Status
 
@@ -34,6 +34,10 @@ class Session:
         self.sender: Sender | None = None
         self.restart: asyncio.Task[None] | None = None
         """The pending automatic restart after a passing failure (cancelled by any lifecycle command)."""
+        self.fence: Fence | None = None
+        """What this node's writes for the session carry, in a cluster (``docs/scaling.md``)."""
+        self.leaving = False
+        """Being handed over to another node: new commands go there."""
 
     @property
     def id(self) -> str:

@@ -20,6 +20,17 @@ tenant's session is indistinguishable from a missing one.
 from __future__ import annotations
 
 from . import events, media, messages, presence, sessions, sim
-from .registry import HANDLERS, handles, run_command
+from .registry import HANDLERS, execute, handles, run_command
 
-__all__ = ["HANDLERS", "events", "handles", "media", "messages", "presence", "run_command", "sessions", "sim"]
+__all__ = [
+    "HANDLERS",
+    "events",
+    "execute",
+    "handles",
+    "media",
+    "messages",
+    "presence",
+    "run_command",
+    "sessions",
+    "sim",
+]
