@@ -25,6 +25,7 @@ from zapgate.engines.whatsapp.ffi import FfiLock
 from zapgate.engines.whatsapp.ipc import WorkerConfig
 from zapgate.engines.whatsapp.polls import PollBook
 from zapgate.engines.whatsapp.session import SessionRunner
+from zapgate.engines.whatsapp.store import DeviceStores
 
 N = nz.N
 NOW_MS = 1_795_909_751_123
@@ -136,6 +137,7 @@ class RecordingHost:
         values.update(config)
         self.config = WorkerConfig(**values)
         self.data_dir = data_dir
+        self.devices = DeviceStores(data_dir)
         self.ffi = FfiLock()
         self.proxy = proxy
         self.via = proxy

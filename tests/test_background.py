@@ -19,7 +19,7 @@ import segno
 from zapgate.background import BackgroundTasks
 from zapgate.engines.base import EngineEvent, Failed
 from zapgate.engines.whatsapp import WhatsAppEngine
-from zapgate.engines.whatsapp import engine as whatsapp_engine
+from zapgate.engines.whatsapp import store as whatsapp_store
 from zapgate.storage.sqlite import SqliteDatabase
 
 from .conftest import fast_settings
@@ -176,7 +176,7 @@ async def test_the_whatsapp_engine_deletes_device_stores_off_the_event_loop(
     try:
         store = tmp_path / "data" / "whatsapp" / "ses_gone.db"
         store.write_bytes(b"keys")
-        threads = spy_threads(monkeypatch, whatsapp_engine, "delete_store")
+        threads = spy_threads(monkeypatch, whatsapp_store, "delete_store")
         await engine.logout("ses_gone", None)  # not on any worker, no stored device: only the local files
         assert not store.exists()
         assert threads and threading.current_thread() not in threads

@@ -38,8 +38,10 @@ from .conftest import fast_settings
 SESSION = "ses_ids"
 
 
-async def test_the_id_table(tmp_path: Path) -> None:
-    ids = MessageIds(tmp_path / "ids.db", synchronous="normal")
+async def test_the_id_table(storage_url: str) -> None:
+    """On SQLite (one gateway) and PostgreSQL (several nodes share it, so the node a session moves to knows what
+    WhatsApp already took)."""
+    ids = MessageIds(storage_url, synchronous="normal")
     await ids.open()
     try:
         assert await ids.begin(SESSION, "3EB0GATEWAY1")

@@ -48,7 +48,7 @@ from ..base import (
 from . import ipc
 from .ids import RETENTION_S, MessageIds
 from .policy import ENGINE_MISMATCH, WHATSAPP_UNREACHABLE
-from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
+from .store import STORE_DIR, DeviceRef, DeviceStores
 from .supervisor import WorkerInfo, WorkerPool, WorkerUnavailable
 
 __all__ = ["WhatsAppEngine"]
@@ -86,7 +86,13 @@ class WhatsAppEngine(Engine):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool = WorkerPool(settings, self._from_worker)
-        self._ids = MessageIds(settings.data_dir / STORE_DIR / "messages.db", synchronous=settings.sqlite_synchronous)
+        # One gateway: beside the device files. Several nodes: in the cluster's database, like the device keys, so
+        # that the node a session moves to knows which of its messages WhatsApp already took.
+        ids_at = settings.database_url if settings.clustered else settings.data_dir / STORE_DIR / "messages.db"
+        self._ids = MessageIds(
+            ids_at, synchronous=settings.sqlite_synchronous, lock_hold_limit_s=settings.lock_hold_limit_s
+        )
+        self._devices = DeviceStores(settings.data_dir, settings.database_url if settings.clustered else None)
         self._sink: EngineSink | None = None
         self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
@@ -151,21 +157,22 @@ class WhatsAppEngine(Engine):
         await self._ids.forget(session_id)
 
     def _delete_stores(self, session_id: str, device: dict[str, Any] | None) -> None:
-        """Delete the session's device store files (file I/O: run off the event loop)."""
+        """Delete the session's device keys (blocking I/O: run off the event loop)."""
         with contextlib.suppress(ValueError):
-            delete_store(store_path(self._settings.data_dir, session_id))
+            self._devices.leftovers(session_id).delete()
         if device is not None:
             with contextlib.suppress(ValueError):
-                delete_store(self._settings.data_dir / DeviceRef.from_record(device).store)
+                ref = DeviceRef.from_record(device)
+                self._devices.of(ref).delete(ref.jid)
 
     def _has_keys(self, device: dict[str, Any] | None) -> bool:
         if device is None:
             return False
         try:
             ref = DeviceRef.from_record(device)
+            return self._devices.of(ref).read(ref.jid) is not None
         except ValueError:
             return False
-        return read_device(self._settings.data_dir / ref.store, ref.jid) is not None
 
     async def send(
         self, session_id: str, message_id: str, to: Jid, content: Content, extra: Outgoing = PLAIN

@@ -12,13 +12,13 @@ worker died while the message was in flight; it is sent again, which can duplica
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...storage.sqlite import SqliteDatabase
+from ...storage.by_url import database_for
+from ...storage.database import Conn
 
 __all__ = ["RETENTION_S", "MessageIds"]
 
@@ -31,10 +31,10 @@ MIGRATIONS = [
         session_id TEXT NOT NULL,
         message_id TEXT NOT NULL,
         wa_id TEXT,
-        timestamp INTEGER,
-        created_at REAL NOT NULL,
+        timestamp {BIGINT},
+        created_at {REAL} NOT NULL,
         PRIMARY KEY (session_id, message_id)
-    ) WITHOUT ROWID;
+    ) {WITHOUT_ROWID};
     CREATE INDEX sent_by_wa_id ON sent (session_id, wa_id) WHERE wa_id IS NOT NULL;
     CREATE INDEX sent_by_age ON sent (created_at);
     """,
@@ -44,8 +44,18 @@ MIGRATIONS = [
 
 
 class MessageIds:
-    def __init__(self, path: Path, *, synchronous: str) -> None:
-        self._db = SqliteDatabase(path, synchronous=synchronous, migrations=MIGRATIONS, name="zapgate-wa-ids")
+    """The links, in ``whatsapp/messages.db`` of one gateway or in the cluster's PostgreSQL database (``at`` is a
+    path or a URL; PostgreSQL versions this table in ``zapgate_wa_schema``)."""
+
+    def __init__(self, at: str | Path, *, synchronous: str, lock_hold_limit_s: float | None = None) -> None:
+        self._db = database_for(
+            at,
+            migrations=MIGRATIONS,
+            name="zapgate-wa-ids",
+            synchronous=synchronous,
+            version_table="zapgate_wa_schema",
+            lock_hold_limit_s=lock_hold_limit_s,
+        )
 
     async def open(self) -> None:
         await self._db.open()
@@ -58,7 +68,7 @@ class MessageIds:
         """(WhatsApp id, timestamp, chat it went to if not the one asked for) of a message WhatsApp took, or None
         if it was never recorded as sent."""
 
-        def read(conn: sqlite3.Connection) -> tuple[str, int, str | None] | None:
+        def read(conn: Conn) -> tuple[str, int, str | None] | None:
             row = conn.execute(
                 "SELECT wa_id, timestamp, chat FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NOT NULL",
                 (session_id, message_id),
@@ -70,9 +80,9 @@ class MessageIds:
     async def begin(self, session_id: str, message_id: str) -> bool:
         """Record that the message is about to be sent; False when an earlier attempt's outcome is unknown."""
 
-        def write(conn: sqlite3.Connection) -> tuple[bool, list[Any]]:
+        def write(conn: Conn) -> tuple[bool, list[Any]]:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO sent (session_id, message_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO sent (session_id, message_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (session_id, message_id, time.time()),
             )
             return cursor.rowcount == 1, []
@@ -82,7 +92,7 @@ class MessageIds:
     async def complete(
         self, session_id: str, message_id: str, wa_id: str, timestamp: int, chat: str | None = None
     ) -> None:
-        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def write(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute(
                 "UPDATE sent SET wa_id = ?, timestamp = ?, chat = ? WHERE session_id = ? AND message_id = ?",
                 (wa_id, timestamp, chat, session_id, message_id),
@@ -94,7 +104,7 @@ class MessageIds:
     async def abandon(self, session_id: str, message_id: str) -> None:
         """The message certainly did not leave: forget the attempt."""
 
-        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def write(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute(
                 "DELETE FROM sent WHERE session_id = ? AND message_id = ? AND wa_id IS NULL", (session_id, message_id)
             )
@@ -107,7 +117,7 @@ class MessageIds:
         if not wa_ids:
             return {}
 
-        def read(conn: sqlite3.Connection) -> dict[str, str]:
+        def read(conn: Conn) -> dict[str, str]:
             marks = ",".join("?" * len(wa_ids))
             rows = conn.execute(
                 f"SELECT wa_id, message_id FROM sent WHERE session_id = ? AND wa_id IN ({marks})",  # noqa: S608
@@ -118,14 +128,14 @@ class MessageIds:
         return await self._db.read(read)
 
     async def forget(self, session_id: str) -> None:
-        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def write(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute("DELETE FROM sent WHERE session_id = ?", (session_id,))
             return None, []
 
         await self._db.write(write)
 
     async def prune(self, before: float) -> None:
-        def write(conn: sqlite3.Connection) -> tuple[None, list[Any]]:
+        def write(conn: Conn) -> tuple[None, list[Any]]:
             conn.execute("DELETE FROM sent WHERE created_at < ?", (before,))
             return None, []
 

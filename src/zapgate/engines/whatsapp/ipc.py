@@ -72,6 +72,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 PROXY_ENV = "ZAPGATE_WA_PROXY"
 """The worker reads the proxy for its connections to WhatsApp from this variable of its environment."""
+DEVICE_DATABASE_ENV = "ZAPGATE_WA_DEVICE_DATABASE"
+"""With several nodes, the worker reads the PostgreSQL URL of the shared device store from this variable of its
+environment (not its command line: the URL may carry a password)."""
 
 
 class _Msg(msgspec.Struct, tag_field="type", kw_only=True):

@@ -44,7 +44,7 @@ from .pairing import Pairing, login_status_callback
 from .policy import Action, Outcome, RetryPolicy, SendFailure
 from .polls import PollBook, poll_seen, read_vote, vote_of
 from .presence import SessionPresence
-from .store import DeviceRef, delete_store, read_device, store_path
+from .store import DeviceRef, DeviceStores
 
 __all__ = ["Host", "SendFailure", "SessionRunner"]
 
@@ -62,6 +62,8 @@ class Host(Protocol):
 
     config: WorkerConfig
     data_dir: Path
+    devices: DeviceStores
+    """Where device keys are kept (files, or the cluster's PostgreSQL database)."""
     ffi: FfiLock
     proxy: str | None
     """zapgate's proxy for WhatsApp (``wa_proxy``), passed to every connect; None: Go's ``HTTPS_PROXY`` applies."""
@@ -118,7 +120,7 @@ class SessionRunner:
         self._retry = retry or policy.connect_policy(
             attempts=config.connect_attempts, base=config.connect_backoff_s, paired=device is not None
         )
-        self.store = host.data_dir / device.store if device is not None else store_path(host.data_dir, session_id)
+        self.store = host.devices.of(device) if device is not None else host.devices.new(session_id)
         self.client: Any = None
         self.online = False
         self.stopping = False
@@ -201,7 +203,7 @@ class SessionRunner:
             self._unwatch()
             await self._release()
             if self._forget and not self.quiet:
-                delete_store(self.store)
+                self.store.delete(self.device.jid if self.device is not None else None)
             for task in self._background:
                 task.cancel()
             self.done.set()
@@ -223,7 +225,7 @@ class SessionRunner:
 
     async def _connect_once(self) -> _Ended | None:
         """Connect and wait until the connection ends by itself or stalls (why), or a stop is requested (None)."""
-        if self.device is not None and read_device(self.store, self.device.jid) is None:
+        if self.device is not None and self.store.read(self.device.jid) is None:
             # Resuming a device the store does not hold aborts the whole process inside whatsmeow.
             log.warning("session %s: the device keys are gone; it needs a new pairing", self.session_id)
             self._end(final=LoggedOut(reason="device_keys_missing"))
@@ -236,7 +238,7 @@ class SessionRunner:
             if self.stopping:
                 return None
             if self.device is None:
-                self.store.parent.mkdir(parents=True, exist_ok=True)
+                self.store.prepare()
             proxy = nz.ProxySettings(proxy_address=self.host.proxy) if self.host.proxy else None
             task: asyncio.Task[Any] = await client.connect(proxy)
             self._connect_task = task
@@ -306,7 +308,7 @@ class SessionRunner:
 
     def _client(self) -> Any:
         """A new client for this attempt: a fresh id with a blank device to pair, or the stored device."""
-        path = str(self.store)
+        path = self.store.name
         # DeviceProps.os is what the phone lists under "Linked devices"; whatsmeow keeps one process-wide copy.
         props = nz.DeviceProps(os=self.host.config.device_name, platformType=nz.DeviceProps.SAFARI)
         ffi = self.host.ffi
@@ -418,9 +420,8 @@ class SessionRunner:
         if self._pairing is not None:
             self._pairing.cancel()
             self._pairing = None
-        stored = read_device(self.store, jid)
-        relative = self.store.relative_to(self.host.data_dir).as_posix()
-        self.device = DeviceRef(engine="whatsapp", jid=jid, store=relative)
+        stored = self.store.read(jid)
+        self.device = DeviceRef(engine="whatsapp", jid=jid, store=self.store.ref)
         self._retry = policy.connect_policy(
             attempts=self.host.config.connect_attempts, base=self.host.config.connect_backoff_s, paired=True
         )
@@ -439,7 +440,7 @@ class SessionRunner:
             self._reached = True
             if self.device is None:
                 # The pair status was not seen (it should come first): take the device from the store.
-                stored = read_device(self.store)
+                stored = self.store.read()
                 if stored is None:
                     log.error("session %s: connected without a stored device", self.session_id)
                     return
@@ -475,7 +476,7 @@ class SessionRunner:
                 lid = translate.device_jid_string(device.LID)
             name = device.PushName or None
         if lid is None:
-            stored = read_device(self.store, self.device.jid)
+            stored = self.store.read(self.device.jid)
             lid = stored.lid if stored else None
         return translate.me_from(jid, lid, name)
 

@@ -68,7 +68,9 @@ def worker_environment(base: Mapping[str, str], settings: Settings) -> dict[str,
       and recipients see the account labelled as a bot;
     - :data:`~.ipc.PROXY_ENV`: zapgate's proxy for WhatsApp (``wa_proxy``), here rather than on the command
       line because a proxy URL may carry a password. Without one, Go's usual ``HTTPS_PROXY`` / ``NO_PROXY``
-      variables, inherited from the gateway, apply.
+      variables, inherited from the gateway, apply;
+    - :data:`~.ipc.DEVICE_DATABASE_ENV`: with several nodes, the PostgreSQL database that keeps every device's
+      keys (a URL may carry a password too).
     """
     env = dict(base)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
@@ -76,6 +78,9 @@ def worker_environment(base: Mapping[str, str], settings: Settings) -> dict[str,
     env.pop(ipc.PROXY_ENV, None)
     if settings.wa_proxy:
         env[ipc.PROXY_ENV] = settings.wa_proxy
+    env.pop(ipc.DEVICE_DATABASE_ENV, None)
+    if settings.clustered:
+        env[ipc.DEVICE_DATABASE_ENV] = settings.database_url
     return env
 
 

@@ -36,7 +36,7 @@ from .ipc import Channel, ChannelClosed, Reply, WorkerConfig
 from .policy import RetryPolicy
 from .polls import PollBook
 from .session import SendFailure, SessionRunner
-from .store import STORE_DIR, DeviceRef, delete_store, read_device, store_path
+from .store import STORE_DIR, DeviceRef, DeviceStore, DeviceStores
 
 __all__ = ["Worker", "main"]
 
@@ -58,6 +58,7 @@ class Worker:
         env = os.environ  # this process's launch environment, which is also the one Go read
         self.config = config
         self.data_dir = Path(config.data_dir)
+        self.devices = DeviceStores(self.data_dir, env.get(ipc.DEVICE_DATABASE_ENV) or None)
         self.ffi = FfiLock()
         self.channel = channel
         self.proxy = env.get(ipc.PROXY_ENV) or None
@@ -194,11 +195,12 @@ class Worker:
         if device is not None:
             try:
                 ref = DeviceRef.from_record(device)
+                store = self.devices.of(ref)
             except ValueError as exc:
                 log.warning("session %s: %s; it needs a new pairing", session_id, exc)
                 self.emit(session_id, LoggedOut(reason="device_record_invalid"))
                 return
-            if read_device(self.data_dir / ref.store, ref.jid) is None:
+            if store.read(ref.jid) is None:
                 log.warning("session %s: device keys of %s are missing; it needs a new pairing", session_id, ref.jid)
                 self.emit(session_id, LoggedOut(reason="device_keys_missing"))
                 return
@@ -207,20 +209,20 @@ class Worker:
                 log.error("session %s: device %s is already running in another session", session_id, ref.jid)
                 self.emit(session_id, Failed(reason="device_in_use"))
                 return
-        elif store_path(self.data_dir, session_id).exists():
-            delete_store(store_path(self.data_dir, session_id))  # leftovers of an earlier pairing
+        else:
+            self.devices.leftovers(session_id).delete()  # of an earlier pairing, if any
         runner = SessionRunner(self, session_id, ref, pair_phone=pair_phone if ref is None else None)
         self.sessions[session_id] = runner
         runner.start()
 
     async def logout(self, session_id: str, device: dict[str, Any] | None) -> None:
         """Unlink the device on WhatsApp when it can be reached, stop the session, delete its keys."""
-        stores = {store_path(self.data_dir, session_id)}
+        stores: list[DeviceStore] = [self.devices.leftovers(session_id)]
         ref: DeviceRef | None = None
         if device is not None:
             try:
                 ref = DeviceRef.from_record(device)
-                stores.add(self.data_dir / ref.store)
+                stores.append(self.devices.of(ref))
             except ValueError:
                 ref = None
         runner = self.sessions.get(session_id)
@@ -228,7 +230,7 @@ class Worker:
             runner is None
             and ref is not None
             and not self._device_in_use(ref.jid)
-            and read_device(self.data_dir / ref.store, ref.jid) is not None
+            and stores[-1].read(ref.jid) is not None
         ):
             runner = SessionRunner(self, session_id, ref, quiet=True, retry=RetryPolicy(1, 1.0))
             runner.start()
@@ -241,8 +243,8 @@ class Worker:
             unlinked = await runner.logout(LOGOUT_TIMEOUT_S)
             log.info("session %s: logged out%s", session_id, "" if unlinked else " (WhatsApp not told: offline)")
             await runner.stop()
-        for path in stores:
-            delete_store(path)
+        for store in stores:
+            store.delete(ref.jid if ref is not None else None)
         await self.polls.forget(session_id)
 
     def _device_in_use(self, jid: str) -> bool:
