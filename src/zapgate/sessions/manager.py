@@ -48,22 +48,18 @@ from ..engines.base import (
 )
 from ..errors import (
     EngineUnavailable,
-    IdempotencyConflict,
     InvalidRecipient,
-    InvalidRequest,
-    NotOnWhatsApp,
     SendFailed,
     SessionNotFound,
     SessionNotPaired,
 )
-from ..jid import Jid, parse_phone, parse_recipient
+from ..jid import parse_phone, parse_recipient
 from ..media.downloader import Downloader
 from ..media.library import MediaLibrary
 from ..protocol import (
     MessageStatusData,
     OutboxState,
     QrState,
-    SendResult,
     SessionDeletedData,
     SessionInfo,
     SessionPairCodeData,
@@ -72,20 +68,14 @@ from ..protocol import (
     SessionStatusData,
     encode,
 )
-from ..protocol.content import (
-    Content,
-    check_sendable,
-    content_fingerprint,
-    media_of,
-)
-from ..storage import LeaseLost, NewEvent, OutboxItem, SessionExists, SessionRecord, Storage
+from ..storage import LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
 from .inbound import describe_inbound
 from .moves import SessionMoves
-from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .ownership import NotOwner, Ownership, SoleOwner
 from .pacing import DAY, Pacer, PacingPolicy
 from .presence import Presence
 from .sender import Sender
+from .sending import MessageSending
 from .session import Session
 from .state import Status
 
@@ -97,11 +87,9 @@ log = logging.getLogger("zapgate.sessions")
 RESTORE_CONCURRENCY = 64
 """Sessions prepared and reopened at the same time when the gateway starts."""
 
-NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the session was deleted"}
-"""Reasons a queued message fails without WhatsApp having refused it, as ``message.send`` explains them."""
 
 
-class SessionManager(SessionMoves):
+class SessionManager(SessionMoves, MessageSending):
     def __init__(
         self,
         storage: Storage,
@@ -345,98 +333,6 @@ class SessionManager(SessionMoves):
                 raise self.lost(session) from None
             self._ownership.forget(session.id)
         log.info("%s deleted", session.label)
-
-    async def send(
-        self,
-        tenant: str,
-        name: str,
-        *,
-        to: str,
-        content: Content,
-        reply_to: str | None = None,
-        mentions: Sequence[str] = (),
-        forwarded: bool = False,
-        idempotency_key: str | None = None,
-    ) -> SendResult:
-        """Accept a message for sending: store it durably, queue it, and answer what is known within
-        ``send_wait_s`` (see :meth:`_result`)."""
-        session = self.get(tenant, name)
-        chat = parse_recipient(to)
-        problem = check_sendable(content)
-        if problem is not None:
-            raise InvalidRequest(problem)
-        mentioned = mentions_for(chat, content, mentions)
-        fingerprint = content_fingerprint(str(chat), content, reply_to, mentioned, forwarded)
-        if idempotency_key is not None:
-            earlier = await self._storage.find_message(session.id, idempotency_key)
-            if earlier is not None:
-                return await self._replay(session, earlier, fingerprint)
-        if not session.paired:
-            raise SessionNotPaired(f"session {name!r} is not linked to a phone yet: pair it first")
-        media_id = None
-        if media_of(content) is not None:  # stored by id from now on (fetched or decoded now, if need be)
-            content, media_id = await self._media.for_sending(tenant, content)
-        extra = await refers_to(
-            self._storage, session.id, session.me.jid if session.me else None, chat, content, reply_to
-        )
-        extra = msgspec.structs.replace(extra, mentions=mentioned, forwarded=forwarded)
-        item = OutboxItem(
-            message_id=self._engine.new_message_id(),
-            session_id=session.id,
-            chat=str(chat),
-            content=encode_content(content),
-            extra=encode_outgoing(extra),
-            created_at=time.time(),
-            reply_to=reply_to,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            media_id=media_id,
-        )
-        try:
-            stored, created = await self._storage.enqueue_message(item, fence=session.fence)
-        except LeaseLost:
-            raise self.lost(session) from None
-        if not self._exists(session):  # deleted while the message was being stored
-            raise SessionNotFound(f"no session named {name!r}")
-        if not created:  # the same key arrived twice at the same time: the other one stored it
-            return await self._replay(session, stored, fingerprint)
-        assert session.sender is not None
-        session.sender.submit(stored)
-        return await self._result(session, stored)
-
-    async def _replay(self, session: Session, earlier: OutboxItem, fingerprint: str) -> SendResult:
-        if earlier.fingerprint != fingerprint:
-            raise IdempotencyConflict(
-                f"idempotency key {earlier.idempotency_key!r} was already used for another message "
-                f"({earlier.message_id}); use a new key for new content"
-            )
-        return await self._result(session, earlier)
-
-    async def _result(self, session: Session, item: OutboxItem) -> SendResult:
-        """What ``message.send`` answers: the final outcome if known within ``send_wait_s``, else queued."""
-        assert session.sender is not None
-        waiter = session.sender.waiter(item.message_id) if item.status == "queued" else None
-        if waiter is not None and session.state.status is Status.CONNECTED:
-            try:
-                item = await asyncio.wait_for(asyncio.shield(waiter), self._settings.send_wait_s)
-            except TimeoutError:
-                pass
-            except asyncio.CancelledError:
-                if not waiter.cancelled():
-                    raise  # this command itself was cancelled (its connection closed)
-                # The gateway is closing, or the session moved to another node: the message stays queued for
-                # whoever runs the session next.
-            except LeaseLost:
-                pass  # WhatsApp took it, but the session moved before that was recorded: the new node records it
-        if item.status == "failed":
-            if item.reason == "not_on_whatsapp":
-                raise NotOnWhatsApp(f"{Jid.parse(item.chat).user} is not on WhatsApp (message {item.message_id})")
-            if item.reason in NOT_SENT:
-                raise SendFailed(f"message {item.message_id} was not sent: {NOT_SENT[item.reason]} ({item.reason})")
-            raise SendFailed(f"WhatsApp refused message {item.message_id}: {item.reason}")
-        if item.status == "sent":
-            return SendResult(message_id=item.message_id, chat=item.chat, status="sent", timestamp=item.wa_timestamp)
-        return SendResult(message_id=item.message_id, chat=item.chat, status="queued")
 
     async def mark_read(self, tenant: str, name: str, *, chat: str, message_ids: Sequence[str]) -> int:
         """Send read receipts for the given messages the session received; return how many those were

@@ -6,18 +6,15 @@ import asyncio
 import collections
 import heapq
 import logging
-import secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ...background import BackgroundTasks
-from ...errors import InvalidRequest, SessionNotPaired
 from ...jid import Jid, parse_phone
 from ...protocol import Me
-from ...protocol.content import Content, Poll, Text, Vote, media_of
+from ...protocol.content import Content, media_of
 from ...storage.database import Conn
 from ..base import (
     PLAIN,
@@ -30,17 +27,16 @@ from ..base import (
     EngineSink,
     Failed,
     LoggedOut,
-    MediaFile,
     MessageIn,
     Outgoing,
-    Paired,
     ReceiptIn,
     SendError,
-    SendRestricted,
     Sent,
 )
 from .cdn import SimulatedCdn
-from .pairing import Pairing, Pairings
+from .devices import Device, Mail, user_jid
+from .pairing import Pairings
+from .phones import SimulatedPhones
 from .presence import SimPresence
 from .records import (
     connected_here,
@@ -52,7 +48,7 @@ from .records import (
     linked_devices,
     record_connect,
 )
-from .rules import decode_content, echo_answer, refusal, target_of
+from .rules import refusal, target_of
 from .server import SimServer
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
@@ -66,43 +62,12 @@ ECHO_PHONE = "15550000000"
 LOCAL_NODE = "local"
 """The node name of a single gateway's connections."""
 
-Mail = list[tuple[str, EngineEvent, int]]
-"""Stored mail: (session id, event, mailbox row id)."""
-
-
-def _user_jid(phone: str) -> str:
-    return f"{phone}@s.whatsapp.net"
-
 
 class _Replaced(Exception):
     """The device's connection is no longer this node's: WhatsApp would not take anything sent on it."""
 
 
-@dataclass
-class _Device:
-    """One session as WhatsApp's server sees it: a (possibly not yet linked) companion device."""
-
-    session_id: str
-    opened: bool = False
-    online: bool = False
-    network_up: bool = True
-    jid: str | None = None
-    phone: str | None = None
-    epoch: int = 0
-    """The lease epoch of the node's connection (0 for a single gateway)."""
-    pairing: Pairing | None = None
-    restricted_until: float = 0.0
-    control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
-    mail: list[tuple[int, EngineEvent]] = field(default_factory=list)
-    """A heap by mailbox row id: mail is delivered in the order the server stored it."""
-    queued: set[int] = field(default_factory=set)
-    reload: bool = False
-    """Another node stored mail for this device: read the mailbox again."""
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    pump: asyncio.Task[None] | None = None
-
-
-class SimulatorEngine(Engine):
+class SimulatorEngine(SimulatedPhones, Engine):
     """A simulated WhatsApp network (see the module documentation).
 
     ``database_url`` (PostgreSQL) shares the simulated WhatsApp with the other nodes of a cluster; ``node`` is
@@ -132,7 +97,7 @@ class SimulatorEngine(Engine):
         self._latency = latency
         self._extra_contacts = [parse_phone(c) for c in contacts]
         self._sink: EngineSink | None = None
-        self._devices: dict[str, _Device] = {}
+        self._devices: dict[str, Device] = {}
         self._linked: dict[str, list[str]] = collections.defaultdict(list)
         """phone → session ids of the linked devices known on this node (for presence)."""
         self._pairings = Pairings(self._db, qr_schedule, self._emit)
@@ -245,7 +210,7 @@ class SimulatorEngine(Engine):
         reply_to = extra.quote.message_id if extra.quote else None
         message = self._message(sender, message_id, content, reply_to, now, extra, media_ref)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
-        delivered = ReceiptIn(message_ids=[message_id], chat=_user_jid(to.user), status="delivered", timestamp=now)
+        delivered = ReceiptIn(message_ids=[message_id], chat=user_jid(to.user), status="delivered", timestamp=now)
         target_id = target_of(content)
         session_node, epoch = self._server.node, device.epoch
 
@@ -312,7 +277,7 @@ class SimulatorEngine(Engine):
 
         known = await self._db.read(find)
         if known:
-            receipt = ReceiptIn(message_ids=known, chat=_user_jid(reader), status="read", timestamp=int(time.time()))
+            receipt = ReceiptIn(message_ids=known, chat=user_jid(reader), status="read", timestamp=int(time.time()))
             await self._mail_account(author, receipt)
 
     async def chat_presence(self, session_id: str, chat: Jid, state: ChatState) -> None:
@@ -330,150 +295,28 @@ class SimulatorEngine(Engine):
             raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
         self._presence.subscribe(device, await self._account_of(jid.user))
 
-    def _sending_device(self, session_id: str) -> _Device:
+    def _sending_device(self, session_id: str) -> Device:
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
         return device
 
-    # -- phone-side actions (the sim.* commands)
-
-    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool] = lambda _: True) -> Me:
-        """A phone with number ``phone`` scans a QR code or types a pairing code; returns the linked identity.
-
-        ``owned(session_id)`` limits which sessions' codes count (the caller's tenant's); any other code is
-        reported as unknown.
-        """
-        phone = parse_phone(phone)
-        session_id = await self._pairings.find(code.strip(), phone, owned, self._pairing_of)
-        device = self._devices[session_id]
-        self._pairings.cancel(device)
-        if await self._server.account(phone) is None:
-            await self._server.add_account(phone, "phone")
-        me, record = await self._link(device, phone)
-        self._emit(device, Paired(me=me, device=record))
-        # WhatsApp asks a freshly paired device to reconnect (stream error 515) before it is online.
-        self._later(self._come_online, device)
-        return me
-
-    async def locate(self, code: str) -> str | None:
-        return await self._pairings.locate(code)
-
-    def _pairing_of(self, session_id: str) -> Pairing | None:
-        device = self._devices.get(session_id)
-        return device.pairing if device is not None else None
-
-    async def unlink(self, session_id: str) -> None:
-        """The phone removes the session from its linked devices."""
-        device = await self._known_device(session_id)
-        if device.jid is None:
-            raise SessionNotPaired("the session is not linked to a phone")
-        was_open = device.opened
-        device.opened = device.online = False
-        await self._disconnect(device)
-        await self._unlink(device)
-        if was_open:
-            self._emit(device, LoggedOut(reason="unlinked_from_phone"))
-
-    async def set_network(self, session_id: str, online: bool) -> None:
-        device = self._device(session_id)
-        if device.network_up == online:
-            return
-        device.network_up = online
-        if not online and device.online:
-            device.online = False
-            self._emit(device, Disconnected(reason="network"))
-        elif online and device.opened and device.jid is not None:
-            self._later(self._come_online, device)
-
-    async def restrict(self, session_id: str, seconds: float, reason: str) -> float:
-        """WhatsApp restricts the session's sending for ``seconds``; sends are refused until then."""
-        device = await self._known_device(session_id)
-        if device.phone is None:
-            raise SessionNotPaired("the session is not linked to a phone")
-        device.restricted_until = time.time() + seconds
-        self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
-        return device.restricted_until
-
-    async def receive(
-        self,
-        session_id: str,
-        from_phone: str,
-        content: Content,
-        reply_to: str | None = None,
-        media: MediaFile | None = None,
-    ) -> str:
-        """A simulated contact writes to the session's number (a media message with the file ``media``); returns
-        the new message's id."""
-        device = await self._known_device(session_id)
-        if device.phone is None:
-            raise SessionNotPaired("the session is not linked to a phone")
-        media_ref = None
-        if media_of(content) is not None:
-            content, media_ref = await self._cdn.publish(content, media)
-        sender = parse_phone(from_phone)
-        if await self._server.account(sender) is None:
-            await self._server.add_account(sender, "contact")
-        message_id = "3A" + secrets.token_hex(9).upper()
-        refused = await self._accept(sender, device.phone, message_id, content, reply_to, media_ref)
-        if refused is not None:
-            raise InvalidRequest(f"WhatsApp would refuse this from {sender}: {refused}")
-        return message_id
-
-    async def download(self, session_id: str, media_ref: dict[str, Any], into: Path) -> None:
-        await self._cdn.download(session_id, media_ref, into)
-
-    async def fail_downloads(self, session_id: str, times: int, reason: str) -> int:
-        """The session's next ``times`` downloads of received files fail with ``reason`` (see :mod:`.cdn`)."""
-        if session_id not in self._devices:
-            raise SessionNotPaired("the session is not linked to a phone")
-        return self._cdn.fail_next(session_id, times, reason)
-
-    async def deliveries(self) -> list[dict[str, Any]]:
-        """Every message WhatsApp's side accepted, with how many times it was sent (for tests and demos)."""
-
-        def read(conn: Conn) -> list[dict[str, Any]]:
-            rows = conn.execute(
-                "SELECT sender, message_id, recipient, text, timestamp, attempts, node, epoch, content "
-                "FROM deliveries ORDER BY accepted"
-            )
-            keys = ("sender", "message_id", "recipient", "text", "timestamp", "attempts", "node", "epoch")
-            return [
-                dict(zip(keys, r[:8], strict=True), content=decode_content(bytes(r[8])) if r[8] else Text(text=r[3]))
-                for r in rows
-            ]
-
-        return await self._db.read(read)
-
-    async def connection_log(self) -> list[dict[str, Any]]:
-        """Every connect of a linked device, in order: which node and lease epoch, and what it replaced or why it
-        was refused (for tests: two nodes must never fight over a device)."""
-
-        def read(conn: Conn) -> list[dict[str, Any]]:
-            rows = conn.execute(
-                "SELECT session_id, node, epoch, at, outcome, other_node, other_epoch FROM connection_log ORDER BY id"
-            )
-            keys = ("session_id", "node", "epoch", "at", "outcome", "other_node", "other_epoch")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
-
-        return await self._db.read(read)
-
     # -- internals: devices and pairing
 
-    def _device(self, session_id: str) -> _Device:
+    def _device(self, session_id: str) -> Device:
         device = self._devices.get(session_id)
         if device is None:
-            device = self._devices[session_id] = _Device(session_id)
+            device = self._devices[session_id] = Device(session_id)
         return device
 
-    async def _known_device(self, session_id: str) -> _Device:
+    async def _known_device(self, session_id: str) -> Device:
         """The device with its link as the server has it (read it if this node has not yet)."""
         device = self._device(session_id)
         if device.jid is None:
             await self._refresh(device, with_mail=False)
         return device
 
-    async def _refresh(self, device: _Device, *, with_mail: bool) -> None:
+    async def _refresh(self, device: Device, *, with_mail: bool) -> None:
         """Read the device's link (another node may have changed it) and, ``with_mail``, its waiting mail."""
 
         def read(conn: Conn) -> tuple[Any, list[Any]]:
@@ -497,7 +340,7 @@ class SimulatorEngine(Engine):
         if with_mail:
             self._queue(device, [(int(i), decode_event(bytes(raw))) for i, raw in mail])
 
-    def _queue(self, device: _Device, mail: Sequence[tuple[int, EngineEvent]]) -> None:
+    def _queue(self, device: Device, mail: Sequence[tuple[int, EngineEvent]]) -> None:
         for row_id, event in mail:
             if row_id not in device.queued and row_id not in self._deleting:
                 heapq.heappush(device.mail, (row_id, event))
@@ -520,7 +363,7 @@ class SimulatorEngine(Engine):
                 device.reload = True
                 device.wake.set()
 
-    async def _link(self, device: _Device, phone: str) -> tuple[Me, dict[str, Any]]:
+    async def _link(self, device: Device, phone: str) -> tuple[Me, dict[str, Any]]:
         def link(conn: Conn) -> tuple[int, list[Any]]:
             row = conn.execute("SELECT coalesce(max(device_no), 0) FROM devices WHERE phone = ?", (phone,)).fetchone()
             number = int(row[0]) + 1
@@ -537,7 +380,7 @@ class SimulatorEngine(Engine):
         me = self._me(device)
         return me, {"engine": ENGINE_NAME, "jid": device.jid, "phone": phone, "lid": me.lid}
 
-    async def _unlink(self, device: _Device) -> None:
+    async def _unlink(self, device: Device) -> None:
         session_id = device.session_id
 
         def unlink(conn: Conn) -> tuple[None, list[Any]]:
@@ -552,13 +395,13 @@ class SimulatorEngine(Engine):
         device.mail.clear()
         device.queued.clear()
 
-    def _me(self, device: _Device) -> Me:
+    def _me(self, device: Device) -> Me:
         assert device.jid is not None and device.phone is not None
         _, lid = self._accounts[device.phone]
         # Like the real engine: ``jid`` names the linked device, ``lid`` the account (no device part).
         return Me(phone=device.phone, jid=device.jid, lid=f"{lid}@lid")
 
-    async def _come_online(self, device: _Device) -> None:
+    async def _come_online(self, device: Device) -> None:
         if not device.opened or device.jid is None or device.online:
             return
         if not device.network_up:
@@ -583,7 +426,7 @@ class SimulatorEngine(Engine):
         device.online = True
         self._emit(device, Connected(me=self._me(device)))
 
-    async def _disconnect(self, device: _Device) -> None:
+    async def _disconnect(self, device: Device) -> None:
         """The device's connection from this node closes (a later connect from another node replaces nothing)."""
         session_id, node, epoch = device.session_id, self._server.node, device.epoch
 
@@ -608,7 +451,7 @@ class SimulatorEngine(Engine):
         media_ref: dict[str, Any] | None = None,
     ) -> MessageIn:
         """A 1:1 message from ``sender`` as the recipient's devices receive it."""
-        chat = _user_jid(sender)
+        chat = user_jid(sender)
         _, lid = self._accounts.get(sender, ("contact", ""))
         return MessageIn(
             message_id=message_id,
@@ -627,54 +470,6 @@ class SimulatorEngine(Engine):
     def _name(self, phone: str) -> str:
         kind, _ = self._accounts.get(phone, ("contact", ""))
         return "Echo" if kind == "echo" else f"+{phone}"
-
-    async def _accept(
-        self,
-        sender: str,
-        recipient: str,
-        message_id: str,
-        content: Content,
-        reply_to: str | None,
-        media_ref: dict[str, Any] | None = None,
-    ) -> str | None:
-        """WhatsApp's server accepts a message from a simulated phone and mails it to the recipient's devices;
-        returns why it refused it instead, if it did."""
-        now = int(time.time())
-        message = self._message(sender, message_id, content, reply_to, now, media_ref=media_ref)
-        target_id = target_of(content)
-
-        def store(conn: Conn) -> tuple[Mail | str, list[Any]]:
-            target = find_delivery(conn, target_id) if target_id is not None else None
-            refused = refusal(content, sender, recipient, target, now)
-            if refused is not None:
-                return refused, []
-            insert_delivery(conn, sender, recipient, message_id, content, reply_to, now)
-            return self._store_mail(conn, [(recipient, message)]), []
-
-        stored = await self._db.write(store)
-        if isinstance(stored, str):
-            return stored
-        self._post(stored)
-        return None
-
-    async def _echo(
-        self, sender: str, echo: str, message_id: str, content: Content, media_ref: dict[str, Any] | None
-    ) -> None:
-        """The echo contact reads the message, then answers it: the same content as a reply, or a vote for the
-        first option of a poll."""
-        await asyncio.sleep(self._latency)
-        await self._mail_account(
-            sender, ReceiptIn(message_ids=[message_id], chat=_user_jid(echo), status="read", timestamp=int(time.time()))
-        )
-        answer: Content | None = echo_answer(content)
-        reply_to: str | None = message_id
-        if isinstance(content, Poll):
-            answer, reply_to = Vote(message_id=message_id, options=[content.options[0]]), None
-        if answer is None:
-            return
-        self._presence.chat_state(echo, sender, "typing")
-        await asyncio.sleep(self._latency)
-        await self._accept(echo, sender, "3A" + secrets.token_hex(9).upper(), answer, reply_to, media_ref)
 
     async def _mail_account(self, phone: str, event: EngineEvent) -> None:
         """Queue ``event`` durably for every device linked to ``phone`` and wake them."""
@@ -722,7 +517,7 @@ class SimulatorEngine(Engine):
         # gateway handles (messages are deduplicated by id); so nobody waits for it.
         self._db.submit(delete).add_done_callback(done)
 
-    def _emit(self, device: _Device, event: EngineEvent) -> None:
+    def _emit(self, device: Device, event: EngineEvent) -> None:
         device.control.append(event)
         device.wake.set()
 
@@ -730,7 +525,7 @@ class SimulatorEngine(Engine):
         """Run ``fn(*args)`` after the simulated network latency, in an owned task."""
         self._tasks.later(self._latency, fn, *args, name=f"sim-{getattr(fn, '__name__', 'later')}")
 
-    async def _pump(self, device: _Device) -> None:
+    async def _pump(self, device: Device) -> None:
         """Deliver a device's events to the sink in order: link events first, mail while online.
 
         Mail leaves the mailbox only after the sink returned, that is after the gateway stored it; if the
@@ -757,7 +552,7 @@ class SimulatorEngine(Engine):
             device.wake.clear()
             await device.wake.wait()
 
-    async def _call_sink(self, device: _Device, event: EngineEvent) -> bool:
+    async def _call_sink(self, device: Device, event: EngineEvent) -> bool:
         assert self._sink is not None
         try:
             await self._sink(device.session_id, event)
