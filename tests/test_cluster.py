@@ -215,3 +215,20 @@ async def test_a_new_node_takes_its_share_and_a_stopped_node_hands_its_sessions_
             engine = n0.gateway.engine
             log = await engine.connection_log()  # type: ignore[attr-defined]
             assert [e for e in log if e["outcome"] != "connected"] == []  # clean hand-overs replace nothing
+
+
+async def test_a_qr_code_shown_by_one_node_is_served_as_an_image_by_another(tmp_path: Path) -> None:
+    require("redis")
+    async with cluster(tmp_path, 2, REDIS_URL) as nodes:
+        token = await nodes[1].token()
+        async with nodes[1].connect() as client:
+            await client.call("session.start", session="pairing")  # created, and shown, by node 1
+            qr = await client.event("session.qr", lambda e: e["session"] == "pairing")
+        assert runs(nodes[1]) == {"pairing"} and runs(nodes[0]) == set()
+        async with httpx.AsyncClient() as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            image = await http.get(f"{nodes[0].http}/v1/sessions/pairing/qr.png", headers=headers)
+            missing = await http.get(f"{nodes[0].http}/v1/sessions/nope/qr.png", headers=headers)
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert image.headers["X-QR-Attempt"] == f"1/{qr['data']['max_attempts']}"
+        assert missing.status_code == 404 and missing.json()["code"] == "session_not_found"

@@ -150,3 +150,16 @@ async def test_two_nodes_on_one_database_share_one_sequence(storage_url: str) ->
     finally:
         for node in nodes:
             await node.close()
+
+
+async def test_the_newest_event_of_a_kind_for_a_session(storage: Storage) -> None:
+    await storage.append_events(
+        [
+            NewEvent("acme", "main", "session.qr", b'{"n":1}'),
+            NewEvent("acme", "other", "session.qr", b'{"n":2}'),
+            NewEvent("acme", "main", "session.status", b'{"n":3}'),
+        ]
+    )
+    assert await storage.newest_event("acme", "main", "session.qr") == b'{"n":1}'
+    assert await storage.newest_event("acme", "main", "session.pair_code") is None
+    assert await storage.newest_event("else", "main", "session.qr") is None

@@ -72,15 +72,22 @@ class Downloader:
 
     async def start(self) -> None:
         """Resume every unfinished download of the sessions this gateway runs, and start downloading."""
+        await self.resume()
+        self._tasks.spawn(self._dispatch(), name="zapgate-media-downloads")
+
+    async def resume(self, session_ids: set[str] | None = None) -> None:
+        """Schedule the unfinished downloads of the sessions this gateway runs (of ``session_ids`` only: with
+        several nodes, sessions that just came to this node)."""
         now = time.time()
         resumed = 0
         for record in await self._store.unfinished():
+            if session_ids is not None and record.session_id not in session_ids:
+                continue
             if record.session_id is not None and self._names(record.session_id) is not None:
                 self.schedule(record.tenant, record.id, record.next_attempt_at or now)
                 resumed += 1
         if resumed:
             log.info("resuming %d media downloads", resumed)
-        self._tasks.spawn(self._dispatch(), name="zapgate-media-downloads")
 
     async def close(self) -> None:
         await self._tasks.close()

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from ..cluster.node import ClusterNode
 from ..errors import SessionNotFound, Unauthorized
 from ..gateway import Gateway
+from ..protocol import SessionQrData
 from ..sessions.state import Status
 from .access import bearer_token
 
@@ -102,21 +103,45 @@ async def session_qr_png(request: Request) -> Response:
     token = bearer_token(request.headers)
     if not token:
         return _error(401, Unauthorized("send Authorization: Bearer <token>"), "unauthorized")
+    name = request.path_params["session"]
     try:
         record = await gateway.tokens.authenticate(token)
-        session = gateway.sessions.get(record.tenant, request.path_params["session"])
+        if gateway.cluster is not None and gateway.sessions.runs(record.tenant, name) is None:
+            shown = await _shown_elsewhere(gateway, record.tenant, name)
+        else:
+            session = gateway.sessions.get(record.tenant, name)
+            shown = (
+                SessionQrData(qr=session.qr_code, **msgspec.structs.asdict(session.qr))
+                if session.state.status is Status.QR and session.qr_code is not None and session.qr is not None
+                else None
+            )
     except Unauthorized as exc:
         return _error(401, exc, exc.code)
     except SessionNotFound as exc:
         return _error(404, exc, exc.code)
-    if session.state.status is not Status.QR or session.qr_code is None:
+    if shown is None:
         return _error(404, SessionNotFound("the session is not showing a QR code now"), "qr_not_available")
-    png = await asyncio.to_thread(render_qr_png, session.qr_code)  # a few ms of CPU: not on the event loop
-    headers = {"Cache-Control": "no-store"}
-    if session.qr is not None:
-        headers["X-QR-Attempt"] = f"{session.qr.attempt}/{session.qr.max_attempts}"
-        headers["X-QR-Expires-At"] = f"{session.qr.expires_at:.3f}"
+    png = await asyncio.to_thread(render_qr_png, shown.qr)  # a few ms of CPU: not on the event loop
+    headers = {
+        "Cache-Control": "no-store",
+        "X-QR-Attempt": f"{shown.attempt}/{shown.max_attempts}",
+        "X-QR-Expires-At": f"{shown.expires_at:.3f}",
+    }
     return Response(png, media_type="image/png", headers=headers)
+
+
+async def _shown_elsewhere(gateway: Gateway, tenant: str, name: str) -> SessionQrData | None:
+    """With several nodes, the code a session run by another node shows: its newest ``session.qr`` event, while the
+    session's stored status is ``qr`` and that code has not expired (every node reads the same log)."""
+    located = await gateway.storage.leases.locate(tenant, name)
+    if located is None:
+        raise SessionNotFound(f"no session named {name!r}")
+    stored = await gateway.storage.load_session(located.session_id)
+    raw = await gateway.storage.newest_event(tenant, name, "session.qr")
+    if stored is None or stored.status != Status.QR.value or raw is None:
+        return None
+    shown = msgspec.json.decode(raw, type=SessionQrData)
+    return shown if shown.expires_at > time.time() else None
 
 
 def render_qr_png(code: str) -> bytes:

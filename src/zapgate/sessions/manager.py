@@ -131,6 +131,9 @@ class SessionManager(SessionMoves, MessageSending):
             log.info("loaded %d sessions, resumed %d", len(records), sum(1 for r in records if r.want_running))
         await self.downloads.start()
 
+    async def _resume_downloads(self, session_ids: set[str]) -> None:
+        await self.downloads.resume(session_ids)
+
     async def _restore(self, sessions: Sequence[Session]) -> None:
         """Prepare sessions and reopen those that want to run, many at a time, so that their reads and status
         commits share group commits instead of queueing one behind the other."""

@@ -44,6 +44,10 @@ class SessionMoves(abc.ABC):
     async def _restore(self, sessions: Sequence[Session]) -> None:
         """Prepare the sessions and reopen those that want to run."""
 
+    @abc.abstractmethod
+    async def _resume_downloads(self, session_ids: set[str]) -> None:
+        """Take up the unfinished downloads of received files of these sessions."""
+
     @property
     def clustered(self) -> bool:
         return self._ownership.node is not None
@@ -69,6 +73,7 @@ class SessionMoves(abc.ABC):
             session.fence = self._ownership.fence(session_id)
             sessions.append(session)
         await self._restore(sessions)
+        await self._resume_downloads({s.id for s in sessions})
         if sessions:
             log.info("now running %d more sessions (%d here)", len(sessions), len(self._by_id))
 

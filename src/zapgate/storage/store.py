@@ -349,6 +349,18 @@ class Storage:
 
         return await self._read(op)
 
+    async def newest_event(self, tenant: str, session: str, event: str) -> bytes | None:
+        """The ``data`` of the newest ``event`` of ``session`` still in the log, if any."""
+
+        def op(conn: Conn) -> bytes | None:
+            row = conn.execute(
+                "SELECT data FROM events WHERE tenant = ? AND session = ? AND event = ? ORDER BY seq DESC LIMIT 1",
+                (tenant, session, event),
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._read(op)
+
     async def event_bounds(self, tenant: str) -> tuple[int, int]:
         def op(conn: Conn) -> tuple[int, int]:
             row = conn.execute("SELECT min(seq), max(seq) FROM events WHERE tenant = ?", (tenant,)).fetchone()
