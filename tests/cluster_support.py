@@ -217,7 +217,8 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float) -> No
 class Traffic:
     """``message.send`` frames with idempotency keys, round-robin over ``sessions``, pipelined on one connection
     (at most ``window`` unanswered). A ``session_unavailable`` reply is retried with the same key (safe: that is
-    what the key is for) when ``retry`` is true; any other error is recorded as a failure."""
+    what the key is for) when ``retry`` is true; ``rate_limited`` is sent again after its ``retry_after``, as a
+    well-behaved client does; any other error is recorded as a failure."""
 
     def __init__(self, client: RawClient, sessions: list[str], *, window: int = 32, retry: bool = True) -> None:
         self.client = client
@@ -227,6 +228,7 @@ class Traffic:
         self.accepted: dict[str, str] = {}  # idempotency key -> message id
         self.failures: list[dict[str, Any]] = []
         self.retries = 0
+        self.rate_limited = 0
         self._unanswered: dict[str, dict[str, Any]] = {}  # request id -> frame
         self._again: list[dict[str, Any]] = []  # frames to send again
         self._waiting_to_retry = 0
@@ -270,8 +272,8 @@ class Traffic:
             self._unanswered[request_id] = frame
             await self.client.send({**frame, "id": request_id})
 
-    async def _retry_later(self, frame: dict[str, Any]) -> None:
-        await asyncio.sleep(0.2)
+    async def _retry_later(self, frame: dict[str, Any], delay: float = 0.2) -> None:
+        await asyncio.sleep(delay)
         self._again.append(frame)
         self._waiting_to_retry -= 1
         self._changed.set()
@@ -291,6 +293,12 @@ class Traffic:
                 self.retries += 1
                 self._waiting_to_retry += 1
                 task = asyncio.create_task(self._retry_later(sent))
+                retrying.add(task)
+                task.add_done_callback(retrying.discard)
+            elif frame["error"]["code"] == "rate_limited":
+                self.rate_limited += 1
+                self._waiting_to_retry += 1
+                task = asyncio.create_task(self._retry_later(sent, frame["error"]["retry_after"]))
                 retrying.add(task)
                 task.add_done_callback(retrying.discard)
             else:
