@@ -43,12 +43,15 @@ def test_every_command_type_is_known_and_listed() -> None:
         "presence.set",
         "presence.subscribe",
         "sim.media_fail",
+        "subscribe",
     } == COMMAND_TYPES
 
 
 def test_auth_frame_with_and_without_resume() -> None:
     assert decode_client_frame('{"type":"auth","token":"t"}') == Auth(token="t")
     assert decode_client_frame('{"type":"auth","token":"t","resume_from":7}') == Auth(token="t", resume_from=7)
+    with_subscription = '{"type":"auth","token":"t","sessions":["s1"],"events":["message.*"]}'
+    assert decode_client_frame(with_subscription) == Auth(token="t", sessions=["s1"], events=["message.*"])
 
 
 def test_message_send_with_optional_fields() -> None:

@@ -371,10 +371,9 @@ def server_side(gateway: RunningGateway, client: RawClient) -> WebSocketClient:
 
     Private state: how far the queue grows while the server holds a client back has no public measure yet
     (the WebSocket server's byte bounds are being reworked; that work gives it one)."""
-    for connections in gateway.gateway.hub._subscribers.values():
-        for connection in connections:
-            if isinstance(connection, WebSocketClient) and connection.peer == slow_peer(client):
-                return connection
+    for connection in gateway.gateway.hub.subscribers("acme"):
+        if isinstance(connection, WebSocketClient) and connection.peer == slow_peer(client):
+            return connection
     raise AssertionError("no server-side connection for this client")
 
 

@@ -1,8 +1,11 @@
 """Fan-out of committed events to the connections (and other consumers) of their tenant.
 
-One node: the storage calls :meth:`EventHub.publish` after each commit, in ``seq`` order; the hub encodes each
-event once and hands the frame to every subscriber of the tenant. Subscribers must not block: a connection
-queues the frame (or, when its buffer is full, closes itself as a slow consumer).
+One node: the storage calls :meth:`EventHub.publish` after each commit, in ``seq`` order; the hub hands each
+event to the subscribers of the tenant whose filter (``subscribe``: sessions and event types) it matches. It
+finds them through an index by session, so a tenant with many connections that each follow their own session
+costs one lookup per event, not one check per connection; it encodes the event once, and only when at least one
+subscriber wants it, and every one of them gets the same frame. Subscribers must not block: a connection queues
+the frame (or, when its buffer is full, reads it from the log later).
 
 Several nodes (``docs/scaling.md``): events of one tenant are committed by several nodes, so this node's own
 commits are no longer the whole story. The hub then keeps, per tenant, a **cursor**: every event up to it is
@@ -26,12 +29,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import msgspec
 
-from .protocol import Event, encode
+from .protocol import EVERYTHING, Event, EventFilter, encode
 from .storage import StoredEvent
 
 __all__ = ["EventHub", "Subscriber", "Waker", "event_frame"]
@@ -70,9 +73,63 @@ _status_decoder = msgspec.json.Decoder(_Status)
 _COUNTED_BY_STATUS = frozenset({"session.status", "message.status"})
 
 
+class _Audience:
+    """The subscribers of one tenant, indexed by the sessions they follow."""
+
+    __slots__ = ("all_sessions", "by_session", "filters")
+
+    def __init__(self) -> None:
+        self.filters: dict[Subscriber, EventFilter] = {}
+        self.all_sessions: set[Subscriber] = set()
+        """Those that follow every session."""
+        self.by_session: dict[str, set[Subscriber]] = {}
+        """Those that follow some sessions, under each of them."""
+
+    def add(self, subscriber: Subscriber, only: EventFilter) -> None:
+        self.remove(subscriber)
+        self.filters[subscriber] = only
+        if only.sessions is None:
+            self.all_sessions.add(subscriber)
+        else:
+            for session in only.sessions:
+                self.by_session.setdefault(session, set()).add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        only = self.filters.pop(subscriber, None)
+        if only is None:
+            return
+        if only.sessions is None:
+            self.all_sessions.discard(subscriber)
+            return
+        for session in only.sessions:
+            followers = self.by_session.get(session)
+            if followers is not None:
+                followers.discard(subscriber)
+                if not followers:
+                    del self.by_session[session]
+
+    def wanting(self, session: str, event: str) -> list[Subscriber]:
+        """The subscribers whose filter matches an event of ``session`` named ``event``."""
+        found = [s for s in self.all_sessions if self._wants_type(s, event)]
+        followers = self.by_session.get(session)
+        if followers:
+            found += [s for s in followers if self._wants_type(s, event)]
+        return found
+
+    def _wants_type(self, subscriber: Subscriber, event: str) -> bool:
+        events = self.filters[subscriber].events
+        return events is None or event in events
+
+    def __len__(self) -> int:
+        return len(self.filters)
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        return iter(self.filters)
+
+
 class EventHub:
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[Subscriber]] = {}
+        self._subscribers: dict[str, _Audience] = {}
         self._wakers: list[Waker] = []
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         """Events this node committed so far, by (event, status) — status only for session.status and
@@ -105,15 +162,25 @@ class EventHub:
 
     # -- subscribers
 
-    def subscribe(self, tenant: str, subscriber: Subscriber) -> None:
-        self._subscribers.setdefault(tenant, set()).add(subscriber)
+    def subscribe(self, tenant: str, subscriber: Subscriber, only: EventFilter = EVERYTHING) -> None:
+        """Hand ``subscriber`` the tenant's events that match ``only`` from now on. Subscribing again replaces
+        the filter: the next event is matched against the new one."""
+        audience = self._subscribers.get(tenant)
+        if audience is None:
+            audience = self._subscribers[tenant] = _Audience()
+        audience.add(subscriber, only)
 
     def unsubscribe(self, tenant: str, subscriber: Subscriber) -> None:
-        subscribers = self._subscribers.get(tenant)
-        if subscribers is not None:
-            subscribers.discard(subscriber)
-            if not subscribers:
+        audience = self._subscribers.get(tenant)
+        if audience is not None:
+            audience.remove(subscriber)
+            if not audience:
                 del self._subscribers[tenant]
+
+    def subscribers(self, tenant: str) -> list[Subscriber]:
+        """The tenant's subscribers here, whatever they follow."""
+        audience = self._subscribers.get(tenant)
+        return list(audience) if audience is not None else []
 
     def add_waker(self, waker: Waker) -> None:
         self._wakers.append(waker)
@@ -205,11 +272,14 @@ class EventHub:
     # -- events out
 
     def _deliver(self, event: StoredEvent) -> None:
-        subscribers = self._subscribers.get(event.tenant)
-        if not subscribers:
+        audience = self._subscribers.get(event.tenant)
+        if not audience:
             return
+        wanting = audience.wanting(event.session, event.event)
+        if not wanting:
+            return  # nobody here wants it: not even encoded
         frame = event_frame(event)
-        for subscriber in tuple(subscribers):
+        for subscriber in wanting:
             subscriber.deliver(event.seq, frame)
 
     def _wake(self, tenant: str, seq: int) -> None:

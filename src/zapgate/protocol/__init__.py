@@ -4,18 +4,19 @@ Client frames are JSON objects tagged by ``type``: ``auth`` and the commands. Se
 ``ready``, ``reply``, ``event`` and ``error``. ``docs/protocol.md`` is the reference for users; this package
 is the reference for code, and the two must agree (``tests/test_docs.py``).
 
-==============  ==============================================================
-``base``        field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
-``frames``      hello, auth, ready, reply, event, error frames; close codes
-``sessions``    session commands, session info and session events
-``content``     the content union: what a message says, sent or received
-``messages``    sending, read receipts, message events
-``media``       media files: info, retry, media.ready / media.failed
-``presence``    typing and online status, both ways
-``events``      reading the event log; ping
-``sim``         simulator-only commands
-``codec``       encode / decode with precise errors
-==============  ==============================================================
+=================  ==============================================================
+``base``           field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
+``frames``         hello, auth, ready, reply, event, error frames; close codes
+``sessions``       session commands, session info and session events
+``content``        the content union: what a message says, sent or received
+``messages``       sending, read receipts, message events
+``media``          media files: info, retry, media.ready / media.failed
+``presence``       typing and online status, both ways
+``events``         reading the event log; ping
+``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
+``sim``            simulator-only commands
+``codec``          encode / decode with precise errors
+=================  ==============================================================
 """
 
 from __future__ import annotations
@@ -73,12 +74,24 @@ from .sim import (
     SimScanResult,
     SimUnlink,
 )
+from .subscriptions import (
+    EVERYTHING,
+    MAX_FILTER_EVENTS,
+    MAX_FILTER_SESSIONS,
+    EventFilter,
+    Subscribe,
+    Subscription,
+    event_filter,
+)
 
 __all__ = [
     "COMMANDS",
     "COMMAND_TYPES",
     "EVENTS",
     "EVENTS_FETCH_MAX_BYTES",
+    "EVERYTHING",
+    "MAX_FILTER_EVENTS",
+    "MAX_FILTER_SESSIONS",
     "MAX_TEXT_CHARS",
     "PROTOCOL_VERSION",
     "Auth",
@@ -92,6 +105,7 @@ __all__ = [
     "ErrorBody",
     "ErrorFrame",
     "Event",
+    "EventFilter",
     "EventSpec",
     "EventsFetch",
     "EventsPage",
@@ -149,7 +163,10 @@ __all__ = [
     "SimScanResult",
     "SimUnlink",
     "StatusReceivedData",
+    "Subscribe",
+    "Subscription",
     "decode_client_frame",
     "decode_server_frame",
     "encode",
+    "event_filter",
 ]

@@ -8,6 +8,7 @@ import msgspec
 
 from .base import Command, Scope, Seq, command
 from .frames import Event
+from .subscriptions import EventPatterns, SessionNames
 
 __all__ = ["EVENTS_FETCH_MAX_BYTES", "EventsFetch", "EventsPage", "Ping", "Pong"]
 
@@ -31,10 +32,13 @@ class EventsPage(msgspec.Struct, kw_only=True):
 @command(reply=EventsPage, scope=Scope.READ, http=("GET", "/v1/events"))
 class EventsFetch(Command, tag="events.fetch"):
     """Read a range of the tenant's event log: events with ``seq > after``, oldest first. It does not affect the
-    live stream."""
+    live stream. ``sessions`` and ``events`` (as in ``subscribe``) keep only the matching events: ``limit``
+    counts those, and the next page starts after the last one returned."""
 
     after: Seq
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    sessions: SessionNames | None = None
+    events: EventPatterns | None = None
 
 
 class Pong(msgspec.Struct, kw_only=True):

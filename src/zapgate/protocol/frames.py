@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .base import Seq, _Frame
+from .subscriptions import EventPatterns, SessionNames
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -50,10 +51,13 @@ class CloseCode(enum.IntEnum):
 
 
 class Auth(_Frame, tag="auth"):
-    """First frame of a connection: the token, and optionally the last ``seq`` seen (resume)."""
+    """First frame of a connection: the token, optionally the last ``seq`` seen (resume), and optionally a
+    subscription (the fields of ``subscribe``) in force from the first event on, replay included."""
 
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     resume_from: Seq | None = None
+    sessions: SessionNames | None = None
+    events: EventPatterns | None = None
 
 
 class _ServerFrame(msgspec.Struct, tag_field="type", omit_defaults=True, kw_only=True):

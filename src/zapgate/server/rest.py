@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -143,9 +144,17 @@ def _lax(name: str, where: str, value: Any, field: msgspec.structs.FieldInfo) ->
 
 
 def _is_list(field: msgspec.structs.FieldInfo) -> bool:
-    kind = field.type
-    while typing.get_origin(kind) is typing.Annotated:
-        kind = typing.get_args(kind)[0]
+    """A list field (``list[...]``, also ``Annotated`` or ``| None``): its query parameter may be repeated."""
+
+    def unwrap(kind: Any) -> Any:
+        while typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        return kind
+
+    kind = unwrap(field.type)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        kinds = [unwrap(k) for k in typing.get_args(kind) if k is not type(None)]
+        kind = kinds[0] if len(kinds) == 1 else kind
     return typing.get_origin(kind) in (list, tuple, set, frozenset)
 
 

@@ -9,6 +9,9 @@ It is ``events.fetch``'s route, and does two more things than run that command o
   (the same order of operations as a WebSocket resume: subscribe, replay, then release what arrived meanwhile,
   skipping what was already sent). Each message is ``id: <seq>``, ``event: <name>``, ``data: <event frame>``.
 
+``sessions`` and ``events`` (repeated query parameters, as in ``subscribe``) filter all three: the page, what
+wakes a long-poll, and what a stream replays and pushes.
+
 Live events come from the hub and are queued per stream without blocking; a client that lets more than
 ``send_buffer_frames`` events pile up is disconnected and resumes with ``Last-Event-ID``. Streams and long-polls
 end at once when the server shuts down (:class:`Streams`).
@@ -30,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 from ..auth import Caller
 from ..errors import InvalidRequest
 from ..gateway import Gateway
-from ..protocol import EventsFetch, EventsPage, Ready, encode
+from ..protocol import EventsFetch, EventsPage, Ready, encode, event_filter
 from .commands import run_command
 from .rest import Operation, json_response, parse_command
 
@@ -133,7 +136,7 @@ async def long_poll(gw: Gateway, streams: Streams, caller: Caller, command: Even
     """``events.fetch``, except that an empty page waits up to ``wait`` seconds for the next event."""
     waiter = _Waiter(command.after)
     # Subscribe before reading, so an event committed between the read and the wait still wakes us.
-    gw.hub.subscribe(caller.tenant, waiter)
+    gw.hub.subscribe(caller.tenant, waiter, event_filter(command.sessions, command.events))
     streams.add(waiter.wake)
     try:
         page: EventsPage = await run_command(gw, caller, command)
@@ -175,7 +178,7 @@ class EventStream(Response):
 
     async def prepare(self) -> None:
         """Subscribe, then read the first page (so errors such as ``forbidden`` still get a JSON answer)."""
-        self.gw.hub.subscribe(self.caller.tenant, self)
+        self.gw.hub.subscribe(self.caller.tenant, self, event_filter(self.command.sessions, self.command.events))
         try:
             self.first = await run_command(self.gw, self.caller, self.command)
         except BaseException:
@@ -259,7 +262,15 @@ class EventStream(Response):
             while page.events and not self.overflow and not self.streams.closing:
                 await chunk(self._format(msgspec.json.encode(e).decode() for e in page.events))
                 page = await run_command(
-                    self.gw, self.caller, EventsFetch(id=command.id, after=self.sent_seq, limit=command.limit)
+                    self.gw,
+                    self.caller,
+                    EventsFetch(
+                        id=command.id,
+                        after=self.sent_seq,
+                        limit=command.limit,
+                        sessions=command.sessions,
+                        events=command.events,
+                    ),
                 )
         heartbeat = self.gw.settings.sse_heartbeat_s
         while not self.overflow and not self.streams.closing:

@@ -26,6 +26,7 @@ from .. import __version__
 from ..auth import Caller
 from ..errors import (
     AuthTimeout,
+    Forbidden,
     InvalidFrame,
     InvalidRequest,
     ProtocolError,
@@ -36,17 +37,23 @@ from ..errors import (
 from ..gateway import Gateway
 from ..hub import event_frame
 from ..protocol import (
+    EVERYTHING,
     PROTOCOL_VERSION,
     Auth,
     CloseCode,
     Command,
     ErrorBody,
     ErrorFrame,
+    EventFilter,
     Hello,
     Ready,
     Reply,
+    Scope,
+    Subscribe,
+    Subscription,
     decode_client_frame,
     encode,
+    event_filter,
 )
 from ..storage import TokenRecord
 from .access import bearer_token
@@ -80,9 +87,7 @@ def resume_header(headers: Any) -> int | None:
         return None
     value = raw.strip()
     if not _SEQ_DIGITS.fullmatch(value) or int(value) > MAX_SEQ:
-        raise InvalidRequest(
-            "Zapgate-Resume-From must be the seq of the last event you saw: ASCII digits, 0 to 2^63-1"
-        )
+        raise InvalidRequest("Zapgate-Resume-From must be the seq of the last event you saw: ASCII digits, 0 to 2^63-1")
     return int(value)
 
 
@@ -96,6 +101,7 @@ class WebSocketClient:
         "_catch_up_task",
         "_close",
         "_close_sent",
+        "_filter",
         "_last_seq",
         "_live",
         "_newest",
@@ -137,7 +143,8 @@ class WebSocketClient:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._live = False  # live events are queued as they come; else they are read from the log
         self._newest = 0  # the newest seq of the tenant this connection has heard of
-        self._last_seq = 0  # the seq of the last event queued
+        self._last_seq = 0  # the seq of the last event queued (or passed over by the filter while reading the log)
+        self._filter: EventFilter = EVERYTHING  # which events this connection subscribed to
         loop = asyncio.get_running_loop()
         self._bucket = TokenBucket(s.command_rate_per_s, s.command_burst, loop.time()) if s.command_rate_per_s else None
         client = websocket.client
@@ -190,9 +197,9 @@ class WebSocketClient:
                 authenticated = await self._authenticate()
                 if authenticated is None:
                     return
-                record, frame_resume = authenticated
-                if frame_resume is not None:
-                    resume_from = frame_resume
+                record, auth = authenticated
+                if auth.resume_from is not None:
+                    resume_from = auth.resume_from
             self.tenant, self.token_id = record.tenant, record.id
             self.caller = Caller.of(record)
             if self._admission is not None:
@@ -254,7 +261,7 @@ class WebSocketClient:
         self._token = record.id
         return None
 
-    async def _authenticate(self) -> tuple[TokenRecord, int | None] | None:
+    async def _authenticate(self) -> tuple[TokenRecord, Auth] | None:
         try:
             message = await asyncio.wait_for(self.ws.receive(), self.settings.auth_timeout_s)
         except TimeoutError:
@@ -283,11 +290,17 @@ class WebSocketClient:
         except Unauthorized as exc:
             self._refuse(CloseCode.UNAUTHORIZED, exc)
             return None
+        if frame.sessions or frame.events:
+            try:
+                self._filter = event_filter(frame.sessions, frame.events)
+            except InvalidRequest as exc:
+                self._refuse(CloseCode.BAD_AUTH_FRAME, InvalidRequest(f"invalid 'auth' frame: {exc.message}"))
+                return None
         refusal = self._open_token(record)
         if refusal is not None:
             self._refuse(CloseCode.TOO_MANY_CONNECTIONS, refusal)
             return None
-        return record, frame.resume_from
+        return record, frame
 
     def _refuse(self, code: CloseCode, error: ZapgateError) -> None:
         self._send(ErrorFrame(code=error.code, message=error.message))
@@ -311,7 +324,7 @@ class WebSocketClient:
     # -- ready, resume and catching up from the log
 
     async def _ready(self, tenant: str, resume_from: int | None) -> None:
-        self.gateway.hub.subscribe(tenant, self)  # not live yet: deliver() only notes the newest seq
+        self.gateway.hub.subscribe(tenant, self, self._filter)  # not live yet: deliver() only notes the newest seq
         oldest, newest = await self.gateway.storage.event_bounds(tenant)
         self._newest = max(self._newest, newest)
         engine = self.gateway.engine.name
@@ -349,12 +362,18 @@ class WebSocketClient:
                 if not await self._wait_until(self._out.has_room_for_events):
                     return
                 limit = min(REPLAY_PAGE, self._out.event_room())
-                page = await self.gateway.storage.read_events(tenant, self._last_seq, limit)
-                if not page or (page[0].seq > self._last_seq + 1 and await self._lost_events(tenant)):
+                only, newest = self._filter, self._newest
+                page = await self.gateway.storage.read_events(
+                    tenant, self._last_seq, limit, sessions=only.sessions, events=only.events
+                )
+                # A filtered read skips seqs as a matter of course: only the log's own bounds tell a loss.
+                if (not page or page[0].seq > self._last_seq + 1) and await self._lost_events(tenant):
                     log.info("closing %s (tenant %s): events after %d left the log", self.peer, tenant, self._last_seq)
                     self.close(CloseCode.SLOW_CONSUMER, "slow_consumer")
                     return
-                pushed = False
+                if only is not self._filter:
+                    continue  # the subscription changed during the read: read again with the new one
+                pushed = 0
                 for event in page:
                     frame = event_frame(event)
                     size = frame_size(frame)
@@ -366,8 +385,13 @@ class WebSocketClient:
                             return
                     self._out.push(frame, size)
                     self._last_seq = event.seq
-                    pushed = True
+                    pushed += 1
                     self._kick()
+                if pushed == len(page) < limit:
+                    # The read found every matching event there was, so none is missing up to the newest seq heard
+                    # of before it (committed, hence visible to the read): a filtered connection passes over the
+                    # rest instead of reading it again.
+                    self._last_seq = max(self._last_seq, newest)
         except Exception:
             log.exception("reading the event log for %s failed", self.peer)
             self.close(1011, "internal error")
@@ -446,6 +470,16 @@ class WebSocketClient:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _subscribe(self, command: Subscribe) -> Subscription:
+        """Replace this connection's subscription: the events queued so far stay queued, every later one (live or
+        read from the log) is matched against the new filter."""
+        assert self.caller is not None and self.tenant is not None
+        if not self.caller.allows(Scope.READ):
+            raise Forbidden("subscribe needs a token with the 'read' scope")
+        self._filter = event_filter(command.sessions, command.events)
+        self.gateway.hub.subscribe(self.tenant, self, self._filter)
+        return self._filter.describe()
+
     def _rate_limited(self, wait: float) -> RateLimited:
         log_refusal(self.guard, self.peer, RateLimited("command rate limit"), asyncio.get_running_loop().time())
         retry_after = math.ceil(wait * 1000) / 1000
@@ -458,7 +492,10 @@ class WebSocketClient:
     async def _execute(self, command: Command) -> None:
         try:
             assert self.caller is not None
-            data = await run_command(self.gateway, self.caller, command)
+            if isinstance(command, Subscribe):
+                data: object = self._subscribe(command)
+            else:
+                data = await run_command(self.gateway, self.caller, command)
             self._send(Reply(id=command.id, ok=True, data=data if data is not None else {}))
         except ZapgateError as exc:
             self._send_error(command.id, exc)

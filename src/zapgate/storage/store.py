@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from .base import (
@@ -321,12 +321,30 @@ class Storage:
 
         return await self._write(op)
 
-    async def read_events(self, tenant: str, after: int, limit: int) -> list[StoredEvent]:
+    async def read_events(
+        self,
+        tenant: str,
+        after: int,
+        limit: int,
+        *,
+        sessions: Collection[str] | None = None,
+        events: Collection[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events of ``tenant`` with ``seq > after``, oldest first; only those of ``sessions`` and
+        named in ``events`` when they are given (None: any)."""
+        where = "tenant = ? AND seq > ?"
+        params: list[object] = [tenant, after]
+        for column, wanted in (("session", sessions), ("event", events)):
+            if wanted is not None:
+                values = sorted(wanted)
+                where += f" AND {column} IN ({','.join('?' * len(values))})" if values else " AND 1 = 0"
+                params += values
+        params.append(limit)
+
         def op(conn: Conn) -> list[StoredEvent]:
             rows = conn.execute(
-                "SELECT tenant, seq, session, event, data, ts FROM events WHERE tenant = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (tenant, after, limit),
+                f"SELECT tenant, seq, session, event, data, ts FROM events WHERE {where} ORDER BY seq LIMIT ?",  # noqa: S608
+                params,
             )
             return [StoredEvent(*r) for r in rows]
 
