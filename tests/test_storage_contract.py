@@ -64,6 +64,33 @@ async def test_sequence_numbers_are_per_tenant_gap_free_and_never_reused(storage
     assert again[0].seq == 10  # pruning everything does not reset the counter
 
 
+async def test_reading_events_filtered_by_session_and_name(storage: Storage) -> None:
+    await storage.append_events(
+        [
+            NewEvent("acme", session, name, b"{}")
+            for session in ("s1", "s2", "s3")
+            for name in ("session.status", "message.received")
+        ]
+        + [NewEvent("other", "s1", "message.received", b"{}")]
+    )
+
+    async def read(after: int, limit: int, **only: set[str]) -> list[tuple[int, str, str]]:
+        found = await storage.read_events("acme", after, limit, **only)
+        return [(e.seq, e.session, e.event) for e in found]
+
+    assert await read(0, 10, sessions={"s2"}) == [(3, "s2", "session.status"), (4, "s2", "message.received")]
+    assert await read(0, 10, events={"message.received"}) == [
+        (2, "s1", "message.received"),
+        (4, "s2", "message.received"),
+        (6, "s3", "message.received"),
+    ]
+    both = await read(0, 10, sessions={"s1", "s3"}, events={"session.status"})
+    assert both == [(1, "s1", "session.status"), (5, "s3", "session.status")]
+    assert await read(1, 1, sessions={"s1", "s3"}, events={"session.status"}) == [(5, "s3", "session.status")]
+    assert await read(0, 10, sessions=set()) == []  # nothing wanted, nothing read
+    assert len(await read(0, 10)) == 6
+
+
 async def test_a_failing_write_does_not_undo_the_others_in_its_group(storage: Storage) -> None:
     item = OutboxItem(message_id="m1", session_id="s", chat="c", content=b'{"kind":"text","text":"t"}', created_at=1.0)
 
