@@ -198,8 +198,10 @@ async def test_connections_through_a_trusted_proxy_count_per_forwarded_client(tm
 async def test_only_a_trusted_proxy_says_the_page_was_https(
     tmp_path: Path, trusted: tuple[str, ...], status_code: int
 ) -> None:
-    # A TLS proxy forwards wss:// as ws:// and says so; the Origin check then compares with https.
-    async with serve_gateway(fast_settings(tmp_path / "data", trusted_proxies=trusted)) as gateway:
+    # A TLS proxy forwards wss:// as ws:// and says so; the Origin check then compares with https. The proxy passes
+    # the public name on as Host, so the gateway is told it is known by that name (allowed_hosts).
+    settings = fast_settings(tmp_path / "data", trusted_proxies=trusted, allowed_hosts=("gw.example.com",))
+    async with serve_gateway(settings) as gateway:
         sock = await raw_socket(gateway.port)
         request = upgrade_request(gateway.port, "Origin: https://gw.example.com\r\nX-Forwarded-Proto: https\r\n")
         request = request.replace(f"Host: 127.0.0.1:{gateway.port}".encode(), b"Host: gw.example.com")

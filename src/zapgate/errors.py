@@ -19,6 +19,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     ├── ServerBusy                     server_busy           (HTTP 503)
     ├── RequestHeadTooLarge            headers_too_large     (HTTP 431)
     ├── HandshakeTimeout               handshake_timeout     (HTTP 408)
+    ├── HostNotAllowed                 host_not_allowed      (HTTP 421)
     ├── RateLimited                    rate_limited          (with retry_after)
     ├── CommandUnavailable             command_unavailable
     ├── SessionNotFound                session_not_found
@@ -60,6 +61,7 @@ __all__ = [
     "Forbidden",
     "HTTPError",
     "HandshakeTimeout",
+    "HostNotAllowed",
     "IdempotencyConflict",
     "InvalidFrame",
     "InvalidJSON",
@@ -169,6 +171,13 @@ class RequestHeadTooLarge(ZapgateError):
 class HandshakeTimeout(ZapgateError):
     code = "handshake_timeout"
     status = 408
+
+
+class HostNotAllowed(ZapgateError):
+    """The request's ``Host`` is not a name this gateway answers to (``allowed_hosts``; DNS rebinding)."""
+
+    code = "host_not_allowed"
+    status = 421
 
 
 class RateLimited(ZapgateError):
@@ -348,6 +357,7 @@ HTTP_STATUS: dict[str, int] = {
     "headers_too_large": 431,
     "auth_timeout": 408,
     "handshake_timeout": 408,
+    "host_not_allowed": 421,
     "internal": 500,
     # Retry later.
     "engine_unavailable": 503,
