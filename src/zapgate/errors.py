@@ -37,6 +37,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   ├── QRUnknown                  qr_unknown
     │   ├── QRExpired                  qr_expired
     │   └── QRAlreadyUsed              qr_used
+    ├── PhoneTaken                     phone_taken           (simulator)
     ├── EngineUnavailable              engine_unavailable
     ├── SessionUnavailable             session_unavailable
     ├── HTTPError                                          (REST only)
@@ -76,6 +77,7 @@ __all__ = [
     "NotFound",
     "NotOnWhatsApp",
     "PayloadTooLarge",
+    "PhoneTaken",
     "ProtocolError",
     "QRAlreadyUsed",
     "QRError",
@@ -271,6 +273,12 @@ class QRAlreadyUsed(QRError):
     code = "qr_used"
 
 
+class PhoneTaken(ZapgateError):
+    """Simulator: ``sim.scan`` with the echo contact's number, a contact's, or another tenant's phone number."""
+
+    code = "phone_taken"
+
+
 class EngineUnavailable(ZapgateError):
     code = "engine_unavailable"
 
@@ -340,6 +348,7 @@ HTTP_STATUS: dict[str, int] = {
     "session_not_paired": 409,
     "idempotency_conflict": 409,
     "qr_used": 409,
+    "phone_taken": 409,
     "media_not_ready": 409,
     "qr_expired": 410,
     "payload_too_large": 413,
