@@ -167,7 +167,7 @@ async def attack_headers(server: Server, tokens: list[str]) -> dict[str, Any]:
     sock = await raw_socket(server.port)
     line = b"X-Filler: " + b"a" * 4000 + b"\r\n"
     with Sampler(server.pid) as sampler:
-        await asyncio.get_running_loop().sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")
+        await asyncio.get_running_loop().sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sent, failed_after = await send_until_closed(sock, line * 64, 30.0, 300 * MiB)
         answer = await closed_within(sock, 2.0)
     sock.close()
@@ -183,7 +183,7 @@ async def attack_slowloris(server: Server, tokens: list[str], count: int = 1000)
     """``count`` connections each send an unfinished upgrade request, one more header line every 2 s, for 30 s."""
     socks = [await raw_socket(server.port) for _ in range(count)]
     loop = asyncio.get_running_loop()
-    head = b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n"
+    head = b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     open_ = set(range(count))
     began = loop.time()
     with Sampler(server.pid) as sampler:

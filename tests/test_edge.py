@@ -51,7 +51,7 @@ async def test_endless_request_headers_are_refused_431_and_memory_stays_flat(tmp
     async with served_gateway(tmp_path) as gateway:
         before = gateway.rss_mib()
         sock = await raw_socket(gateway.port)
-        await asyncio.get_running_loop().sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")
+        await asyncio.get_running_loop().sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         filler = (b"X-Filler: " + b"a" * 4000 + b"\r\n") * 64
         # Unbounded, the gateway buffered this at line rate (301 MB in 2.4 s: +700 MB of memory).
         flood = asyncio.create_task(send_until_refused(sock, filler, seconds=TIMEOUT, limit=10**12))
@@ -87,7 +87,7 @@ async def test_unfinished_handshakes_are_dropped_after_the_handshake_timeout(tmp
         silent = [await raw_socket(gateway.port) for _ in range(50)]
         dribbling = [await raw_socket(gateway.port) for _ in range(50)]
         for sock in dribbling:
-            await loop.sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")
+            await loop.sock_sendall(sock, b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 
         async def dribble() -> None:  # one more header line every 0.2 s: never a complete head
             while True:
@@ -198,8 +198,10 @@ async def test_connections_through_a_trusted_proxy_count_per_forwarded_client(tm
 async def test_only_a_trusted_proxy_says_the_page_was_https(
     tmp_path: Path, trusted: tuple[str, ...], status_code: int
 ) -> None:
-    # A TLS proxy forwards wss:// as ws:// and says so; the Origin check then compares with https.
-    async with serve_gateway(fast_settings(tmp_path / "data", trusted_proxies=trusted)) as gateway:
+    # A TLS proxy forwards wss:// as ws:// and says so; the Origin check then compares with https. The proxy passes
+    # the public name on as Host, so the gateway is told it is known by that name (allowed_hosts).
+    settings = fast_settings(tmp_path / "data", trusted_proxies=trusted, allowed_hosts=("gw.example.com",))
+    async with serve_gateway(settings) as gateway:
         sock = await raw_socket(gateway.port)
         request = upgrade_request(gateway.port, "Origin: https://gw.example.com\r\nX-Forwarded-Proto: https\r\n")
         request = request.replace(f"Host: 127.0.0.1:{gateway.port}".encode(), b"Host: gw.example.com")

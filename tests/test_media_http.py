@@ -117,7 +117,7 @@ async def test_the_size_cap_is_answered_413_as_soon_as_it_is_passed(tmp_path: Pa
     limit = 1024 * 1024
     async with serve_gateway(fast_settings(tmp_path / "data", media_max_bytes=limit)) as gateway:
         token = await gateway.token()
-        auth = f"Authorization: Bearer {token}\r\nHost: x\r\n"
+        auth = f"Authorization: Bearer {token}\r\nHost: 127.0.0.1\r\n"
         # Announced too large: refused before any of the body is read.
         status, _, answer = await raw_request(
             gateway.port, f"POST /v1/media HTTP/1.1\r\n{auth}Content-Length: {limit + 1}\r\n\r\n", []

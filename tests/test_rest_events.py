@@ -178,7 +178,7 @@ async def test_a_stream_that_is_not_read_is_cut_and_resumes_without_loss(tmp_pat
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gateway.port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
         writer.write(
-            f"GET /v1/events?after={start} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+            f"GET /v1/events?after={start} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
             f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()

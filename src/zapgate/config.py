@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .hosts import HostPolicy
 from .origins import OriginPolicy, parse_origin
 
 if TYPE_CHECKING:
@@ -53,6 +54,14 @@ class Settings:
         metadata=_doc(
             "Web origins (scheme://host[:port], comma-separated; * for any) whose pages may open the WebSocket, "
             "besides the gateway's own. Clients that send no Origin header are not affected."
+        ),
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Names the gateway answers to, from the Host header (name[:port], *.example.com, or * for any; "
+            "comma-separated); other requests get HTTP 421. Empty: localhost, 127.0.0.1 and [::1] (any port) when "
+            "host is a loopback address, any name otherwise (defeats DNS rebinding; docs/security.md)."
         ),
     )
     first_run_token: str = field(
@@ -136,6 +145,22 @@ class Settings:
     )
     ping_interval_s: float = field(default=20.0, metadata=_doc("WebSocket ping interval (0 disables)."))
     ping_timeout_s: float = field(default=20.0, metadata=_doc("Close a client that does not answer a ping."))
+
+    # -- metrics
+    metrics_token: str = field(
+        default="",
+        metadata=_doc(
+            "When set, GET /metrics needs 'Authorization: Bearer <this>' (at least 24 characters, 12 of them "
+            "different; a weak value stops the start-up). Empty: /metrics is open to whoever reaches it."
+        ),
+    )
+    metrics_port: int = field(
+        default=0,
+        metadata=_doc("When set, /metrics is served on this port of metrics_host only, not on the API's port (0)."),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1", metadata=_doc("Interface of the separate /metrics listener (with metrics_port).")
+    )
 
     # -- REST
     rest_max_body_bytes: int = field(
@@ -340,6 +365,14 @@ class Settings:
         return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     @property
+    def host_policy(self) -> HostPolicy:
+        """The ``Host`` names the gateway answers to (:mod:`zapgate.hosts`): ``allowed_hosts``, or the default for
+        the address it listens on."""
+        if self.allowed_hosts:
+            return HostPolicy.of(self.allowed_hosts)
+        return HostPolicy.default_for(is_loopback(self.host))
+
+    @property
     def outbound_policy(self) -> AddressPolicy:
         """Where outbound requests may connect (:mod:`zapgate.netguard`)."""
         from .netguard import AddressPolicy
@@ -448,6 +481,16 @@ def _validate(s: Settings) -> None:
         OriginPolicy.of(s.allowed_origins)
     except ValueError as exc:
         raise ConfigError(f"allowed_origins: {exc}") from None
+    try:
+        HostPolicy.of(s.allowed_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"allowed_hosts: {exc}") from None
+    if s.metrics_token:
+        weakness = secret_weakness(s.metrics_token)
+        if weakness:
+            raise ConfigError(f"metrics_token is too weak: {weakness}; generate one with 'openssl rand -hex 24'")
+    if not 0 <= s.metrics_port <= 65535:
+        raise ConfigError(f"metrics_port must be between 0 and 65535, not {s.metrics_port}")
     if s.bus_url and s.bus_url.partition("://")[0] not in {"redis", "rediss", "postgresql", "postgres"}:
         raise ConfigError("bus_url must start with redis:// (or postgresql://), or be empty")
     if s.lease_renew_s * 3 > s.lease_ttl_s:
@@ -550,6 +593,23 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"wa_device_name must be 1 to {MAX_DEVICE_NAME} printable characters, not {s.wa_device_name!r}"
         )
+
+
+MIN_SECRET_CHARS = 24
+"""Shortest secret a setting accepts (``metrics_token``)."""
+MIN_SECRET_DISTINCT = 12
+"""Fewest different characters in such a secret: ``aaaa…`` or ``1212…`` are refused whatever their length."""
+
+
+def secret_weakness(secret: str) -> str:
+    """Why ``secret`` is too weak to guard anything ('' when it is strong enough); never quotes the secret."""
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"it has {len(secret)} characters, fewer than {MIN_SECRET_CHARS}"
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        return f"it has fewer than {MIN_SECRET_DISTINCT} different characters"
+    if not secret.isprintable() or secret != secret.strip():
+        return "it has spaces at its ends or characters that cannot be printed"
+    return ""
 
 
 MAX_DEVICE_NAME = 64

@@ -19,6 +19,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     ├── ServerBusy                     server_busy           (HTTP 503)
     ├── RequestHeadTooLarge            headers_too_large     (HTTP 431)
     ├── HandshakeTimeout               handshake_timeout     (HTTP 408)
+    ├── HostNotAllowed                 host_not_allowed      (HTTP 421)
     ├── RateLimited                    rate_limited          (with retry_after)
     ├── CommandUnavailable             command_unavailable
     ├── SessionNotFound                session_not_found
@@ -36,6 +37,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   ├── QRUnknown                  qr_unknown
     │   ├── QRExpired                  qr_expired
     │   └── QRAlreadyUsed              qr_used
+    ├── PhoneTaken                     phone_taken           (simulator)
     ├── EngineUnavailable              engine_unavailable
     ├── SessionUnavailable             session_unavailable
     ├── HTTPError                                          (REST only)
@@ -60,6 +62,7 @@ __all__ = [
     "Forbidden",
     "HTTPError",
     "HandshakeTimeout",
+    "HostNotAllowed",
     "IdempotencyConflict",
     "InvalidFrame",
     "InvalidJSON",
@@ -74,6 +77,7 @@ __all__ = [
     "NotFound",
     "NotOnWhatsApp",
     "PayloadTooLarge",
+    "PhoneTaken",
     "ProtocolError",
     "QRAlreadyUsed",
     "QRError",
@@ -171,6 +175,13 @@ class HandshakeTimeout(ZapgateError):
     status = 408
 
 
+class HostNotAllowed(ZapgateError):
+    """The request's ``Host`` is not a name this gateway answers to (``allowed_hosts``; DNS rebinding)."""
+
+    code = "host_not_allowed"
+    status = 421
+
+
 class RateLimited(ZapgateError):
     """Too many commands on one connection: the command was not run; send it again after ``retry_after`` s."""
 
@@ -262,6 +273,12 @@ class QRAlreadyUsed(QRError):
     code = "qr_used"
 
 
+class PhoneTaken(ZapgateError):
+    """Simulator: ``sim.scan`` with the echo contact's number, a contact's, or another tenant's phone number."""
+
+    code = "phone_taken"
+
+
 class EngineUnavailable(ZapgateError):
     code = "engine_unavailable"
 
@@ -331,6 +348,7 @@ HTTP_STATUS: dict[str, int] = {
     "session_not_paired": 409,
     "idempotency_conflict": 409,
     "qr_used": 409,
+    "phone_taken": 409,
     "media_not_ready": 409,
     "qr_expired": 410,
     "payload_too_large": 413,
@@ -348,6 +366,7 @@ HTTP_STATUS: dict[str, int] = {
     "headers_too_large": 431,
     "auth_timeout": 408,
     "handshake_timeout": 408,
+    "host_not_allowed": 421,
     "internal": 500,
     # Retry later.
     "engine_unavailable": 503,

@@ -59,30 +59,55 @@ def _serve(settings: Settings) -> int:
         print(f"zapgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        listeners = [(settings.host, settings.port)]
+        if settings.metrics_port:
+            listeners.append((settings.metrics_host, settings.metrics_port))
+        sockets: list[list[socket.socket]] = []
+        for host, port in listeners:
+            try:
+                sockets.append(_bind(host, port))
+            except OSError as exc:
+                for bound in sockets:
+                    for sock in bound:
+                        sock.close()
+                reason = exc.strerror.lower() if exc.strerror else str(exc)
+                print(f"zapgate: cannot listen on {_host_port(host, port)}: {reason}", file=sys.stderr)
+                return EXIT_USAGE
+        _warn_if_exposed(settings)
+        server = _Server(uvicorn_config(app, settings), gateway, sockets[1] if settings.metrics_port else None)
         try:
-            sockets = _bind(settings.host, settings.port)
-        except OSError as exc:
-            reason = exc.strerror.lower() if exc.strerror else str(exc)
-            print(f"zapgate: cannot listen on {_host_port(settings.host, settings.port)}: {reason}", file=sys.stderr)
-            return EXIT_USAGE
-        if not is_loopback(settings.host):
-            log.warning(
-                "listening on %s: reachable from other machines. Put a TLS-terminating proxy in front and keep "
-                "tokens secret; see docs/security.md",
-                settings.host,
-            )
-        server = _Server(uvicorn_config(app, settings), gateway)
-        try:
-            server.run(sockets=sockets)
+            server.run(sockets=sockets[0])
         except SystemExit:  # uvicorn's way to give up when the application did not start
             print("zapgate: the gateway did not start; the log above says why", file=sys.stderr)
             return EXIT_USAGE
         finally:
-            for sock in sockets:
-                sock.close()
+            for bound in sockets:
+                for sock in bound:
+                    sock.close()
         return EXIT_OK
     finally:
         gateway.data_lock.release()
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    """Say at WARNING what a gateway reachable from other machines leaves open."""
+    if is_loopback(settings.host):
+        return
+    log.warning(
+        "listening on %s: reachable from other machines. Put a TLS-terminating proxy in front and keep "
+        "tokens secret; see docs/security.md",
+        settings.host,
+    )
+    if not settings.allowed_hosts:
+        log.warning(
+            "ZAPGATE_ALLOWED_HOSTS is not set: requests with any Host header are answered. Set it to the names "
+            "clients use (zapgate.example.com) to refuse others, which defeats DNS rebinding; see docs/security.md"
+        )
+    if not settings.metrics_token and (not settings.metrics_port or not is_loopback(settings.metrics_host)):
+        log.warning(
+            "/metrics is open to whoever reaches it: set ZAPGATE_METRICS_TOKEN, or ZAPGATE_METRICS_PORT to serve "
+            "it on 127.0.0.1 only"
+        )
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
@@ -117,8 +142,10 @@ class _Server(GatewayServer):
     """uvicorn's server (ending SSE streams first at shutdown) on sockets bound beforehand; once it serves, it
     says where, and greets a first run."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: uvicorn.Config, gateway: Gateway, metrics_sockets: list[socket.socket] | None = None
+    ) -> None:
+        super().__init__(config, metrics_sockets)
         self.gateway = gateway
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

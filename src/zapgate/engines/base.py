@@ -370,9 +370,10 @@ class Sandbox(Protocol):
     """What an engine that simulates WhatsApp also lets clients do (the ``sim.*`` commands): act as the phone
     or as WhatsApp itself. Only the simulator implements it."""
 
-    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool]) -> Me:
+    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool], tenant: str | None = None) -> Me:
         """A phone with number ``phone`` scans a QR code (or types a pairing code) of a session ``owned``
-        accepts; returns the linked account."""
+        accepts; returns the linked account. With ``tenant``, ``phone`` must be (or become) that tenant's:
+        :class:`~zapgate.errors.PhoneTaken` for the echo contact, a contact or another tenant's phone."""
         ...
 
     async def locate(self, code: str) -> str | None:

@@ -30,12 +30,14 @@ from .edge import EdgeWebSocketProtocol, http_protocol
 from .guard import EdgeGuard
 from .http import healthz, session_qr_png
 from .media import download_media, upload_media
-from .metrics import GatewayCollector, metrics
+from .metrics import GatewayCollector, metrics, metrics_app
 from .rest import not_found, rest_routes
 from .rest_events import Streams, events_endpoint
 from .websocket import websocket_endpoint
 
 __all__ = ["GatewayServer", "create_app", "uvicorn_config"]
+
+log = logging.getLogger("zapgate.server")
 
 CORS_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"]
 
@@ -86,7 +88,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
             Route("/healthz", healthz),
-            Route("/metrics", metrics),
+            *([] if settings.metrics_port else [Route("/metrics", metrics)]),
             Route("/v1/sessions/{session}/qr.png", session_qr_png),
             Route("/v1/media", upload_media, methods=["POST"]),
             Route("/v1/media/{media_id}", download_media, methods=["GET", "HEAD"]),
@@ -108,20 +110,58 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     app.state.api_documents = {}
     app.state.metrics = CollectorRegistry(auto_describe=True)
     app.state.metrics.register(GatewayCollector(gateway))
+    app.state.metrics_token = settings.metrics_token
     return app
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server, which first ends the app's long-lived HTTP responses when it shuts down.
+    """uvicorn's server, which first ends the app's long-lived HTTP responses when it shuts down, and runs the
+    separate ``/metrics`` listener when ``metrics_port`` is set.
 
     uvicorn waits for HTTP responses in progress before it stops (up to its grace period), and tells them
     nothing: an event stream or a long-poll would hold the shutdown that long. Ending them first lets a client
-    see the end of its stream at once and reconnect (with ``Last-Event-ID``) to the next server."""
+    see the end of its stream at once and reconnect (with ``Last-Event-ID``) to the next server.
+
+    The metrics listener is a second uvicorn server in the same event loop, with the same edge limits (its own
+    connection counts), started once the gateway has started and stopped before it; ``metrics_sockets`` are
+    sockets bound for it beforehand (``zapgate serve`` binds them to report a busy port in one line)."""
+
+    def __init__(self, config: uvicorn.Config, metrics_sockets: list[socket.socket] | None = None) -> None:
+        super().__init__(config)
+        self.metrics_server: uvicorn.Server | None = None
+        self._metrics_sockets = metrics_sockets
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        state = getattr(self.config.app, "state", None)
+        gateway = getattr(state, "gateway", None)
+        if not self.started or not isinstance(gateway, Gateway) or not gateway.settings.metrics_port:
+            return
+        settings = gateway.settings.replace(host=gateway.settings.metrics_host, port=gateway.settings.metrics_port)
+        app = metrics_app(state.metrics, settings.metrics_token)  # type: ignore[union-attr]
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            http=http_protocol(EdgeGuard(settings)),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(self._metrics_sockets)
+        self.metrics_server = server
+        log.info("metrics served on http://%s:%d/metrics", settings.host, server.servers[0].sockets[0].getsockname()[1])
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         streams = getattr(getattr(self.config.app, "state", None), "streams", None)
         if isinstance(streams, Streams):
             streams.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.shutdown(self._metrics_sockets)
+            self.metrics_server = None
         await super().shutdown(sockets)
 
 

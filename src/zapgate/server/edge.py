@@ -5,6 +5,8 @@ unbounded, these subclasses bound:
 
 - A new connection is admitted by the :class:`~zapgate.server.guard.EdgeGuard` before a byte is parsed
   (connections per client address, unauthenticated connections in total: 429 and 503).
+- A request whose ``Host`` is not a name the gateway answers to (``allowed_hosts``, :mod:`zapgate.hosts`) is
+  refused (421) before any route, WebSocket upgrades included: DNS rebinding cannot reach a loopback gateway.
 - The request head must arrive whole within ``handshake_timeout_s`` (408), in at most ``max_header_bytes``
   and ``max_headers`` (431). httptools has no such limit: endless headers were buffered without bound.
 - A refused connection gets its HTTP answer, then its input is read and dropped for at most
@@ -289,6 +291,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._head_open = False
         self._head_bytes = 0
         self._cancel_deadline()
+        refusal = self.guard.check_host([value.decode("latin-1") for name, value in self.headers if name == b"host"])
+        if refusal is not None:
+            raise refusal
         if self._admission is not None and self.guard.is_trusted_proxy(self._peer):
             forwarded = [value.decode("latin-1") for name, value in self.headers if name == b"x-forwarded-for"]
             client = forwarded_client(self._peer, forwarded, self.guard.trusted)

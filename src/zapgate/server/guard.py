@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..config import Settings
-from ..errors import ServerBusy, TooManyConnections, ZapgateError
+from ..errors import HostNotAllowed, ServerBusy, TooManyConnections, ZapgateError
 
 __all__ = ["Admission", "EdgeGuard", "TokenBucket", "address_key", "forwarded_client"]
 
@@ -165,6 +165,7 @@ class EdgeGuard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.trusted = _networks(settings.trusted_proxies)
+        self.hosts = settings.host_policy
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._per_token: collections.Counter[str] = collections.Counter()
         self._unauthenticated = 0
@@ -175,6 +176,17 @@ class EdgeGuard:
         self._unwarned: collections.Counter[str] = collections.Counter()
 
     # -- connections
+
+    def check_host(self, hosts: list[str]) -> ZapgateError | None:
+        """The refusal of a request whose ``Host`` headers (all of them; one is expected) are not a name this
+        gateway answers to, else None."""
+        if self.hosts.any_host or (len(hosts) == 1 and self.hosts.allows(hosts[0])):
+            return None
+        self.refused[HostNotAllowed.code] += 1
+        shown = repr(hosts[0][:100]) if len(hosts) == 1 else f"{len(hosts)} Host headers"
+        return HostNotAllowed(
+            f"this gateway does not answer to {shown}; the names it answers to are set by ZAPGATE_ALLOWED_HOSTS"
+        )
 
     @property
     def unauthenticated(self) -> int:

@@ -2,23 +2,30 @@
 
 Labels never carry tenant or session names (no unbounded cardinality, nothing identifying): per-tenant
 detail belongs to the WebSocket API.
+
+With ``metrics_token`` set, a scrape must send ``Authorization: Bearer <metrics_token>`` (compared in constant
+time) or gets 401. With ``metrics_port`` set, ``/metrics`` is served by :func:`metrics_app` on a listener of its
+own (``metrics_host``, 127.0.0.1 by default) and the API's port answers it 404.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..gateway import Gateway
 from ..sessions.state import Status
 
-__all__ = ["GatewayCollector", "metrics"]
+__all__ = ["GatewayCollector", "metrics", "metrics_app"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -120,5 +127,23 @@ def _cluster_metrics(gw: Gateway) -> Iterator[Metric]:
 
 
 async def metrics(request: Request) -> Response:
+    token: str = request.app.state.metrics_token
+    if token and not _bearer_matches(request.headers.get("authorization", ""), token):
+        body = {"code": "unauthorized", "message": "GET /metrics needs 'Authorization: Bearer <ZAPGATE_METRICS_TOKEN>'"}
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+
+def _bearer_matches(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    # compare_digest on bytes: its time does not depend on where the first difference is.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def metrics_app(registry: CollectorRegistry, token: str) -> Starlette:
+    """The application of the separate ``/metrics`` listener (``metrics_port``): ``/metrics`` and nothing else."""
+    app = Starlette(routes=[Route("/metrics", metrics)])
+    app.state.metrics = registry
+    app.state.metrics_token = token
+    return app

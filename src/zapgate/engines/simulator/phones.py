@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidRequest, SessionNotPaired
+from ...errors import InvalidRequest, PhoneTaken, SessionNotPaired
 from ...jid import parse_phone
 from ...protocol import Me
 from ...protocol.content import Content, Poll, Text, Vote, media_of
@@ -95,14 +95,25 @@ class SimulatedPhones(abc.ABC):
 
     # -- phone-side actions (the sim.* commands)
 
-    async def scan(self, code: str, phone: str, *, owned: Callable[[str], bool] = lambda _: True) -> Me:
+    async def scan(
+        self, code: str, phone: str, *, owned: Callable[[str], bool] = lambda _: True, tenant: str | None = None
+    ) -> Me:
         """A phone with number ``phone`` scans a QR code or types a pairing code; returns the linked identity.
 
         ``owned(session_id)`` limits which sessions' codes count (the caller's tenant's); any other code is
-        reported as unknown.
+        reported as unknown. With ``tenant``, the number becomes that tenant's phone, and one that is the echo
+        contact, a contact or another tenant's phone is refused (``phone_taken``) before the code is used.
         """
         phone = parse_phone(phone)
         session_id = await self._pairings.find(code.strip(), phone, owned, self._pairing_of)
+        if tenant is not None:
+            kind, owner = await self._server.claim_phone(phone, tenant)
+            if kind == "echo":
+                raise PhoneTaken(f"+{phone} is the simulator's echo contact, not a phone you can scan with")
+            if kind != "phone":
+                raise PhoneTaken(f"+{phone} is a contact of the simulated network, not a phone you can scan with")
+            if owner != tenant:
+                raise PhoneTaken(f"+{phone} is another tenant's simulated phone; scan with a number of your own")
         device = self._devices[session_id]
         self._pairings.cancel(device)
         if await self._server.account(phone) is None:

@@ -121,6 +121,12 @@ MIGRATIONS = [
     ALTER TABLE deliveries ADD COLUMN node TEXT;
     ALTER TABLE deliveries ADD COLUMN epoch {BIGINT};
     """,
+    # 5: a simulated phone's number belongs to the tenant whose phone first scanned with it (review §5.7): no other
+    # tenant can claim it, nor the echo contact or a contact. NULL: not claimed (the network's own accounts, and
+    # phones of before this version, which the next scan claims).
+    """
+    ALTER TABLE accounts ADD COLUMN owner TEXT;
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()

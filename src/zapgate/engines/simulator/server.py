@@ -113,6 +113,29 @@ class SimServer:
         row = await self.db.write(add)
         self.accounts[phone] = (str(row[0]), str(row[1]))
 
+    async def claim_phone(self, phone: str, tenant: str) -> tuple[str, str | None]:
+        """Make ``phone`` a phone of ``tenant`` unless it is already another's; return its (kind, owner).
+
+        Atomic in the simulator's database, so two tenants (on two nodes) scanning with one new number at once
+        cannot both get it. Only a ``phone`` account is claimed: the echo contact and contacts are the network's.
+        """
+        lid = str(10**13 + secrets.randbelow(9 * 10**13))
+
+        def claim(conn: Conn) -> tuple[Any, list[Any]]:
+            conn.execute(
+                "INSERT INTO accounts (phone, lid, kind, name, owner) VALUES (?, ?, 'phone', ?, ?) "
+                "ON CONFLICT (phone) DO NOTHING",
+                (phone, lid, f"Phone {phone[-4:]}", tenant),
+            )
+            conn.execute(
+                "UPDATE accounts SET owner = ? WHERE phone = ? AND owner IS NULL AND kind = 'phone'", (tenant, phone)
+            )
+            return conn.execute("SELECT kind, lid, owner FROM accounts WHERE phone = ?", (phone,)).fetchone(), []
+
+        kind, lid, owner = await self.db.write(claim)
+        self.accounts[phone] = (str(kind), str(lid))
+        return str(kind), None if owner is None else str(owner)
+
     # -- notifications between nodes (shared mode)
 
     def announce(self, conn: Conn, kind: str, words: list[str]) -> None:

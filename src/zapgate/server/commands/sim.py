@@ -38,7 +38,7 @@ async def sim_scan(gw: Gateway, caller: Caller, cmd: SimScan) -> SimScanResult:
         session = gw.sessions.by_id(session_id)
         return session is not None and session.tenant == caller.tenant
 
-    return SimScanResult(me=await _sandbox(gw).scan(cmd.qr, cmd.phone, owned=owned))
+    return SimScanResult(me=await _sandbox(gw).scan(cmd.qr, cmd.phone, owned=owned, tenant=caller.tenant))
 
 
 @handles(SimUnlink)
