@@ -58,6 +58,8 @@ class LoadResult:
     p999_ms: float
     max_ms: float
     first_error: str | None = None
+    replies: int = 0
+    """Every reply received, warm-up and drain included (what the server's CPU time over the run paid for)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -212,6 +214,7 @@ async def run_load(
         p999_ms=percentile(ms, 0.999),
         max_ms=ms[-1] if ms else float("nan"),
         first_error=first_error,
+        replies=sum(len(c.done) for c in conns),
     )
 
 

@@ -33,6 +33,8 @@ ROOT = BENCH.parent
 BIN = Path(sys.executable).parent
 SILENT_CONTACT = "5511988887777"
 """A simulated contact that exists on the network and never answers: sends to it cost only the send path."""
+SILENT_CONTACTS = tuple(f"55119888877{i:02d}" for i in range(8))
+"""Eight more such contacts: the send path rotates over them (per-chat ordering rightly serialises one chat)."""
 
 
 def free_port() -> int:
@@ -56,6 +58,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (all its threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def settle_rss(pid: int, seconds: float = 1.0) -> int:
@@ -157,7 +165,7 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "log_level": "warning",
         "pacing": "false",
         "sim_latency_s": 0,
-        "sim_contacts": SILENT_CONTACT,
+        "sim_contacts": ",".join((SILENT_CONTACT, *SILENT_CONTACTS)),
         # The bench opens thousands of connections from 127.0.0.1 and drives them flat out: no edge caps.
         "max_connections_per_ip": 0,
         "max_connections_per_token": 0,
@@ -169,12 +177,17 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     return env
 
 
-def start_gateway(data_dir: Path, *, timeout: float = 120.0, **settings: Any) -> Server:
-    """Run ``zapgate serve`` in its own process; returns once it accepts connections (sessions loaded)."""
+def start_gateway(data_dir: Path, *, timeout: float = 120.0, source: Path | None = None, **settings: Any) -> Server:
+    """Run ``zapgate serve`` in its own process; returns once it accepts connections (sessions loaded).
+
+    ``source``: a ``src`` directory of another zapgate checkout to run instead of the installed one (the
+    before side of a before/after comparison measured in one run)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = data_dir / "gateway.log"
     env = gateway_env(data_dir, port=port, **settings)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     began = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen([str(BIN / "zapgate"), "serve"], env=env, stdout=out, stderr=out)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import tempfile
 import time
@@ -30,16 +31,29 @@ from typing import Any
 import uvloop
 
 from loadgen import LoadResult, close_all, open_connections, run_load
-from procs import SILENT_CONTACT, Client, Server, create_tokens, emit, phone, start_ceiling, start_gateway
+from procs import (
+    SILENT_CONTACT,
+    SILENT_CONTACTS,
+    Client,
+    Server,
+    cpu_seconds,
+    create_tokens,
+    emit,
+    phone,
+    start_ceiling,
+    start_gateway,
+)
 
 SESSION = "s"
 TEXT = "Olá! Your order #1234 has shipped and will arrive tomorrow."
 
 
+_rotation = itertools.cycle(SILENT_CONTACTS)
+
+
 def make_request(_conn: int, request_id: str) -> str:
-    return (
-        f'{{"type":"message.send","id":"{request_id}","session":"{SESSION}","to":"+{SILENT_CONTACT}","text":"{TEXT}"}}'
-    )
+    to = next(_rotation)
+    return f'{{"type":"message.send","id":"{request_id}","session":"{SESSION}","to":"+{to}","text":"{TEXT}"}}'
 
 
 def make_ping(_conn: int, request_id: str) -> str:
@@ -71,7 +85,11 @@ async def measure(
 ) -> LoadResult:
     conns = await open_connections(target.server.url, target.tokens, connections)
     try:
-        return await run_load(conns, REQUESTS[target.request], in_flight=in_flight, seconds=seconds, rate=rate)
+        cpu_before = cpu_seconds(target.server.pid)
+        result = await run_load(conns, REQUESTS[target.request], in_flight=in_flight, seconds=seconds, rate=rate)
+        cpu = cpu_seconds(target.server.pid) - cpu_before
+        result.extra["cpu_us_per_msg"] = 1e6 * cpu / result.replies if result.replies else float("nan")
+        return result
     finally:
         await close_all(conns)
 
@@ -79,6 +97,7 @@ async def measure(
 def _median_of(runs: list[LoadResult]) -> dict[str, Any]:
     keys = ("msgs_per_s", "p50_ms", "p99_ms", "p999_ms", "max_ms")
     row: dict[str, Any] = {k: statistics.median(getattr(r, k) for r in runs) for k in keys}
+    row["cpu_us_per_msg"] = statistics.median(r.extra["cpu_us_per_msg"] for r in runs)
     row["runs"] = [{k: getattr(r, k) for k in (*keys, "completed", "errors")} for r in runs]
     row["errors"] = sum(r.errors for r in runs)
     row["first_error"] = next((r.first_error for r in runs if r.first_error), None)
@@ -94,7 +113,7 @@ class Target:
 
 async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[str, Any]:
     for name, target in targets.items():
-        if target.server.kind == "gateway" and target.request == "send":
+        if target.server.kind == "gateway" and target.request == "send":  # "before-*" too
             began = time.perf_counter()
             await pair_all(target.server, target.tokens)
             print(f"  {name}: paired {len(target.tokens)} sessions in {time.perf_counter() - began:.1f} s", flush=True)
@@ -108,7 +127,8 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
                 closed[name].setdefault(f"{c}x{w}", []).append(result)
                 print(
                     f"  [{repeat + 1}/{args.repeats}] {name:<15} C={c:<4} W={w}: {result.msgs_per_s:9.0f} msgs/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"CPU {result.extra['cpu_us_per_msg']:5.0f} us/msg  errors {result.errors}",
                     flush=True,
                 )
         if args.rate:
@@ -139,6 +159,11 @@ def main() -> None:
     parser.add_argument(
         "--ping", action=argparse.BooleanOptionalAction, default=True, help="also measure 'ping' (no storage)"
     )
+    parser.add_argument(
+        "--compare-src",
+        help="also run a gateway from this src directory (e.g. of `git worktree add /tmp/before main`) as the "
+        "target 'before-<mode>', for a before/after measured in the same run",
+    )
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args()
     tenants = max([*args.connections, args.rate_connections if args.rate else 1])
@@ -154,6 +179,16 @@ def main() -> None:
                     data_dir, sqlite_synchronous=mode, max_inflight_commands=max(64, *args.in_flight)
                 )
                 targets[f"gateway-{mode}"] = Target(server, tokens)
+                if args.compare_src is not None:
+                    before_dir = Path(tmp) / f"before-{mode}"
+                    before_tokens = create_tokens(before_dir, [f"t{i:04d}" for i in range(tenants)])
+                    before = start_gateway(
+                        before_dir,
+                        source=Path(args.compare_src).resolve(),
+                        sqlite_synchronous=mode,
+                        max_inflight_commands=max(64, *args.in_flight),
+                    )
+                    targets[f"before-{mode}"] = Target(before, before_tokens)
             if args.ping:
                 first = next(t for name, t in targets.items() if name.startswith("gateway-"))
                 targets["gateway-ping"] = Target(first.server, first.tokens, "ping")

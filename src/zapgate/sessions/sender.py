@@ -42,6 +42,10 @@ log = logging.getLogger("zapgate.sessions")
 
 RETRY_AFTER_ERROR_S = 1.0
 
+FRESH_KEPT = 256
+"""Messages submitted live whose stored row the sender keeps in memory, so that sending them needs no read
+back from the database; the rest of a longer queue is read back when its turn comes."""
+
 MediaFiles = Callable[[Content], Awaitable[MediaFile | None]]
 """The local file of a stored message's media, looked up at send time (None: the message has none)."""
 
@@ -84,6 +88,8 @@ class Sender:
         self._orphans: dict[str, str] = {}
         """Message id → reason, for a message that was with the engine when the queue was failed."""
         self._failing = False
+        self._fresh: dict[str, OutboxItem] = {}
+        """Stored rows of messages submitted live (at most :data:`FRESH_KEPT`), by id."""
 
     @property
     def queued(self) -> int:
@@ -116,15 +122,19 @@ class Sender:
         for future in self._waiters.values():
             future.cancel()
         self._waiters.clear()
+        self._fresh.clear()
 
     def submit(self, item: OutboxItem) -> asyncio.Future[OutboxItem]:
         """Queue a stored message; the future resolves with it once it is durably ``sent`` or ``failed``.
 
-        Only its id, chat and position stay in memory: the content is read back from the database when it is
+        Only its id, chat and position stay in memory, and the stored row itself for the first
+        :data:`FRESH_KEPT` queued messages: the content of the others is read back from the database when it is
         sent, so a long queue costs little memory."""
         future = self._waiters.get(item.message_id)
         if future is None:
             future = self._waiters[item.message_id] = asyncio.get_running_loop().create_future()
+            if len(self._fresh) < FRESH_KEPT and item.status == "queued":
+                self._fresh[item.message_id] = item
             self._enqueue(QueuedMessage(item.message_id, item.chat, item.position))
         return future
 
@@ -173,6 +183,8 @@ class Sender:
         # Taken out of memory only now: a message stored while the write was on its way is in ``failed``
         # (and leaves) if the write saw it, else it stays queued in storage and here alike.
         gone = {item.message_id for item in failed}
+        for message_id in gone:
+            self._fresh.pop(message_id, None)
         for chat in list(self._chats):
             queue = self._chats[chat]
             kept = collections.deque(q for q in queue if q.message_id not in gone)
@@ -231,7 +243,7 @@ class Sender:
                 await self._sleep(ready_at - now)
                 continue
             try:
-                item = await self._storage.outbox_item(queued.message_id)
+                item = self._fresh.pop(queued.message_id, None) or await self._storage.outbox_item(queued.message_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
