@@ -103,6 +103,13 @@ async def flow(run: Run) -> list[tuple[str, Any]]:
     await step("presence.subscribe", session="s1", chat=BOB)
     await step("chat.presence", session="s1", chat=BOB, state="typing")
     await step("chat.presence", session="s1", chat=BOB, state="paused")
+    await step("chat.list", session="s2", limit=10)
+    await step("message.history", session="s2", chat=ALICE, limit=5)
+    await step("message.history", session="s2", chat=ALICE, before="unknown")
+    await step("chat.mark_read", session="s1", chat=CONTACT)
+    for change in ("chat.archive", "chat.unarchive", "chat.pin", "chat.unpin", "chat.unmute"):
+        await step(change, session="s1", chat=CONTACT)
+    await step("chat.mute", session="s1", chat=CONTACT, until=4_000_000_000)
     await step("media.get", validate=False, media_id="unknown")
     await step("media.retry", validate=False, media_id="unknown")
     await step("sim.media_fail", session="s1", times=1)

@@ -28,6 +28,7 @@ from ..protocol.content import Content
 __all__ = [
     "PLAIN",
     "Availability",
+    "ChatSettingIn",
     "ChatState",
     "Connected",
     "Disconnected",
@@ -37,6 +38,8 @@ __all__ = [
     "EngineIssue",
     "EngineSink",
     "Failed",
+    "HistoryBatch",
+    "HistoryChat",
     "LoggedOut",
     "MediaFile",
     "MessageIn",
@@ -174,6 +177,41 @@ class PresenceIn(_EngineEvent, tag="presence"):
     """Unix seconds, with ``unavailable``."""
 
 
+class HistoryChat(msgspec.Struct, frozen=True, kw_only=True):
+    """What WhatsApp's history sync says about a chat (None: it did not say)."""
+
+    chat: str
+    name: str | None = None
+    unread: int | None = None
+    """How many of the chat's newest received messages are unread."""
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted_until: int | None = None
+    """0: not muted; -1: until unmuted; else unix seconds."""
+
+
+class HistoryBatch(_EngineEvent, tag="history"):
+    """One batch of WhatsApp's history sync after pairing: older messages of the account's chats (also those
+    sent from the phone, ``from_me``) and what it says about the chats. Not live: nobody is notified of each
+    message. ``final`` with the last batch of a sync."""
+
+    messages: list[MessageIn] = []
+    chats: list[HistoryChat] = []
+    progress: int | None = None
+    """0 to 100, when WhatsApp says."""
+    final: bool = False
+
+
+class ChatSettingIn(_EngineEvent, tag="chat_setting"):
+    """The phone or another linked device archived, pinned or muted a chat (or un-): WhatsApp's app state."""
+
+    chat: str
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted_until: int | None = None
+    """0: unmuted; -1: until unmuted; else unix seconds."""
+
+
 EngineEvent = (
     QrCode
     | PairCode
@@ -186,6 +224,8 @@ EngineEvent = (
     | MessageIn
     | ReceiptIn
     | PresenceIn
+    | HistoryBatch
+    | ChatSettingIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
 
@@ -372,6 +412,20 @@ class Engine(abc.ABC):
         """Ask WhatsApp for ``jid``'s presence and typing: :class:`PresenceIn` events follow while the session is
         online. Raises :class:`SendError`."""
         raise SendError("unsupported", f"the {self.name} engine cannot subscribe to presence", retryable=False)
+
+    async def set_chat(
+        self,
+        session_id: str,
+        chat: Jid,
+        *,
+        archived: bool | None = None,
+        pinned: bool | None = None,
+        muted_until: int | None = None,
+    ) -> None:
+        """Archive, pin or mute ``chat`` on WhatsApp (app state: the phone and the other linked devices follow);
+        None leaves a setting as it is; ``muted_until`` 0 unmutes, -1 mutes until unmuted. Raises
+        :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot change chat settings", retryable=False)
 
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).

@@ -12,6 +12,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``messages``       sending, read receipts, message events
 ``media``          media files: info, retry, media.ready / media.failed
 ``presence``       typing and online status, both ways
+``chats``          the chat list, archive / pin / mute, message history, history sync
 ``events``         reading the event log; ping
 ``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
 ``sim``            simulator-only commands
@@ -22,6 +23,25 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 from __future__ import annotations
 
 from .base import COMMANDS, EVENTS, Command, CommandSpec, Empty, EventSpec, Scope
+from .chats import (
+    ChatArchive,
+    ChatInfo,
+    ChatList,
+    ChatListResult,
+    ChatMarkRead,
+    ChatMute,
+    ChatPin,
+    ChatReadResult,
+    ChatUnarchive,
+    ChatUnmute,
+    ChatUnpin,
+    ChatUpdatedData,
+    HistoryMessage,
+    HistorySyncedData,
+    LastMessage,
+    MessageHistory,
+    MessageHistoryResult,
+)
 from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_server_frame, encode
 from .content import Content
 from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
@@ -95,7 +115,19 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "PROTOCOL_VERSION",
     "Auth",
+    "ChatArchive",
+    "ChatInfo",
+    "ChatList",
+    "ChatListResult",
+    "ChatMarkRead",
+    "ChatMute",
+    "ChatPin",
     "ChatPresence",
+    "ChatReadResult",
+    "ChatUnarchive",
+    "ChatUnmute",
+    "ChatUnpin",
+    "ChatUpdatedData",
     "ClientFrame",
     "CloseCode",
     "Command",
@@ -110,6 +142,9 @@ __all__ = [
     "EventsFetch",
     "EventsPage",
     "Hello",
+    "HistoryMessage",
+    "HistorySyncedData",
+    "LastMessage",
     "Me",
     "MediaFailedData",
     "MediaGet",
@@ -117,6 +152,8 @@ __all__ = [
     "MediaReadyData",
     "MediaRetry",
     "MessageEditedData",
+    "MessageHistory",
+    "MessageHistoryResult",
     "MessageReactionData",
     "MessageRead",
     "MessageReadResult",

@@ -31,11 +31,13 @@ import msgspec
 from ..background import BackgroundTasks
 from ..config import Settings
 from ..engines.base import (
+    ChatSettingIn,
     Connected,
     Disconnected,
     Engine,
     EngineEvent,
     Failed,
+    HistoryBatch,
     LoggedOut,
     MessageIn,
     PairCode,
@@ -68,7 +70,8 @@ from ..protocol import (
     SessionStatusData,
     encode,
 )
-from ..storage import LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
+from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
+from .chats import Chats, inbound_entry
 from .inbound import describe_inbound
 from .moves import SessionMoves
 from .ownership import NotOwner, Ownership, SoleOwner
@@ -86,7 +89,6 @@ log = logging.getLogger("zapgate.sessions")
 
 RESTORE_CONCURRENCY = 64
 """Sessions prepared and reopened at the same time when the gateway starts."""
-
 
 
 class SessionManager(SessionMoves, MessageSending):
@@ -119,6 +121,8 @@ class SessionManager(SessionMoves, MessageSending):
         self._tasks = BackgroundTasks(log)
         self.presence = Presence(engine, storage, self.get, self._event)
         """``chat.presence``, ``presence.set``, ``presence.subscribe`` and the ``presence`` events."""
+        self.chats = Chats(engine, storage, self.get, self._event)
+        """``chat.*``, ``message.history``, and the history sync."""
 
     # -- lifecycle
 
@@ -281,6 +285,7 @@ class SessionManager(SessionMoves, MessageSending):
             del self._by_name[(session.tenant, session.name)]
         if self._by_id.get(session.id) is session:
             del self._by_id[session.id]
+        self.chats.forget(session.id)
 
     @contextlib.asynccontextmanager
     async def _lifecycle(self, tenant: str, name: str) -> AsyncIterator[Session]:
@@ -354,6 +359,7 @@ class SessionManager(SessionMoves, MessageSending):
             if exc.retryable:
                 raise EngineUnavailable(f"could not send read receipts now ({exc.message}); retry") from None
             raise SendFailed(f"could not send read receipts: {exc.message}") from None
+        await self.chats.read(session, str(jid), ids)
         return len(ids)
 
     # -- engine events
@@ -378,6 +384,13 @@ class SessionManager(SessionMoves, MessageSending):
                 await self._on_message(session, event)
             case PresenceIn():
                 await self.presence.received(session, event)
+            case HistoryBatch():
+                await self.chats.history_batch(session, event)
+            case ChatSettingIn():
+                settings = ChatSettings(
+                    chat=event.chat, archived=event.archived, pinned=event.pinned, muted_until=event.muted_until
+                )
+                await self.chats.changed(session, settings)
             case ReceiptIn():
                 events = [
                     self._event(
@@ -447,6 +460,7 @@ class SessionManager(SessionMoves, MessageSending):
             kind=str(type(event.content).__struct_config__.tag),
             media=media,
             fence=session.fence,
+            message=inbound_entry(event),
         )
         if stored is not None and media is not None:
             self.downloads.schedule(session.tenant, media.id)

@@ -33,6 +33,7 @@ from ..jid import Jid
 from ..protocol import MessageStatusData, PacingState, encode
 from ..protocol.content import Content
 from ..storage import Fence, LeaseLost, NewEvent, OutboxItem, QueuedMessage, Storage
+from .chats import outbound_entry
 from .outgoing import decode_outgoing
 from .pacing import Pacer
 
@@ -321,7 +322,11 @@ class Sender:
         )
         event = NewEvent(self._tenant, self._session_name(), "message.status", encode(data))
         done = self._storage.finish_message(
-            item, [event], new_contact_at=time.time() if new_contact else None, fence=self._fence()
+            item,
+            [event],
+            new_contact_at=time.time() if new_contact else None,
+            fence=self._fence(),
+            message=outbound_entry(item) if item.status == "sent" else None,
         )
         waiter = self._waiters.pop(item.message_id, None)
         label = self._label

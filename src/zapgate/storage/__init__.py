@@ -24,6 +24,7 @@ from .base import (
     TokenRecord,
 )
 from .by_url import database_for, is_postgres_url, redact_url
+from .chats import MUTED_FOREVER, ChatRecord, ChatSettings, ChatStore, StoredMessage
 from .database import Conn, Database
 from .leases import Fence, Lease, LeaseLost, LeaseStore, Located, NodeInfo
 from .media import MediaRecord, MediaStore
@@ -32,6 +33,10 @@ from .sqlite import SqliteDatabase
 from .store import SessionExists, Storage
 
 __all__ = [
+    "MUTED_FOREVER",
+    "ChatRecord",
+    "ChatSettings",
+    "ChatStore",
     "Conn",
     "Database",
     "EventListener",
@@ -52,6 +57,7 @@ __all__ = [
     "SqliteDatabase",
     "Storage",
     "StoredEvent",
+    "StoredMessage",
     "TokenRecord",
     "database_for",
     "is_postgres_url",
@@ -63,9 +69,7 @@ __all__ = [
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
-def open_database(
-    url: str | Path, *, synchronous: str = "full", lock_hold_limit_s: float | None = None
-) -> Database:
+def open_database(url: str | Path, *, synchronous: str = "full", lock_hold_limit_s: float | None = None) -> Database:
     """The gateway's database for ``url`` (a ``sqlite:///`` or ``postgresql://`` URL, or a plain file path), with
     its schema (:mod:`.schema`); see :func:`~.by_url.database_for`. Nothing is opened yet; ``await db.open()``
     connects and applies the migrations."""

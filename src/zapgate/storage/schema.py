@@ -151,6 +151,47 @@ MIGRATIONS: list[str] = [
         id TEXT NOT NULL
     );
     """,
+    # 6: chats and message history (docs/contacts.md). ``messages`` keeps what a session sent and received, live
+    # or from WhatsApp's history sync, for ``message.history``; ``chats`` one row per chat with its last message,
+    # unread count and the archived / pinned / muted settings. A session id names one tenant's session, so
+    # (session_id, chat, timestamp) is the (tenant, session, chat, time) order history pages through; WhatsApp's
+    # timestamps are whole seconds, so the gateway's time of storing (``stored_at``) orders messages of one second.
+    """
+    CREATE TABLE messages (
+        session_id TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sender TEXT,
+        sender_lid TEXT,
+        from_me {BIGINT} NOT NULL,
+        timestamp {BIGINT} NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT,
+        content {BLOB} NOT NULL,
+        reply_to TEXT,
+        push_name TEXT,
+        origin TEXT NOT NULL,
+        is_read {BIGINT} NOT NULL,
+        stored_at {REAL} NOT NULL,
+        PRIMARY KEY (session_id, chat, message_id)
+    );
+    CREATE INDEX messages_chat_time ON messages (session_id, chat, timestamp, stored_at, message_id);
+    CREATE INDEX messages_unread ON messages (session_id, chat) WHERE is_read = 0;
+    CREATE TABLE chats (
+        session_id TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        name TEXT,
+        last_message_id TEXT,
+        last_timestamp {BIGINT} NOT NULL DEFAULT 0,
+        last_stored_at {REAL} NOT NULL DEFAULT 0,
+        unread {BIGINT} NOT NULL DEFAULT 0,
+        archived {BIGINT} NOT NULL DEFAULT 0,
+        pinned {BIGINT} NOT NULL DEFAULT 0,
+        muted_until {BIGINT} NOT NULL DEFAULT 0,
+        PRIMARY KEY (session_id, chat)
+    );
+    CREATE INDEX chats_recent ON chats (session_id, last_timestamp, last_stored_at, chat);
+    """,
 ]
 
 

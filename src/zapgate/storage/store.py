@@ -28,6 +28,7 @@ from .base import (
     StoredEvent,
     TokenRecord,
 )
+from .chats import ChatStore, StoredMessage, note_messages
 from .database import Conn, Database
 from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
@@ -122,6 +123,7 @@ class Storage:
         self._write = db.write
         self.media = MediaStore(db)
         self.leases = LeaseStore(db)
+        self.chats = ChatStore(db, append_events)
 
     @property
     def dialect(self) -> str:
@@ -302,6 +304,8 @@ class Storage:
                 ("outbox", "session_id"),
                 ("inbound", "session_id"),
                 ("contacts", "session_id"),
+                ("messages", "session_id"),
+                ("chats", "session_id"),
                 ("media", "session_id"),
                 ("leases", "session_id"),
             ):
@@ -493,7 +497,9 @@ class Storage:
         *,
         new_contact_at: float | None,
         fence: Fence | None = None,
+        message: StoredMessage | None = None,
     ) -> asyncio.Future[list[StoredEvent]]:
+        """Store a send's outcome with its ``events``; ``message``: the sent message, for the chat's history."""
         # Read the mutable item now, not in the writer thread.
         values = (item.status, item.reason, item.wa_timestamp, item.chat, item.message_id)
         session_id, chat = item.session_id, item.chat
@@ -513,6 +519,8 @@ class Storage:
                     "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
                     (session_id, chat, new_contact_at),
                 )
+            if message is not None:
+                note_messages(conn, session_id, [message])
             stored = append_events(conn, events, now)
             return stored, stored
 
@@ -564,9 +572,11 @@ class Storage:
         kind: str | None = None,
         media: MediaRecord | None = None,
         fence: Fence | None = None,
+        message: StoredMessage | None = None,
     ) -> list[StoredEvent] | None:
         """Remember a received message and append its events, unless it was received before (then None). The row
-        of its file, ``media``, is written in the same transaction, so the events may already name it."""
+        of its file, ``media``, is written in the same transaction, so the events may already name it; so is
+        ``message``, its entry in the chat's history."""
 
         def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
             check_fence(conn, fence)
@@ -584,6 +594,8 @@ class Storage:
             )
             if media is not None:
                 insert_media(conn, media)
+            if message is not None:
+                note_messages(conn, session_id, [message])
             stored = append_events(conn, events, now)
             return stored, stored
 

@@ -19,6 +19,7 @@ from ...storage.database import Conn
 from ..base import (
     PLAIN,
     Availability,
+    ChatSettingIn,
     ChatState,
     Connected,
     Disconnected,
@@ -295,6 +296,39 @@ class SimulatorEngine(SimulatedPhones, Engine):
             raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
         self._presence.subscribe(device, await self._account_of(jid.user))
 
+    async def set_chat(
+        self,
+        session_id: str,
+        chat: Jid,
+        *,
+        archived: bool | None = None,
+        pinned: bool | None = None,
+        muted_until: int | None = None,
+    ) -> None:
+        device = self._sending_device(session_id)
+        phone, changes = device.phone or "", {"archived": archived, "pinned": pinned, "muted_until": muted_until}
+        given = {name: int(value) for name, value in changes.items() if value is not None}
+
+        def store(conn: Conn) -> tuple[Mail, list[Any]]:
+            conn.execute(
+                "INSERT INTO chat_settings (phone, chat) VALUES (?, ?) ON CONFLICT (phone, chat) DO NOTHING",
+                (phone, str(chat)),
+            )
+            for name, value in given.items():
+                conn.execute(
+                    f"UPDATE chat_settings SET {name} = ? WHERE phone = ? AND chat = ?",  # noqa: S608
+                    (value, phone, str(chat)),
+                )
+            # App state reaches the account's other devices (not the one that changed it).
+            event = ChatSettingIn(chat=str(chat), archived=archived, pinned=pinned, muted_until=muted_until)
+            others = [s for s in linked_devices(conn, phone) if s != session_id]
+            raw = encode_event(event)
+            row_ids = insert_mail(conn, [(s, raw) for s in others])
+            self._server.announce(conn, "mail", others)
+            return [(s, event, r) for s, r in zip(others, row_ids, strict=True)], []
+
+        self._post(await self._db.write(store))
+
     def _sending_device(self, session_id: str) -> Device:
         device = self._devices.get(session_id)
         if device is None or not device.online or device.phone is None:
@@ -562,4 +596,3 @@ class SimulatorEngine(SimulatedPhones, Engine):
         except Exception:
             log.exception("session %s: handling %s failed", device.session_id, type(event).__name__)
             return False
-

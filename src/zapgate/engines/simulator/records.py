@@ -127,6 +127,18 @@ MIGRATIONS = [
     """
     ALTER TABLE accounts ADD COLUMN owner TEXT;
     """,
+    # 6: an account's chat settings (WhatsApp's app state: archived, pinned, muted), which every linked device of
+    # the account follows and a new device gets with its history sync
+    """
+    CREATE TABLE chat_settings (
+        phone TEXT NOT NULL,
+        chat TEXT NOT NULL,
+        archived {BIGINT} NOT NULL DEFAULT 0,
+        pinned {BIGINT} NOT NULL DEFAULT 0,
+        muted_until {BIGINT} NOT NULL DEFAULT 0,
+        PRIMARY KEY (phone, chat)
+    );
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()

@@ -12,6 +12,7 @@ tenant's session is indistinguishable from a missing one.
 ``messages``  ``message.*``
 ``media``     ``media.*``
 ``presence``  ``chat.presence``, ``presence.*``
+``chats``     ``chat.*``, ``message.history``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
 ============  ======================================
@@ -19,11 +20,12 @@ tenant's session is indistinguishable from a missing one.
 
 from __future__ import annotations
 
-from . import events, media, messages, presence, sessions, sim
+from . import chats, events, media, messages, presence, sessions, sim
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
     "HANDLERS",
+    "chats",
     "events",
     "execute",
     "handles",

@@ -1,0 +1,415 @@
+"""Chats and message history: the ``messages`` and ``chats`` tables (docs/contacts.md).
+
+``messages`` keeps every message a session sent or received that a person reads in a chat (not reactions,
+edits, revokes, votes or status posts), live or from WhatsApp's history sync; ``chats`` one row per chat: its
+last message, how many received messages are unread, and the archived, pinned and muted settings.
+
+Live messages are written by :func:`note_messages` inside the same transaction as their event
+(``Storage.record_inbound``, ``Storage.finish_message``); a history batch is one transaction of its own
+(:meth:`ChatStore.apply_history`). A message already stored (the same session, chat and id) is never stored
+twice, so a history sync that repeats live messages changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .base import NewEvent, StoredEvent
+from .database import Conn, Database
+
+AppendEvents = Callable[[Conn, Sequence[NewEvent], float], list[StoredEvent]]
+
+__all__ = ["MUTED_FOREVER", "ChatRecord", "ChatSettings", "ChatStore", "StoredMessage", "note_messages"]
+
+MUTED_FOREVER = -1
+"""``muted_until`` of a chat muted until unmuted."""
+
+_IN_CHUNK = 500
+"""Ids per ``IN (…)`` list."""
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    chat: str
+    message_id: str
+    from_me: bool
+    timestamp: int
+    """Unix seconds (WhatsApp's)."""
+    kind: str
+    content: bytes
+    """The content as JSON."""
+    sender: str | None = None
+    sender_lid: str | None = None
+    text: str | None = None
+    reply_to: str | None = None
+    push_name: str | None = None
+    origin: str = "live"
+    """``live`` or ``history`` (WhatsApp's history sync)."""
+    read: bool = True
+    """False for a received message not read yet (counted in the chat's ``unread``)."""
+    stored_at: float = 0.0
+    """When the gateway stored it (orders the messages of one second); set when stored."""
+
+
+@dataclass(slots=True)
+class ChatRecord:
+    chat: str
+    name: str | None
+    last_timestamp: int
+    unread: int
+    archived: bool
+    pinned: bool
+    muted_until: int
+    """0: not muted; :data:`MUTED_FOREVER`; else unix seconds."""
+    last: StoredMessage | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    """What WhatsApp says about a chat (history sync or app state); None leaves a field as it is."""
+
+    chat: str
+    name: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted_until: int | None = None
+    unread: int | None = None
+    """From a history sync: how many of the newest received messages are unread."""
+
+
+_MESSAGE_COLUMNS = (
+    "chat, message_id, from_me, timestamp, kind, content, sender, sender_lid, text, reply_to, push_name, origin, "
+    "is_read, stored_at"
+)
+
+
+def _message(row: Sequence[Any]) -> StoredMessage:
+    return StoredMessage(
+        chat=row[0],
+        message_id=row[1],
+        from_me=bool(row[2]),
+        timestamp=int(row[3]),
+        kind=row[4],
+        content=bytes(row[5]),
+        sender=row[6],
+        sender_lid=row[7],
+        text=row[8],
+        reply_to=row[9],
+        push_name=row[10],
+        origin=row[11],
+        read=bool(row[12]),
+        stored_at=float(row[13]),
+    )
+
+
+def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """Inside a write: store the messages not stored yet and bring their chats up to date; return those stored."""
+    fresh: dict[tuple[str, str], StoredMessage] = {}
+    for m in messages:
+        fresh.setdefault((m.chat, m.message_id), m)
+    by_chat: dict[str, list[str]] = {}
+    for chat, message_id in fresh:
+        by_chat.setdefault(chat, []).append(message_id)
+    for chat, ids in by_chat.items():
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, chat, *chunk),
+            ).fetchall()
+            for (known,) in rows:
+                fresh.pop((chat, known), None)
+    new = list(fresh.values())
+    if not new:
+        return []
+    now = time.time()
+    for m in new:
+        m.stored_at = now
+    conn.executemany(
+        f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                session_id,
+                m.chat,
+                m.message_id,
+                int(m.from_me),
+                m.timestamp,
+                m.kind,
+                m.content,
+                m.sender,
+                m.sender_lid,
+                m.text,
+                m.reply_to,
+                m.push_name,
+                m.origin,
+                int(m.read),
+                m.stored_at,
+            )
+            for m in new
+        ],
+    )
+    chats: dict[str, tuple[StoredMessage, int, str | None]] = {}
+    for m in new:
+        newest, unread, name = chats.get(m.chat, (m, 0, None))
+        if (m.timestamp, m.message_id) >= (newest.timestamp, newest.message_id):
+            newest = m
+        if not m.from_me and m.push_name and not m.chat.endswith("@g.us"):
+            name = m.push_name
+        chats[m.chat] = (newest, unread + (0 if m.read or m.from_me else 1), name)
+    conn.executemany(
+        "INSERT INTO chats (session_id, chat, name, last_message_id, last_timestamp, last_stored_at, unread) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, chat) DO UPDATE SET "
+        "name = coalesce(excluded.name, chats.name), "
+        "last_message_id = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
+        "THEN excluded.last_message_id ELSE chats.last_message_id END, "
+        "last_stored_at = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
+        "THEN excluded.last_stored_at ELSE chats.last_stored_at END, "
+        "last_timestamp = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
+        "THEN excluded.last_timestamp ELSE chats.last_timestamp END, "
+        "unread = chats.unread + excluded.unread",
+        [
+            (session_id, chat, name, m.message_id, m.timestamp, m.stored_at, unread)
+            for chat, (m, unread, name) in chats.items()
+        ],
+    )
+    return new
+
+
+def _apply_settings(conn: Conn, session_id: str, settings: ChatSettings) -> None:
+    conn.execute(
+        "INSERT INTO chats (session_id, chat) VALUES (?, ?) ON CONFLICT (session_id, chat) DO NOTHING",
+        (session_id, settings.chat),
+    )
+    changes: list[str] = []
+    values: list[Any] = []
+    if settings.name is not None:
+        changes.append("name = ?")
+        values.append(settings.name)
+    if settings.archived is not None:
+        changes.append("archived = ?")
+        values.append(int(settings.archived))
+    if settings.pinned is not None:
+        # Pinned chats remember when they were pinned (WhatsApp orders them by it).
+        changes.append("pinned = ?")
+        values.append(int(time.time()) if settings.pinned else 0)
+    if settings.muted_until is not None:
+        changes.append("muted_until = ?")
+        values.append(settings.muted_until)
+    if changes:
+        conn.execute(
+            f"UPDATE chats SET {', '.join(changes)} WHERE session_id = ? AND chat = ?",  # noqa: S608
+            (*values, session_id, settings.chat),
+        )
+    if settings.unread is not None:
+        _set_unread(conn, session_id, settings.chat, settings.unread)
+
+
+def _set_unread(conn: Conn, session_id: str, chat: str, unread: int) -> None:
+    """The newest ``unread`` received messages of the chat are unread, the others read."""
+    conn.execute(
+        "UPDATE messages SET is_read = 1 WHERE session_id = ? AND chat = ? AND is_read = 0", (session_id, chat)
+    )
+    if unread > 0:
+        rows = conn.execute(
+            "SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND from_me = 0 "
+            "ORDER BY timestamp DESC, stored_at DESC, message_id DESC LIMIT ?",
+            (session_id, chat, unread),
+        ).fetchall()
+        conn.executemany(
+            "UPDATE messages SET is_read = 0 WHERE session_id = ? AND chat = ? AND message_id = ?",
+            [(session_id, chat, r[0]) for r in rows],
+        )
+    conn.execute("UPDATE chats SET unread = ? WHERE session_id = ? AND chat = ?", (unread, session_id, chat))
+
+
+class ChatStore:
+    """Reads and writes of the ``chats`` and ``messages`` tables (see the module documentation)."""
+
+    def __init__(self, db: Database, append_events: AppendEvents) -> None:
+        self._db = db
+        self._append = append_events
+
+    async def apply_history(
+        self,
+        session_id: str,
+        messages: Sequence[StoredMessage],
+        chats: Sequence[ChatSettings],
+        make_events: Callable[[int], Sequence[NewEvent]],
+    ) -> tuple[int, list[StoredEvent]]:
+        """One history-sync batch in one transaction: store the new messages, then the chats' settings, and the
+        events ``make_events(stored_count)`` returns (a list of :class:`NewEvent`). Returns (stored, events)."""
+
+        def op(conn: Conn) -> tuple[tuple[int, list[StoredEvent]], list[StoredEvent]]:
+            stored = note_messages(conn, session_id, messages)
+            for settings in chats:
+                _apply_settings(conn, session_id, settings)
+            appended = self._append(conn, make_events(len(stored)), time.time())
+            return (len(stored), appended), appended
+
+        return await self._db.write(op)
+
+    async def set_chat(
+        self, session_id: str, settings: ChatSettings, make_events: Callable[[ChatRecord], Sequence[NewEvent]]
+    ) -> ChatRecord:
+        """Change a chat's settings (creating its row if needed) with the events ``make_events`` makes from the
+        chat as it is then; return that chat."""
+
+        def op(conn: Conn) -> tuple[ChatRecord, list[StoredEvent]]:
+            _apply_settings(conn, session_id, settings)
+            record = _chats(conn, session_id, chat=settings.chat, limit=1)[0]
+            stored = self._append(conn, make_events(record), time.time())
+            return record, stored
+
+        return await self._db.write(op)
+
+    async def chat(self, session_id: str, chat: str) -> ChatRecord | None:
+        def op(conn: Conn) -> ChatRecord | None:
+            found = _chats(conn, session_id, chat=chat, limit=1)
+            return found[0] if found else None
+
+        return await self._db.read(op)
+
+    async def known_chat(self, session_id: str, candidates: Sequence[str]) -> str | None:
+        """The first of ``candidates`` the session has a chat with."""
+
+        def op(conn: Conn) -> str | None:
+            for chat in candidates:
+                row = conn.execute(
+                    "SELECT chat FROM chats WHERE session_id = ? AND chat = ?", (session_id, chat)
+                ).fetchone()
+                if row:
+                    return str(row[0])
+            return None
+
+        return await self._db.read(op)
+
+    async def list_chats(
+        self, session_id: str, *, limit: int, before: str | None = None, archived: bool | None = None
+    ) -> list[ChatRecord] | None:
+        """The session's chats, most recent first; ``before`` a chat: only those listed after it (None when the
+        session has no chat ``before``)."""
+
+        def op(conn: Conn) -> list[ChatRecord] | None:
+            cursor = None
+            if before is not None:
+                row = conn.execute(
+                    "SELECT last_timestamp, last_stored_at FROM chats WHERE session_id = ? AND chat = ?",
+                    (session_id, before),
+                ).fetchone()
+                if row is None:
+                    return None
+                cursor = (int(row[0]), float(row[1]), before)
+            return _chats(conn, session_id, limit=limit, cursor=cursor, archived=archived)
+
+        return await self._db.read(op)
+
+    async def history(
+        self, session_id: str, chat: str, *, limit: int, before: str | None = None
+    ) -> list[StoredMessage] | None:
+        """The chat's messages, newest first; ``before`` a message id: only older ones (None when the chat has no
+        message ``before``)."""
+
+        def op(conn: Conn) -> list[StoredMessage] | None:
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND chat = ?"  # noqa: S608
+            args: list[Any] = [session_id, chat]
+            if before is not None:
+                row = conn.execute(
+                    "SELECT timestamp, stored_at FROM messages WHERE session_id = ? AND chat = ? AND message_id = ?",
+                    (session_id, chat, before),
+                ).fetchone()
+                if row is None:
+                    return None
+                sql += " AND (timestamp, stored_at, message_id) < (?, ?, ?)"
+                args += [int(row[0]), float(row[1]), before]
+            rows = conn.execute(
+                sql + " ORDER BY timestamp DESC, stored_at DESC, message_id DESC LIMIT ?", (*args, limit)
+            )
+            return [_message(r) for r in rows]
+
+        return await self._db.read(op)
+
+    async def unread(self, session_id: str, chat: str) -> list[StoredMessage]:
+        """The chat's received messages not read yet, oldest first."""
+
+        def op(conn: Conn) -> list[StoredMessage]:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND chat = ? AND is_read = 0 "  # noqa: S608
+                "ORDER BY timestamp, stored_at, message_id",
+                (session_id, chat),
+            )
+            return [_message(r) for r in rows]
+
+        return await self._db.read(op)
+
+    async def mark_read(self, session_id: str, chat: str, message_ids: Sequence[str]) -> int:
+        """Mark received messages of the chat read; return how many were unread."""
+        ids = list(message_ids)
+
+        def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
+            changed = 0
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                cur = conn.execute(
+                    f"UPDATE messages SET is_read = 1 WHERE session_id = ? AND chat = ? AND is_read = 0 "  # noqa: S608
+                    f"AND message_id IN ({marks})",
+                    (session_id, chat, *chunk),
+                )
+                changed += cur.rowcount
+            if changed:
+                conn.execute(
+                    "UPDATE chats SET unread = CASE WHEN unread > ? THEN unread - ? ELSE 0 END "
+                    "WHERE session_id = ? AND chat = ?",
+                    (changed, changed, session_id, chat),
+                )
+            return changed, []
+
+        return await self._db.write(op) if ids else 0
+
+
+def _chats(
+    conn: Conn,
+    session_id: str,
+    *,
+    limit: int,
+    chat: str | None = None,
+    cursor: tuple[int, float, str] | None = None,
+    archived: bool | None = None,
+) -> list[ChatRecord]:
+    sql = (
+        f"SELECT c.chat, c.name, c.last_timestamp, c.unread, c.archived, c.pinned, c.muted_until, "  # noqa: S608
+        f"{', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))} "
+        "FROM chats c LEFT JOIN messages m ON m.session_id = c.session_id AND m.chat = c.chat "
+        "AND m.message_id = c.last_message_id WHERE c.session_id = ?"
+    )
+    args: list[Any] = [session_id]
+    if chat is not None:
+        sql += " AND c.chat = ?"
+        args.append(chat)
+    if cursor is not None:
+        sql += " AND (c.last_timestamp, c.last_stored_at, c.chat) < (?, ?, ?)"
+        args += list(cursor)
+    if archived is not None:
+        sql += " AND c.archived = ?"
+        args.append(int(archived))
+    rows = conn.execute(
+        sql + " ORDER BY c.last_timestamp DESC, c.last_stored_at DESC, c.chat DESC LIMIT ?", (*args, limit)
+    ).fetchall()
+    return [
+        ChatRecord(
+            chat=r[0],
+            name=r[1],
+            last_timestamp=int(r[2]),
+            unread=int(r[3]),
+            archived=bool(r[4]),
+            pinned=bool(r[5]),
+            muted_until=int(r[6]),
+            last=_message(r[7:]) if r[8] is not None else None,
+        )
+        for r in rows
+    ]

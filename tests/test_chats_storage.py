@@ -1,0 +1,111 @@
+"""Chats and message history in storage, on SQLite and PostgreSQL: messages stored once with their chat's last
+message and unread count, paging newest first (also within one second), reading, settings with their events,
+a history batch in one transaction, and deleting a session removing both."""
+
+from __future__ import annotations
+
+from zapgate.storage import MUTED_FOREVER, ChatSettings, NewEvent, SessionRecord, Storage, StoredMessage
+
+BOB = "5521988880002@s.whatsapp.net"
+CAROL = "5531977770003@s.whatsapp.net"
+
+
+def message(
+    chat: str, n: int, *, from_me: bool = False, ts: int = 1000, read: bool = False, origin: str = "live"
+) -> StoredMessage:
+    return StoredMessage(
+        chat=chat,
+        message_id=f"M{n:04d}",
+        from_me=from_me,
+        timestamp=ts,
+        kind="text",
+        content=b'{"kind":"text","text":"m%d"}' % n,
+        sender=None if from_me else chat,
+        text=f"m{n}",
+        push_name=None if from_me else "Bob",
+        origin=origin,
+        read=from_me or read,
+    )
+
+
+async def store(storage: Storage, *messages: StoredMessage) -> None:
+    for m in messages:
+        await storage.record_inbound("ses_1", m.message_id, m.chat, [], 1.0, message=m)
+
+
+async def test_messages_chats_paging_and_reading(storage: Storage) -> None:
+    await store(storage, message(BOB, 1, ts=1000), message(BOB, 2, ts=1000), message(CAROL, 3, ts=999))
+    await store(storage, message(BOB, 2, ts=1000))  # a repeat is not stored twice (nor counted)
+    chats = await storage.chats.list_chats("ses_1", limit=10)
+    assert chats is not None
+    assert [(c.chat, c.unread, c.name) for c in chats] == [(BOB, 2, "Bob"), (CAROL, 1, "Bob")]
+    assert chats[0].last is not None and chats[0].last.message_id == "M0002"  # same second: the later one
+    page = await storage.chats.list_chats("ses_1", limit=1, before=BOB)
+    assert page is not None and [c.chat for c in page] == [CAROL]
+    assert await storage.chats.list_chats("ses_1", limit=1, before="nobody@s.whatsapp.net") is None
+
+    history = await storage.chats.history("ses_1", BOB, limit=10)
+    assert history is not None and [m.message_id for m in history] == ["M0002", "M0001"]
+    older = await storage.chats.history("ses_1", BOB, limit=10, before="M0002")
+    assert older is not None and [m.message_id for m in older] == ["M0001"]
+    assert await storage.chats.history("ses_1", BOB, limit=10, before="nope") is None
+
+    assert [m.message_id for m in await storage.chats.unread("ses_1", BOB)] == ["M0001", "M0002"]
+    assert await storage.chats.mark_read("ses_1", BOB, ["M0001", "M0001", "unknown"]) == 1
+    assert await storage.chats.mark_read("ses_1", BOB, ["M0001"]) == 0
+    bob = await storage.chats.chat("ses_1", BOB)
+    assert bob is not None and bob.unread == 1
+
+
+async def test_sent_messages_and_settings_with_events(storage: Storage) -> None:
+    published: list[str] = []
+    storage.set_event_listener(lambda batch: published.extend(e.event for e in batch))
+    await store(storage, message(BOB, 1, ts=1000), message(BOB, 2, ts=1001, from_me=True))
+    bob = await storage.chats.chat("ses_1", BOB)
+    assert bob is not None and bob.unread == 1 and bob.last is not None and bob.last.from_me
+
+    def updated(record: object) -> list[NewEvent]:
+        return [NewEvent("acme", "main", "chat.updated", b"{}")]
+
+    changed = await storage.chats.set_chat(
+        "ses_1", ChatSettings(chat=BOB, archived=True, pinned=True, muted_until=MUTED_FOREVER), updated
+    )
+    assert (changed.archived, changed.pinned, changed.muted_until) == (True, True, MUTED_FOREVER)
+    assert published[-1] == "chat.updated"
+    only_archived = await storage.chats.list_chats("ses_1", limit=10, archived=True)
+    assert only_archived is not None and [c.chat for c in only_archived] == [BOB]
+    fresh = await storage.chats.set_chat("ses_1", ChatSettings(chat=CAROL, pinned=True), updated)
+    assert fresh.last is None and fresh.last_timestamp == 0 and fresh.pinned
+    unarchived = await storage.chats.list_chats("ses_1", limit=10, archived=False)
+    assert unarchived is not None and [c.chat for c in unarchived] == [CAROL]
+
+
+async def test_a_history_batch_in_one_transaction(storage: Storage) -> None:
+    await store(storage, message(BOB, 1, ts=2000))
+    batch = [message(BOB, n, ts=1000 + n, read=True, origin="history") for n in range(1, 1201)]
+    counts: list[int] = []
+
+    def events(stored: int) -> list[NewEvent]:
+        counts.append(stored)
+        return [NewEvent("acme", "main", "history.synced", b"{}")]
+
+    stored, appended = await storage.chats.apply_history(
+        "ses_1", batch, [ChatSettings(chat=BOB, unread=2, name="Bob B")], events
+    )
+    assert stored == 1199 and counts == [1199] and [e.event for e in appended] == ["history.synced"]
+    bob = await storage.chats.chat("ses_1", BOB)
+    assert bob is not None and bob.unread == 2 and bob.name == "Bob B"
+    assert bob.last is not None and bob.last.message_id == "M1200"  # the newest by WhatsApp's time
+    unread = await storage.chats.unread("ses_1", BOB)
+    assert [m.message_id for m in unread] == ["M1199", "M1200"]
+    page = await storage.chats.history("ses_1", BOB, limit=500)
+    assert page is not None and len(page) == 500 and page[0].origin == "history"
+
+
+async def test_deleting_a_session_deletes_its_chats_and_messages(storage: Storage) -> None:
+    record = SessionRecord(id="ses_1", tenant="acme", name="main", status="stopped", created_at=1.0, updated_at=1.0)
+    await storage.add_session(record)
+    await store(storage, message(BOB, 1))
+    await storage.delete_session(record)
+    assert await storage.chats.list_chats("ses_1", limit=10) == []
+    assert await storage.chats.history("ses_1", BOB, limit=10) == []
