@@ -18,7 +18,7 @@ BOB = "+55 21 98888-0002"
 CONTACT = "+55 31 97777-0003"
 VOLATILE = {
     *("time", "created_at", "expires_at", "timestamp", "until", "paused_until", "ts"),
-    *("message_id", "qr", "lid", "seq", "last_seq", "since"),
+    *("message_id", "qr", "lid", "from_lid", "chat_lid", "sender_lid", "participant_lid", "seq", "last_seq", "since"),
 }
 ROUTES = {op.spec.name: op for op in operations()}
 
