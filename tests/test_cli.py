@@ -332,7 +332,7 @@ async def test_events_follow_live_across_a_dropped_connection(gateway: RunningGa
         start = client.last_seq
         assert start is not None
         env = cli_env(relay.url, token)
-        follow = ["events", "--from", str(start), "--session", "main", "--limit", "20"]
+        follow = ["events", "--from", str(start), "--session", "main", "--event", "message.*", "--limit", "20"]
         async with running(*follow, env=env) as follower:
             for n in range(10):
                 await client.sim_receive("main", "+55 21 94444-0000", f"before {n}")
@@ -347,7 +347,10 @@ async def test_events_follow_live_across_a_dropped_connection(gateway: RunningGa
         texts = [e["data"]["text"] for e in printed if e["event"] == "message.received"]
         assert texts == [f"before {n}" for n in range(10)] + [f"after {n}" for n in range(10)]
         log = await client.fetch_events(start, limit=1000)
-        assert [e["seq"] for e in printed] == [e.seq for e in log.events if e.session == "main"][:20]
+        assert [e["seq"] for e in printed] == [e.seq for e in log.events if e.event.startswith("message.")][:20]
+        assert {e["event"] for e in printed} == {"message.received"}
+        typo = await cli("events", "--event", "message.recieved", env=env)
+        assert typo.code == 1 and "unknown event type 'message.recieved'" in typo.err, typo.err
 
 
 async def test_events_from_a_seq_prints_the_wire_frames(gateway: RunningGateway) -> None:

@@ -181,7 +181,8 @@ def add_commands(commands: Any) -> None:
         '{"type":"gap","after":N,"last_seq":M} takes their place (and a warning goes to stderr).\n\n'
         "examples:\n"
         "  zapgate events | jq -c 'select(.event == \"message.received\") | .data'\n"
-        "  zapgate events --from 0 --limit 100      # the first 100 events the gateway still keeps",
+        "  zapgate events --from 0 --limit 100      # the first 100 events the gateway still keeps\n"
+        "  zapgate events --session shop --event 'message.*' --event session.status",
         timeout=None,
     )
     events.add_argument(
@@ -191,7 +192,21 @@ def add_commands(commands: Any) -> None:
         metavar="SEQ",
         help="start after event number SEQ (0: from the oldest kept); default: only new events",
     )
-    events.add_argument("--session", metavar="SESSION", help="only this session's events")
+    events.add_argument(
+        "--session",
+        dest="sessions",
+        action="append",
+        metavar="SESSION",
+        help="only this session's events (repeat for several); the gateway sends no others",
+    )
+    events.add_argument(
+        "--event",
+        dest="event_types",
+        action="append",
+        metavar="TYPE",
+        help="only events of this type: a name (message.received) or a prefix wildcard ('message.*'; quote it "
+        "for the shell); repeat for several",
+    )
     events.add_argument("--limit", type=int, metavar="N", help="exit after printing N events")
 
     logout = client_command(
@@ -320,7 +335,14 @@ def run(args: argparse.Namespace, body: Body) -> int:
         )
     url = args.url or os.environ.get("ZAPGATE_URL") or DEFAULT_URL
     try:
-        client = connect(url, token, resume_from=getattr(args, "from_seq", None), request_timeout=args.request_timeout)
+        client = connect(
+            url,
+            token,
+            resume_from=getattr(args, "from_seq", None),
+            request_timeout=args.request_timeout,
+            sessions=getattr(args, "sessions", None),
+            events=getattr(args, "event_types", None),
+        )
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
 
@@ -502,8 +524,6 @@ async def _events(client: Client, args: argparse.Namespace) -> int:
                 sys.stderr,
             )
             line = json.dumps({"type": "gap", "after": event.after, "last_seq": event.last_seq})
-        elif args.session and event.session != args.session:
-            continue
         else:
             line = event_to_json(event).decode()
             printed += 1

@@ -28,7 +28,7 @@ Errors the client adds to the :mod:`zapgate.errors` tree (client side only, neve
 from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
-from ..protocol import Me, MediaInfo, SendResult, SessionInfo
+from ..protocol import Me, MediaInfo, SendResult, SessionInfo, Subscription
 from ..protocol.content import (
     Audio,
     ContactCard,
@@ -117,6 +117,7 @@ __all__ = [
     "SessionStatus",
     "StatusReceived",
     "Sticker",
+    "Subscription",
     "Text",
     "UnknownEvent",
     "Unsupported",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +77,8 @@ def connect(
     backoff_base: float = 0.5,
     backoff_cap: float = 30.0,
     max_pending_events: int = 10_000,
+    sessions: Iterable[str] | None = None,
+    events: Iterable[str] | None = None,
 ) -> Client:
     """A client for the gateway at ``url``; use it as ``async with connect(url, token) as client:``.
 
@@ -84,6 +86,8 @@ def connect(
     then starts right after it. Without it, the stream starts with events newer than the connection.
     The first connection fails at once (:class:`GatewayUnreachable`, :class:`~zapgate.errors.Unauthorized`);
     later drops are retried with backoff between ``backoff_base`` and ``backoff_cap`` seconds.
+    ``sessions`` and ``events`` subscribe the connection to only those sessions and event types (names or
+    ``"message.*"``-style wildcards) from its first event on; see :meth:`Client.subscribe`.
     """
     return Client(
         url,
@@ -95,6 +99,8 @@ def connect(
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
         max_pending_events=max_pending_events,
+        sessions=sessions,
+        events=events,
     )
 
 

@@ -11,6 +11,10 @@ How it behaves, in short (``docs/client.md`` says it at length):
   backoff and asks the gateway to resume after the last ``seq`` it accepted. Events are deduplicated by
   ``seq``, so the stream neither skips nor repeats. When the gateway no longer has the events the client
   missed, the stream carries an :class:`~zapgate.client.events.EventGap` where they would have been.
+- **Subscriptions.** With ``sessions``/``events`` (at :func:`~zapgate.client.connect`, or later with
+  :meth:`Connection.subscribe`), the gateway sends only those events. The subscription is sent again in the
+  ``auth`` frame of every reconnection, so the replay of a resume is filtered too, and what the client reads
+  from the log to catch up is read with the same filter.
 - **Commands across a drop.** A command whose reply was lost with the socket is sent again on the new
   connection only when doing it twice is harmless: reads, ``session.start``/``stop``/``logout``,
   ``message.read``, ``sim.network`` and ``message.send``, which always carries an idempotency key (the SDK
@@ -27,6 +31,7 @@ import contextlib
 import itertools
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -48,6 +53,8 @@ from ..protocol import (
     Hello,
     Ready,
     Reply,
+    Subscribe,
+    Subscription,
     decode_server_frame,
     encode,
 )
@@ -117,6 +124,8 @@ class Connection:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         max_pending_events: int = 10_000,
+        sessions: Iterable[str] | None = None,
+        events: Iterable[str] | None = None,
     ) -> None:
         try:
             parse_uri(url)
@@ -144,6 +153,8 @@ class Connection:
         self._fatal: ZapgateError | None = None
         self._ready: Ready | None = None
         self._last_error: ErrorFrame | None = None
+        self._sessions = _names(sessions, "sessions")
+        self._events = _names(events, "events")
 
     # -- lifecycle
 
@@ -200,11 +211,16 @@ class Connection:
     # -- connecting
 
     async def _handshake(self) -> ClientConnection:
-        """Open a socket, authenticate, and take the ``ready`` frame; the socket is returned ready to read."""
+        """Open a socket, authenticate, and take the ``ready`` frame; the socket is returned ready to read.
+
+        The token goes in the ``Authorization`` header, so that a bad one is refused before the upgrade; with a
+        subscription, in the ``auth`` frame instead, the one place that also carries the subscription."""
         resume = self._stream.resume_point()
-        headers = {"Authorization": f"Bearer {self._token}"}
-        if resume is not None:
-            headers["Zapgate-Resume-From"] = str(resume)
+        headers = {}
+        if self._sessions is None and self._events is None:
+            headers["Authorization"] = f"Bearer {self._token}"
+            if resume is not None:
+                headers["Zapgate-Resume-From"] = str(resume)
         try:
             ws = await websockets.connect(
                 self.url,
@@ -224,8 +240,9 @@ class Connection:
                 hello = decode_server_frame(await ws.recv())
                 if not isinstance(hello, Hello):
                     raise GatewayUnreachable(f"{self.url} did not greet like a zapgate gateway")
-                if hello.auth == "required":  # the Authorization header did not reach the gateway (a proxy?)
-                    await ws.send(encode(Auth(token=self._token, resume_from=resume)).decode())
+                if hello.auth == "required":  # no Authorization header, or it did not reach the gateway (a proxy?)
+                    auth = Auth(token=self._token, resume_from=resume, sessions=self._sessions, events=self._events)
+                    await ws.send(encode(auth).decode())
                 frame = decode_server_frame(await ws.recv())
             if isinstance(frame, ErrorFrame):
                 raise error_from_wire(frame.code, frame.message)
@@ -394,10 +411,10 @@ class Connection:
             await self._wake.wait()
 
     async def _catch_up(self) -> None:
-        """Read one page of what the stream passed over from the gateway's log."""
+        """Read one page of what the stream passed over from the gateway's log (what the subscription wants)."""
         after = self._stream.cursor or 0
         try:
-            page = await self.fetch_events(after, limit=CATCH_UP_PAGE)
+            page = await self.fetch_events(after, limit=CATCH_UP_PAGE, sessions=self._sessions, events=self._events)
         except (ConnectionClosed, RequestTimeout):
             if not self._closed and self._fatal is None:
                 await self._wait_connected()
@@ -443,15 +460,50 @@ class Connection:
         data = await self._call(command, retry_safe=retry_safe)
         return msgspec.convert(data, result)
 
-    async def fetch_events(self, after: int, *, limit: int = 100) -> EventPage:
-        """Read the tenant's event log: up to ``limit`` (1-1000) events with ``seq > after``, oldest first.
+    async def fetch_events(
+        self,
+        after: int,
+        *,
+        limit: int = 100,
+        sessions: Iterable[str] | None = None,
+        events: Iterable[str] | None = None,
+    ) -> EventPage:
+        """Read the tenant's event log: up to ``limit`` (1-1000) events with ``seq > after``, oldest first; only
+        those of ``sessions`` and of the event types in ``events`` (names or ``prefix.*``) when given.
 
-        Independent of the live stream; use it to page through history.
+        Independent of the live stream and of its subscription; use it to page through history.
         """
-        data = await self._call(EventsFetch(id=self._new_id(), after=after, limit=limit), retry_safe=True)
+        cmd = EventsFetch(
+            id=self._new_id(),
+            after=after,
+            limit=limit,
+            sessions=_names(sessions, "sessions"),
+            events=_names(events, "events"),
+        )
+        data = await self._call(cmd, retry_safe=True)
         page = msgspec.convert(data, _RawPage)
-        events = [event_from_frame(msgspec.convert(raw, EventFrame)) for raw in page.events]
-        return EventPage(events=events, oldest_seq=page.oldest_seq, last_seq=page.last_seq, gap=page.gap)
+        found = [event_from_frame(msgspec.convert(raw, EventFrame)) for raw in page.events]
+        return EventPage(events=found, oldest_seq=page.oldest_seq, last_seq=page.last_seq, gap=page.gap)
+
+    async def subscribe(
+        self, *, sessions: Iterable[str] | None = None, events: Iterable[str] | None = None
+    ) -> Subscription:
+        """Receive only the events of ``sessions`` and of the event types in ``events`` (exact names, or a prefix
+        wildcard such as ``"message.*"``); None or empty: every session (every event type).
+
+        Replaces the subscription in force (``subscribe()`` with no argument: everything again); it also holds
+        after a reconnection. Returns the subscription as the gateway applied it, wildcards expanded.
+        :class:`~zapgate.errors.InvalidRequest` names an event type that does not exist, and the previous
+        subscription stays."""
+        cmd = Subscribe(id=self._new_id(), sessions=_names(sessions, "sessions"), events=_names(events, "events"))
+        applied = await self._request(cmd, Subscription, retry_safe=True)
+        self._sessions, self._events = cmd.sessions, cmd.events
+        return applied
+
+    @property
+    def subscription(self) -> tuple[list[str] | None, list[str] | None]:
+        """``(sessions, events)`` as last asked for (None: all)."""
+        return self._sessions, self._events
 
     # -- failure
 
@@ -489,6 +541,16 @@ class _RawPage(msgspec.Struct):
     oldest_seq: int
     last_seq: int
     gap: bool
+
+
+def _names(values: Iterable[str] | None, what: str) -> list[str] | None:
+    """A subscription field as sent: None when empty; a lone string is one name, not its characters."""
+    if values is None:
+        return None
+    names = [values] if isinstance(values, str) else list(values)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"{what} must be strings")
+    return names or None
 
 
 def _refusal(url: str, exc: InvalidStatus) -> ZapgateError:
