@@ -73,12 +73,12 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
-async def _open_one(url: str, token: str, timeout: float) -> ClientConnection:
+async def _open_one(url: str, token: str, timeout: float, auth: dict[str, Any] | None = None) -> ClientConnection:
     ws = await connect(url, compression=None, open_timeout=timeout, ping_interval=None, max_queue=None)
     hello = _decode(await asyncio.wait_for(ws.recv(), timeout))
     if hello.type != "hello":
         raise RuntimeError(f"expected hello, got {hello.type!r}")
-    await ws.send(msgspec.json.encode({"type": "auth", "token": token}).decode())
+    await ws.send(msgspec.json.encode({"type": "auth", "token": token, **(auth or {})}).decode())
     while True:
         frame = _decode(await asyncio.wait_for(ws.recv(), timeout))
         if frame.type == "ready":
@@ -88,14 +88,21 @@ async def _open_one(url: str, token: str, timeout: float) -> ClientConnection:
 
 
 async def open_connections(
-    url: str, tokens: Sequence[str], count: int, *, concurrency: int = 100, timeout: float = 30.0
+    url: str,
+    tokens: Sequence[str],
+    count: int,
+    *,
+    concurrency: int = 100,
+    timeout: float = 30.0,
+    auth: Callable[[int], dict[str, Any]] | None = None,
 ) -> list[ClientConnection]:
-    """Open ``count`` authenticated connections, token ``i % len(tokens)`` for connection ``i``."""
+    """Open ``count`` authenticated connections, token ``i % len(tokens)`` for connection ``i``; ``auth(i)``
+    gives more fields for connection ``i``'s ``auth`` frame (a subscription)."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> ClientConnection:
         async with limit:
-            return await _open_one(url, tokens[i % len(tokens)], timeout)
+            return await _open_one(url, tokens[i % len(tokens)], timeout, auth(i) if auth else None)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 

@@ -32,12 +32,14 @@ FULL: dict[str, list[str]] = {
     "idle_clients": ["--counts", "1000,10000"],
     "sessions": ["--counts", "100,1000", "--restores", "3"],
     "engine_worker": ["--sessions", "1,50"],
+    "tenant_fanout": ["--connections", "16", "--in-flight", "8", "--seconds", "3", "--repeats", "5"],
 }
 QUICK: dict[str, list[str]] = {
     "send_path": ["--connections", "1,16,256", "--in-flight", "1,8", "--seconds", "1", "--repeats", "1"],
     "idle_clients": ["--counts", "1000"],
     "sessions": ["--counts", "100", "--restores", "1"],
     "engine_worker": ["--sessions", "1,10", "--settle", "2"],
+    "tenant_fanout": ["--connections", "16", "--in-flight", "8", "--seconds", "1", "--repeats", "1"],
 }
 
 TINY: dict[str, list[str]] = {
@@ -48,6 +50,7 @@ TINY: dict[str, list[str]] = {
     "idle_clients": ["--counts", "20", "--settle", "0.2"],
     "sessions": ["--counts", "12", "--restores", "1", "--settle", "0.2"],
     "engine_worker": ["--sessions", "1,2", "--settle", "0.2"],
+    "tenant_fanout": ["--connections", "2", "--in-flight", "2", "--seconds", "0.3", "--repeats", "1"],
 }
 """Smallest sizes, for the test suite's smoke test: proves every script still runs, measures nothing."""
 
@@ -278,6 +281,28 @@ def render_engine(r: dict[str, Any], sessions: dict[str, Any] | None) -> list[st
     return lines
 
 
+def render_fanout(r: dict[str, Any]) -> list[str]:
+    c, w = r["settings"]["connections"], r["settings"]["in_flight"]
+    lines = [
+        "## Scenario 5: many connections of one tenant, with and without subscriptions",
+        "",
+        f"Command: `{r['command']}`. {c} connections send `message.send` in a closed loop ({w} in flight each), "
+        "each on a session of its own; every send pushes two `message.status` events. Baseline: "
+        f"{c} tenants with one connection each. `one-tenant`: one tenant, {c} connections that receive every "
+        "session's events; `one-tenant-subscribed`: the same, each connection subscribed to its own session in "
+        "its `auth` frame. Gateway CPU is the process's user + system time per message.",
+        "",
+        "| target | msgs/s | vs baseline | p50 ms | p99 ms | gateway CPU µs/msg | vs baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in r["targets"].items():
+        lines.append(
+            f"| {name} | {_n(row['msgs_per_s'])} | {row['ratio_to_tenants']:.2f}x | {_ms(row['p50_ms'])} | "
+            f"{_ms(row['p99_ms'])} | {_n(row['cpu_us_per_msg'])} | {row['cpu_ratio_to_tenants']:.2f}x |"
+        )
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any], reduced: str | None) -> str:
     m = machine()
     verdicts: list[tuple[str, str, str]] = []
@@ -290,6 +315,8 @@ def render(results: dict[str, Any], reduced: str | None) -> str:
         body += render_sessions(results["sessions"], verdicts, results.get("idle_clients"))
     if "engine_worker" in results:
         body += render_engine(results["engine_worker"], results.get("sessions"))
+    if "tenant_fanout" in results:
+        body += render_fanout(results["tenant_fanout"])
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     head = [
         "# Performance",

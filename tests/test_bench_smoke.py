@@ -68,3 +68,11 @@ def test_report_has_every_section(bench_run: tuple[dict[str, Any], str]) -> None
     report = bench_run[1]
     for heading in ("## Targets", "## Scenario 1", "## Scenario 2", "## Scenario 3", "## Scenario 4", "## How to"):
         assert heading in report
+
+
+def test_tenant_fanout_runs_its_three_targets(bench_run: tuple[dict[str, Any], str]) -> None:
+    targets = bench_run[0]["tenant_fanout"]["targets"]
+    assert set(targets) == {"tenants", "one-tenant", "one-tenant-subscribed"}
+    for name, row in targets.items():
+        assert row["msgs_per_s"] > 0 and row["errors"] == 0 and row["cpu_us_per_msg"] > 0, (name, row)
+    assert "many connections of one tenant" in bench_run[1]
