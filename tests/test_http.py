@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from zapgate.server.openapi import openapi_document
+
+from .contract import check_rest_response
 from .support import RunningGateway
 
 
@@ -15,6 +18,9 @@ async def test_healthz_reports_engine_and_sessions(gateway: RunningGateway) -> N
         body = response.json()
         assert body["status"] == "ok" and body["engine"] == "simulator"
         assert body["sessions"] == {"connected": 1} and body["connections"] == 1
+        # As /v1/openapi.json describes it (no token needed).
+        check_rest_response("/healthz", "GET", 200, response.headers["content-type"], body)
+        assert openapi_document(gateway.settings)["paths"]["/healthz"]["get"]["security"] == []
 
 
 async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
@@ -31,3 +37,5 @@ async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
         assert 'zapgate_events_total{event="message.status",status="sent"} 1.0' in lines
         assert 'zapgate_events_total{event="message.received",status=""} 1.0' in lines
         assert "acme" not in response.text and '"s"' not in response.text
+        described = openapi_document(gateway.settings)["paths"]["/metrics"]["get"]
+        assert described["security"] == [] and "text/plain" in described["responses"]["200"]["content"]

@@ -38,6 +38,7 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   ├── QRExpired                  qr_expired
     │   └── QRAlreadyUsed              qr_used
     ├── PhoneTaken                     phone_taken           (simulator)
+    ├── QRNotAvailable                 qr_not_available      (GET /v1/sessions/{session}/qr.png)
     ├── EngineUnavailable              engine_unavailable
     ├── SessionUnavailable             session_unavailable
     ├── HTTPError                                          (REST only)
@@ -82,6 +83,7 @@ __all__ = [
     "QRAlreadyUsed",
     "QRError",
     "QRExpired",
+    "QRNotAvailable",
     "QRUnknown",
     "RateLimited",
     "RequestHeadTooLarge",
@@ -279,6 +281,12 @@ class PhoneTaken(ZapgateError):
     code = "phone_taken"
 
 
+class QRNotAvailable(ZapgateError):
+    """The session exists but shows no QR code now (it is not pairing, or already paired): nothing to draw."""
+
+    code = "qr_not_available"
+
+
 class EngineUnavailable(ZapgateError):
     code = "engine_unavailable"
 
@@ -343,6 +351,7 @@ HTTP_STATUS: dict[str, int] = {
     "media_not_found": 404,
     "command_unavailable": 404,
     "qr_unknown": 404,
+    "qr_not_available": 404,
     "method_not_allowed": 405,
     # Valid, but the state of things does not allow it (now).
     "session_not_paired": 409,

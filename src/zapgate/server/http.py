@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..cluster.node import ClusterNode
-from ..errors import SessionNotFound, Unauthorized
+from ..errors import QRNotAvailable, SessionNotFound, Unauthorized
 from ..gateway import Gateway
 from ..protocol import SessionQrData
 from ..sessions.state import Status
@@ -120,7 +120,8 @@ async def session_qr_png(request: Request) -> Response:
     except SessionNotFound as exc:
         return _error(404, exc, exc.code)
     if shown is None:
-        return _error(404, SessionNotFound("the session is not showing a QR code now"), "qr_not_available")
+        unavailable = QRNotAvailable("the session is not showing a QR code now (it is not pairing, or is paired)")
+        return _error(404, unavailable, unavailable.code)
     png = await asyncio.to_thread(render_qr_png, shown.qr)  # a few ms of CPU: not on the event loop
     headers = {
         "Cache-Control": "no-store",

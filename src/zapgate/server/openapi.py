@@ -158,6 +158,78 @@ def _qr_png() -> dict[str, Any]:
     }
 
 
+def _healthz() -> dict[str, Any]:
+    reason = {
+        "type": "object",
+        "required": ["reason"],
+        "properties": {
+            "reason": {"type": "string", "description": "A stable code, e.g. `whatsapp_unreachable`."},
+            "detail": {"type": ["string", "null"], "description": "In words, for people; do not parse it."},
+            "sessions": {"type": "integer", "minimum": 0, "description": "How many sessions it affects."},
+        },
+    }
+    health = {
+        "type": "object",
+        "required": ["status", "engine", "uptime_s", "connections", "sessions"],
+        "properties": {
+            "status": {"enum": ["ok", "degraded"], "description": "Alert on `degraded`, not only on the HTTP status."},
+            "engine": {"type": "string", "description": "`whatsapp` or `simulator`."},
+            "uptime_s": {"type": "number", "minimum": 0},
+            "connections": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "WebSocket connections and open event streams on this node.",
+            },
+            "sessions": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "How many sessions of every tenant are in each status.",
+            },
+            "reasons": {"type": "array", "items": reason, "description": "Only while `degraded`: why."},
+            "cluster": {
+                "type": "object",
+                "description": "Several nodes only: this node's leases, the nodes it sees, its bus and forwarding "
+                "(docs/scaling.md).",
+            },
+        },
+    }
+    return {
+        "get": {
+            "operationId": "healthz",
+            "parameters": [],
+            "summary": "Whether the gateway runs, and whether its engine can do its work",
+            "description": "No token needed. HTTP 200 while the gateway runs, `degraded` or not (docs/protocol.md, "
+            '"Health"). Counts only: no session names, tenants or tokens.',
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {"description": "The gateway's health.", "content": {"application/json": {"schema": health}}}
+            },
+        }
+    }
+
+
+def _metrics() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "metrics",
+            "parameters": [],
+            "summary": "Prometheus metrics",
+            "description": "No token needed. The Prometheus text exposition format: sessions by status, connections, "
+            "queued messages, events by type and status, uptime; with several nodes also leases, nodes and "
+            "forwarding. Counts only: no session names, tenants or tokens.",
+            "tags": ["health"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The metrics, in the Prometheus text format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document of this gateway's REST API (limits taken from ``settings``)."""
     schemas = ProtocolSchemas("#/components/schemas/")
@@ -165,6 +237,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     for op in operations():
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas, settings)
     paths["/v1/sessions/{session}/qr.png"] = _qr_png()
+    paths["/healthz"] = _healthz()
+    paths["/metrics"] = _metrics()
     used = _referenced(paths, schemas.components)
     components = {name: schema for name, schema in schemas.components.items() if name in used}
     components[ErrorBody.__name__]["description"] = (
