@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from zapgate.config import Settings
 from zapgate.server.openapi import openapi_document
 
 from .contract import check_rest_response
@@ -39,3 +40,13 @@ async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
         assert "acme" not in response.text and '"s"' not in response.text
         described = openapi_document(gateway.settings)["paths"]["/metrics"]["get"]
         assert described["security"] == [] and "text/plain" in described["responses"]["200"]["content"]
+
+
+def test_the_openapi_document_describes_metrics_as_this_port_serves_it() -> None:
+    token = "m3tr1cs-" + "abcdefghijklmnopqrstuvwxyz0123"
+    guarded = openapi_document(Settings().replace(metrics_token=token))
+    operation = guarded["paths"]["/metrics"]["get"]
+    assert operation["security"] == [{"metricsToken": []}] and "401" in operation["responses"]
+    assert guarded["components"]["securitySchemes"]["metricsToken"]["scheme"] == "bearer"
+    elsewhere = openapi_document(Settings().replace(metrics_port=9100))
+    assert "/metrics" not in elsewhere["paths"] and "/healthz" in elsewhere["paths"]

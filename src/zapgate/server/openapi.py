@@ -209,23 +209,33 @@ def _healthz() -> dict[str, Any]:
     }
 
 
-def _metrics() -> dict[str, Any]:
+def _metrics(settings: Settings) -> dict[str, Any]:
+    """``/metrics`` on this port: open, or behind ``metrics_token`` (not a zapgate token) when it is set."""
+    guarded = bool(settings.metrics_token)
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "The metrics, in the Prometheus text format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    if guarded:
+        responses["401"] = _error_response(401)
     return {
         "get": {
             "operationId": "metrics",
             "parameters": [],
             "summary": "Prometheus metrics",
-            "description": "No token needed. The Prometheus text exposition format: sessions by status, connections, "
-            "queued messages, events by type and status, uptime; with several nodes also leases, nodes and "
-            "forwarding. Counts only: no session names, tenants or tokens.",
+            "description": (
+                "With `Authorization: Bearer <ZAPGATE_METRICS_TOKEN>` (not a zapgate token). "
+                if guarded
+                else "No token needed (set `ZAPGATE_METRICS_TOKEN` to require one). "
+            )
+            + "The Prometheus text exposition format: sessions by status, connections, queued messages, events by "
+            "type and status, uptime; with several nodes also leases, nodes and forwarding. Counts only: no "
+            "session names, tenants or tokens.",
             "tags": ["health"],
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The metrics, in the Prometheus text format.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
+            "security": [{"metricsToken": []}] if guarded else [],
+            "responses": responses,
         }
     }
 
@@ -238,7 +248,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas, settings)
     paths["/v1/sessions/{session}/qr.png"] = _qr_png()
     paths["/healthz"] = _healthz()
-    paths["/metrics"] = _metrics()
+    if not settings.metrics_port:  # else /metrics has a listener of its own, and this port answers 404
+        paths["/metrics"] = _metrics(settings)
     used = _referenced(paths, schemas.components)
     components = {name: schema for name, schema in schemas.components.items() if name in used}
     components[ErrorBody.__name__]["description"] = (
@@ -255,7 +266,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A zapgate token."}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A zapgate token."},
+                **(
+                    {"metricsToken": {"type": "http", "scheme": "bearer", "description": "ZAPGATE_METRICS_TOKEN."}}
+                    if settings.metrics_token and not settings.metrics_port
+                    else {}
+                ),
+            },
         },
         "security": [{"bearer": []}],
     }
