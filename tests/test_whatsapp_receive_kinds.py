@@ -356,6 +356,9 @@ def chat_presence_ev(chat: Any, sender: Any, state: int, media: int, **alts: Any
     return N.ChatPresence(MessageSource=source(chat, sender, **alts), State=state, Media=media)
 
 
+LID = "123456789012345@lid"
+
+
 @pytest.mark.usefixtures("neonize_loop")
 async def test_presence_events_are_reported_by_phone_number(tmp_path: Path) -> None:
     go = FakeGo()
@@ -373,12 +376,12 @@ async def test_presence_events_are_reported_by_phone_number(tmp_path: Path) -> N
         deliver_like_go(runner.client, event)
     await wait_until(lambda: len(events(runner)) == 6)
     assert events(runner) == [
-        PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="typing"),
+        PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="typing", sender_lid=LID, chat_lid=LID),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="recording"),
         PresenceIn(chat="120363000000000000@g.us", sender="5521988880002@s.whatsapp.net", state="paused"),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="available"),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="unavailable", last_seen=1_795_909_000),
-        PresenceIn(chat="123456789012345@lid", sender="123456789012345@lid", state="unavailable"),
+        PresenceIn(chat=LID, sender=LID, state="unavailable", sender_lid=LID, chat_lid=LID),
     ]
 
 
