@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from zapgate.engines.base import Connected, MessageIn, PresenceIn
+from zapgate.engines.base import Connected, IdentityIn, IdentityPair, MessageIn, PresenceIn
 from zapgate.engines.whatsapp import nz, presence, translate
 from zapgate.engines.whatsapp.polls import PollBook, PollRecord
 from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
@@ -347,9 +347,12 @@ async def test_presence_goes_where_messages_go_and_comes_back_named_as_subscribe
     assert go.named("SubscribePresence") == ["111222333444@lid"]
     assert go.named("SendChatPresence")[0][0] == "111222333444@lid"
     deliver_like_go(runner.client, N.Presence(From=lid, Unavailable=False, LastSeen=0))
-    await wait_until(lambda: len(events(runner)) == 1)
+    await wait_until(lambda: any(isinstance(e, PresenceIn) for e in events(runner)))
     canonical = "551188887777@s.whatsapp.net"
-    assert events(runner) == [PresenceIn(chat=canonical, sender=canonical, state="available")]
+    assert events(runner) == [
+        IdentityIn(pairs=[IdentityPair(phone=canonical, lid="111222333444@lid")]),  # learned by the look-up
+        PresenceIn(chat=canonical, sender=canonical, state="available"),
+    ]
 
 
 def chat_presence_ev(chat: Any, sender: Any, state: int, media: int, **alts: Any) -> Any:
