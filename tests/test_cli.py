@@ -294,6 +294,13 @@ async def test_sim_commands(gateway: RunningGateway) -> None:
         assert received.code == 0, received.err
         event = await next_event(client, MessageReceived)
         assert event.data.message_id == received.out.strip() and event.data.text == "bom dia"
+        resolved = await cli("contact", "resolve", "main", event.data.from_lid or "", env=env)
+        assert resolved.code == 0, resolved.err
+        assert json.loads(resolved.out) == {
+            "jid": "5521955550000@s.whatsapp.net",
+            "lid": event.data.from_lid,
+            "phone": "5521955550000",
+        }
 
         assert (await cli("sim", "network", "main", "off", env=env)).code == 0
         assert (await client.session("main")).status == "disconnected"
@@ -429,6 +436,8 @@ COMMANDS = [
     ["sim", "network"],
     ["sim", "receive"],
     ["sim", "restrict"],
+    ["contact"],
+    ["contact", "resolve"],
 ]
 
 
@@ -440,5 +449,5 @@ def test_every_client_command_has_help(command: list[str], capsys: pytest.Captur
     text = capsys.readouterr().out
     assert f"usage: zapgate {' '.join(command)}" in text
     assert "exit codes: 0 ok" in text
-    if command[0] != "sim" or len(command) > 1:
+    if command[0] not in ("sim", "contact", "group") or len(command) > 1:
         assert "--url" in text and "ZAPGATE_TOKEN" in text

@@ -22,6 +22,8 @@ from zapgate.protocol import (
 
 def test_every_command_type_is_known_and_listed() -> None:
     assert {
+        "contact.resolve",
+        "sim.contact",
         "session.start",
         "session.list",
         "session.get",
@@ -44,6 +46,15 @@ def test_every_command_type_is_known_and_listed() -> None:
         "presence.subscribe",
         "sim.media_fail",
         "subscribe",
+        "chat.list",
+        "chat.mark_read",
+        "chat.archive",
+        "chat.unarchive",
+        "chat.pin",
+        "chat.unpin",
+        "chat.mute",
+        "chat.unmute",
+        "message.history",
     } == COMMAND_TYPES
 
 

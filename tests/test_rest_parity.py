@@ -110,6 +110,9 @@ async def flow(run: Run) -> list[tuple[str, Any]]:
     for change in ("chat.archive", "chat.unarchive", "chat.pin", "chat.unpin", "chat.unmute"):
         await step(change, session="s1", chat=CONTACT)
     await step("chat.mute", session="s1", chat=CONTACT, until=4_000_000_000)
+    await step("sim.contact", phone=BOB, hide_phone=False)
+    await step("contact.resolve", session="s1", contact=BOB)
+    await step("contact.resolve", validate=False, session="s1", contact="not a number")
     await step("media.get", validate=False, media_id="unknown")
     await step("media.retry", validate=False, media_id="unknown")
     await step("sim.media_fail", session="s1", times=1)

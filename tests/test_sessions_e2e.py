@@ -62,7 +62,8 @@ async def test_two_sessions_message_each_other_with_receipts(gateway: RunningGat
         assert sent["status"] == "sent"
         mid = sent["message_id"]
         received = await client.event("message.received", lambda e: e["session"] == "bob")
-        assert received["data"].pop("from_lid").endswith("@lid")
+        lid = received["data"].pop("from_lid")
+        assert lid.endswith("@lid") and received["data"].pop("chat_lid") == lid  # Alice by LID too (issue 12)
         assert received["data"] | {"timestamp": 0} == {
             "message_id": mid,
             "chat": "5511999990001@s.whatsapp.net",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zapgate.engines.base import Connected, Failed, MessageIn, QrCode
+from zapgate.engines.base import Connected, Failed, IdentityIn, IdentityPair, MessageIn, QrCode
 from zapgate.engines.whatsapp import nz, presence, session
 from zapgate.engines.whatsapp.ipc import QuoteRef, Send
 from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
@@ -111,6 +111,9 @@ async def test_an_answer_by_lid_is_sent_there_and_reported_by_phone_number(tmp_p
     runner = online(tmp_path, go)
     _, _, chat = await send_text(runner, TYPED, "olá", None)
     assert go.sent[0][0] == "111222333444@lid" and chat == CANONICAL
+    # ... and the gateway learns the pair (issue 12: its identity map).
+    learned = [e for e in runner.host.events if isinstance(e, IdentityIn)]  # type: ignore[attr-defined]
+    assert learned == [IdentityIn(pairs=[IdentityPair(phone=CANONICAL, lid="111222333444@lid")])]
 
 
 async def test_sending_to_a_number_without_whatsapp_is_refused_for_good(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from zapgate.engines.base import Connected, MessageIn, PresenceIn
+from zapgate.engines.base import Connected, IdentityIn, IdentityPair, MessageIn, PresenceIn
 from zapgate.engines.whatsapp import nz, presence, translate
 from zapgate.engines.whatsapp.polls import PollBook, PollRecord
 from zapgate.engines.whatsapp.session import SendFailure, SessionRunner
@@ -347,13 +347,19 @@ async def test_presence_goes_where_messages_go_and_comes_back_named_as_subscribe
     assert go.named("SubscribePresence") == ["111222333444@lid"]
     assert go.named("SendChatPresence")[0][0] == "111222333444@lid"
     deliver_like_go(runner.client, N.Presence(From=lid, Unavailable=False, LastSeen=0))
-    await wait_until(lambda: len(events(runner)) == 1)
+    await wait_until(lambda: any(isinstance(e, PresenceIn) for e in events(runner)))
     canonical = "551188887777@s.whatsapp.net"
-    assert events(runner) == [PresenceIn(chat=canonical, sender=canonical, state="available")]
+    assert events(runner) == [
+        IdentityIn(pairs=[IdentityPair(phone=canonical, lid="111222333444@lid")]),  # learned by the look-up
+        PresenceIn(chat=canonical, sender=canonical, state="available"),
+    ]
 
 
 def chat_presence_ev(chat: Any, sender: Any, state: int, media: int, **alts: Any) -> Any:
     return N.ChatPresence(MessageSource=source(chat, sender, **alts), State=state, Media=media)
+
+
+LID = "123456789012345@lid"
 
 
 @pytest.mark.usefixtures("neonize_loop")
@@ -373,12 +379,12 @@ async def test_presence_events_are_reported_by_phone_number(tmp_path: Path) -> N
         deliver_like_go(runner.client, event)
     await wait_until(lambda: len(events(runner)) == 6)
     assert events(runner) == [
-        PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="typing"),
+        PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="typing", sender_lid=LID, chat_lid=LID),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="recording"),
         PresenceIn(chat="120363000000000000@g.us", sender="5521988880002@s.whatsapp.net", state="paused"),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="available"),
         PresenceIn(chat=ALICE_JID, sender=ALICE_JID, state="unavailable", last_seen=1_795_909_000),
-        PresenceIn(chat="123456789012345@lid", sender="123456789012345@lid", state="unavailable"),
+        PresenceIn(chat=LID, sender=LID, state="unavailable", sender_lid=LID, chat_lid=LID),
     ]
 
 

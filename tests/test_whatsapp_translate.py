@@ -90,16 +90,29 @@ def test_a_sender_known_by_lid_is_reported_by_phone_with_its_lid() -> None:
         chat="5511999990000@s.whatsapp.net",
         sender="5511999990000@s.whatsapp.net",
         sender_lid="123456789012345@lid",
+        chat_lid="123456789012345@lid",
         content=Text(text="oi"),
         timestamp=1_795_909_751,
         push_name="Alice",
     )
 
 
+def test_a_phone_addressed_message_with_the_lid_beside_it_carries_both() -> None:
+    got = translate.message_in(message_ev(text("oi"), source(ALICE, ALICE, sender_alt=ALICE_LID)))
+    assert got is not None
+    assert (got.chat, got.chat_lid, got.sender, got.sender_lid) == (
+        "5511999990000@s.whatsapp.net",
+        "123456789012345@lid",
+        "5511999990000@s.whatsapp.net",
+        "123456789012345@lid",
+    )
+
+
 def test_a_lid_only_sender_stays_a_lid() -> None:
     got = translate.message_in(message_ev(text("oi"), source(ALICE_LID, ALICE_LID)))
     assert got is not None
-    assert (got.chat, got.sender, got.sender_lid) == (
+    assert (got.chat, got.sender, got.sender_lid, got.chat_lid) == (
+        "123456789012345@lid",
         "123456789012345@lid",
         "123456789012345@lid",
         "123456789012345@lid",
@@ -110,10 +123,11 @@ def test_a_group_message_names_the_group_and_the_participant_without_device() ->
     event = message_ev(text("bom dia"), source(GROUP, jid("5511988887777", device=3), sender_alt=jid("998877", "lid")))
     got = translate.message_in(event)
     assert got is not None
-    assert (got.chat, got.sender, got.sender_lid) == (
+    assert (got.chat, got.sender, got.sender_lid, got.chat_lid) == (
         "120363000000000000@g.us",
         "5511988887777@s.whatsapp.net",
         "998877@lid",
+        None,
     )
 
 
@@ -147,7 +161,7 @@ def test_receipts_of_our_messages(kind: int, status: str) -> None:
 def test_a_receipt_from_a_lid_chat_is_reported_on_the_phone_chat() -> None:
     event = receipt_ev(["3EB0A"], N.Receipt.READ, ALICE_LID, ALICE_LID, sender_alt=ALICE)
     got = translate.receipt_in(event)
-    assert got is not None and got.chat == "5511999990000@s.whatsapp.net"
+    assert got is not None and got.chat == "5511999990000@s.whatsapp.net" and got.chat_lid == "123456789012345@lid"
 
 
 @pytest.mark.parametrize(

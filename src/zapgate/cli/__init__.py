@@ -1,8 +1,8 @@
 """The ``zapgate`` command line.
 
 Server-side commands (``serve``, ``token``) work on the local data directory; client commands (``pair``,
-``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``) talk to a running gateway over its
-WebSocket API. Exit codes are in :mod:`zapgate.cli.exit_codes`.
+``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``, ``media``, ``contact``,
+``group``) talk to a running gateway over its WebSocket API. Exit codes are in :mod:`zapgate.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import client, media, server
+from . import client, groups, media, server
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_commands(commands)
     client.add_commands(commands)
     media.add_commands(commands)
+    groups.add_commands(commands)
     return parser
 
 

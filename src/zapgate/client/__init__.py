@@ -28,7 +28,7 @@ Errors the client adds to the :mod:`zapgate.errors` tree (client side only, neve
 from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
-from ..protocol import Me, MediaInfo, SendResult, SessionInfo, Subscription
+from ..protocol import ContactIdentity, Me, MediaInfo, SendResult, SessionInfo, Subscription
 from ..protocol.content import (
     Audio,
     ContactCard,
@@ -81,6 +81,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ContactCard",
+    "ContactIdentity",
     "Contacts",
     "Content",
     "Document",

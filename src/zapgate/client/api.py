@@ -16,6 +16,8 @@ import msgspec
 
 from ..protocol import (
     ChatPresence,
+    ContactIdentity,
+    ContactResolve,
     Me,
     MediaGet,
     MediaInfo,
@@ -455,6 +457,12 @@ class Client(Connection):
     async def subscribe_presence(self, session: str, chat: str) -> None:
         """Get :class:`Presence` events for ``chat`` (a contact): online, offline, typing, recording."""
         await self._call(PresenceSubscribe(id=self._new_id(), session=session, chat=chat), retry_safe=True)
+
+    async def resolve_contact(self, session: str, contact: str) -> ContactIdentity:
+        """Both addresses of a person named by phone number, phone JID or LID, as far as ``session`` knows them:
+        ``jid`` (phone-number JID), ``lid`` and ``phone``, each None when not known (``contact.resolve``)."""
+        cmd = ContactResolve(id=self._new_id(), session=session, contact=contact)
+        return await self._request(cmd, ContactIdentity, retry_safe=True)
 
     async def ping(self) -> float:
         """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""

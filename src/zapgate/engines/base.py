@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from ..jid import Jid
-from ..protocol import Me
+from ..protocol import Me, SimContactResult
 from ..protocol.content import Content
 
 __all__ = [
@@ -40,6 +40,8 @@ __all__ = [
     "Failed",
     "HistoryBatch",
     "HistoryChat",
+    "IdentityIn",
+    "IdentityPair",
     "LoggedOut",
     "MediaFile",
     "MessageIn",
@@ -137,6 +139,8 @@ class MessageIn(_EngineEvent, tag="message"):
     timestamp: int
     """Unix seconds."""
     sender_lid: str | None = None
+    chat_lid: str | None = None
+    """The chat's hidden-user id, for a one-to-one chat whose LID the engine knows."""
     from_me: bool = False
     push_name: str | None = None
     reply_to: str | None = None
@@ -157,6 +161,7 @@ class ReceiptIn(_EngineEvent, tag="receipt"):
     chat: str
     status: Literal["delivered", "read", "played"]
     timestamp: int
+    chat_lid: str | None = None
 
 
 PresenceState = Literal["available", "unavailable", "typing", "recording", "paused"]
@@ -175,6 +180,22 @@ class PresenceIn(_EngineEvent, tag="presence"):
     state: PresenceState
     last_seen: int | None = None
     """Unix seconds, with ``unavailable``."""
+    sender_lid: str | None = None
+    chat_lid: str | None = None
+
+
+class IdentityPair(msgspec.Struct, frozen=True, array_like=True):
+    """One person's two addresses: the phone-number JID and the hidden-user id (``…@lid``), without devices."""
+
+    phone: str
+    lid: str
+
+
+class IdentityIn(_EngineEvent, tag="identities"):
+    """What WhatsApp told about who is who, besides messages: the LID of a number the session looked up or wrote
+    to, the members of a group, a history sync's mapping table. The gateway keeps it in the session's map."""
+
+    pairs: list[IdentityPair]
 
 
 class HistoryChat(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +247,7 @@ EngineEvent = (
     | PresenceIn
     | HistoryBatch
     | ChatSettingIn
+    | IdentityIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
 
@@ -478,4 +500,11 @@ class Sandbox(Protocol):
 
     async def fail_downloads(self, session_id: str, times: int, reason: str) -> int:
         """The session's next ``times`` downloads of received files fail with ``reason``."""
+        ...
+
+    async def contact(
+        self, phone: str, *, hide_phone: bool | None, refuse_group_adds: bool | None, tenant: str | None = None
+    ) -> SimContactResult:
+        """Create the account of ``phone`` if need be and change its privacy settings (None keeps one); with
+        ``tenant``, :class:`~zapgate.errors.PhoneTaken` for the echo contact or another tenant's phone."""
         ...

@@ -4,21 +4,7 @@ Client frames are JSON objects tagged by ``type``: ``auth`` and the commands. Se
 ``ready``, ``reply``, ``event`` and ``error``. ``docs/protocol.md`` is the reference for users; this package
 is the reference for code, and the two must agree (``tests/test_docs.py``).
 
-=================  ==============================================================
-``base``           field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
-``frames``         hello, auth, ready, reply, event, error frames; close codes
-``sessions``       session commands, session info and session events
-``content``        the content union: what a message says, sent or received
-``messages``       sending, read receipts, message events
-``media``          media files: info, retry, media.ready / media.failed
-``presence``       typing and online status, both ways
-``chats``          the chat list, archive / pin / mute, message history, history sync
-``events``         reading the event log; ping
-``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
-``sim``            simulator-only commands
-``codec``          encode / decode with precise errors
-=================  ==============================================================
-"""
+=================  ======================================================="""
 
 from __future__ import annotations
 
@@ -43,6 +29,7 @@ from .chats import (
     MessageHistoryResult,
 )
 from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_server_frame, encode
+from .contacts import ContactIdentity, ContactResolve
 from .content import Content
 from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
 from .frames import PROTOCOL_VERSION, Auth, CloseCode, ErrorBody, ErrorFrame, Event, Hello, Ready, Reply, ServerFrame
@@ -83,6 +70,8 @@ from .sessions import (
     SessionStop,
 )
 from .sim import (
+    SimContact,
+    SimContactResult,
     SimMediaFail,
     SimMediaFailResult,
     SimNetwork,
@@ -132,6 +121,8 @@ __all__ = [
     "CloseCode",
     "Command",
     "CommandSpec",
+    "ContactIdentity",
+    "ContactResolve",
     "Content",
     "Empty",
     "ErrorBody",
@@ -189,6 +180,8 @@ __all__ = [
     "SessionStart",
     "SessionStatusData",
     "SessionStop",
+    "SimContact",
+    "SimContactResult",
     "SimMediaFail",
     "SimMediaFailResult",
     "SimNetwork",

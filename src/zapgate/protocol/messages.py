@@ -84,6 +84,8 @@ class MessageStatusData(msgspec.Struct, omit_defaults=True, kw_only=True):
     timestamp: int
     reason: str | None = None
     """Why it failed, with ``failed``."""
+    chat_lid: str | None = None
+    """The chat's hidden-user id (``…@lid``), for a contact whose LID is known."""
 
 
 class _Incoming(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -98,7 +100,11 @@ class _Incoming(msgspec.Struct, omit_defaults=True, kw_only=True):
     """True for a message the account sent from the phone itself (always present)."""
     timestamp: int
     from_lid: str | None = None
-    """The author's hidden-user id (``…@lid``), when known."""
+    """The author's hidden-user id (``…@lid``), when known. ``from`` is the phone-number JID whenever the number is
+    known, else the LID too (the author hides their number and was never seen with it)."""
+    chat_lid: str | None = None
+    """For a one-to-one chat: the contact's hidden-user id, when known (``chat`` follows the same rule as
+    ``from``). Absent for groups."""
     push_name: str | None = None
 
 

@@ -53,6 +53,10 @@ class PresenceData(msgspec.Struct, omit_defaults=True, kw_only=True):
     state: Literal["available", "unavailable", "typing", "recording", "paused"]
     last_seen: int | None = None
     """With ``unavailable``: when the contact was last online (unix seconds), if their privacy settings allow."""
+    chat_lid: str | None = None
+    """The chat's hidden-user id (``…@lid``), for a contact whose LID is known."""
+    from_lid: str | None = None
+    """The hidden-user id of the person whose presence it is, when known."""
 
 
 event("presence", PresenceData, "a contact came online or went offline, or is typing or recording in a chat")

@@ -12,6 +12,8 @@ from .messages import Text
 from .sessions import Me
 
 __all__ = [
+    "SimContact",
+    "SimContactResult",
     "SimMediaFail",
     "SimMediaFailResult",
     "SimNetwork",
@@ -23,6 +25,16 @@ __all__ = [
     "SimScanResult",
     "SimUnlink",
 ]
+
+
+class SimContactResult(msgspec.Struct, kw_only=True):
+    phone: str
+    jid: str
+    """The account's phone-number JID."""
+    lid: str
+    """The account's hidden-user id (``…@lid``)."""
+    hide_phone: bool
+    refuse_group_adds: bool
 
 
 class SimScanResult(msgspec.Struct, kw_only=True):
@@ -106,3 +118,14 @@ class SimMediaFail(Command, tag="sim.media_fail"):
     session: SessionName
     times: Annotated[int, msgspec.Meta(ge=0, le=1000)]
     reason: Literal["cdn_timeout", "media_expired"] = "cdn_timeout"
+
+
+@command(reply=SimContactResult, scope=Scope.TENANT, http=("POST", "/v1/sim/contacts"), simulator_only=True)
+class SimContact(Command, tag="sim.contact"):
+    """Create a simulated account (if it does not exist) and set its privacy: ``hide_phone`` makes others see it
+    by its LID alone (WhatsApp's phone-number privacy), ``refuse_group_adds`` makes WhatsApp refuse to add it to
+    groups (``not_authorized``). An omitted setting is kept. Answers the account's addresses."""
+
+    phone: Recipient
+    hide_phone: bool | None = None
+    refuse_group_adds: bool | None = None

@@ -35,6 +35,7 @@ def describe_inbound(message: MessageIn) -> tuple[str, msgspec.Struct]:
         "from_me": message.from_me,
         "timestamp": message.timestamp,
         "from_lid": message.sender_lid,
+        "chat_lid": message.chat_lid,
         "push_name": message.push_name,
     }
     content = message.content

@@ -38,6 +38,7 @@ from ..engines.base import (
     EngineEvent,
     Failed,
     HistoryBatch,
+    IdentityIn,
     LoggedOut,
     MessageIn,
     PairCode,
@@ -72,6 +73,7 @@ from ..protocol import (
 )
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
 from .chats import Chats, inbound_entry
+from .identities import Identities
 from .inbound import describe_inbound
 from .moves import SessionMoves
 from .ownership import NotOwner, Ownership, SoleOwner
@@ -123,6 +125,8 @@ class SessionManager(SessionMoves, MessageSending):
         """``chat.presence``, ``presence.set``, ``presence.subscribe`` and the ``presence`` events."""
         self.chats = Chats(engine, storage, self.get, self._event)
         """``chat.*``, ``message.history``, and the history sync."""
+        self.identities = Identities(storage.identities)
+        """Each session's phone ↔ LID map (:mod:`.identity`)."""
 
     # -- lifecycle
 
@@ -286,6 +290,7 @@ class SessionManager(SessionMoves, MessageSending):
         if self._by_id.get(session.id) is session:
             del self._by_id[session.id]
         self.chats.forget(session.id)
+        self.identities.forget(session.id)
 
     @contextlib.asynccontextmanager
     async def _lifecycle(self, tenant: str, name: str) -> AsyncIterator[Session]:
@@ -348,7 +353,7 @@ class SessionManager(SessionMoves, MessageSending):
         session = self.get(tenant, name)
         if not session.paired:
             raise SessionNotPaired(f"session {name!r} is not linked to a phone yet: pair it first")
-        jid = parse_recipient(chat)
+        jid = await self.identities.address(session.id, parse_recipient(chat))
         known = await self._storage.known_inbound(session.id, message_ids)
         ids = [mid for mid in dict.fromkeys(message_ids) if mid in known]
         if not ids:
@@ -381,9 +386,9 @@ class SessionManager(SessionMoves, MessageSending):
     async def _on_event(self, session: Session, event: EngineEvent) -> None:
         match event:
             case MessageIn():
-                await self._on_message(session, event)
+                await self._on_message(session, await self.identities.message(session.id, event))
             case PresenceIn():
-                await self.presence.received(session, event)
+                await self.presence.received(session, await self.identities.presence(session.id, event))
             case HistoryBatch():
                 await self.chats.history_batch(session, event)
             case ChatSettingIn():
@@ -391,13 +396,20 @@ class SessionManager(SessionMoves, MessageSending):
                     chat=event.chat, archived=event.archived, pinned=event.pinned, muted_until=event.muted_until
                 )
                 await self.chats.changed(session, settings)
+            case IdentityIn():
+                await self.identities.learn_pairs(session.id, event.pairs)
             case ReceiptIn():
+                event = await self.identities.receipt(session.id, event)
                 events = [
                     self._event(
                         session,
                         "message.status",
                         MessageStatusData(
-                            message_id=mid, chat=event.chat, status=event.status, timestamp=event.timestamp
+                            message_id=mid,
+                            chat=event.chat,
+                            status=event.status,
+                            timestamp=event.timestamp,
+                            chat_lid=event.chat_lid,
                         ),
                     )
                     for mid in event.message_ids

@@ -20,6 +20,7 @@ from ..background import BackgroundTasks
 from ..engines.base import Engine
 from ..protocol import Me, OutboxState, SessionInfo
 from ..storage import SessionRecord, Storage
+from .identities import Identities
 from .ownership import NotOwner, Ownership
 from .session import Session
 from .state import Status
@@ -39,6 +40,7 @@ class SessionMoves(abc.ABC):
     _by_id: dict[str, Session]
     _tasks: BackgroundTasks
     fenced_writes: int
+    identities: Identities
 
     @abc.abstractmethod
     async def _restore(self, sessions: Sequence[Session]) -> None:
@@ -85,6 +87,7 @@ class SessionMoves(abc.ABC):
             if session is None:
                 continue
             self._by_name.pop((session.tenant, session.name), None)
+            self.identities.forget(session_id)  # the next holder reads what was learned from storage
             session.cancel_restart()
             gone.append(session)
 

@@ -86,7 +86,14 @@ class Presence:
         repeated = previous is not None and previous[:2] == (event.state, event.last_seen)
         if repeated and previous is not None and now - previous[2] < REPEAT_WINDOW_S:
             return
-        data = PresenceData(chat=event.chat, from_=event.sender, state=event.state, last_seen=event.last_seen)
+        data = PresenceData(
+            chat=event.chat,
+            from_=event.sender,
+            state=event.state,
+            last_seen=event.last_seen,
+            chat_lid=event.chat_lid,
+            from_lid=event.sender_lid,
+        )
         await self._storage.append_events([self._event(session, "presence", data)])
 
     def _paired(self, tenant: str, name: str) -> _Session:

@@ -18,6 +18,7 @@ from ..media.library import MediaLibrary
 from ..protocol import SendResult
 from ..protocol.content import Content, check_sendable, content_fingerprint, media_of
 from ..storage import LeaseLost, OutboxItem, Storage
+from .identities import Identities
 from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .ownership import NotOwner
 from .session import Session
@@ -34,6 +35,7 @@ class MessageSending(abc.ABC):
     _engine: Engine
     _settings: Settings
     _media: MediaLibrary
+    identities: Identities
 
     @abc.abstractmethod
     def get(self, tenant: str, name: str) -> Session: ...
@@ -59,7 +61,7 @@ class MessageSending(abc.ABC):
         """Accept a message for sending: store it durably, queue it, and answer what is known within
         ``send_wait_s`` (see :meth:`_result`)."""
         session = self.get(tenant, name)
-        chat = parse_recipient(to)
+        chat = await self.identities.address(session.id, parse_recipient(to))
         problem = check_sendable(content)
         if problem is not None:
             raise InvalidRequest(problem)

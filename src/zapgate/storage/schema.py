@@ -192,6 +192,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX chats_recent ON chats (session_id, last_timestamp, last_stored_at, chat);
     """,
+    # 7: who is who (issue 12): each session's map between phone numbers and hidden-user ids (LIDs), user parts
+    # only. A LID names one account and an account has one LID, so both columns are unique per session.
+    """
+    CREATE TABLE identities (
+        session_id TEXT NOT NULL,
+        lid TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        learned_at {REAL} NOT NULL,
+        PRIMARY KEY (session_id, lid)
+    );
+    CREATE UNIQUE INDEX identities_phone ON identities (session_id, phone);
+    """,
 ]
 
 

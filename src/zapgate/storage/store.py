@@ -30,6 +30,7 @@ from .base import (
 )
 from .chats import ChatStore, StoredMessage, note_messages
 from .database import Conn, Database
+from .identities import IdentityStore
 from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
 
@@ -124,6 +125,7 @@ class Storage:
         self.media = MediaStore(db)
         self.leases = LeaseStore(db)
         self.chats = ChatStore(db, append_events)
+        self.identities = IdentityStore(db)
 
     @property
     def dialect(self) -> str:
@@ -306,6 +308,7 @@ class Storage:
                 ("contacts", "session_id"),
                 ("messages", "session_id"),
                 ("chats", "session_id"),
+                ("identities", "session_id"),
                 ("media", "session_id"),
                 ("leases", "session_id"),
             ):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ...background import BackgroundTasks
-from ...jid import Jid, parse_phone
+from ...jid import LID_SERVER, Jid, parse_phone
 from ...protocol import Me
 from ...protocol.content import Content, media_of
 from ...storage.database import Conn
@@ -27,6 +27,8 @@ from ..base import (
     EngineEvent,
     EngineSink,
     Failed,
+    IdentityIn,
+    IdentityPair,
     LoggedOut,
     MessageIn,
     Outgoing,
@@ -197,12 +199,13 @@ class SimulatorEngine(SimulatedPhones, Engine):
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
         if device.restricted_until > time.time():
             raise SendError("send_restricted", "WhatsApp restricts this account's sending", retryable=True)
-        if not to.is_user:
-            raise SendError("unsupported_recipient", "the simulator only delivers to phone numbers", retryable=False)
+        if not to.is_user and to.server != LID_SERVER:
+            raise SendError("unsupported_recipient", "the simulator only delivers to people", retryable=False)
         asked = to
-        to = Jid(await self._account_of(to.user))
-        if to.user not in self._accounts:
-            raise SendError("not_on_whatsapp", f"{to.user} is not on WhatsApp", retryable=False)
+        phone = await self._phone_of(to)
+        if phone is None or phone not in self._accounts:
+            raise SendError("not_on_whatsapp", f"{to} is not on WhatsApp", retryable=False)
+        to = Jid(phone)
         media_ref = None
         if media_of(content) is not None:  # the file goes to WhatsApp's media servers; the message points there
             content, media_ref = await self._cdn.publish(content, extra.media)
@@ -211,7 +214,7 @@ class SimulatorEngine(SimulatedPhones, Engine):
         reply_to = extra.quote.message_id if extra.quote else None
         message = self._message(sender, message_id, content, reply_to, now, extra, media_ref)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
-        delivered = ReceiptIn(message_ids=[message_id], chat=user_jid(to.user), status="delivered", timestamp=now)
+        delivered = self._receipt(to.user, [message_id], "delivered", now)
         target_id = target_of(content)
         session_node, epoch = self._server.node, device.epoch
 
@@ -247,9 +250,12 @@ class SimulatorEngine(SimulatedPhones, Engine):
             if self._accounts[to.user][0] == "echo":
                 self._later(self._echo, sender, to.user, message_id, content, media_ref)
         # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
+        if asked.is_user:
+            # Writing to a number, the sender's device learns its LID (whatsmeow's usync look-up).
+            self._emit(device, IdentityIn(pairs=[IdentityPair(phone=user_jid(to.user), lid=self._lid_jid(to.user))]))
         if self._latency:
             await asyncio.sleep(self._latency)
-        return Sent(timestamp, str(to) if to != asked else None)
+        return Sent(timestamp, str(to) if asked.is_user and to != asked else None)
 
     async def _account_of(self, phone: str) -> str:
         """The account a typed number reaches: itself, or, like WhatsApp, a Brazilian mobile number registered
@@ -261,11 +267,38 @@ class SimulatorEngine(SimulatedPhones, Engine):
                 return older
         return phone
 
+    async def _phone_of(self, jid: Jid) -> str | None:
+        """The number of the account a person's JID reaches: a typed number (see :meth:`_account_of`) or a LID."""
+        if jid.server == LID_SERVER:
+            return await self._server.phone_of_lid(jid.user)
+        if jid.is_user:
+            return await self._account_of(jid.user)
+        return None
+
+    def _lid_jid(self, phone: str) -> str:
+        return f"{self._accounts[phone][1]}@{LID_SERVER}"
+
+    def _shown_as(self, phone: str) -> str:
+        """How others see an account: by its LID alone when it hides its number, else by its number."""
+        return self._lid_jid(phone) if self._server.hides_phone(phone) else user_jid(phone)
+
+    def _receipt(self, phone: str, message_ids: list[str], status: Any, now: int) -> ReceiptIn:
+        """A receipt from the account ``phone`` for messages sent to it."""
+        return ReceiptIn(
+            message_ids=message_ids,
+            chat=self._shown_as(phone),
+            chat_lid=self._lid_jid(phone),
+            status=status,
+            timestamp=now,
+        )
+
     async def mark_read(self, session_id: str, chat: Jid, sender: Jid | None, message_ids: list[str]) -> None:
         device = self._devices.get(session_id)
         if device is None or device.phone is None:
             return
-        author = (sender or chat).user
+        author = await self._phone_of(sender or chat)
+        if author is None:
+            return
         reader = device.phone
 
         def find(conn: Conn) -> list[str]:
@@ -278,23 +311,24 @@ class SimulatorEngine(SimulatedPhones, Engine):
 
         known = await self._db.read(find)
         if known:
-            receipt = ReceiptIn(message_ids=known, chat=user_jid(reader), status="read", timestamp=int(time.time()))
-            await self._mail_account(author, receipt)
+            await self._mail_account(author, self._receipt(reader, known, "read", int(time.time())))
 
     async def chat_presence(self, session_id: str, chat: Jid, state: ChatState) -> None:
         device = self._sending_device(session_id)
-        if not chat.is_user:
+        phone = await self._phone_of(chat)
+        if phone is None:
             raise SendError("unsupported_recipient", "the simulator only has one-to-one chats", retryable=False)
-        self._presence.chat_state(device.phone or "", await self._account_of(chat.user), state)
+        self._presence.chat_state(device.phone or "", phone, state)
 
     async def set_presence(self, session_id: str, state: Availability) -> None:
         self._presence.set(self._sending_device(session_id).phone or "", state)
 
     async def subscribe_presence(self, session_id: str, jid: Jid) -> None:
         device = self._sending_device(session_id)
-        if not jid.is_user:
+        phone = await self._phone_of(jid)
+        if phone is None:
             raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
-        self._presence.subscribe(device, await self._account_of(jid.user))
+        self._presence.subscribe(device, phone)
 
     async def set_chat(
         self,
@@ -484,14 +518,16 @@ class SimulatorEngine(SimulatedPhones, Engine):
         extra: Outgoing = PLAIN,
         media_ref: dict[str, Any] | None = None,
     ) -> MessageIn:
-        """A 1:1 message from ``sender`` as the recipient's devices receive it."""
-        chat = user_jid(sender)
-        _, lid = self._accounts.get(sender, ("contact", ""))
+        """A 1:1 message from ``sender`` as the recipient's devices receive it: by LID alone when the sender hides
+        its number (WhatsApp's LID addressing mode), else by number with the LID beside it (``SenderAlt``)."""
+        chat = self._shown_as(sender)
+        lid = self._lid_jid(sender)
         return MessageIn(
             message_id=message_id,
             chat=chat,
             sender=chat,
-            sender_lid=f"{lid}@lid" if lid else None,
+            sender_lid=lid,
+            chat_lid=lid,
             content=content,
             timestamp=now,
             reply_to=reply_to,

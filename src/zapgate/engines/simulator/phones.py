@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import InvalidRequest, PhoneTaken, SessionNotPaired
 from ...jid import parse_phone
-from ...protocol import Me
+from ...protocol import Me, SimContactResult
 from ...protocol.content import Content, Poll, Text, Vote, media_of
 from ...storage.database import Conn, Database
 from ..base import (
@@ -83,6 +83,9 @@ class SimulatedPhones(abc.ABC):
         extra: Outgoing = PLAIN,
         media_ref: dict[str, Any] | None = None,
     ) -> MessageIn: ...
+
+    @abc.abstractmethod
+    def _receipt(self, phone: str, message_ids: list[str], status: Any, now: int) -> ReceiptIn: ...
 
     @abc.abstractmethod
     def _store_mail(self, conn: Conn, items: Sequence[tuple[str, EngineEvent]]) -> Mail: ...
@@ -162,6 +165,35 @@ class SimulatedPhones(abc.ABC):
         device.restricted_until = time.time() + seconds
         self._emit(device, SendRestricted(reason=reason, until=device.restricted_until))
         return device.restricted_until
+
+    async def contact(
+        self,
+        phone: str,
+        *,
+        hide_phone: bool | None = None,
+        refuse_group_adds: bool | None = None,
+        tenant: str | None = None,
+    ) -> SimContactResult:
+        """Create a contact's account if need be and set its privacy (``sim.contact``). With ``tenant``, the echo
+        contact's settings and another tenant's phone's are refused (``phone_taken``)."""
+        phone = parse_phone(phone)
+        known = await self._server.account(phone)
+        if known is None:
+            await self._server.add_account(phone, "contact")
+        elif tenant is not None and known[0] == "echo":
+            raise PhoneTaken(f"+{phone} is the simulator's echo contact: its settings are fixed")
+        elif tenant is not None and known[0] == "phone" and (await self._server.owner(phone)) not in (None, tenant):
+            raise PhoneTaken(f"+{phone} is another tenant's simulated phone")
+        if hide_phone is not None or refuse_group_adds is not None:
+            await self._server.set_privacy(phone, hide_phone=hide_phone, refuse_group_adds=refuse_group_adds)
+        _, lid = self._server.accounts[phone]
+        return SimContactResult(
+            phone=phone,
+            jid=user_jid(phone),
+            lid=f"{lid}@lid",
+            hide_phone=self._server.hides_phone(phone),
+            refuse_group_adds=self._server.refuses_group_adds(phone),
+        )
 
     async def receive(
         self,
@@ -263,9 +295,7 @@ class SimulatedPhones(abc.ABC):
         """The echo contact reads the message, then answers it: the same content as a reply, or a vote for the
         first option of a poll."""
         await asyncio.sleep(self._latency)
-        await self._mail_account(
-            sender, ReceiptIn(message_ids=[message_id], chat=user_jid(echo), status="read", timestamp=int(time.time()))
-        )
+        await self._mail_account(sender, self._receipt(echo, [message_id], "read", int(time.time())))
         answer: Content | None = echo_answer(content)
         reply_to: str | None = message_id
         if isinstance(content, Poll):

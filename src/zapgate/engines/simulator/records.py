@@ -139,6 +139,13 @@ MIGRATIONS = [
         PRIMARY KEY (phone, chat)
     );
     """,
+    # 7: privacy settings of an account (``sim.contact``): whether it hides its phone number (others see only its
+    # LID) and whether it refuses to be added to groups by people who are not its contacts
+    """
+    ALTER TABLE accounts ADD COLUMN hides_phone {BIGINT} NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN refuses_group_adds {BIGINT} NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX accounts_lid ON accounts (lid);
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()

@@ -48,6 +48,10 @@ class SimServer:
         self._url = database_url
         self.accounts: dict[str, tuple[str, str]] = {}
         """phone → (kind, lid); accounts are never removed, so a cached one is always right."""
+        self.by_lid: dict[str, str] = {}
+        """lid → phone, for the accounts in :attr:`accounts`."""
+        self.privacy: dict[str, tuple[bool, bool]] = {}
+        """phone → (hides its phone number, refuses group adds) as last read or set here (``sim.contact``)."""
         self.on_mail: Callable[[list[str]], None] = lambda _: None
         """Told the sessions another node mailed something to (shared mode)."""
         self.on_replaced: Callable[[str, str, int], None] = lambda *_: None
@@ -66,11 +70,13 @@ class SimServer:
                 "INSERT INTO meta (one, id) VALUES (1, ?) ON CONFLICT (one) DO NOTHING", (secrets.token_hex(6),)
             )
             meta = conn.execute("SELECT id FROM meta WHERE one = 1").fetchall()
-            return (conn.execute("SELECT phone, kind, lid FROM accounts").fetchall(), meta), []
+            rows = conn.execute("SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts").fetchall()
+            return (rows, meta), []
 
         accounts, meta = await self.db.write(load)
         self.accounts.clear()  # (in place: the engine holds this dict)
-        self.accounts.update({phone: (kind, lid) for phone, kind, lid in accounts})
+        for row in accounts:
+            self._cache(row)
         if self.shared:
             self._channel = f"zgsim_{meta[0][0]}"
             listening = asyncio.get_running_loop().create_future()
@@ -92,12 +98,58 @@ class SimServer:
             return known
 
         def read(conn: Conn) -> Any:
-            return conn.execute("SELECT kind, lid FROM accounts WHERE phone = ?", (phone,)).fetchone()
+            return conn.execute(
+                "SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts WHERE phone = ?", (phone,)
+            ).fetchone()
 
         row = await self.db.read(read)
         if row is not None:
-            self.accounts[phone] = (str(row[0]), str(row[1]))
+            self._cache(row)
         return self.accounts.get(phone)
+
+    async def phone_of_lid(self, lid: str) -> str | None:
+        """The phone number of the account whose LID is ``lid`` (user part), if there is one."""
+        known = self.by_lid.get(lid)
+        if known is not None or not self.shared:
+            return known
+
+        def read(conn: Conn) -> Any:
+            return conn.execute(
+                "SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts WHERE lid = ?", (lid,)
+            ).fetchone()
+
+        row = await self.db.read(read)
+        if row is not None:
+            self._cache(row)
+        return self.by_lid.get(lid)
+
+    def hides_phone(self, phone: str) -> bool:
+        return self.privacy.get(phone, (False, False))[0]
+
+    def refuses_group_adds(self, phone: str) -> bool:
+        return self.privacy.get(phone, (False, False))[1]
+
+    async def set_privacy(self, phone: str, *, hide_phone: bool | None, refuse_group_adds: bool | None) -> None:
+        """Change an existing account's privacy settings (None keeps a setting)."""
+
+        def change(conn: Conn) -> tuple[Any, list[Any]]:
+            if hide_phone is not None:
+                conn.execute("UPDATE accounts SET hides_phone = ? WHERE phone = ?", (int(hide_phone), phone))
+            if refuse_group_adds is not None:
+                conn.execute(
+                    "UPDATE accounts SET refuses_group_adds = ? WHERE phone = ?", (int(refuse_group_adds), phone)
+                )
+            return conn.execute(
+                "SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts WHERE phone = ?", (phone,)
+            ).fetchone(), []
+
+        self._cache(await self.db.write(change))
+
+    def _cache(self, row: Any) -> None:
+        phone, kind, lid, hides, refuses = (str(row[0]), str(row[1]), str(row[2]), bool(row[3]), bool(row[4]))
+        self.accounts[phone] = (kind, lid)
+        self.by_lid[lid] = phone
+        self.privacy[phone] = (hides, refuses)
 
     async def add_account(self, phone: str, kind: str) -> None:
         lid = str(10**13 + secrets.randbelow(9 * 10**13))
@@ -108,10 +160,11 @@ class SimServer:
                 "INSERT INTO accounts (phone, lid, kind, name) VALUES (?, ?, ?, ?) ON CONFLICT (phone) DO NOTHING",
                 (phone, lid, kind, name),
             )
-            return conn.execute("SELECT kind, lid FROM accounts WHERE phone = ?", (phone,)).fetchone(), []
+            return conn.execute(
+                "SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts WHERE phone = ?", (phone,)
+            ).fetchone(), []
 
-        row = await self.db.write(add)
-        self.accounts[phone] = (str(row[0]), str(row[1]))
+        self._cache(await self.db.write(add))
 
     async def claim_phone(self, phone: str, tenant: str) -> tuple[str, str | None]:
         """Make ``phone`` a phone of ``tenant`` unless it is already another's; return its (kind, owner).
@@ -134,7 +187,17 @@ class SimServer:
 
         kind, lid, owner = await self.db.write(claim)
         self.accounts[phone] = (str(kind), str(lid))
+        self.by_lid[str(lid)] = phone
         return str(kind), None if owner is None else str(owner)
+
+    async def owner(self, phone: str) -> str | None:
+        """The tenant whose simulated phone ``phone`` is (None: nobody's, or not a phone)."""
+
+        def read(conn: Conn) -> Any:
+            return conn.execute("SELECT owner FROM accounts WHERE phone = ?", (phone,)).fetchone()
+
+        row = await self.db.read(read)
+        return None if row is None or row[0] is None else str(row[0])
 
     # -- notifications between nodes (shared mode)
 

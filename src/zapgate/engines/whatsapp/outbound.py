@@ -43,6 +43,7 @@ from ...protocol.content import (
     Video,
     Vote,
 )
+from ..base import IdentityPair
 from . import compose, media, nz, policy, translate
 from .ipc import Send, TargetRef
 from .policy import SendFailure
@@ -68,6 +69,8 @@ class _Session(Protocol):
     def require_online(self) -> Any:
         """The connected client, or raise :class:`SendFailure` (``not_connected``, retryable)."""
         ...
+
+    def learned(self, pairs: list[IdentityPair]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +98,6 @@ class _Lru(collections.OrderedDict[str, Any]):
         self.move_to_end(key)
         while len(self) > self.size:
             self.popitem(last=False)
-
-
 
 
 class Outbound:
@@ -296,7 +297,11 @@ class Outbound:
         except Exception as exc:
             log.debug("session %s: no phone number for %s: %s", self._session.session_id, answered, exc)
             return answered
-        return translate.jid_string(phone) if getattr(phone, "Server", "") == USER_SERVER else answered
+        if getattr(phone, "Server", "") != USER_SERVER:
+            return answered
+        chat = translate.jid_string(phone)
+        self._session.learned([IdentityPair(phone=chat, lid=answered)])
+        return chat
 
     async def mark_read(self, chat: str, sender: str | None, message_ids: list[str]) -> None:
         """Read receipts for ``message_ids`` received in ``chat``, each sent to the chat and author its message came

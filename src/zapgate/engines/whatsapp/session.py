@@ -35,7 +35,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...protocol import Me
-from ..base import Availability, ChatState, Connected, Disconnected, EngineEvent, Failed, LoggedOut, MessageIn, Paired
+from ..base import (
+    Availability,
+    ChatState,
+    Connected,
+    Disconnected,
+    EngineEvent,
+    Failed,
+    IdentityIn,
+    IdentityPair,
+    LoggedOut,
+    MessageIn,
+    Paired,
+)
 from . import media, nz, policy, translate
 from .ffi import FfiLock, GuardedGo
 from .ipc import Send, WorkerConfig
@@ -391,6 +403,11 @@ class SessionRunner:
     def _emit(self, event: EngineEvent) -> None:
         if not self.quiet:
             self.host.emit(self.session_id, event)
+
+    def learned(self, pairs: list[IdentityPair]) -> None:
+        """Tell the gateway who is who, as WhatsApp told it outside a message (a look-up, a group's members)."""
+        if pairs:
+            self._emit(IdentityIn(pairs=pairs))
 
     def _current(self, client: Any) -> bool:
         return client is self.client and not self.stopping

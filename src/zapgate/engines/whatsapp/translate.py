@@ -72,6 +72,15 @@ def _chat(source: Any) -> str:
     return jid_string(pn if pn is not None else chat)
 
 
+def _chat_lid(source: Any) -> str | None:
+    """The peer's LID in a one-to-one chat, when WhatsApp told it (the chat's own JID, or its alternative)."""
+    if source.IsGroup or source.Chat.Server not in (LID_SERVER, USER_SERVER):
+        return None
+    alternative = source.RecipientAlt if source.IsFromMe else source.SenderAlt
+    _, lid = _phone_and_lid(source.Chat, alternative)
+    return jid_string(lid) or None
+
+
 STATUS_CHAT = "status@broadcast"
 
 
@@ -90,6 +99,7 @@ def message_in(event: Any) -> MessageIn | None:
         chat=chat,
         sender=jid_string(pn if pn is not None else lid),
         sender_lid=jid_string(lid) or None,
+        chat_lid=_chat_lid(source),
         content=inbound.content,
         timestamp=policy.to_seconds(info.Timestamp),
         from_me=bool(source.IsFromMe),
@@ -121,6 +131,7 @@ def receipt_in(event: Any) -> ReceiptIn | None:
     return ReceiptIn(
         message_ids=list(event.MessageIDs),
         chat=_chat(event.MessageSource),
+        chat_lid=_chat_lid(event.MessageSource),
         status=status,  # type: ignore[arg-type]
         timestamp=policy.to_seconds(event.Timestamp),
     )
@@ -142,7 +153,9 @@ def chat_presence_in(event: Any) -> PresenceIn | None:
     state: PresenceState = "paused"
     if event.State == states.COMPOSING:
         state = "recording" if event.Media == states.AUDIO else "typing"
-    return PresenceIn(chat=chat, sender=sender, state=state)
+    return PresenceIn(
+        chat=chat, sender=sender, state=state, sender_lid=jid_string(lid) or None, chat_lid=_chat_lid(source)
+    )
 
 
 def presence_in(event: Any) -> PresenceIn | None:
@@ -150,10 +163,12 @@ def presence_in(event: Any) -> PresenceIn | None:
     who = jid_string(event.From)
     if not who:
         return None
+    lid = who if event.From.Server == LID_SERVER else None
     if not event.Unavailable:
-        return PresenceIn(chat=who, sender=who, state="available")
+        return PresenceIn(chat=who, sender=who, state="available", sender_lid=lid, chat_lid=lid)
     seen = int(event.LastSeen)
-    return PresenceIn(chat=who, sender=who, state="unavailable", last_seen=seen if seen >= EARLIEST_LAST_SEEN else None)
+    last_seen = seen if seen >= EARLIEST_LAST_SEEN else None
+    return PresenceIn(chat=who, sender=who, state="unavailable", last_seen=last_seen, sender_lid=lid, chat_lid=lid)
 
 
 def me_from(device_jid: str, lid: str | None = None, name: str | None = None) -> Me:

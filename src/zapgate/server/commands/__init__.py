@@ -13,6 +13,7 @@ tenant's session is indistinguishable from a missing one.
 ``media``     ``media.*``
 ``presence``  ``chat.presence``, ``presence.*``
 ``chats``     ``chat.*``, ``message.history``
+``contacts``  ``contact.*``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
 ============  ======================================
@@ -20,12 +21,13 @@ tenant's session is indistinguishable from a missing one.
 
 from __future__ import annotations
 
-from . import chats, events, media, messages, presence, sessions, sim
+from . import chats, contacts, events, media, messages, presence, sessions, sim
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
     "HANDLERS",
     "chats",
+    "contacts",
     "events",
     "execute",
     "handles",

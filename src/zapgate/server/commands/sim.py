@@ -8,6 +8,8 @@ from ...errors import CommandUnavailable, InvalidRequest
 from ...gateway import Gateway
 from ...protocol import (
     Empty,
+    SimContact,
+    SimContactResult,
     SimMediaFail,
     SimMediaFailResult,
     SimNetwork,
@@ -79,3 +81,11 @@ async def sim_restrict(gw: Gateway, caller: Caller, cmd: SimRestrict) -> SimRest
 async def sim_media_fail(gw: Gateway, caller: Caller, cmd: SimMediaFail) -> SimMediaFailResult:
     session = gw.sessions.get(caller.tenant, cmd.session)
     return SimMediaFailResult(failing=await _sandbox(gw).fail_downloads(session.id, cmd.times, cmd.reason))
+
+
+@handles(SimContact)
+async def sim_contact(gw: Gateway, caller: Caller, cmd: SimContact) -> SimContactResult:
+    sandbox = _sandbox(gw)
+    return await sandbox.contact(
+        cmd.phone, hide_phone=cmd.hide_phone, refuse_group_adds=cmd.refuse_group_adds, tenant=caller.tenant
+    )
