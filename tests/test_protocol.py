@@ -44,6 +44,15 @@ def test_every_command_type_is_known_and_listed() -> None:
         "presence.subscribe",
         "sim.media_fail",
         "subscribe",
+        "tenant.create",
+        "tenant.list",
+        "tenant.update",
+        "tenant.disable",
+        "tenant.enable",
+        "token.create",
+        "token.list",
+        "token.revoke",
+        "audit.list",
     } == COMMAND_TYPES
 
 

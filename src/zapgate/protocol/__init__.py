@@ -16,12 +16,34 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``events``         reading the event log; ping
 ``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
 ``sim``            simulator-only commands
+``admin``          tenants, tokens, the audit log (``admin`` scope)
 ``codec``          encode / decode with precise errors
 =================  ==============================================================
 """
 
 from __future__ import annotations
 
+from .admin import (
+    AuditEntryInfo,
+    AuditList,
+    AuditPage,
+    QuotaOverrides,
+    Quotas,
+    TenantCreate,
+    TenantDisable,
+    TenantEnable,
+    TenantInfo,
+    TenantList,
+    TenantListResult,
+    TenantUpdate,
+    TenantUsage,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+    TokenListResult,
+    TokenRevoke,
+)
 from .base import COMMANDS, EVENTS, Command, CommandSpec, Empty, EventSpec, Scope
 from .chats import (
     ChatArchive,
@@ -114,6 +136,9 @@ __all__ = [
     "MAX_FILTER_SESSIONS",
     "MAX_TEXT_CHARS",
     "PROTOCOL_VERSION",
+    "AuditEntryInfo",
+    "AuditList",
+    "AuditPage",
     "Auth",
     "ChatArchive",
     "ChatInfo",
@@ -170,6 +195,8 @@ __all__ = [
     "PresenceSet",
     "PresenceSubscribe",
     "QrState",
+    "QuotaOverrides",
+    "Quotas",
     "Ready",
     "Reply",
     "Scope",
@@ -202,6 +229,20 @@ __all__ = [
     "StatusReceivedData",
     "Subscribe",
     "Subscription",
+    "TenantCreate",
+    "TenantDisable",
+    "TenantEnable",
+    "TenantInfo",
+    "TenantList",
+    "TenantListResult",
+    "TenantUpdate",
+    "TenantUsage",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenInfo",
+    "TokenList",
+    "TokenListResult",
+    "TokenRevoke",
     "decode_client_frame",
     "decode_server_frame",
     "encode",

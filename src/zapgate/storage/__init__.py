@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
+    AuditEntry,
     EventListener,
     InboundRecord,
     NewEvent,
@@ -21,6 +22,8 @@ from .base import (
     QueuedMessage,
     SessionRecord,
     StoredEvent,
+    TenantQuotas,
+    TenantRecord,
     TokenRecord,
 )
 from .by_url import database_for, is_postgres_url, redact_url
@@ -37,6 +40,7 @@ __all__ = [
     "ChatRecord",
     "ChatSettings",
     "ChatStore",
+    "AuditEntry",
     "Conn",
     "Database",
     "EventListener",
@@ -58,6 +62,8 @@ __all__ = [
     "Storage",
     "StoredEvent",
     "StoredMessage",
+    "TenantQuotas",
+    "TenantRecord",
     "TokenRecord",
     "database_for",
     "is_postgres_url",

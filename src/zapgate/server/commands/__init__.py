@@ -15,16 +15,18 @@ tenant's session is indistinguishable from a missing one.
 ``chats``     ``chat.*``, ``message.history``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
+``admin``     ``tenant.*``, ``token.*``, ``audit.list``
 ============  ======================================
 """
 
 from __future__ import annotations
 
-from . import chats, events, media, messages, presence, sessions, sim
+from . import admin, chats, events, media, messages, presence, sessions, sim
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
     "HANDLERS",
+    "admin",
     "chats",
     "events",
     "execute",
