@@ -37,10 +37,10 @@ from .store import SessionExists, Storage
 
 __all__ = [
     "MUTED_FOREVER",
+    "AuditEntry",
     "ChatRecord",
     "ChatSettings",
     "ChatStore",
-    "AuditEntry",
     "Conn",
     "Database",
     "EventListener",

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from ..errors import QuotaExceeded
 from .base import (
     EventListener,
     InboundRecord,
@@ -155,9 +156,10 @@ class Storage:
         sessions as it may."""
         values = _session_values(record)
 
-        def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
-            if quotas is not None:
-                check_session_quota(conn, record.tenant, record.name, quotas)
+        def op(conn: Conn) -> tuple[QuotaExceeded | None, list[StoredEvent]]:
+            refusal = check_session_quota(conn, record.tenant, record.name, quotas) if quotas is not None else None
+            if refusal is not None:
+                return refusal, []
             conn.execute(
                 "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -165,7 +167,9 @@ class Storage:
             )
             return None, []
 
-        await self._write(op)
+        refusal = await self._write(op)
+        if refusal is not None:
+            raise refusal
 
     async def save_session(
         self, record: SessionRecord, events: Sequence[NewEvent] = (), *, fence: Fence | None = None
@@ -211,9 +215,10 @@ class Storage:
         values = _session_values(record)
         now_sql = self.db.now_sql
 
-        def op(conn: Conn) -> tuple[Fence | None, list[StoredEvent]]:
-            if quotas is not None:
-                check_session_quota(conn, record.tenant, record.name, quotas)
+        def op(conn: Conn) -> tuple[Fence | QuotaExceeded | None, list[StoredEvent]]:
+            refusal = check_session_quota(conn, record.tenant, record.name, quotas) if quotas is not None else None
+            if refusal is not None:
+                return refusal, []
             row = conn.execute(
                 "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, name) DO NOTHING RETURNING id",
@@ -232,7 +237,10 @@ class Storage:
             stored = append_events(conn, events, time.time())
             return fence, stored
 
-        return await self._write(op)
+        result = await self._write(op)
+        if isinstance(result, QuotaExceeded):
+            raise result
+        return result
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         def op(conn: Conn) -> SessionRecord | None:
@@ -365,7 +373,7 @@ class Storage:
         With ``quota`` (the tenant and the gateway's defaults), :class:`~zapgate.errors.QuotaExceeded` when one
         more queued message would pass the tenant's limits (nothing is stored then)."""
 
-        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool], list[StoredEvent]]:
+        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool] | QuotaExceeded, list[StoredEvent]]:
             check_fence(conn, fence)
             if item.idempotency_key is not None:
                 row = conn.execute(
@@ -375,7 +383,9 @@ class Storage:
                 if row:
                     return (_outbox(row), False), []
             if quota is not None:
-                check_queue_quota(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
+                refusal = check_queue_quota(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
+                if refusal is not None:
+                    return refusal, []
             cur = conn.execute(
                 "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
                 "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
@@ -398,7 +408,10 @@ class Storage:
                 conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
             return (item, True), []
 
-        return await self._write(op)
+        result = await self._write(op)
+        if isinstance(result, QuotaExceeded):
+            raise result
+        return result
 
     async def find_message(self, session_id: str, idempotency_key: str) -> OutboxItem | None:
         def op(conn: Conn) -> OutboxItem | None:

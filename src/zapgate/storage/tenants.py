@@ -84,17 +84,21 @@ def _lock_limits(conn: Conn, tenant: str, defaults: TenantQuotas) -> TenantQuota
     return effective_quotas(own, defaults)
 
 
-def check_session_quota(conn: Conn, tenant: str, name: str, defaults: TenantQuotas) -> None:
-    """Raise :class:`QuotaExceeded` when the tenant cannot have one more session, ``name`` (inside its
-    transaction; a session of that name that exists already is not counted: creating it again is another error)."""
+def check_session_quota(conn: Conn, tenant: str, name: str, defaults: TenantQuotas) -> QuotaExceeded | None:
+    """The refusal when the tenant cannot have one more session, ``name`` (inside its transaction; a session of
+    that name that exists already is not counted: creating it again is another error), else None.
+
+    The checks return refusals rather than raise them: a write that raises makes the database run its whole group
+    commit again, write by write, and a tenant at its quota must not slow down everyone else's writes."""
     limit = _lock_limits(conn, tenant, defaults).max_sessions
     if not limit:
-        return
+        return None
     (count,) = conn.execute("SELECT count(*) FROM sessions WHERE tenant = ? AND name != ?", (tenant, name)).fetchone()
-    if int(count) >= limit:
-        raise QuotaExceeded(
-            f"tenant {tenant!r} has {count} sessions, its limit (max_sessions); delete one first", "max_sessions", limit
-        )
+    if int(count) < limit:
+        return None
+    return QuotaExceeded(
+        f"tenant {tenant!r} has {count} sessions, its limit (max_sessions); delete one first", "max_sessions", limit
+    )
 
 
 def queued_usage(conn: Conn, tenant: str) -> tuple[int, int]:
@@ -108,26 +112,27 @@ def queued_usage(conn: Conn, tenant: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def check_queue_quota(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -> None:
-    """Raise :class:`QuotaExceeded` when one more queued message of ``size`` bytes would pass a limit."""
+def check_queue_quota(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -> QuotaExceeded | None:
+    """The refusal when one more queued message of ``size`` bytes would pass a limit, else None."""
     limits = _lock_limits(conn, tenant, defaults)
     if not limits.max_queued_messages and not limits.max_queued_bytes:
-        return
+        return None
     count, used = queued_usage(conn, tenant)
     if limits.max_queued_messages and count >= limits.max_queued_messages:
-        raise QuotaExceeded(
+        return QuotaExceeded(
             f"tenant {tenant!r} has {count} messages waiting to be sent, its limit (max_queued_messages); "
             "retry once some are sent",
             "max_queued_messages",
             limits.max_queued_messages,
         )
     if limits.max_queued_bytes and used + size > limits.max_queued_bytes:
-        raise QuotaExceeded(
+        return QuotaExceeded(
             f"tenant {tenant!r} has {used} bytes of messages waiting to be sent; this one ({size} bytes) would pass "
             f"its limit of {limits.max_queued_bytes} (max_queued_bytes); retry once some are sent",
             "max_queued_bytes",
             limits.max_queued_bytes,
         )
+    return None
 
 
 class TenantStore:
