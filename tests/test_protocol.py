@@ -53,6 +53,15 @@ def test_every_command_type_is_known_and_listed() -> None:
         "token.list",
         "token.revoke",
         "audit.list",
+        "chat.list",
+        "chat.mark_read",
+        "chat.archive",
+        "chat.unarchive",
+        "chat.pin",
+        "chat.unpin",
+        "chat.mute",
+        "chat.unmute",
+        "message.history",
     } == COMMAND_TYPES
 
 
