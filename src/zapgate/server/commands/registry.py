@@ -1,8 +1,8 @@
 """The table from command structs to handlers, and the one entry point that runs a command.
 
 :func:`run_command` checks the caller's scope and, for a token limited to some sessions, the session a command
-names; it writes the **audit log** entry of every command that needs the ``tenant`` or ``admin`` scope, and of
-every command refused as ``forbidden`` (``docs/security.md``, "Audit log").
+names; it writes the **audit log** entry of every command that needs the ``tenant`` or ``admin`` scope and changes
+something, and of every command refused as ``forbidden`` (``docs/security.md``, "Audit log").
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ from ...errors import CommandUnavailable, Forbidden, InvalidRequest, ZapgateErro
 from ...gateway import Gateway
 from ...protocol import COMMANDS, Command, CommandSpec, Scope, SessionListResult, encode
 
-__all__ = ["AUDITED_SCOPES", "HANDLERS", "Handler", "execute", "handles", "run_command"]
+__all__ = ["AUDITED_SCOPES", "HANDLERS", "Handler", "audited", "execute", "handles", "run_command"]
 
 log = logging.getLogger("zapgate.server")
 
 AUDITED_SCOPES = frozenset({Scope.TENANT, Scope.ADMIN})
-"""Commands needing these scopes change what a tenant has (sessions, tokens, tenants, settings): each is audited.
-``send`` and ``read`` commands are not (the outbox and the event log already record every message)."""
+"""Commands needing these scopes that change something (their REST route is not a ``GET``) change what a tenant
+has (sessions, tokens, tenants, settings): each is audited. ``send`` and ``read`` commands are not (the outbox and
+the event log already record every message), nor are reads (``tenant.list``, ``token.list``, ``audit.list``)."""
+
+
+def audited(spec: CommandSpec) -> bool:
+    return spec.scope in AUDITED_SCOPES and (spec.http is None or spec.http[0] != "GET")
 DETAIL_MAX_CHARS = 500
 
 Handler = Callable[[Gateway, Caller, Any], Awaitable[Any]]
@@ -59,14 +64,14 @@ async def run_command(gw: Gateway, caller: Caller, cmd: Command) -> Any:
         else:
             result = await execute(gw, caller, cmd)
     except ZapgateError as exc:
-        if spec.scope in AUDITED_SCOPES or isinstance(exc, Forbidden):
+        if audited(spec) or isinstance(exc, Forbidden):
             await _audit(gw, caller, spec, cmd, exc.code)
         raise
     except Exception:
-        if spec.scope in AUDITED_SCOPES:
+        if audited(spec):
             await _audit(gw, caller, spec, cmd, "internal")
         raise
-    if spec.scope in AUDITED_SCOPES:
+    if audited(spec):
         await _audit(gw, caller, spec, cmd, "ok")
     if caller.sessions is not None and spec.name == "session.list":
         return _only_allowed_sessions(caller, result)
