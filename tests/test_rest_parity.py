@@ -19,6 +19,7 @@ CONTACT = "+55 31 97777-0003"
 VOLATILE = {
     *("time", "created_at", "expires_at", "timestamp", "until", "paused_until", "ts"),
     *("message_id", "qr", "lid", "from_lid", "chat_lid", "sender_lid", "participant_lid", "seq", "last_seq", "since"),
+    *("token", "token_id", "tenant", "id", "detail", "disabled_at", "revoked_at"),
 }
 ROUTES = {op.spec.name: op for op in operations()}
 
@@ -133,6 +134,37 @@ async def flow(run: Run) -> list[tuple[str, Any]]:
     return results
 
 
+async def admin_flow(run: Run, prefix: str) -> list[tuple[str, Any]]:
+    """The admin API's flow, for tenants named ``prefix-…`` (tenant names and token ids differ per run)."""
+    results: list[tuple[str, Any]] = []
+
+    async def step(name: str, **fields: Any) -> Any:
+        outcome = await run(name, **fields)
+        results.append((name, normalize(outcome)))
+        return outcome[1]
+
+    await step("tenant.create", tenant=f"{prefix}-a", max_sessions=1)
+    await step("tenant.create", tenant=f"{prefix}-a")
+    await step("tenant.create", validate=False, tenant="Not Valid")
+    listed = await run("tenant.list")  # holds every tenant so far: differs between the runs
+    assert listed[0] == "ok" and f"{prefix}-a" in [t["tenant"] for t in listed[1]["tenants"]]
+    await step("tenant.update", tenant=f"{prefix}-a", max_sessions=None, max_queued_bytes=1000)
+    await step("tenant.update", tenant=f"{prefix}-nope", max_sessions=3)
+    await step("tenant.disable", tenant=f"{prefix}-a")
+    await step("tenant.enable", tenant=f"{prefix}-a")
+    await step("tenant.disable", tenant=f"{prefix}-nope")
+    created = await step(
+        "token.create", tenant=f"{prefix}-a", scopes=["send"], sessions=["main"], expires_in=3600, label="bot"
+    )
+    await step("token.create", tenant=f"{prefix}-nope")
+    await step("token.create", validate=False, tenant=f"{prefix}-a", scopes=["root"])
+    await step("token.list", tenant=f"{prefix}-a")
+    await step("token.revoke", token_id=created["info"]["token_id"])
+    await step("token.revoke", token_id=created["info"]["token_id"])
+    await step("audit.list", tenant=f"{prefix}-a", limit=3)
+    return results
+
+
 async def test_rest_and_websocket_give_the_same_results(gateway: RunningGateway, tmp_path: Path) -> None:
     async with gateway.connect("ws-tenant") as client:
         by_socket = await flow(over_websocket(client))
@@ -144,10 +176,23 @@ async def test_rest_and_websocket_give_the_same_results(gateway: RunningGateway,
             by_rest = await flow(over_rest(rest))
         finally:
             await rest.close()
+    _, admin_token = await gateway.gateway.tokens.create("ops", scopes=["admin"])
+    admin_socket = await RawClient.open(gateway.url)
+    try:
+        await admin_socket.authenticate(admin_token)
+        by_socket += await admin_flow(over_websocket(admin_socket), "ws")
+    finally:
+        await admin_socket.close()
+    admin_rest = RestClient(gateway.http, admin_token)
+    try:
+        by_rest += await admin_flow(over_rest(admin_rest), "rest")
+    finally:
+        await admin_rest.close()
     assert len(by_socket) == len(by_rest)
     for (name, socket_result), (_, rest_result) in zip(by_socket, by_rest, strict=True):
         assert socket_result == rest_result, name
     codes = {result[1] for _, result in by_socket if result[0] == "error"}
     assert {"session_not_found", "qr_used", "idempotency_conflict", "invalid_recipient", "invalid_request"} <= codes
-    covered = {name for name, _ in by_socket} | {"session.start", "events.fetch"}
+    assert {"tenant_exists", "tenant_not_found", "token_not_found"} <= codes
+    covered = {name for name, _ in by_socket} | {"session.start", "events.fetch", "tenant.list"}
     assert covered == set(ROUTES), set(ROUTES) - covered

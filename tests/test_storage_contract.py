@@ -10,23 +10,11 @@ import asyncio
 
 import pytest
 
-from zapgate.storage import NewEvent, OutboxItem, SessionRecord, Storage, StoredEvent, TokenRecord, open_storage
+from zapgate.storage import NewEvent, OutboxItem, SessionRecord, Storage, StoredEvent, open_storage
 
 
 def events(tenant: str, n: int, name: str = "x.y") -> list[NewEvent]:
     return [NewEvent(tenant, "main", name, b'{"n":%d}' % i) for i in range(n)]
-
-
-async def test_tokens(storage: Storage) -> None:
-    record = TokenRecord(id="a1b2c3d4e5f6", tenant="acme", label="ci", created_at=1.0)
-    await storage.add_token(record, b"\x01" * 32)
-    assert await storage.find_token("a1b2c3d4e5f6") == (record, b"\x01" * 32)
-    assert await storage.list_tokens("acme") == [record]
-    assert await storage.live_tokens(["a1b2c3d4e5f6", "nope"]) == {"a1b2c3d4e5f6"}
-    assert await storage.revoke_token("a1b2c3d4e5f6", 2.0)
-    assert not await storage.revoke_token("a1b2c3d4e5f6", 3.0)
-    assert await storage.find_token("a1b2c3d4e5f6") is None
-    assert await storage.live_tokens(["a1b2c3d4e5f6"]) == set()
 
 
 async def test_sessions_with_their_events(storage: Storage) -> None:

@@ -79,8 +79,7 @@ DATABASE_LAYER = {"zapgate.storage.sqlite", "zapgate.storage.database", "zapgate
 def test_engines_and_shared_infrastructure_use_only_the_database_layer_of_storage(layer: str) -> None:
     paths = sorted((SRC / layer).rglob("*.py")) if (SRC / layer).is_dir() else [SRC / layer]
     beyond = {
-        str(p.relative_to(SRC)): [n for n in sorted(imports_of(p)) if n.startswith("zapgate.storage")]
-        for p in paths
+        str(p.relative_to(SRC)): [n for n in sorted(imports_of(p)) if n.startswith("zapgate.storage")] for p in paths
     }
     beyond = {p: [n for n in names if n not in DATABASE_LAYER] for p, names in beyond.items()}
     assert not {p: names for p, names in beyond.items() if names}
@@ -101,6 +100,6 @@ async def test_an_invalid_tenant_is_an_invalid_request(tmp_path: Path) -> None:
         with pytest.raises(InvalidRequest, match="invalid tenant name 'Acme Inc'") as refused:
             await TokenIssuer(storage).create("Acme Inc")
         assert refused.value.code == "invalid_request"
-        assert await storage.list_tokens() == []
+        assert await storage.tenants.list_tokens() == []
     finally:
         await storage.close()

@@ -20,14 +20,17 @@ from .origins import OriginPolicy, parse_origin
 
 if TYPE_CHECKING:
     from .netguard import AddressPolicy
+    from .storage.base import TenantQuotas
 
-__all__ = ["CLIENT_ENV_VARS", "ENGINES", "FIRST_RUN_TOKEN_MODES", "ConfigError", "Settings"]
+__all__ = ["CLIENT_ENV_VARS", "ENGINES", "FIRST_RUN_TOKEN_MODES", "SECRET_ENV_VARS", "ConfigError", "Settings"]
 
 ENGINES = ("whatsapp", "simulator")
 FIRST_RUN_TOKEN_MODES = ("tty", "always", "never")
 
 #: Variables read by the CLI's client commands, not by the server; allowed in the environment.
 CLIENT_ENV_VARS = frozenset({"ZAPGATE_TOKEN", "ZAPGATE_URL"})
+#: Secrets read once at start-up and never kept in :class:`Settings` (``zapgate.auth.load_admin_token``).
+SECRET_ENV_VARS = frozenset({"ZAPGATE_ADMIN_TOKEN"})
 
 
 class ConfigError(ValueError):
@@ -105,6 +108,35 @@ class Settings:
     )
     auth_failure_max_delay_s: float = field(
         default=30.0, metadata=_doc("Longest wait imposed on an address whose authentications keep failing.")
+    )
+
+    # -- tenants, tokens and the audit log (docs/security.md)
+    admin_token_file: Path | None = field(
+        default=None,
+        metadata=_doc(
+            "A file (mode 600) whose first line is the admin token: a secret of at least 32 characters and 128 bits "
+            "(openssl rand -hex 32). ZAPGATE_ADMIN_TOKEN gives it directly instead. Weak or readable by others: the "
+            "gateway does not start."
+        ),
+    )
+    tenant_max_sessions: int = field(
+        default=100, metadata=_doc("Sessions a tenant may have, unless its own quota says otherwise (0: no limit).")
+    )
+    tenant_max_queued_messages: int = field(
+        default=10000,
+        metadata=_doc(
+            "Messages a tenant may have waiting to be sent, unless its own quota says otherwise (0: no limit)."
+        ),
+    )
+    tenant_max_queued_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_doc(
+            "Bytes of messages (stored content, not media files) a tenant may have waiting to be sent, unless its "
+            "own quota says otherwise (0: no limit)."
+        ),
+    )
+    audit_retention_s: float = field(
+        default=90 * 86400.0, metadata=_doc("How long audit log entries are kept (docs/security.md).")
     )
 
     # -- network edge: authenticated connections
@@ -385,6 +417,13 @@ class Settings:
         return self.database_url.partition("://")[0] in {"postgresql", "postgres"}
 
     @property
+    def tenant_quotas(self) -> TenantQuotas:
+        """The default quotas of every tenant (a tenant's own quotas replace them one by one)."""
+        from .storage.base import TenantQuotas
+
+        return TenantQuotas(self.tenant_max_sessions, self.tenant_max_queued_messages, self.tenant_max_queued_bytes)
+
+    @property
     def lock_hold_limit_s(self) -> float | None:
         """In a cluster: how long a node's write transaction may sit idle before PostgreSQL ends it (a quarter of
         a lease, at least a second), so that a paused node cannot stall the others' writes for long."""
@@ -396,7 +435,7 @@ class Settings:
         known = {f"ZAPGATE_{f.name.upper()}": f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, raw in env.items():
-            if not key.startswith("ZAPGATE_") or key in CLIENT_ENV_VARS:
+            if not key.startswith("ZAPGATE_") or key in CLIENT_ENV_VARS or key in SECRET_ENV_VARS:
                 continue
             if key not in known:
                 raise ConfigError(f"unknown setting {key}; known settings: {', '.join(sorted(known))}")
@@ -558,6 +597,7 @@ def _validate(s: Settings) -> None:
         "media_download_attempts": s.media_download_attempts,
         "media_retry_base_s": s.media_retry_base_s,
         "lease_ttl_s": s.lease_ttl_s,
+        "audit_retention_s": s.audit_retention_s,
         "lease_renew_s": s.lease_renew_s,
         "forward_timeout_s": s.forward_timeout_s,
     }
@@ -583,6 +623,9 @@ def _validate(s: Settings) -> None:
         "wa_reconnect_timeout_s": s.wa_reconnect_timeout_s,
         "media_retention_s": s.media_retention_s,
         "node_max_sessions": s.node_max_sessions,
+        "tenant_max_sessions": s.tenant_max_sessions,
+        "tenant_max_queued_messages": s.tenant_max_queued_messages,
+        "tenant_max_queued_bytes": s.tenant_max_queued_bytes,
     }
     for name, value in non_negative.items():
         if value < 0:

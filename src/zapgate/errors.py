@@ -21,6 +21,10 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     ├── HandshakeTimeout               handshake_timeout     (HTTP 408)
     ├── HostNotAllowed                 host_not_allowed      (HTTP 421)
     ├── RateLimited                    rate_limited          (with retry_after)
+    ├── QuotaExceeded                  quota_exceeded        (with quota and limit)
+    ├── TenantNotFound                 tenant_not_found
+    ├── TenantExists                   tenant_exists
+    ├── TokenNotFound                  token_not_found
     ├── CommandUnavailable             command_unavailable
     ├── SessionNotFound                session_not_found
     ├── SessionNotPaired               session_not_paired
@@ -85,6 +89,7 @@ __all__ = [
     "QRExpired",
     "QRNotAvailable",
     "QRUnknown",
+    "QuotaExceeded",
     "RateLimited",
     "RequestHeadTooLarge",
     "SendFailed",
@@ -92,6 +97,9 @@ __all__ = [
     "SessionNotFound",
     "SessionNotPaired",
     "SessionUnavailable",
+    "TenantExists",
+    "TenantNotFound",
+    "TokenNotFound",
     "TooManyConnections",
     "Unauthorized",
     "UnknownType",
@@ -192,6 +200,34 @@ class RateLimited(ZapgateError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(ZapgateError):
+    """A tenant's quota (``quota``: ``max_sessions``, ``max_queued_messages`` or ``max_queued_bytes``) would be
+    passed; nothing was done. ``limit`` is the tenant's limit."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, quota: str | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.limit = limit
+
+
+class TenantNotFound(ZapgateError):
+    """No tenant of that name (``tenant.create`` makes one)."""
+
+    code = "tenant_not_found"
+
+
+class TenantExists(ZapgateError):
+    code = "tenant_exists"
+
+
+class TokenNotFound(ZapgateError):
+    """No live token with that id (unknown, or revoked already)."""
+
+    code = "token_not_found"
 
 
 class Forbidden(ZapgateError):
@@ -313,6 +349,8 @@ class PayloadTooLarge(HTTPError):
 
 class UnsupportedMediaType(HTTPError):
     code = "unsupported_media_type"
+
+
 class SessionUnavailable(ZapgateError):
     """With several nodes: the session is moving to another node (its node stopped, or handed it over) and
     nothing was done; retry in a few seconds. A ``message.send`` with an idempotency key is always safe to retry."""
@@ -349,6 +387,8 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "session_not_found": 404,
     "media_not_found": 404,
+    "tenant_not_found": 404,
+    "token_not_found": 404,
     "command_unavailable": 404,
     "qr_unknown": 404,
     "qr_not_available": 404,
@@ -356,6 +396,7 @@ HTTP_STATUS: dict[str, int] = {
     # Valid, but the state of things does not allow it (now).
     "session_not_paired": 409,
     "idempotency_conflict": 409,
+    "tenant_exists": 409,
     "qr_used": 409,
     "phone_taken": 409,
     "media_not_ready": 409,
@@ -371,6 +412,7 @@ HTTP_STATUS: dict[str, int] = {
     "send_failed": 422,
     # Too much, too fast: wait (``retry_after`` says how long, when known).
     "rate_limited": 429,
+    "quota_exceeded": 429,
     "too_many_connections": 429,
     "headers_too_large": 431,
     "auth_timeout": 408,
@@ -391,7 +433,14 @@ def http_status(code: str) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
-def error_from_wire(code: str, message: str, retry_after: float | None = None) -> ZapgateError:
+def error_from_wire(
+    code: str,
+    message: str,
+    retry_after: float | None = None,
+    *,
+    quota: str | None = None,
+    limit: int | None = None,
+) -> ZapgateError:
     """Build the exception for a wire error; unknown codes become a plain ``ZapgateError``."""
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:
@@ -400,4 +449,6 @@ def error_from_wire(code: str, message: str, retry_after: float | None = None) -
         return err
     if cls is RateLimited:
         return RateLimited(message, retry_after)
+    if cls is QuotaExceeded:
+        return QuotaExceeded(message, quota, limit)
     return cls(message)

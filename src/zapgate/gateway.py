@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from .auth import TokenIssuer
+from .auth import ADMIN_TOKEN_ID, TokenIssuer, load_admin_token
 from .background import BackgroundTasks
 from .cluster.node import ClusterNode
 from .config import Settings
@@ -34,14 +34,23 @@ log = logging.getLogger("zapgate.server")
 
 PRUNE_INTERVAL_S = 600.0
 TOKEN_CHECK_INTERVAL_S = 30.0
-"""How often live connections are checked against revoked tokens."""
+"""How often live connections are checked against revoked and expired tokens and disabled tenants (changes made
+through the admin API take effect at once; this covers the CLI, other nodes and expiry)."""
+
+
+_REFUSALS = {
+    "revoked": "the token of this connection was revoked",
+    "expired": "the token of this connection expired",
+    "tenant_disabled": "tenant {tenant!r} was disabled",
+}
 
 
 class LiveConnection(Protocol):
     token_id: str | None
+    tenant: str | None
 
-    def revoke(self) -> None:
-        """Close the connection because its token was revoked."""
+    def revoke(self, why: str = ...) -> None:
+        """Close the connection because its token may no longer be used (``why`` says why)."""
 
 
 class Gateway:
@@ -53,7 +62,7 @@ class Gateway:
         self.hub = EventHub()
         self.cluster = ClusterNode(settings, self.storage, self.hub) if settings.clustered else None
         self.engine: Engine = engine or create_engine(settings, node=self.cluster.node if self.cluster else None)
-        self.tokens = TokenIssuer(self.storage)
+        self.tokens = TokenIssuer(self.storage, load_admin_token(settings))
         self.media = MediaLibrary(self.storage.media, LocalBlobStore(settings.media_path), settings)
         self.sessions = SessionManager(
             self.storage,
@@ -93,8 +102,7 @@ class Gateway:
         data_dir = self.data_lock.data_dir
         if not await asyncio.to_thread(is_private, data_dir):
             log.warning(
-                "data directory %s is open to other users; it holds message texts and device keys: "
-                "run 'chmod 700 %s'",
+                "data directory %s is open to other users; it holds message texts and device keys: run 'chmod 700 %s'",
                 data_dir,
                 data_dir,
             )
@@ -139,21 +147,53 @@ class Gateway:
             event_keep=s.event_retention_count,
             record_max_age=max(s.idempotency_ttl_s, s.event_retention_s),
         )
+        removed += await self.storage.tenants.prune_audit(now - s.audit_retention_s)
         return removed + await self.media.prune(now)
 
     async def check_tokens(self) -> int:
-        """Close every live connection whose token was revoked; return how many."""
+        """Close every live connection whose token was revoked or expired, or whose tenant was disabled, and stop
+        the sessions this node runs for disabled tenants; return how many connections and sessions that was."""
         by_token: dict[str, list[LiveConnection]] = {}
         for connection in self.connections:
-            if connection.token_id is not None:
+            if connection.token_id is not None and connection.token_id != ADMIN_TOKEN_ID:
                 by_token.setdefault(connection.token_id, []).append(connection)
-        if not by_token:
-            return 0
-        live = await self.storage.live_tokens(list(by_token))
-        revoked = [c for token_id, conns in by_token.items() if token_id not in live for c in conns]
-        for connection in revoked:
-            connection.revoke()
-        return len(revoked)
+        closed = 0
+        if by_token:
+            refused = await self.storage.tenants.refused_tokens(list(by_token), time.time())
+            for token_id, why in refused.items():
+                for connection in by_token[token_id]:
+                    connection.revoke(_REFUSALS.get(why, _REFUSALS["revoked"]).format(tenant=connection.tenant))
+                    closed += 1
+        stopped = 0
+        for tenant in await self.storage.tenants.disabled_tenants():
+            stopped += await self.stop_tenant_sessions(tenant)
+        return closed + stopped
+
+    def close_connections(self, *, token_id: str | None = None, tenant: str | None = None, why: str) -> int:
+        """Close at once the live connections of a token, or of a tenant; return how many."""
+        ended = [
+            c
+            for c in self.connections
+            if (token_id is not None and c.token_id == token_id) or (tenant is not None and c.tenant == tenant)
+        ]
+        for connection in ended:
+            connection.revoke(why)
+        return len(ended)
+
+    async def stop_tenant_sessions(self, tenant: str) -> int:
+        """Stop every session of ``tenant`` that runs on this node; return how many were running."""
+        stopped = 0
+        for session in self.sessions.for_tenant(tenant):
+            if self.sessions.runs(tenant, session.name) is None:
+                continue  # another node's (it stops it itself), or moving
+            if not session.record.want_running and not session.state.running:
+                continue
+            try:
+                await self.sessions.stop_session(tenant, session.name)
+                stopped += 1
+            except Exception:
+                log.exception("stopping session %s of disabled tenant %s failed", session.name, tenant)
+        return stopped
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
         """Run ``job`` now and then every ``seconds``."""

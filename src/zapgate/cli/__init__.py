@@ -1,8 +1,9 @@
 """The ``zapgate`` command line.
 
-Server-side commands (``serve``, ``token``) work on the local data directory; client commands (``pair``,
-``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``, ``media``, ``contact``,
-``group``) talk to a running gateway over its WebSocket API. Exit codes are in :mod:`zapgate.cli.exit_codes`.
+Server-side commands (``serve``, ``token``, ``tenant``, ``audit``) work on the local data directory; client
+commands (``pair``, ``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``, ``media``,
+``contact``, ``group``) talk to a running gateway over its WebSocket API. Exit codes are in
+:mod:`zapgate.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import client, groups, media, server
+from . import admin, client, groups, media, server
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zapgate {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     server.add_commands(commands)
+    admin.add_commands(commands)
     client.add_commands(commands)
     media.add_commands(commands)
     groups.add_commands(commands)

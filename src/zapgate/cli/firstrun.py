@@ -16,19 +16,20 @@ from typing import TextIO
 
 from ..gateway import Gateway
 
-__all__ = ["FIRST_RUN_LABEL", "FIRST_RUN_TENANT", "dashboard_url", "notice", "wanted", "welcome"]
+__all__ = ["FIRST_RUN_LABEL", "FIRST_RUN_SCOPES", "FIRST_RUN_TENANT", "dashboard_url", "notice", "wanted", "welcome"]
 
 log = logging.getLogger("zapgate.server")
 
 FIRST_RUN_TENANT = "default"
 FIRST_RUN_LABEL = "first run"
+FIRST_RUN_SCOPES = ("tenant", "admin")
 
 
 async def welcome(gateway: Gateway, port: int, stderr: TextIO) -> None:
     """Once the gateway listens on ``port``: if it has no token at all (revoked ones count: a gateway whose tokens
     were all revoked is not new), create one and print it when allowed, or log how to make one."""
     settings = gateway.settings
-    if await gateway.storage.list_tokens():
+    if await gateway.storage.tenants.list_tokens():
         return
     data_dir = str(settings.data_dir.absolute())
     if not wanted(settings.first_run_token, stderr):
@@ -39,7 +40,8 @@ async def welcome(gateway: Gateway, port: int, stderr: TextIO) -> None:
             data_dir,
         )
         return
-    _, token = await gateway.tokens.create(FIRST_RUN_TENANT, FIRST_RUN_LABEL)
+    # Whoever started the gateway owns it: the first token also manages tenants and tokens.
+    _, token = await gateway.tokens.create(FIRST_RUN_TENANT, FIRST_RUN_LABEL, scopes=FIRST_RUN_SCOPES)
     stderr.write(notice(token, dashboard_url(settings.host, port), data_dir))
     stderr.flush()
 

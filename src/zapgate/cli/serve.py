@@ -1,9 +1,9 @@
 """``zapgate serve``: run the gateway under uvicorn.
 
-It checks what can stop a gateway from starting before it starts anything: it takes the data directory's
-lock (creating the directory if needed) and binds its port; if either fails it exits 2 with one line on
-stderr, before the gateway logs "gateway ready". SIGTERM and Ctrl-C stop it gracefully (connections closed,
-sessions and engine workers stopped) and it exits 0, without a traceback.
+It checks what can stop a gateway from starting before it starts anything: the admin token, if one is given
+(strong enough, in a private file), the data directory's lock (creating the directory if needed) and its port;
+if any fails it exits 2 with one line on stderr, before the gateway logs "gateway ready". SIGTERM and Ctrl-C stop
+it gracefully (connections closed, sessions and engine workers stopped) and it exits 0, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 
 import uvicorn
 
-from ..config import Settings, is_loopback
+from ..config import ConfigError, Settings, is_loopback
 from ..datadir import DataDirError
 from ..gateway import Gateway
 from ..server import GatewayServer, create_app, uvicorn_config
@@ -51,7 +51,11 @@ def serve(settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # a weak or exposed admin token, for one
+        print(f"zapgate: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     gateway: Gateway = app.state.gateway
     try:
         gateway.data_lock.acquire()

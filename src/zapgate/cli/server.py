@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from ..auth import TokenIssuer
     from ..storage import Storage, TokenRecord
 
-__all__ = ["add_commands", "configure_logging"]
+__all__ = [
+    "CLI_TOKEN_ID",
+    "add_commands",
+    "audit_local",
+    "configure_logging",
+    "parse_duration",
+    "settings_for",
+    "with_storage",
+]
 
 
 def add_commands(commands: Any) -> None:
@@ -58,6 +66,21 @@ def add_commands(commands: Any) -> None:
         "its hash is stored: keep it, it cannot be shown again.",
     )
     create.add_argument("--tenant", required=True, help="tenant name: lower-case letters, digits, '-' or '_'")
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="admin, tenant, send or read (repeat, or separate with commas; default: tenant). See docs/security.md",
+    )
+    create.add_argument(
+        "--session",
+        action="append",
+        metavar="NAME",
+        help="limit the token to this session (repeat, or separate with commas); default: every session",
+    )
+    create.add_argument(
+        "--expires-in", metavar="DURATION", help="the token expires after this long: 3600, 90m, 12h, 30d"
+    )
     create.add_argument("--label", default="", help="a note to recognise the token by in 'token list'")
     create.add_argument("--data-dir", type=Path, help="(ZAPGATE_DATA_DIR; default ./zapgate-data)")
     create.set_defaults(handler=run_token_create)
@@ -71,7 +94,7 @@ def add_commands(commands: Any) -> None:
     revoke.set_defaults(handler=run_token_revoke)
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings | None:
+def settings_for(args: argparse.Namespace, **extra: Any) -> Settings | None:
     try:
         settings = Settings.load(os.environ, data_dir=getattr(args, "data_dir", None), **extra)
     except ConfigError as exc:
@@ -91,7 +114,7 @@ def configure_logging(level: str) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port, engine=args.engine, log_level=args.log_level)
+    settings = settings_for(args, host=args.host, port=args.port, engine=args.engine, log_level=args.log_level)
     if settings is None:
         return EXIT_USAGE
     configure_logging(settings.log_level)
@@ -100,7 +123,45 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def _with_storage(settings: Settings, fn: Any, *, create: bool = False) -> tuple[int, Any]:
+def _listed(values: list[str] | None) -> list[str]:
+    """Repeated options, each possibly comma-separated, as one list."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``3600``, ``90s``, ``90m``, ``12h`` or ``30d``; :class:`ValueError` otherwise."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(
+            f"--expires-in {text!r}: give seconds, or a number with s, m, h or d (90m, 12h, 30d)"
+        ) from None
+    if not 0 < seconds <= 10 * 365 * 86400:
+        raise ValueError(f"--expires-in {text!r}: must be more than 0 and at most 10 years")
+    return seconds
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+CLI_TOKEN_ID = "cli"
+"""Who the audit log names for changes made with ``zapgate`` commands on the gateway's machine."""
+
+
+async def audit_local(storage: Storage, command: str, tenant: str | None, detail: str) -> None:
+    await storage.tenants.audit(
+        ts=time.time(), token_id=CLI_TOKEN_ID, tenant=tenant, session=None, command=command, outcome="ok", detail=detail
+    )
+
+
+def with_storage(settings: Settings, fn: Any, *, create: bool = False) -> tuple[int, Any]:
     """Run ``fn(storage, issuer)`` on the data directory's database: ``(EXIT_OK, result)``, or an exit code
     after one line on stderr. Only ``create`` makes a database (and its directory) that does not exist yet."""
     from ..auth import TokenIssuer
@@ -140,51 +201,75 @@ def _where(settings: Settings) -> str:
 
 
 def run_token_create(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_for(args)
     if settings is None:
         return EXIT_USAGE
 
-    async def create(storage: Any, issuer: TokenIssuer) -> str:
-        record, token = await issuer.create(args.tenant, args.label)
+    try:
+        scopes = _listed(args.scope) or ["tenant"]
+        sessions = _listed(args.session) or None
+        expires_in = parse_duration(args.expires_in) if args.expires_in is not None else None
+    except ValueError as exc:
+        print(f"zapgate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def create(storage: Storage, issuer: TokenIssuer) -> str:
+        now = time.time()
+        expires_at = now + expires_in if expires_in is not None else None
+        record, token = await issuer.create(
+            args.tenant, args.label, scopes=scopes, sessions=sessions, expires_at=expires_at
+        )
+        await audit_local(storage, "token.create", record.tenant, f"token {record.id} ({','.join(record.scopes)})")
+        limits = f", sessions {', '.join(record.sessions)}" if record.sessions else ""
+        until = f", expires {_when(record.expires_at)}" if record.expires_at else ""
         print(
-            f"created token {record.id} for tenant {record.tenant} in {_where(settings)}; it is shown only once",
+            f"created token {record.id} for tenant {record.tenant} (scopes {', '.join(record.scopes)}{limits}{until}) "
+            f"in {_where(settings)}; it is shown only once",
             file=sys.stderr,
         )
         return token
 
-    code, token = _with_storage(settings, create, create=True)
+    code, token = with_storage(settings, create, create=True)
     if code == EXIT_OK:
         print(token)
     return code
 
 
 def run_token_list(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_for(args)
     if settings is None:
         return EXIT_USAGE
 
     async def listing(storage: Storage, issuer: TokenIssuer) -> list[TokenRecord]:
-        return await storage.list_tokens(args.tenant)
+        return await storage.tenants.list_tokens(args.tenant)
 
-    code, records = _with_storage(settings, listing)
+    code, records = with_storage(settings, listing)
     if code != EXIT_OK:
         return code
-    print(f"{'ID':<14}{'TENANT':<20}{'CREATED':<22}{'STATE':<9}LABEL")
+    now = time.time()
+    print(f"{'ID':<14}{'TENANT':<20}{'SCOPES':<15}{'SESSIONS':<16}{'CREATED':<21}{'EXPIRES':<21}{'STATE':<9}LABEL")
     for r in records:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        print(f"{r.id:<14}{r.tenant:<20}{created:<22}{'revoked' if r.revoked_at else 'active':<9}{r.label}")
+        state = "revoked" if r.revoked_at else "expired" if r.expires_at and r.expires_at <= now else "active"
+        sessions = ",".join(r.sessions) if r.sessions is not None else "all"
+        print(
+            f"{r.id:<14}{r.tenant:<20}{','.join(r.scopes):<15}{sessions:<16}{_when(r.created_at):<21}"
+            f"{_when(r.expires_at) if r.expires_at else 'never':<21}{state:<9}{r.label}"
+        )
     return EXIT_OK
 
 
 def run_token_revoke(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_for(args)
     if settings is None:
         return EXIT_USAGE
 
     async def revoke(storage: Storage, issuer: TokenIssuer) -> bool:
-        return await issuer.revoke(args.token_id)
+        record = await issuer.revoke(args.token_id)
+        if record is not None:
+            await audit_local(storage, "token.revoke", record.tenant, f"token {record.id}")
+        return record is not None
 
-    code, revoked = _with_storage(settings, revoke)
+    code, revoked = with_storage(settings, revoke)
     if code != EXIT_OK:
         return code
     if revoked:

@@ -62,6 +62,7 @@ from ..protocol.content import (
     Video,
     Vote,
 )
+from .admin import AdminCommands
 from .connection import Connection
 from .media import FileSource, MediaTransfer
 
@@ -106,7 +107,7 @@ def connect(
     )
 
 
-class Client(Connection):
+class Client(Connection, AdminCommands):
     """A connection to one gateway as one tenant, with a typed method per command. Build it with :func:`connect`.
 
     Every method raises the gateway's error as its :mod:`zapgate.errors` class, :class:`RequestTimeout` after

@@ -376,7 +376,11 @@ class Connection:
                 if error is None:
                     pending.future.set_exception(error_from_wire("internal", "error reply without details"))
                 else:
-                    pending.future.set_exception(error_from_wire(error.code, error.message, error.retry_after))
+                    pending.future.set_exception(
+                        error_from_wire(
+                            error.code, error.message, error.retry_after, quota=error.quota, limit=error.limit
+                        )
+                    )
         elif isinstance(frame, ErrorFrame):
             self._last_error = frame  # explains the close that usually follows
             log.warning("the gateway reported %s: %s", frame.code, frame.message)

@@ -44,6 +44,8 @@ class _Request(msgspec.Struct, tag="request"):
     scopes: list[str]
     command: msgspec.Raw
     local_only: bool = False
+    sessions: list[str] | None = None
+    """The only sessions the caller's token may use (None: all)."""
 
 
 class _Response(msgspec.Struct, tag="response"):
@@ -105,6 +107,7 @@ class Forwarder:
             scopes=sorted(s.value for s in caller.scopes),
             command=msgspec.Raw(encode(command)),
             local_only=local_only,
+            sessions=sorted(caller.sessions) if caller.sessions is not None else None,
         )
         began = time.perf_counter()
         self.forwarded += 1
@@ -157,7 +160,10 @@ class Forwarder:
     async def _serve(self, request: _Request) -> None:
         self.served += 1
         caller = Caller(
-            tenant=request.tenant, token_id=request.token_id, scopes=frozenset(Scope(s) for s in request.scopes)
+            tenant=request.tenant,
+            token_id=request.token_id,
+            scopes=frozenset(Scope(s) for s in request.scopes),
+            sessions=frozenset(request.sessions) if request.sessions is not None else None,
         )
         try:
             command = decode_client_frame(bytes(request.command))

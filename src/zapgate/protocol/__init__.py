@@ -4,10 +4,47 @@ Client frames are JSON objects tagged by ``type``: ``auth`` and the commands. Se
 ``ready``, ``reply``, ``event`` and ``error``. ``docs/protocol.md`` is the reference for users; this package
 is the reference for code, and the two must agree (``tests/test_docs.py``).
 
-=================  ======================================================="""
+=================  ==============================================================
+``base``           field types, :class:`Scope`, the ``COMMANDS`` and ``EVENTS`` registries
+``frames``         hello, auth, ready, reply, event, error frames; close codes
+``sessions``       session commands, session info and session events
+``content``        the content union: what a message says, sent or received
+``messages``       sending, read receipts, message events
+``media``          media files: info, retry, media.ready / media.failed
+``presence``       typing and online status, both ways
+``contacts``       who is who: ``contact.resolve`` between phone numbers and LIDs
+``chats``          the chat list, archive / pin / mute, message history, history sync
+``events``         reading the event log; ping
+``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
+``sim``            simulator-only commands
+``admin``          tenants, tokens, the audit log (``admin`` scope)
+``codec``          encode / decode with precise errors
+=================  ==============================================================
+"""
 
 from __future__ import annotations
 
+from .admin import (
+    AuditEntryInfo,
+    AuditList,
+    AuditPage,
+    QuotaOverrides,
+    Quotas,
+    TenantCreate,
+    TenantDisable,
+    TenantEnable,
+    TenantInfo,
+    TenantList,
+    TenantListResult,
+    TenantUpdate,
+    TenantUsage,
+    TokenCreate,
+    TokenCreated,
+    TokenInfo,
+    TokenList,
+    TokenListResult,
+    TokenRevoke,
+)
 from .base import COMMANDS, EVENTS, Command, CommandSpec, Empty, EventSpec, Scope
 from .chats import (
     ChatArchive,
@@ -103,6 +140,9 @@ __all__ = [
     "MAX_FILTER_SESSIONS",
     "MAX_TEXT_CHARS",
     "PROTOCOL_VERSION",
+    "AuditEntryInfo",
+    "AuditList",
+    "AuditPage",
     "Auth",
     "ChatArchive",
     "ChatInfo",
@@ -161,6 +201,8 @@ __all__ = [
     "PresenceSet",
     "PresenceSubscribe",
     "QrState",
+    "QuotaOverrides",
+    "Quotas",
     "Ready",
     "Reply",
     "Scope",
@@ -195,6 +237,20 @@ __all__ = [
     "StatusReceivedData",
     "Subscribe",
     "Subscription",
+    "TenantCreate",
+    "TenantDisable",
+    "TenantEnable",
+    "TenantInfo",
+    "TenantList",
+    "TenantListResult",
+    "TenantUpdate",
+    "TenantUsage",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenInfo",
+    "TokenList",
+    "TokenListResult",
+    "TokenRevoke",
     "decode_client_frame",
     "decode_server_frame",
     "encode",

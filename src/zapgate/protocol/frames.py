@@ -86,6 +86,11 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     message: str
     retry_after: float | None = None
     """Seconds to wait before sending the command again (``rate_limited`` only)."""
+    quota: str | None = None
+    """The quota that would be passed (``quota_exceeded`` only): ``max_sessions``, ``max_queued_messages`` or
+    ``max_queued_bytes``."""
+    limit: int | None = None
+    """The tenant's limit for that quota (``quota_exceeded`` only)."""
 
 
 class Reply(_ServerFrame, tag="reply"):

@@ -12,10 +12,11 @@ import segno
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..auth import Caller
 from ..cluster.node import ClusterNode
-from ..errors import QRNotAvailable, SessionNotFound, Unauthorized
+from ..errors import Forbidden, QRNotAvailable, SessionNotFound, Unauthorized
 from ..gateway import Gateway
-from ..protocol import SessionQrData
+from ..protocol import Scope, SessionQrData
 from ..sessions.state import Status
 from .access import bearer_token
 
@@ -77,9 +78,7 @@ def cluster_health(node: ClusterNode, gw: Gateway) -> dict[str, Any]:
         },
         "sessions_in_cluster": stats.sessions,
         "sessions_without_node": stats.free,
-        "nodes": [
-            {"name": n.name, "node": n.node, "alive": n.alive, "draining": n.draining} for n in stats.nodes
-        ],
+        "nodes": [{"name": n.name, "node": n.node, "alive": n.alive, "draining": n.draining} for n in stats.nodes],
         "bus": {"kind": node.bus.name if node.bus else None, "connected": bool(node.bus and node.bus.connected)},
         "forwarding": {
             "sent": fwd.forwarded,
@@ -106,6 +105,9 @@ async def session_qr_png(request: Request) -> Response:
     name = request.path_params["session"]
     try:
         record = await gateway.tokens.authenticate(token)
+        caller = Caller.of(record)
+        if not caller.allows(Scope.READ) or not caller.may_use(name):
+            raise Forbidden("this token may not read this session")
         if gateway.cluster is not None and gateway.sessions.runs(record.tenant, name) is None:
             shown = await _shown_elsewhere(gateway, record.tenant, name)
         else:
@@ -117,6 +119,8 @@ async def session_qr_png(request: Request) -> Response:
             )
     except Unauthorized as exc:
         return _error(401, exc, exc.code)
+    except Forbidden as exc:
+        return _error(403, exc, exc.code)
     except SessionNotFound as exc:
         return _error(404, exc, exc.code)
     if shown is None:

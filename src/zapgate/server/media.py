@@ -33,6 +33,7 @@ from ..media.library import Declared, media_info
 from ..media.policy import RangeNotSatisfiable, parse_range
 from ..protocol import Scope, encode
 from .access import bearer_token
+from .commands.media import may_see_media
 
 __all__ = ["download_media", "upload_media"]
 
@@ -237,6 +238,8 @@ async def download_media(request: Request) -> Response:
     try:
         caller = await _caller(request, gw, Scope.READ)
         record = await gw.media.readable(caller.tenant, request.path_params["media_id"])
+        if not await may_see_media(gw, caller, record):
+            raise MediaNotFound(f"no media {record.id}")
     except ZapgateError as exc:
         return _error(exc)
     assert record.sha256 is not None and record.size is not None

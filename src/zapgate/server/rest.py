@@ -39,6 +39,7 @@ from ..errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     Unauthorized,
     UnsupportedMediaType,
     ZapgateError,
@@ -255,7 +256,10 @@ def error_response(exc: ZapgateError, request: Request | None = None) -> Respons
     """The REST answer to an error: ``{"code", "message"}`` with the status of its code.
 
     A 401 carries ``WWW-Authenticate: Bearer`` (RFC 6750), with ``error="invalid_token"`` when a token was sent."""
-    response = json_response({"code": exc.code, "message": exc.message}, http_status(exc.code))
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, QuotaExceeded) and exc.quota is not None:
+        body.update(quota=exc.quota, limit=exc.limit)
+    response = json_response(body, http_status(exc.code))
     if isinstance(exc, Unauthorized):
         sent = request is not None and bool(bearer_token(request.headers))
         response.headers["WWW-Authenticate"] = 'Bearer realm="zapgate"' + (', error="invalid_token"' if sent else "")

@@ -136,7 +136,7 @@ async def long_poll(gw: Gateway, streams: Streams, caller: Caller, command: Even
     """``events.fetch``, except that an empty page waits up to ``wait`` seconds for the next event."""
     waiter = _Waiter(command.after)
     # Subscribe before reading, so an event committed between the read and the wait still wakes us.
-    gw.hub.subscribe(caller.tenant, waiter, event_filter(command.sessions, command.events))
+    gw.hub.subscribe(caller.tenant, waiter, caller.narrow(event_filter(command.sessions, command.events)))
     streams.add(waiter.wake)
     try:
         page: EventsPage = await run_command(gw, caller, command)
@@ -178,7 +178,8 @@ class EventStream(Response):
 
     async def prepare(self) -> None:
         """Subscribe, then read the first page (so errors such as ``forbidden`` still get a JSON answer)."""
-        self.gw.hub.subscribe(self.caller.tenant, self, event_filter(self.command.sessions, self.command.events))
+        only = self.caller.narrow(event_filter(self.command.sessions, self.command.events))
+        self.gw.hub.subscribe(self.caller.tenant, self, only)
         try:
             self.first = await run_command(self.gw, self.caller, self.command)
         except BaseException:

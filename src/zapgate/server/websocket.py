@@ -30,6 +30,7 @@ from ..errors import (
     InvalidFrame,
     InvalidRequest,
     ProtocolError,
+    QuotaExceeded,
     RateLimited,
     Unauthorized,
     ZapgateError,
@@ -202,6 +203,7 @@ class WebSocketClient:
                     resume_from = auth.resume_from
             self.tenant, self.token_id = record.tenant, record.id
             self.caller = Caller.of(record)
+            self._filter = self.caller.narrow(self._filter)  # a token limited to some sessions sees only theirs
             if self._admission is not None:
                 self._admission.authenticated()
             self.gateway.connections.add(self)
@@ -306,9 +308,9 @@ class WebSocketClient:
         self._send(ErrorFrame(code=error.code, message=error.message))
         self.close(code, error.code)
 
-    def revoke(self) -> None:
-        log.info("closing %s (tenant %s): token %s was revoked", self.peer, self.tenant, self.token_id)
-        self._refuse(CloseCode.UNAUTHORIZED, Unauthorized("the token of this connection was revoked"))
+    def revoke(self, why: str = "the token of this connection was revoked") -> None:
+        log.info("closing %s (tenant %s, token %s): %s", self.peer, self.tenant, self.token_id, why)
+        self._refuse(CloseCode.UNAUTHORIZED, Unauthorized(why))
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued are sent; the edge cuts the connection if that takes longer
@@ -476,7 +478,7 @@ class WebSocketClient:
         assert self.caller is not None and self.tenant is not None
         if not self.caller.allows(Scope.READ):
             raise Forbidden("subscribe needs a token with the 'read' scope")
-        self._filter = event_filter(command.sessions, command.events)
+        self._filter = self.caller.narrow(event_filter(command.sessions, command.events))
         self.gateway.hub.subscribe(self.tenant, self, self._filter)
         return self._filter.describe()
 
@@ -510,7 +512,9 @@ class WebSocketClient:
     def _send_error(self, request_id: str | None, exc: ZapgateError) -> None:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         if request_id is not None:
-            self._send(Reply(id=request_id, ok=False, error=ErrorBody(exc.code, exc.message, retry_after)))
+            quota, limit = (exc.quota, exc.limit) if isinstance(exc, QuotaExceeded) else (None, None)
+            body = ErrorBody(exc.code, exc.message, retry_after, quota, limit)
+            self._send(Reply(id=request_id, ok=False, error=body))
         else:
             self._send(ErrorFrame(code=exc.code, message=exc.message, retry_after=retry_after))
 

@@ -267,13 +267,15 @@ class SessionManager(SessionMoves, MessageSending):
                     # With its lease, held by this node: the session runs here from the start.
                     owner = (self._ownership.node or "", self._ownership.ttl)
                     try:
-                        session.fence = await self._storage.create_session(record, owner=owner)
+                        session.fence = await self._storage.create_session(
+                            record, owner=owner, quotas=self._settings.tenant_quotas
+                        )
                     except SessionExists:
                         raise NotOwner(f"session {name!r} was just created on another node") from None
                     assert session.fence is not None
                     self._ownership.created(session.fence)
                 else:
-                    await self._storage.add_session(record)
+                    await self._storage.add_session(record, quotas=self._settings.tenant_quotas)
                 await self._start_sender(session)
         except BaseException:
             self._remove(session)

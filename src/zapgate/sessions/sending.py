@@ -93,7 +93,9 @@ class MessageSending(abc.ABC):
             media_id=media_id,
         )
         try:
-            stored, created = await self._storage.enqueue_message(item, fence=session.fence)
+            stored, created = await self._storage.enqueue_message(
+                item, fence=session.fence, quota=(tenant, self._settings.tenant_quotas)
+            )
         except LeaseLost:
             raise self.lost(session) from None
         if not self._exists(session):  # deleted while the message was being stored

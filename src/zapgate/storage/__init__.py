@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
+    AuditEntry,
     EventListener,
     InboundRecord,
     NewEvent,
@@ -21,6 +22,8 @@ from .base import (
     QueuedMessage,
     SessionRecord,
     StoredEvent,
+    TenantQuotas,
+    TenantRecord,
     TokenRecord,
 )
 from .by_url import database_for, is_postgres_url, redact_url
@@ -34,6 +37,7 @@ from .store import SessionExists, Storage
 
 __all__ = [
     "MUTED_FOREVER",
+    "AuditEntry",
     "ChatRecord",
     "ChatSettings",
     "ChatStore",
@@ -58,6 +62,8 @@ __all__ = [
     "Storage",
     "StoredEvent",
     "StoredMessage",
+    "TenantQuotas",
+    "TenantRecord",
     "TokenRecord",
     "database_for",
     "is_postgres_url",

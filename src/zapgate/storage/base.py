@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AuditEntry",
     "EventListener",
     "InboundRecord",
     "NewEvent",
@@ -14,6 +15,8 @@ __all__ = [
     "QueuedMessage",
     "SessionRecord",
     "StoredEvent",
+    "TenantQuotas",
+    "TenantRecord",
     "TokenRecord",
 ]
 
@@ -25,6 +28,44 @@ class TokenRecord:
     label: str
     created_at: float
     revoked_at: float | None = None
+    scopes: tuple[str, ...] = ("tenant",)
+    """Scope names as given at creation (``admin``, ``tenant``, ``send``, ``read``), not expanded."""
+    sessions: tuple[str, ...] | None = None
+    """The session names the token is limited to; None for every session of its tenant."""
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantQuotas:
+    """Limits of one tenant. 0 is "no limit"; in a tenant's own limits, None is "the gateway's default"."""
+
+    max_sessions: int | None = None
+    max_queued_messages: int | None = None
+    max_queued_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    name: str
+    created_at: float
+    disabled_at: float | None = None
+    quotas: TenantQuotas = TenantQuotas()
+    """The tenant's own limits; a None field uses the gateway's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audited command: who ran it (token id), what, for which tenant and session, when, and how it ended."""
+
+    id: int
+    ts: float
+    token_id: str | None
+    tenant: str | None
+    session: str | None
+    command: str
+    outcome: str
+    """``ok``, or the error code the command answered."""
+    detail: str | None = None
 
 
 @dataclass(slots=True)

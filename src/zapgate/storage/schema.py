@@ -204,6 +204,40 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX identities_phone ON identities (session_id, phone);
     """,
+    # 8: tenants, scoped tokens and the audit log (docs/security.md). A token's ``scopes`` is a comma-separated
+    # list (tokens of 0.1 had every scope of their tenant: 'tenant'); ``sessions`` a JSON list of the session names
+    # it is limited to (NULL: every session). Tenants are rows now (they existed only as names before): one per
+    # tenant name known so far. A quota column is NULL for "the gateway's default". ``audit`` keeps who did what:
+    # the token id, the command, its tenant and session, when, and how it ended ('ok' or an error code).
+    """
+    ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'tenant';
+    ALTER TABLE tokens ADD COLUMN sessions TEXT;
+    ALTER TABLE tokens ADD COLUMN expires_at {REAL};
+    CREATE TABLE tenants (
+        name TEXT PRIMARY KEY,
+        created_at {REAL} NOT NULL,
+        disabled_at {REAL},
+        max_sessions {BIGINT},
+        max_queued_messages {BIGINT},
+        max_queued_bytes {BIGINT}
+    );
+    INSERT INTO tenants (name, created_at)
+        SELECT tenant, min(created_at) FROM (
+            SELECT tenant, created_at FROM tokens UNION ALL SELECT tenant, created_at FROM sessions
+        ) AS known GROUP BY tenant;
+    CREATE TABLE audit (
+        id {AUTOID},
+        ts {REAL} NOT NULL,
+        token_id TEXT,
+        tenant TEXT,
+        session TEXT,
+        command TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX audit_tenant ON audit (tenant, id);
+    CREATE INDEX audit_ts ON audit (ts);
+    """,
 ]
 
 

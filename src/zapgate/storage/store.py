@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from ..errors import QuotaExceeded
 from .base import (
     EventListener,
     InboundRecord,
@@ -26,23 +27,20 @@ from .base import (
     QueuedMessage,
     SessionRecord,
     StoredEvent,
-    TokenRecord,
+    TenantQuotas,
 )
 from .chats import ChatStore, StoredMessage, note_messages
 from .database import Conn, Database
 from .identities import IdentityStore
 from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
+from .tenants import TenantStore, check_queue_quota, check_session_quota
 
 __all__ = ["SessionExists", "Storage"]
 
 
 class SessionExists(Exception):
     """Another node created a session with this tenant and name at the same moment."""
-
-
-def _token(row: Sequence[Any]) -> TokenRecord:
-    return TokenRecord(id=row[0], tenant=row[1], label=row[2], created_at=row[3], revoked_at=row[4])
 
 
 def _session_values(record: SessionRecord) -> tuple[Any, ...]:
@@ -126,6 +124,7 @@ class Storage:
         self.leases = LeaseStore(db)
         self.chats = ChatStore(db, append_events)
         self.identities = IdentityStore(db)
+        self.tenants = TenantStore(db)
 
     @property
     def dialect(self) -> str:
@@ -141,65 +140,6 @@ class Storage:
         """Call ``listener`` with every batch of committed events, in ``seq`` order, on the event loop."""
         self.db.on_commit = listener
 
-    # -- tokens
-
-    async def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
-        def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
-            conn.execute(
-                "INSERT INTO tokens (id, tenant, hash, label, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.tenant, token_hash, record.label, record.created_at),
-            )
-            return None, []
-
-        await self._write(op)
-
-    async def find_token(self, token_id: str) -> tuple[TokenRecord, bytes] | None:
-        def op(conn: Conn) -> tuple[TokenRecord, bytes] | None:
-            row = conn.execute(
-                "SELECT id, tenant, label, created_at, revoked_at, hash FROM tokens "
-                "WHERE id = ? AND revoked_at IS NULL",
-                (token_id,),
-            ).fetchone()
-            return (_token(row), row[5]) if row else None
-
-        return await self._read(op)
-
-    async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]:
-        def op(conn: Conn) -> list[TokenRecord]:
-            sql = "SELECT id, tenant, label, created_at, revoked_at FROM tokens"
-            rows = (
-                conn.execute(sql + " WHERE tenant = ? ORDER BY created_at", (tenant,))
-                if tenant
-                else conn.execute(sql + " ORDER BY tenant, created_at")
-            )
-            return [_token(r) for r in rows]
-
-        return await self._read(op)
-
-    async def revoke_token(self, token_id: str, now: float) -> bool:
-        def op(conn: Conn) -> tuple[bool, list[StoredEvent]]:
-            cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id))
-            return cur.rowcount > 0, []
-
-        return await self._write(op)
-
-    async def live_tokens(self, token_ids: Sequence[str]) -> set[str]:
-        ids = list(token_ids)
-
-        def op(conn: Conn) -> set[str]:
-            live: set[str] = set()
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT id FROM tokens WHERE id IN ({marks}) AND revoked_at IS NULL",  # noqa: S608
-                    chunk,
-                )
-                live.update(r[0] for r in rows)
-            return live
-
-        return await self._read(op)
-
     # -- sessions
 
     async def list_sessions(self) -> list[SessionRecord]:
@@ -212,11 +152,16 @@ class Storage:
 
         return await self._read(op)
 
-    async def add_session(self, record: SessionRecord) -> None:
-        """Store a new session; a session with the same id, or the same tenant and name, is an error."""
+    async def add_session(self, record: SessionRecord, *, quotas: TenantQuotas | None = None) -> None:
+        """Store a new session; a session with the same id, or the same tenant and name, is an error. With
+        ``quotas`` (the gateway's defaults), :class:`~zapgate.errors.QuotaExceeded` when the tenant has as many
+        sessions as it may."""
         values = _session_values(record)
 
-        def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
+        def op(conn: Conn) -> tuple[QuotaExceeded | None, list[StoredEvent]]:
+            refusal = check_session_quota(conn, record.tenant, record.name, quotas) if quotas is not None else None
+            if refusal is not None:
+                return refusal, []
             conn.execute(
                 "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -224,7 +169,9 @@ class Storage:
             )
             return None, []
 
-        await self._write(op)
+        refusal = await self._write(op)
+        if refusal is not None:
+            raise refusal
 
     async def save_session(
         self, record: SessionRecord, events: Sequence[NewEvent] = (), *, fence: Fence | None = None
@@ -256,15 +203,24 @@ class Storage:
         return await self._write(op)
 
     async def create_session(
-        self, record: SessionRecord, events: Sequence[NewEvent] = (), *, owner: tuple[str, float] | None = None
+        self,
+        record: SessionRecord,
+        events: Sequence[NewEvent] = (),
+        *,
+        owner: tuple[str, float] | None = None,
+        quotas: TenantQuotas | None = None,
     ) -> Fence | None:
         """Store a new session; with ``owner`` (node, lease seconds) also its lease, held by that node, and
         return the node's fence. Raises :class:`SessionExists` when the tenant already has a session of that
-        name (created by another node meanwhile)."""
+        name (created by another node meanwhile), and with ``quotas`` :class:`~zapgate.errors.QuotaExceeded`
+        like :meth:`add_session`."""
         values = _session_values(record)
         now_sql = self.db.now_sql
 
-        def op(conn: Conn) -> tuple[Fence | None, list[StoredEvent]]:
+        def op(conn: Conn) -> tuple[Fence | QuotaExceeded | None, list[StoredEvent]]:
+            refusal = check_session_quota(conn, record.tenant, record.name, quotas) if quotas is not None else None
+            if refusal is not None:
+                return refusal, []
             row = conn.execute(
                 "INSERT INTO sessions (id, tenant, name, status, reason, me, device, want_running, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, name) DO NOTHING RETURNING id",
@@ -283,7 +239,10 @@ class Storage:
             stored = append_events(conn, events, time.time())
             return fence, stored
 
-        return await self._write(op)
+        result = await self._write(op)
+        if isinstance(result, QuotaExceeded):
+            raise result
+        return result
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         def op(conn: Conn) -> SessionRecord | None:
@@ -410,8 +369,14 @@ class Storage:
 
     # -- outgoing messages
 
-    async def enqueue_message(self, item: OutboxItem, *, fence: Fence | None = None) -> tuple[OutboxItem, bool]:
-        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool], list[StoredEvent]]:
+    async def enqueue_message(
+        self, item: OutboxItem, *, fence: Fence | None = None, quota: tuple[str, TenantQuotas] | None = None
+    ) -> tuple[OutboxItem, bool]:
+        """Store a message to send, unless one with its idempotency key is stored (then that one, and False).
+        With ``quota`` (the tenant and the gateway's defaults), :class:`~zapgate.errors.QuotaExceeded` when one
+        more queued message would pass the tenant's limits (nothing is stored then)."""
+
+        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool] | QuotaExceeded, list[StoredEvent]]:
             check_fence(conn, fence)
             if item.idempotency_key is not None:
                 row = conn.execute(
@@ -420,6 +385,10 @@ class Storage:
                 ).fetchone()
                 if row:
                     return (_outbox(row), False), []
+            if quota is not None:
+                refusal = check_queue_quota(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
+                if refusal is not None:
+                    return refusal, []
             cur = conn.execute(
                 "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
                 "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
@@ -442,7 +411,10 @@ class Storage:
                 conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
             return (item, True), []
 
-        return await self._write(op)
+        result = await self._write(op)
+        if isinstance(result, QuotaExceeded):
+            raise result
+        return result
 
     async def find_message(self, session_id: str, idempotency_key: str) -> OutboxItem | None:
         def op(conn: Conn) -> OutboxItem | None:

@@ -16,16 +16,18 @@ tenant's session is indistinguishable from a missing one.
 ``contacts``  ``contact.*``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
+``admin``     ``tenant.*``, ``token.*``, ``audit.list``
 ============  ======================================
 """
 
 from __future__ import annotations
 
-from . import chats, contacts, events, media, messages, presence, sessions, sim
+from . import admin, chats, contacts, events, media, messages, presence, sessions, sim
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
     "HANDLERS",
+    "admin",
     "chats",
     "contacts",
     "events",

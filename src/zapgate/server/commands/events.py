@@ -28,7 +28,7 @@ __all__: list[str] = []
 
 @handles(EventsFetch)
 async def events_fetch(gw: Gateway, caller: Caller, cmd: EventsFetch) -> EventsPage:
-    only = event_filter(cmd.sessions, cmd.events)
+    only = caller.narrow(event_filter(cmd.sessions, cmd.events))
     oldest, newest = await gw.storage.event_bounds(caller.tenant)
     gap = cmd.after > newest or (oldest > 0 and cmd.after < oldest - 1)
     frames: list[msgspec.Raw] = []

@@ -1,16 +1,37 @@
-"""The table from command structs to handlers, and the one entry point that runs a command."""
+"""The table from command structs to handlers, and the one entry point that runs a command.
+
+:func:`run_command` checks the caller's scope and, for a token limited to some sessions, the session a command
+names; it writes the **audit log** entry of every command that needs the ``tenant`` or ``admin`` scope and changes
+something, and of every command refused as ``forbidden`` (``docs/security.md``, "Audit log").
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ...auth import Caller
-from ...errors import CommandUnavailable, Forbidden, InvalidRequest
-from ...gateway import Gateway
-from ...protocol import COMMANDS, Command, CommandSpec
+import msgspec
 
-__all__ = ["HANDLERS", "Handler", "execute", "handles", "run_command"]
+from ...auth import Caller
+from ...errors import CommandUnavailable, Forbidden, InvalidRequest, ZapgateError
+from ...gateway import Gateway
+from ...protocol import COMMANDS, Command, CommandSpec, Scope, SessionListResult, encode
+
+__all__ = ["AUDITED_SCOPES", "HANDLERS", "Handler", "audited", "execute", "handles", "run_command"]
+
+log = logging.getLogger("zapgate.server")
+
+AUDITED_SCOPES = frozenset({Scope.TENANT, Scope.ADMIN})
+"""Commands needing these scopes that change something (their REST route is not a ``GET``) change what a tenant
+has (sessions, tokens, tenants, settings): each is audited. ``send`` and ``read`` commands are not (the outbox and
+the event log already record every message), nor are reads (``tenant.list``, ``token.list``, ``audit.list``)."""
+
+
+def audited(spec: CommandSpec) -> bool:
+    return spec.scope in AUDITED_SCOPES and (spec.http is None or spec.http[0] != "GET")
+DETAIL_MAX_CHARS = 500
 
 Handler = Callable[[Gateway, Caller, Any], Awaitable[Any]]
 HANDLERS: dict[type[Command], Handler] = {}
@@ -35,10 +56,56 @@ async def run_command(gw: Gateway, caller: Caller, cmd: Command) -> Any:
 
     With several nodes, a command for a session another node runs is forwarded there and answered as if it ran
     here (``docs/scaling.md``); the checks below then run on both nodes."""
-    _check(gw, caller, cmd)
-    if gw.cluster is not None and gw.cluster.router is not None:
-        return await gw.cluster.router.route(caller, cmd)
-    return await execute(gw, caller, cmd)
+    spec = COMMANDS[str(type(cmd).__struct_config__.tag)]
+    try:
+        _check(gw, caller, cmd)
+        if gw.cluster is not None and gw.cluster.router is not None:
+            result = await gw.cluster.router.route(caller, cmd)
+        else:
+            result = await execute(gw, caller, cmd)
+    except ZapgateError as exc:
+        if audited(spec) or isinstance(exc, Forbidden):
+            await _audit(gw, caller, spec, cmd, exc.code)
+        raise
+    except Exception:
+        if audited(spec):
+            await _audit(gw, caller, spec, cmd, "internal")
+        raise
+    if audited(spec):
+        await _audit(gw, caller, spec, cmd, "ok")
+    if caller.sessions is not None and spec.name == "session.list":
+        return _only_allowed_sessions(caller, result)
+    return result
+
+
+def _only_allowed_sessions(caller: Caller, result: Any) -> SessionListResult:
+    if not isinstance(result, SessionListResult):  # forwarded from another node: still encoded
+        result = msgspec.json.decode(bytes(result), type=SessionListResult)
+    return SessionListResult(sessions=[s for s in result.sessions if caller.may_use(s.session)])
+
+
+async def _audit(gw: Gateway, caller: Caller, spec: CommandSpec, cmd: Command, outcome: str) -> None:
+    """Write the command's audit entry; a failure to write it is logged, and does not change the answer."""
+    fields = msgspec.structs.asdict(cmd)
+    fields.pop("id", None)
+    session = fields.get("session")
+    if spec.scope is Scope.ADMIN:
+        tenant = fields.get("tenant")
+        detail = encode({k: v for k, v in fields.items() if v is not None and v is not msgspec.UNSET}).decode()
+    else:
+        tenant, detail = caller.tenant, None
+    try:
+        await gw.storage.tenants.audit(
+            ts=time.time(),
+            token_id=caller.token_id,
+            tenant=tenant if isinstance(tenant, str) else None,
+            session=session if isinstance(session, str) else None,
+            command=spec.name,
+            outcome=outcome,
+            detail=detail[:DETAIL_MAX_CHARS] if detail else None,
+        )
+    except Exception:
+        log.exception("could not write the audit entry of %s (%s)", spec.name, outcome)
 
 
 async def execute(gw: Gateway, caller: Caller, cmd: Command) -> Any:
@@ -54,6 +121,11 @@ def _check(gw: Gateway, caller: Caller, cmd: Command) -> CommandSpec:
     spec = COMMANDS[str(type(cmd).__struct_config__.tag)]
     if not caller.allows(spec.scope):
         raise Forbidden(f"{spec.name} needs a token with the {spec.scope.value!r} scope")
+    if caller.sessions is not None:
+        session = getattr(cmd, "session", None)
+        if isinstance(session, str) and not caller.may_use(session):
+            allowed = ", ".join(sorted(caller.sessions)) or "none"
+            raise Forbidden(f"this token may only use the sessions: {allowed}")
     if spec.simulator_only and gw.sandbox is None:
         raise CommandUnavailable(f"{spec.name} exists only when the gateway runs with --engine simulator")
     return spec

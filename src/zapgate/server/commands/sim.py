@@ -38,7 +38,7 @@ def _sandbox(gw: Gateway) -> Sandbox:
 async def sim_scan(gw: Gateway, caller: Caller, cmd: SimScan) -> SimScanResult:
     def owned(session_id: str) -> bool:
         session = gw.sessions.by_id(session_id)
-        return session is not None and session.tenant == caller.tenant
+        return session is not None and session.tenant == caller.tenant and caller.may_use(session.name)
 
     return SimScanResult(me=await _sandbox(gw).scan(cmd.qr, cmd.phone, owned=owned, tenant=caller.tenant))
 
