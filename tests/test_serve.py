@@ -208,7 +208,7 @@ async def test_version_and_serve_help(tmp_path: Path) -> None:
 async def test_token_create_says_which_data_directory_it_wrote_to(tmp_path: Path) -> None:
     created = await run("token", "create", "--tenant", "acme", env=clean_env(), cwd=tmp_path)
     assert created.code == 0, created.err
-    assert f"for tenant acme in {tmp_path / 'zapgate-data'};" in created.err
+    assert f"for tenant acme (scopes tenant) in {tmp_path / 'zapgate-data'};" in created.err
     assert (tmp_path / "zapgate-data" / "zapgate.db").exists()
 
     elsewhere = await run("token", "list", "--data-dir", str(tmp_path / "nothing-here"), env=clean_env())

@@ -25,6 +25,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -34,6 +36,16 @@ from .base import StoredEvent
 __all__ = ["DIALECT_TYPES", "Conn", "Cursor", "Database", "WriteFn", "format_migrations"]
 
 log = logging.getLogger("zapgate.storage")
+
+TRANSIENT_RETRIES = 5
+"""How many times a group (or, once the group runs write by write, one write) meeting a transient failure (see
+:meth:`Database._transient`) runs again before the failure is the write's answer."""
+
+
+def _pause(attempt: int) -> None:
+    """A short, growing, jittered wait in the writer thread before running again what met a transient failure, so
+    that two nodes that deadlocked do not meet again at once."""
+    time.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 T = TypeVar("T")
 
@@ -241,26 +253,40 @@ class Database(abc.ABC):
         failing one does not undo the others. Writes are plain SQL with no effect outside the transaction, so
         running one again is safe."""
         assert self._wconn is not None
-        conn = self._usable(self._wconn, writer=True)
-        conn = self._begin_group(conn)
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            for fn in fns:
-                outcomes.append((True, fn(conn)))
-        except Exception as exc:
-            self._rollback(conn)
-            if len(fns) == 1:
-                return [(False, exc)]
-            return self._apply_isolated(self._begin_group(conn), fns)
-        except BaseException:
-            self._rollback(conn)
-            raise
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            conn = self._usable(self._wconn, writer=True)
+            conn = self._begin_group(conn)
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                for fn in fns:
+                    outcomes.append((True, fn(conn)))
+            except Exception as exc:
+                self._rollback(conn)
+                if self._transient(exc) and attempt < TRANSIENT_RETRIES:
+                    _pause(attempt)
+                    continue
+                if len(fns) == 1:
+                    return [(False, exc)]
+                return self._apply_isolated(self._begin_group(conn), fns)
+            except BaseException:
+                self._rollback(conn)
+                raise
+            break
+        return self._commit(conn, outcomes)
+
+    def _commit(self, conn: Any, outcomes: list[tuple[bool, Any]]) -> list[tuple[bool, Any]]:
+        """COMMIT the group applied on ``conn``."""
         try:
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
         return outcomes
+
+    def _transient(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a failure that the same writes, run again, normally do not meet (PostgreSQL's
+        deadlock and serialization failures, when several nodes write at once)."""
+        return False
 
     def _begin_group(self, conn: Any) -> Any:
         try:
@@ -277,14 +303,21 @@ class Database(abc.ABC):
         outcomes: list[tuple[bool, Any]] = []
         try:
             for fn in fns:
-                conn.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((True, fn(conn)))
-                    conn.execute("RELEASE SAVEPOINT op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO SAVEPOINT op")
-                    conn.execute("RELEASE SAVEPOINT op")
-                    outcomes.append((False, exc))
+                for attempt in range(TRANSIENT_RETRIES + 1):
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        result = fn(conn)
+                        conn.execute("RELEASE SAVEPOINT op")
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO SAVEPOINT op")
+                        conn.execute("RELEASE SAVEPOINT op")
+                        if self._transient(exc) and attempt < TRANSIENT_RETRIES:
+                            _pause(attempt)
+                            continue
+                        outcomes.append((False, exc))
+                    else:
+                        outcomes.append((True, result))
+                    break
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)

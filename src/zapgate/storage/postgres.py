@@ -89,6 +89,11 @@ class PostgresDatabase(Database):
     def _broken(self, conn: _Connection) -> bool:
         return bool(conn.raw.closed or conn.raw.broken)
 
+    def _transient(self, exc: Exception) -> bool:
+        import psycopg.errors
+
+        return isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
     def _begin(self, conn: _Connection) -> None:
         conn.execute("BEGIN")
 

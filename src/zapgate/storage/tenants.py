@@ -74,11 +74,19 @@ def effective_quotas(own: TenantQuotas, defaults: TenantQuotas) -> TenantQuotas:
 
 
 def _lock_limits(conn: Conn, tenant: str, defaults: TenantQuotas) -> TenantQuotas:
-    """The tenant's limits, with its row locked until the transaction ends (a no-op update takes the lock on
-    PostgreSQL; SQLite has one writer anyway)."""
-    row = conn.execute(
-        "UPDATE tenants SET name = name WHERE name = ? RETURNING max_sessions, max_queued_messages, max_queued_bytes",
+    """The tenant's limits, with the tenant's event counter row locked until the transaction ends.
+
+    The counter row (``tenant_seq``) is the one lock every write that appends a tenant's events takes anyway, so
+    a quota check and an event append of the same tenant in two transactions on two nodes wait for each other
+    in one order and cannot deadlock (locking the ``tenants`` row instead did: one transaction held the counter
+    and waited for the tenant row, the other the reverse). A no-op update takes the lock on PostgreSQL; SQLite
+    has one writer anyway."""
+    conn.execute(
+        "INSERT INTO tenant_seq (tenant, seq) VALUES (?, 0) ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq",
         (tenant,),
+    )
+    row = conn.execute(
+        "SELECT max_sessions, max_queued_messages, max_queued_bytes FROM tenants WHERE name = ?", (tenant,)
     ).fetchone()
     own = TenantQuotas(*row) if row else TenantQuotas()
     return effective_quotas(own, defaults)
