@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from zapgate.client import Event, EventGap, MessageReceived, SessionStatus
-from zapgate.errors import InvalidRequest
+from zapgate.errors import InvalidRequest, Unauthorized
 
 from .support import TIMEOUT, RunningGateway
 from .test_client import TcpRelay, next_event, pair, sdk
@@ -79,3 +79,13 @@ async def test_catching_up_from_the_log_reads_only_the_subscribed_events(gateway
             assert [e.data.text for e in got if isinstance(e, MessageReceived)] == [f"b {n}" for n in range(20)]
             page = await client.fetch_events(0, limit=1000, sessions=["a"], events=["message.received"])
             assert [e.data.text for e in page.events if isinstance(e, MessageReceived)] == [f"a {n}" for n in range(20)]
+
+
+async def test_a_subscribed_client_with_a_bad_token_or_filter_fails_at_connect(gateway: RunningGateway) -> None:
+    # With a subscription the token goes in the auth frame, not the header: the failures must be the same.
+    with pytest.raises(Unauthorized):
+        async with sdk(gateway.url, "zgt_000000000000_wrong", sessions=["a"]):
+            pass
+    with pytest.raises(InvalidRequest, match=r"unknown event type 'sesion\.status'"):
+        async with sdk(gateway.url, await gateway.token(), events=["sesion.status"]):
+            pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -20,7 +21,9 @@ from zapgate.hub import EventHub
 from zapgate.protocol import MAX_FILTER_SESSIONS, event_filter
 from zapgate.storage import StoredEvent
 
+from .services import REDIS_URL, require
 from .support import TIMEOUT, RawClient, RunningGateway
+from .test_cluster import PHONES, cluster, runs, spread
 from .test_rest_events import SSE, events_of
 
 PHONE_1 = "+55 11 99999-0001"
@@ -279,3 +282,29 @@ async def test_rest_pages_and_sse_streams_take_the_same_filters(gateway: Running
         assert answer["events"] and {e["session"] for e in answer["events"]} == {"b"}
     finally:
         await rest.close()
+
+
+async def test_with_two_nodes_a_subscription_gets_the_other_nodes_session_only(tmp_path: Path) -> None:
+    """The events of a session another node runs reach this node through the bus and the log (the hub's cursor);
+    a subscribed connection here gets exactly the subscribed session's ones, in order, and nothing else."""
+    require("redis")
+    async with cluster(tmp_path, 2, REDIS_URL) as nodes:
+        async with nodes[0].connect() as setup:
+            await setup.pair("s0", PHONES[0])
+            await setup.pair("s1", PHONES[1])
+        await spread(nodes, 2)
+        elsewhere = next(name for name in ("s0", "s1") if name not in runs(nodes[0]))
+        here = "s0" if elsewhere == "s1" else "s1"
+        async with authenticated(nodes[0], sessions=[elsewhere]) as client, nodes[1].connect() as producer:
+            start = client.ready["last_seq"] if client.ready else 0
+            sent = []
+            for n in range(5):
+                await receive(producer, here, f"here {n}")
+                sent.append(await receive(producer, elsewhere, f"elsewhere {n}"))
+            await received_on(client, sent[-1])
+            page = await producer.call("events.fetch", after=start, limit=1000, sessions=[elsewhere])
+            expected = [e["seq"] for e in page["events"] if e["seq"] <= client.events[-1]["seq"]]
+            assert [e["seq"] for e in client.events] == expected
+            assert {e["session"] for e in client.events} == {elsewhere}
+            got = [e["data"]["message_id"] for e in client.events if e["event"] == "message.received"]
+            assert got == sent
