@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import zapgate.client
 from zapgate.config import ConfigError, Settings
+from zapgate.errors import HostNotAllowed
 from zapgate.hosts import HostPolicy, parse_host
 
 from .conftest import fast_settings
@@ -159,6 +161,14 @@ async def test_listed_hosts_are_answered_and_the_list_replaces_the_default(tmp_p
                 gateway.port, f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
             )
             assert got == status, host
+
+
+async def test_the_sdk_says_which_setting_to_change(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data", allowed_hosts=("zapgate.example.com",))
+    async with serve_gateway(settings) as gateway:
+        with pytest.raises(HostNotAllowed, match="ZAPGATE_ALLOWED_HOSTS"):
+            async with zapgate.client.connect(gateway.url, await gateway.token()):
+                pass
 
 
 async def test_keep_alive_cannot_switch_to_a_forged_host(gateway: RunningGateway) -> None:

@@ -43,7 +43,7 @@ from websockets.uri import parse_uri
 
 from .. import __version__
 from ..backoff import backoff_delays
-from ..errors import ConnectionClosed, Unauthorized, ZapgateError, error_from_wire
+from ..errors import ConnectionClosed, HostNotAllowed, Unauthorized, ZapgateError, error_from_wire
 from ..protocol import (
     Auth,
     CloseCode,
@@ -566,6 +566,8 @@ def _refusal(url: str, exc: InvalidStatus) -> ZapgateError:
     message = str(body.get("message") or "")
     if response.status_code == 401:
         return Unauthorized(message or "the gateway refused the token")
+    if body.get("code") == HostNotAllowed.code:  # the URL's host name is not one the gateway answers to
+        return HostNotAllowed(f"{url}: {message}")
     return GatewayUnreachable(
         f"{url} answered HTTP {response.status_code} instead of a WebSocket upgrade{': ' + message if message else ''}"
         " (is this the gateway's /v1/ws URL?)"
