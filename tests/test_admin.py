@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -291,3 +293,28 @@ async def test_sessions_of_a_tenant_disabled_from_the_cli_stop_at_the_next_check
         await eventually(
             lambda: gateway.gateway.sessions.get("acme", "main").state.status.wire == "stopped", "the stop"
         )
+
+
+async def test_queued_message_contents_stay_in_the_database_not_in_memory(tmp_path: Path) -> None:
+    """300 queued messages of 50,000 characters (15 MB of text) to a session that is offline: what the gateway
+    process holds in Python objects afterwards grows by far less than the texts (they are read back when sent)."""
+    settings = fast_settings(tmp_path / "data", sim_contacts=(BOB,), tenant_max_queued_bytes=0)
+    async with serve_gateway(settings) as gateway, gateway.connect("acme") as client:
+        await client.pair("main", ALICE)
+        await client.call("sim.network", session="main", online=False)
+        await client.status("main", "disconnected")
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            for n in range(300):
+                queued = await client.call("message.send", session="main", to=BOB, text=f"{n:05d}" + "x" * 49_995)
+                assert queued["status"] == "queued"
+            client.events.clear()
+            gc.collect()
+            after, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (await client.call("session.get", session="main"))["outbox"]["queued"] == 300
+        grown = after - before
+        assert grown < 3_000_000, f"{grown} bytes held for 15,000,000 bytes of queued text"

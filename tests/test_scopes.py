@@ -3,6 +3,7 @@ a token limited to some sessions, expiry, revocation of a live connection and di
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 import typing
@@ -14,7 +15,8 @@ import pytest
 from zapgate.auth import expand_scopes
 from zapgate.protocol import COMMANDS, CommandSpec, Scope, decode_client_frame
 
-from .support import RawClient, RestClient, RunningGateway, eventually
+from .support import TIMEOUT, RawClient, RestClient, RunningGateway, eventually
+from .test_rest_events import SSE
 from .test_rest_parity import ROUTES
 from .test_security import closed_with
 
@@ -270,3 +272,23 @@ async def test_tenant_tokens_never_run_admin_commands(gateway: RunningGateway, n
     assert gateway.gateway.storage is not None
     entries = await gateway.gateway.storage.tenants.list_audit(tenant="acme", after=None, limit=10)
     assert [(e.command, e.outcome) for e in entries] == [(name, "forbidden")]
+
+
+async def test_revoking_a_token_ends_its_event_stream(gateway: RunningGateway) -> None:
+    record, token = await gateway.gateway.tokens.create("acme", scopes=["read"])
+    ops = await admin(gateway)
+    rest = RestClient(gateway.http, token)
+    try:
+        headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
+        async with rest.http.stream("GET", "/v1/events", params={"after": 0}, headers=headers) as response:
+            stream = SSE(response)
+            assert (await stream.take(1))[0]["event"] == "ready"
+            await ops.call("token.revoke", token_id=record.id)
+            ended = await stream.take(1)
+            assert ended[0]["event"] == "error"
+            assert ended[0]["data"] == {"code": "unauthorized", "message": "the token of this connection was revoked"}
+            assert await asyncio.wait_for(stream.next(), TIMEOUT) is None
+            assert stream.comments[-1] == "unauthorized"
+    finally:
+        await rest.close()
+        await ops.close()

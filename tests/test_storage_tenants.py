@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from zapgate.errors import QuotaExceeded, TenantExists
-from zapgate.storage import OutboxItem, SessionRecord, Storage, TenantQuotas, TokenRecord
+from zapgate.storage import NewEvent, OutboxItem, SessionRecord, Storage, TenantQuotas, TokenRecord
+from zapgate.storage.tenants import counted_queued, queued_usage
 
 NO_LIMITS = TenantQuotas(0, 0, 0)
 
@@ -152,3 +153,45 @@ async def test_audit_log_pages_and_filters_by_tenant(storage: Storage) -> None:
     assert [e.ts for e in await audit.list_audit(tenant="acme", after=None, limit=10)] == [0.0, 2.0, 4.0]
     assert await audit.prune_audit(2.0) == 2
     assert [e.ts for e in await audit.list_audit(tenant=None, after=None, limit=10)] == [2.0, 3.0, 4.0]
+
+
+async def test_queue_counters_follow_every_change_of_the_queue(storage: Storage) -> None:
+    """The counters the quota reads equal what the outbox holds after sends, failures and deletions."""
+    await storage.tenants.create_tenant("acme", 1.0)
+    for name in ("a", "b"):
+        await storage.add_session(session(name))
+    quota = ("acme", NO_LIMITS)
+    for n in range(6):
+        await storage.enqueue_message(message(n, "ses_acme_a", 10 + n), quota=quota)
+    for n in range(3):
+        await storage.enqueue_message(message(n, "ses_acme_b", 100), quota=quota)
+
+    async def both() -> tuple[tuple[int, int], tuple[int, int]]:
+        counters = await storage.db.read(lambda conn: queued_usage(conn, "acme"))
+        counted = await storage.db.read(lambda conn: counted_queued(conn, "acme"))
+        return counters, counted
+
+    counters, counted = await both()
+    assert counters == counted == (9, 10 + 11 + 12 + 13 + 14 + 15 + 300)
+
+    sent = await storage.outbox_item("mses_acme_a0")
+    assert sent is not None
+    sent.status = "sent"
+    await storage.finish_message(sent, [], new_contact_at=None)
+    await storage.finish_message(sent, [], new_contact_at=None)  # a second outcome changes no count
+    counters, counted = await both()
+    assert counters == counted == (8, 11 + 12 + 13 + 14 + 15 + 300)
+
+    failed = await storage.fail_pending("ses_acme_a", "logged_out", events_for, keep="mses_acme_a5")
+    assert len(failed) == 4
+    counters, counted = await both()
+    assert counters == counted == (4, 15 + 300)
+
+    record = session("b")
+    await storage.delete_session(record)
+    counters, counted = await both()
+    assert counters == counted == (1, 15)
+
+
+def events_for(item: OutboxItem) -> NewEvent:
+    return NewEvent("acme", "a", "message.status", b'{"status":"failed"}')

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from ..auth import Caller
-from ..errors import SessionUnavailable, ZapgateError, error_from_wire
+from ..errors import QuotaExceeded, RateLimited, SessionUnavailable, ZapgateError, error_from_wire
 from ..protocol import Command, Scope, decode_client_frame, encode
 from ..sessions.ownership import NotOwner
 from .latency import Latencies
@@ -54,6 +54,9 @@ class _Response(msgspec.Struct, tag="response"):
     data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
     code: str | None = None
     message: str | None = None
+    retry_after: float | None = None
+    quota: str | None = None
+    limit: int | None = None
 
 
 _decode = msgspec.json.Decoder(_Request | _Response).decode
@@ -133,7 +136,13 @@ class Forwarder:
             return response.data
         if response.code == NOT_OWNER:
             raise NotOwner(response.message or "not the owner")
-        raise error_from_wire(response.code or "internal", response.message or "")
+        raise error_from_wire(
+            response.code or "internal",
+            response.message or "",
+            response.retry_after,
+            quota=response.quota,
+            limit=response.limit,
+        )
 
     @staticmethod
     async def _watch(still_there: Callable[[], Awaitable[bool]]) -> None:
@@ -174,7 +183,15 @@ class Forwarder:
         except NotOwner as exc:
             response = _Response(id=request.id, ok=False, code=NOT_OWNER, message=exc.message)
         except ZapgateError as exc:
-            response = _Response(id=request.id, ok=False, code=exc.code, message=exc.message)
+            response = _Response(
+                id=request.id,
+                ok=False,
+                code=exc.code,
+                message=exc.message,
+                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                quota=exc.quota if isinstance(exc, QuotaExceeded) else None,
+                limit=exc.limit if isinstance(exc, QuotaExceeded) else None,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:

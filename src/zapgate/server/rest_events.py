@@ -175,6 +175,11 @@ class EventStream(Response):
         self.sent_seq = command.after
         self.first: EventsPage | None = None
         self._writer: asyncio.Task[None] | None = None
+        # While it streams, the gateway lists it with its connections: a revoked or expired token, or a disabled
+        # tenant, ends it as it closes a WebSocket.
+        self.token_id = caller.token_id
+        self.tenant: str | None = caller.tenant
+        self.revoked: str | None = None
 
     async def prepare(self) -> None:
         """Subscribe, then read the first page (so errors such as ``forbidden`` still get a JSON answer)."""
@@ -204,10 +209,16 @@ class EventStream(Response):
             self.live.append((seq, frame))
         self.wake.set()
 
+    def revoke(self, why: str = "the token of this stream was revoked") -> None:
+        log.info("ending event stream of tenant %s (token %s): %s", self.tenant, self.token_id, why)
+        self.revoked = why
+        self.wake.set()
+
     # -- the ASGI side
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.streams.add(self.wake)
+        self.gw.connections.add(self)
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             writer = self._writer = asyncio.create_task(self._write(send), name="sse-writer")
@@ -220,6 +231,7 @@ class EventStream(Response):
                 results = await asyncio.gather(writer, watcher, return_exceptions=True)
         finally:
             self.streams.discard(self.wake)
+            self.gw.connections.discard(self)
             self.gw.hub.unsubscribe(self.caller.tenant, self)
         for result in results:
             if isinstance(result, Exception):
@@ -274,7 +286,7 @@ class EventStream(Response):
                     ),
                 )
         heartbeat = self.gw.settings.sse_heartbeat_s
-        while not self.overflow and not self.streams.closing:
+        while not self.overflow and not self.streams.closing and self.revoked is None:
             if self.live:
                 frames, self.live = self.live, collections.deque()
                 text = self._format(frame for seq, frame in frames if seq > self.sent_seq)
@@ -286,7 +298,11 @@ class EventStream(Response):
                 await asyncio.wait_for(self.wake.wait(), heartbeat)
             except TimeoutError:
                 await chunk(": keep-alive\n\n")
-        if self.streams.closing and not self.overflow:
+        if self.revoked is not None:
+            error = encode({"code": "unauthorized", "message": self.revoked}).decode()
+            await chunk(f"event: error\ndata: {error}\n\n")
+            await self._end(send, "unauthorized")
+        elif self.streams.closing and not self.overflow:
             await self._end(send, "server shutting down: reconnect with Last-Event-ID")
 
     def _format(self, frames: Any) -> str:

@@ -46,6 +46,9 @@ RETRY_AFTER_ERROR_S = 1.0
 FRESH_KEPT = 256
 """Messages submitted live whose stored row the sender keeps in memory, so that sending them needs no read
 back from the database; the rest of a longer queue is read back when its turn comes."""
+FRESH_KEPT_BYTES = 256 * 1024
+"""...and at most this many bytes of their contents, so that a queue of large messages (a session offline while
+its tenant sends) is held in the database, not in memory (``docs/security.md``, "Quotas")."""
 
 MediaFiles = Callable[[Content], Awaitable[MediaFile | None]]
 """The local file of a stored message's media, looked up at send time (None: the message has none)."""
@@ -90,6 +93,7 @@ class Sender:
         """Message id → reason, for a message that was with the engine when the queue was failed."""
         self._failing = False
         self._fresh: dict[str, OutboxItem] = {}
+        self._fresh_bytes = 0
         """Stored rows of messages submitted live (at most :data:`FRESH_KEPT`), by id."""
 
     @property
@@ -124,6 +128,7 @@ class Sender:
             future.cancel()
         self._waiters.clear()
         self._fresh.clear()
+        self._fresh_bytes = 0
 
     def submit(self, item: OutboxItem) -> asyncio.Future[OutboxItem]:
         """Queue a stored message; the future resolves with it once it is durably ``sent`` or ``failed``.
@@ -134,10 +139,19 @@ class Sender:
         future = self._waiters.get(item.message_id)
         if future is None:
             future = self._waiters[item.message_id] = asyncio.get_running_loop().create_future()
-            if len(self._fresh) < FRESH_KEPT and item.status == "queued":
+            size = _stored_size(item)
+            room = len(self._fresh) < FRESH_KEPT and self._fresh_bytes + size <= FRESH_KEPT_BYTES
+            if room and item.status == "queued":
                 self._fresh[item.message_id] = item
+                self._fresh_bytes += size
             self._enqueue(QueuedMessage(item.message_id, item.chat, item.position))
         return future
+
+    def _forget_fresh(self, message_id: str) -> OutboxItem | None:
+        item = self._fresh.pop(message_id, None)
+        if item is not None:
+            self._fresh_bytes -= _stored_size(item)
+        return item
 
     def waiter(self, message_id: str) -> asyncio.Future[OutboxItem] | None:
         return self._waiters.get(message_id)
@@ -185,7 +199,7 @@ class Sender:
         # (and leaves) if the write saw it, else it stays queued in storage and here alike.
         gone = {item.message_id for item in failed}
         for message_id in gone:
-            self._fresh.pop(message_id, None)
+            self._forget_fresh(message_id)
         for chat in list(self._chats):
             queue = self._chats[chat]
             kept = collections.deque(q for q in queue if q.message_id not in gone)
@@ -244,7 +258,7 @@ class Sender:
                 await self._sleep(ready_at - now)
                 continue
             try:
-                item = self._fresh.pop(queued.message_id, None) or await self._storage.outbox_item(queued.message_id)
+                item = self._forget_fresh(queued.message_id) or await self._storage.outbox_item(queued.message_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -348,3 +362,7 @@ class Sender:
                 waiter.set_result(item)
 
         done.add_done_callback(resolve)
+
+
+def _stored_size(item: OutboxItem) -> int:
+    return len(item.content) + len(item.extra or b"")

@@ -238,6 +238,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_tenant ON audit (tenant, id);
     CREATE INDEX audit_ts ON audit (ts);
     """,
+    # 9: each tenant's queued messages and their bytes, counted as they change (in the transaction that changes
+    # them) rather than by scanning the outbox at every send
+    """
+    ALTER TABLE tenants ADD COLUMN queued_messages {BIGINT} NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN queued_bytes {BIGINT} NOT NULL DEFAULT 0;
+    UPDATE tenants SET
+        queued_messages = (
+            SELECT count(*) FROM outbox o JOIN sessions s ON s.id = o.session_id
+            WHERE s.tenant = tenants.name AND o.status = 'queued'
+        ),
+        queued_bytes = (
+            SELECT coalesce(sum(length(o.content) + coalesce(length(o.extra), 0)), 0) FROM outbox o
+            JOIN sessions s ON s.id = o.session_id WHERE s.tenant = tenants.name AND o.status = 'queued'
+        );
+    """,
 ]
 
 

@@ -34,7 +34,7 @@ from .database import Conn, Database
 from .identities import IdentityStore
 from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
-from .tenants import TenantStore, check_queue_quota, check_session_quota
+from .tenants import QUEUED_SIZE, TenantStore, check_session_quota, release_queued, reserve_queued
 
 __all__ = ["SessionExists", "Storage"]
 
@@ -260,6 +260,12 @@ class Storage:
     ) -> list[StoredEvent]:
         def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
             check_fence(conn, fence)
+            count, size = conn.execute(
+                f"SELECT count(*), coalesce(sum({QUEUED_SIZE}), 0) FROM outbox "  # noqa: S608
+                "WHERE session_id = ? AND status = 'queued'",
+                (record.id,),
+            ).fetchone()
+            release_queued(conn, record.id, int(count), int(size))  # before the session's row goes
             for table, column in (
                 ("sessions", "id"),
                 ("outbox", "session_id"),
@@ -386,7 +392,7 @@ class Storage:
                 if row:
                     return (_outbox(row), False), []
             if quota is not None:
-                refusal = check_queue_quota(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
+                refusal = reserve_queued(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
                 if refusal is not None:
                     return refusal, []
             cur = conn.execute(
@@ -483,11 +489,19 @@ class Storage:
             check_fence(conn, fence)
             now = time.time()
             status, reason, wa_timestamp, to, message_id = values
-            conn.execute(
-                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
-                "WHERE message_id = ?",
+            was_queued = conn.execute(
+                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "  # noqa: S608
+                f"WHERE message_id = ? AND status = 'queued' RETURNING {QUEUED_SIZE}",
                 (status, reason, wa_timestamp, now, to, message_id),
-            )
+            ).fetchone()
+            if was_queued is None:  # an outcome of a message that had left the queue already
+                conn.execute(
+                    "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
+                    "WHERE message_id = ?",
+                    (status, reason, wa_timestamp, now, to, message_id),
+                )
+            elif status != "queued":
+                release_queued(conn, session_id, 1, int(was_queued[0]))
             if new_contact_at is not None:
                 conn.execute(
                     "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
@@ -526,6 +540,7 @@ class Storage:
                 "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? WHERE message_id = ?",
                 [(reason, now, it.message_id) for it in items],
             )
+            release_queued(conn, session_id, len(items), sum(len(it.content) + len(it.extra or b"") for it in items))
             for it in items:
                 it.status, it.reason = "failed", reason
             stored = append_events(conn, [make_event(it) for it in items], now)

@@ -8,6 +8,7 @@ nodes (or two writes of one group commit) never both take the last place.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,12 +17,15 @@ from .base import AuditEntry, StoredEvent, TenantQuotas, TenantRecord, TokenReco
 from .database import Conn, Database
 
 __all__ = [
+    "QUEUED_SIZE",
     "QUOTA_FIELDS",
     "TenantStore",
-    "check_queue_quota",
     "check_session_quota",
+    "counted_queued",
     "effective_quotas",
     "queued_usage",
+    "release_queued",
+    "reserve_queued",
 ]
 
 QUOTA_FIELDS = ("max_sessions", "max_queued_messages", "max_queued_bytes")
@@ -109,23 +113,66 @@ def check_session_quota(conn: Conn, tenant: str, name: str, defaults: TenantQuot
     )
 
 
+QUEUED_SIZE = "length(content) + coalesce(length(extra), 0)"
+"""The size a queued message counts for (its stored content and send options; a media file counts by its
+reference, not its bytes), in SQL over an ``outbox`` row."""
+
+
 def queued_usage(conn: Conn, tenant: str) -> tuple[int, int]:
-    """(messages, bytes) the tenant has queued, not yet sent: the size of a message is that of its stored
-    content and send options (a media file counts by its reference, not its bytes)."""
+    """(messages, bytes) the tenant has queued, not yet sent: its counters, which every change of a queued
+    message keeps in the same transaction (:func:`reserve_queued`, :func:`release_queued`)."""
+    row = conn.execute("SELECT queued_messages, queued_bytes FROM tenants WHERE name = ?", (tenant,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def counted_queued(conn: Conn, tenant: str) -> tuple[int, int]:
+    """(messages, bytes) queued, counted from the outbox itself (what the counters must always equal)."""
     row = conn.execute(
-        "SELECT count(*), coalesce(sum(length(o.content) + coalesce(length(o.extra), 0)), 0) FROM outbox o "
-        "JOIN sessions s ON s.id = o.session_id WHERE s.tenant = ? AND o.status = 'queued'",
+        "SELECT count(*), coalesce(sum(length(o.content) + coalesce(length(o.extra), 0)), 0) "
+        "FROM outbox o JOIN sessions s ON s.id = o.session_id WHERE s.tenant = ? AND o.status = 'queued'",
         (tenant,),
     ).fetchone()
     return int(row[0]), int(row[1])
 
 
-def check_queue_quota(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -> QuotaExceeded | None:
-    """The refusal when one more queued message of ``size`` bytes would pass a limit, else None."""
-    limits = _lock_limits(conn, tenant, defaults)
-    if not limits.max_queued_messages and not limits.max_queued_bytes:
-        return None
-    count, used = queued_usage(conn, tenant)
+def reserve_queued(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -> QuotaExceeded | None:
+    """Count one more queued message of ``size`` bytes for the tenant, unless that would pass one of its limits:
+    then the refusal (and nothing is counted). One conditional update in the common case, which also locks the
+    tenant's row until the commit, so concurrent sends (on several nodes too) cannot pass a limit together."""
+    params = (
+        size,
+        tenant,
+        defaults.max_queued_messages or 0,
+        defaults.max_queued_messages or 0,
+        defaults.max_queued_bytes or 0,
+        size,
+        defaults.max_queued_bytes or 0,
+    )
+    for _ in range(2):
+        row = conn.execute(
+            "UPDATE tenants SET queued_messages = queued_messages + 1, queued_bytes = queued_bytes + ? "
+            "WHERE name = ? "
+            "AND (coalesce(max_queued_messages, ?) = 0 OR queued_messages < coalesce(max_queued_messages, ?)) "
+            "AND (coalesce(max_queued_bytes, ?) = 0 OR queued_bytes + ? <= coalesce(max_queued_bytes, ?)) "
+            "RETURNING 1",
+            params,
+        ).fetchone()
+        if row is not None:
+            return None
+        limits = conn.execute(
+            "SELECT max_queued_messages, max_queued_bytes, queued_messages, queued_bytes FROM tenants WHERE name = ?",
+            (tenant,),
+        ).fetchone()
+        if limits is not None:
+            return _queue_refusal(tenant, defaults, limits, size)
+        _ensure_tenant(conn, tenant, time.time())  # a tenant known only by its sessions (made before tenants were)
+    raise AssertionError("unreachable: the tenant's row exists now")
+
+
+def _queue_refusal(tenant: str, defaults: TenantQuotas, row: Sequence[Any], size: int) -> QuotaExceeded:
+    own = TenantQuotas(max_queued_messages=row[0], max_queued_bytes=row[1])
+    limits = effective_quotas(own, defaults)
+    count, used = int(row[2]), int(row[3])
     if limits.max_queued_messages and count >= limits.max_queued_messages:
         return QuotaExceeded(
             f"tenant {tenant!r} has {count} messages waiting to be sent, its limit (max_queued_messages); "
@@ -133,14 +180,23 @@ def check_queue_quota(conn: Conn, tenant: str, defaults: TenantQuotas, size: int
             "max_queued_messages",
             limits.max_queued_messages,
         )
-    if limits.max_queued_bytes and used + size > limits.max_queued_bytes:
-        return QuotaExceeded(
-            f"tenant {tenant!r} has {used} bytes of messages waiting to be sent; this one ({size} bytes) would pass "
-            f"its limit of {limits.max_queued_bytes} (max_queued_bytes); retry once some are sent",
-            "max_queued_bytes",
-            limits.max_queued_bytes,
+    limit = limits.max_queued_bytes or 0
+    return QuotaExceeded(
+        f"tenant {tenant!r} has {used} bytes of messages waiting to be sent; this one ({size} bytes) would pass "
+        f"its limit of {limit} (max_queued_bytes); retry once some are sent",
+        "max_queued_bytes",
+        limit,
+    )
+
+
+def release_queued(conn: Conn, session_id: str, count: int, size: int) -> None:
+    """``count`` messages of ``size`` bytes in all, of the session, are no longer queued (sent, failed, deleted)."""
+    if count:
+        conn.execute(
+            "UPDATE tenants SET queued_messages = queued_messages - ?, queued_bytes = queued_bytes - ? "
+            "WHERE name = (SELECT tenant FROM sessions WHERE id = ?)",
+            (count, size, session_id),
         )
-    return None
 
 
 class TenantStore:
