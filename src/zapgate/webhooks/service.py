@@ -45,6 +45,8 @@ class WebhookService:
         self._node = node
         self._tasks = BackgroundTasks(log)
         self._running: dict[str, _Running] = {}
+        self._of_tenant: dict[str, set[str]] = {}
+        """Endpoint ids being delivered here, by tenant (who to wake)."""
         self._newest: dict[str, int] = {}
         self.stats = DeliveryStats()
         self._lease_now = asyncio.Event()
@@ -140,10 +142,10 @@ class WebhookService:
     def _wake(self, tenant: str, seq: int) -> None:
         if seq > self._newest.get(tenant, 0):
             self._newest[tenant] = seq
-        for running in self._running.values():
-            d = running.deliverer
-            if d is not None and d.tenant == tenant:
-                d.wake.set()
+        for webhook_id in self._of_tenant.get(tenant, ()):
+            running = self._running.get(webhook_id)
+            if running is not None and running.deliverer is not None:
+                running.deliverer.wake.set()
 
     def _start(self, webhook_id: str, fence: WebhookFence | None) -> None:
         if self._tasks.closed:
@@ -174,6 +176,7 @@ class WebhookService:
                 running = self._running.get(webhook_id)
                 if running is not None:
                     running.deliverer = deliverer
+                    self._of_tenant.setdefault(record.tenant, set()).add(webhook_id)
                 try:
                     await deliverer.run()
                 except Restart:
@@ -189,6 +192,11 @@ class WebhookService:
             current = self._running.get(webhook_id)
             if current is not None and current.task is asyncio.current_task():
                 del self._running[webhook_id]
+            if webhook_id not in self._running:
+                for tenant, ids in list(self._of_tenant.items()):
+                    ids.discard(webhook_id)
+                    if not ids:
+                        del self._of_tenant[tenant]
 
     async def _keep_leases(self) -> None:
         assert self._node is not None
