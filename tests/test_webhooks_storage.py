@@ -139,9 +139,11 @@ async def test_leases_share_endpoints_between_nodes_and_fence_the_cursor(storage
     for n in range(4):
         await hooks.add(endpoint(f"wh_{n}"), limit=10, from_seq=None)
     seqs = await emit(storage, 2)
-    # Two nodes alive: each takes its fair share, two endpoints.
+    # Alone, a node takes them all; when a second one is alive, it lets half of them go, and the other takes them.
     await storage.leases.keep("node-a", "a", 1.0, LONG, draining=False)
+    assert len(await hooks.keep_leases("node-a", LONG)) == 4
     await storage.leases.keep("node-b", "b", 2.0, LONG, draining=False)
+    assert await hooks.keep_leases("node-b", LONG) == {}, "nothing free yet"
     held_a = await hooks.keep_leases("node-a", LONG)
     held_b = await hooks.keep_leases("node-b", LONG)
     assert len(held_a) == 2 and len(held_b) == 2 and not set(held_a) & set(held_b)

@@ -126,7 +126,7 @@ class Storage:
         self.chats = ChatStore(db, append_events)
         self.identities = IdentityStore(db)
         self.tenants = TenantStore(db)
-        self.webhooks = WebhookStore(db)
+        self.webhooks = WebhookStore(db, append_events)
 
     @property
     def dialect(self) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import NewEvent, StoredEvent
+from .chats import AppendEvents
 from .database import Conn, Database
 
 __all__ = ["AttemptRecord", "DeadLetterRecord", "WebhookFence", "WebhookRecord", "WebhookStore"]
@@ -135,8 +136,10 @@ def _fence_sql(fence: WebhookFence | None) -> tuple[str, tuple[Any, ...]]:
 
 
 class WebhookStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, append_events: AppendEvents) -> None:
         self.db = db
+        self._append = append_events
+        """The store's :func:`~.store.append_events` (passed in: the store imports this module)."""
 
     # -- endpoints (commands)
 
@@ -361,9 +364,7 @@ class WebhookStore:
             )
             if cur.rowcount == 0:
                 return [], []
-            from .store import append_events
-
-            stored = append_events(conn, [event], time.time())
+            stored = self._append(conn, [event], time.time())
             return stored, stored
 
         return await self.db.write(op)
@@ -398,7 +399,8 @@ class WebhookStore:
 
     async def keep_leases(self, node: str, ttl: float) -> dict[str, int]:
         """Renew the endpoint leases ``node`` holds and take free ones up to its fair share (enabled endpoints
-        divided by the nodes alive); return endpoint id → epoch of every lease it holds now."""
+        divided by the nodes alive, rounded up), or let go of those beyond it (a node joined: it takes them);
+        return endpoint id → epoch of every lease it holds now."""
         now = self.db.now_sql
 
         def op(conn: Conn) -> tuple[dict[str, int], list[StoredEvent]]:
@@ -410,6 +412,13 @@ class WebhookStore:
             (enabled,) = conn.execute("SELECT count(*) FROM webhooks WHERE enabled = 1").fetchone()
             (alive,) = conn.execute(f"SELECT count(*) FROM nodes WHERE expires_at > {now}").fetchone()  # noqa: S608
             share = -(-int(enabled) // max(1, int(alive)))
+            if len(held) > share:
+                extra = sorted(str(r[0]) for r in held)[share:]
+                conn.executemany(
+                    "UPDATE webhooks SET node = NULL, expires_at = 0 WHERE id = ? AND node = ?",
+                    [(webhook_id, node) for webhook_id in extra],
+                )
+                held = [r for r in held if str(r[0]) not in extra]
             claimed = conn.execute(
                 f"UPDATE webhooks SET node = ?, epoch = epoch + 1, expires_at = {now} + ? WHERE id IN ("  # noqa: S608
                 f"  SELECT id FROM webhooks WHERE enabled = 1 AND (node IS NULL OR expires_at < {now}) "

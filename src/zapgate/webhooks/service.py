@@ -126,7 +126,11 @@ class WebhookService:
         return total
 
     def active(self) -> int:
-        return sum(1 for r in self._running.values() if r.deliverer is not None)
+        return len(self.delivering())
+
+    def delivering(self) -> set[str]:
+        """The endpoints this node delivers to now."""
+        return {webhook_id for webhook_id, r in self._running.items() if r.deliverer is not None}
 
     # -- inside
 
