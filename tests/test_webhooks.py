@@ -333,3 +333,20 @@ async def test_a_restart_resumes_at_the_cursor(tmp_path: Path) -> None:
         async with serve_gateway(hook_settings(data)) as gw, gw.connect() as client:
             await eventually(lambda: rx.accepted_seqs() == seqs, "delivered after the restart")
             await cursor_reaches(client, created["webhook"], seqs[-1])
+
+
+async def test_only_tokens_for_the_whole_tenant_manage_webhooks(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client:
+        created = await client.call("webhook.create", url="http://127.0.0.1:9/")
+    for scopes, sessions in ((["tenant"], ["s1"]), (["send"], None), (["read"], None)):
+        _, token = await gateway.gateway.tokens.create("acme", scopes=scopes, sessions=sessions)
+        limited = await RawClient.open(gateway.url)
+        try:
+            await limited.authenticate(token)
+            for command, fields in (("webhook.list", {}), ("webhook.get", {"webhook": created["webhook"]})):
+                reply = await limited.request(command, **fields)
+                assert reply["error"]["code"] == "forbidden", (scopes, sessions, command)
+            reply = await limited.request("webhook.create", url="http://127.0.0.1:9/")
+            assert reply["error"]["code"] == "forbidden"
+        finally:
+            await limited.close()
