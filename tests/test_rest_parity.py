@@ -182,7 +182,7 @@ async def webhook_steps(step: Callable[..., Awaitable[Any]]) -> None:
     hook = (await step("webhook.create", url=NOBODY, events=["message.received"], description="crm"))["webhook"]
     await step("webhook.create", url="http://10.0.0.1/hook")
     await step("webhook.create", url=NOBODY, events=["no.such_event"])
-    await step("webhook.create", url="ftp://example.com/")
+    await step("webhook.create", validate=False, url="ftp://example.com/")
     await step("webhook.list")
     await step("webhook.get", webhook=hook)
     await step("webhook.update", webhook=hook, description="help desk", sessions=["s1"])

@@ -272,7 +272,8 @@ async def test_ping_and_errors(gateway: RunningGateway) -> None:
         listed = (await client.call("webhook.list"))["webhooks"]
         assert [(w["webhook"], w["description"]) for w in listed] == [(created["webhook"], "crm")]
         for url in ("ftp://x.example/", "http://user:pw@x.example/", "not a url"):
-            assert (await client.request("webhook.create", url=url))["error"]["code"] == "invalid_request", url
+            reply = await client.request("webhook.create", url=url, validate=False)
+            assert reply["error"]["code"] == "invalid_request", url
         await client.call("webhook.delete", webhook=created["webhook"])
         assert (await client.request("webhook.get", webhook=created["webhook"]))["error"]["code"] == "webhook_not_found"
 

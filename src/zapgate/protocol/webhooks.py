@@ -43,7 +43,12 @@ WebhookId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, description="the endpoint's id, as webhook.create answered")
 ]
 WebhookUrl = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=2048, description="an http:// or https:// URL the gateway POSTs to")
+    str,
+    msgspec.Meta(
+        pattern=r"\A[Hh][Tt][Tt][Pp][Ss]?://\S+\Z",
+        max_length=2048,
+        description="an http:// or https:// URL the gateway POSTs to",
+    ),
 ]
 WebhookSecret = Annotated[
     str,
