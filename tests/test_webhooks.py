@@ -11,8 +11,10 @@ import httpx
 import pytest
 
 from zapgate.config import Settings
+from zapgate.netguard import AddressPolicy
 from zapgate.protocol import PresenceData, encode
 from zapgate.storage import NewEvent
+from zapgate.webhooks.sender import Sender
 
 from .conftest import fast_settings
 from .support import RawClient, RunningGateway, eventually, serve_gateway
@@ -271,7 +273,7 @@ async def test_ping_and_errors(gateway: RunningGateway) -> None:
         assert (await other.call("webhook.list"))["webhooks"] == []
         listed = (await client.call("webhook.list"))["webhooks"]
         assert [(w["webhook"], w["description"]) for w in listed] == [(created["webhook"], "crm")]
-        for url in ("ftp://x.example/", "http://user:pw@x.example/", "not a url"):
+        for url in ("ftp://x.example/", "http://user:pw@x.example/", "not a url", "http://..../", "http://a:99999/"):
             reply = await client.request("webhook.create", url=url, validate=False)
             assert reply["error"]["code"] == "invalid_request", url
         await client.call("webhook.delete", webhook=created["webhook"])
@@ -351,3 +353,15 @@ async def test_only_tokens_for_the_whole_tenant_manage_webhooks(gateway: Running
             assert reply["error"]["code"] == "forbidden"
         finally:
             await limited.close()
+
+
+async def test_an_unusable_url_is_a_failed_attempt_not_an_error() -> None:
+    """URLs the gateway refuses at creation can still reach the sender (stored before a check existed, or
+    failing only in httpx's own parser): the attempt fails with the reason, it never raises."""
+    sender = Sender(AddressPolicy(), timeout=5.0, connect_timeout=5.0, max_response_bytes=1024)
+    try:
+        for url in ("http://xn--/", "http://..../", "http://[zz]/", "http://a\x00b/"):
+            answer = await sender.post(url, "m", ["whsec_" + "A" * 43 + "="], b"{}")
+            assert answer.status is None and answer.error, url
+    finally:
+        await sender.close()

@@ -85,3 +85,6 @@ class Sender:
             if isinstance(exc.__cause__, BlockedAddress) or isinstance(exc.__context__, BlockedAddress):
                 return answer(None, f"refused: {exc}")
             return answer(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        except (httpx.InvalidURL, ValueError) as exc:
+            # A URL httpx cannot use (a host IDNA refuses, a bad port…): the attempt fails like any other.
+            return answer(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)

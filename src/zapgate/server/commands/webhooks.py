@@ -8,6 +8,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from ...auth import Caller
 from ...errors import Forbidden, InvalidRequest, TooManyWebhooks, WebhookNotFound
 from ...gateway import Gateway
@@ -74,7 +76,13 @@ def _info(record: WebhookRecord) -> dict[str, Any]:
 
 
 def _check_url(gw: Gateway, url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url)  # what the sender will parse: a URL it cannot use is refused now, not at each attempt
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        (parts.hostname or "").encode("idna")  # UnicodeError (a ValueError) for an empty label, one too long…
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidRequest(f"url: not a usable URL ({exc})") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidRequest(f"url must be an http:// or https:// URL with a host, not {url!r}")
     if parts.username or parts.password:
