@@ -41,6 +41,7 @@ class WebhookService:
     def __init__(self, settings: Settings, storage: Storage, hub: EventHub, *, node: str | None) -> None:
         self.settings = settings
         self.store = storage.webhooks
+        self._storage = storage
         self._read = storage.read_events
         self._node = node
         self._tasks = BackgroundTasks(log)
@@ -55,6 +56,7 @@ class WebhookService:
     # -- lifecycle
 
     async def start(self) -> None:
+        self._newest.update(await self._storage.tenant_seqs())  # how far behind each endpoint starts
         if self._node is None:
             for record in await self.store.enabled():
                 self._start(record.id, None)
