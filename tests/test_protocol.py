@@ -64,6 +64,17 @@ def test_every_command_type_is_known_and_listed() -> None:
         "chat.mute",
         "chat.unmute",
         "message.history",
+        "webhook.create",
+        "webhook.list",
+        "webhook.get",
+        "webhook.update",
+        "webhook.delete",
+        "webhook.rotate_secret",
+        "webhook.test",
+        "webhook.replay",
+        "webhook.attempts",
+        "webhook.dead_letters",
+        "webhook.redeliver",
     } == COMMAND_TYPES
 
 

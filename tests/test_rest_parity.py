@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from zapgate.config import Settings
 from zapgate.server.rest import operations
 
 from .conftest import fast_settings
@@ -20,8 +23,17 @@ VOLATILE = {
     *("time", "created_at", "expires_at", "timestamp", "until", "paused_until", "ts"),
     *("message_id", "qr", "lid", "from_lid", "chat_lid", "sender_lid", "participant_lid", "seq", "last_seq", "since"),
     *("token", "token_id", "tenant", "id", "detail", "disabled_at", "revoked_at"),
+    *("webhook", "secret", "cursor", "pending", "latency_ms", "at", "last_attempt_at", "updated_at"),
+    *("previous_secret_expires_at",),
 }
 ROUTES = {op.spec.name: op for op in operations()}
+NOBODY = "http://127.0.0.1:9/hook"
+"""A webhook receiver that refuses connections (the discard port, closed)."""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(tmp_path / "data", outbound_allow=("127.0.0.1/32",))
 
 Run = Callable[..., Awaitable[tuple[str, Any]]]
 
@@ -81,6 +93,7 @@ async def flow(run: Run) -> list[tuple[str, Any]]:
     await step("ping")
     await step("session.list")
     await step("session.get", session="s1")
+    await webhook_steps(step)
     for session, phone in (("s1", ALICE), ("s2", BOB)):
         await run("session.start", session=session)  # the status it answers (starting or qr) depends on timing
         qr = await wait_for_event(run, start, lambda f, s=session: f["event"] == "session.qr" and f["session"] == s)
@@ -165,12 +178,31 @@ async def admin_flow(run: Run, prefix: str) -> list[tuple[str, Any]]:
     return results
 
 
+async def webhook_steps(step: Callable[..., Awaitable[Any]]) -> None:
+    hook = (await step("webhook.create", url=NOBODY, events=["message.received"], description="crm"))["webhook"]
+    await step("webhook.create", url="http://10.0.0.1/hook")
+    await step("webhook.create", url=NOBODY, events=["no.such_event"])
+    await step("webhook.create", validate=False, url="ftp://example.com/")
+    await step("webhook.list")
+    await step("webhook.get", webhook=hook)
+    await step("webhook.update", webhook=hook, description="help desk", sessions=["s1"])
+    await step("webhook.rotate_secret", webhook=hook)
+    await step("webhook.test", webhook=hook)
+    await step("webhook.replay", webhook=hook, from_seq=1)
+    await step("webhook.attempts", webhook=hook)
+    await step("webhook.dead_letters", webhook=hook)
+    await step("webhook.redeliver", webhook=hook)
+    await step("webhook.delete", webhook=hook)
+    await step("webhook.get", webhook=hook)
+    await step("webhook.delete", webhook=hook)
+
+
 async def test_rest_and_websocket_give_the_same_results(gateway: RunningGateway, tmp_path: Path) -> None:
     async with gateway.connect("ws-tenant") as client:
         by_socket = await flow(over_websocket(client))
     # On a gateway of its own: the flow's phone numbers are now the first tenant's (a simulated phone belongs
     # to one tenant), and the results must be the same numbers.
-    async with serve_gateway(fast_settings(tmp_path / "rest")) as other:
+    async with serve_gateway(fast_settings(tmp_path / "rest", outbound_allow=("127.0.0.1/32",))) as other:
         rest = await other.rest("rest-tenant")
         try:
             by_rest = await flow(over_rest(rest))
@@ -194,5 +226,6 @@ async def test_rest_and_websocket_give_the_same_results(gateway: RunningGateway,
     codes = {result[1] for _, result in by_socket if result[0] == "error"}
     assert {"session_not_found", "qr_used", "idempotency_conflict", "invalid_recipient", "invalid_request"} <= codes
     assert {"tenant_exists", "tenant_not_found", "token_not_found"} <= codes
+    assert "webhook_not_found" in codes
     covered = {name for name, _ in by_socket} | {"session.start", "events.fetch", "tenant.list"}
     assert covered == set(ROUTES), set(ROUTES) - covered

@@ -327,6 +327,34 @@ class Settings:
         ),
     )
 
+    # -- webhooks (docs/webhooks.md)
+    webhook_max_per_tenant: int = field(default=100, metadata=_doc("Most webhook endpoints one tenant may have."))
+    webhook_timeout_s: float = field(
+        default=15.0,
+        metadata=_doc("Longest one delivery attempt may take, from connecting to the end of the response."),
+    )
+    webhook_connect_timeout_s: float = field(
+        default=5.0, metadata=_doc("Longest connecting to a webhook endpoint may take (part of webhook_timeout_s).")
+    )
+    webhook_max_response_bytes: int = field(
+        default=65536,
+        metadata=_doc("Most bytes of a receiver's response the gateway reads; a longer response counts as failed."),
+    )
+    webhook_retry_schedule: tuple[float, ...] = field(
+        default=(5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 28800.0, 28800.0),
+        metadata=_doc(
+            "Seconds before each retry of an event a receiver did not accept (each varied by up to 10% either way); "
+            "after the last, the event becomes a dead letter. The default spans about 32 h."
+        ),
+    )
+    webhook_disable_after_s: float = field(
+        default=86400.0,
+        metadata=_doc("An endpoint whose every attempt failed for this long is disabled (0: never)."),
+    )
+    webhook_secret_grace_s: float = field(
+        default=86400.0, metadata=_doc("After a secret rotation, how long the previous secret keeps signing too.")
+    )
+
     # -- simulator engine
     sim_qr_schedule: tuple[float, ...] = field(
         default=(60.0, 20.0, 20.0, 20.0, 20.0, 20.0),
@@ -546,6 +574,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(
                 f"outbound_allow must be networks in CIDR form (10.0.0.0/8, 127.0.0.1/32), not {network!r}"
             ) from None
+    if not s.webhook_retry_schedule or any(t <= 0 for t in s.webhook_retry_schedule):
+        raise ConfigError("webhook_retry_schedule needs at least one positive delay in seconds")
     if not s.sim_qr_schedule or any(t <= 0 for t in s.sim_qr_schedule):
         raise ConfigError("sim_qr_schedule needs at least one positive lifetime in seconds")
     for origin in s.cors_origins:
@@ -600,6 +630,9 @@ def _validate(s: Settings) -> None:
         "audit_retention_s": s.audit_retention_s,
         "lease_renew_s": s.lease_renew_s,
         "forward_timeout_s": s.forward_timeout_s,
+        "webhook_timeout_s": s.webhook_timeout_s,
+        "webhook_connect_timeout_s": s.webhook_connect_timeout_s,
+        "webhook_max_response_bytes": s.webhook_max_response_bytes,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -626,6 +659,9 @@ def _validate(s: Settings) -> None:
         "tenant_max_sessions": s.tenant_max_sessions,
         "tenant_max_queued_messages": s.tenant_max_queued_messages,
         "tenant_max_queued_bytes": s.tenant_max_queued_bytes,
+        "webhook_max_per_tenant": s.webhook_max_per_tenant,
+        "webhook_disable_after_s": s.webhook_disable_after_s,
+        "webhook_secret_grace_s": s.webhook_secret_grace_s,
     }
     for name, value in non_negative.items():
         if value < 0:

@@ -45,6 +45,8 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     ├── QRNotAvailable                 qr_not_available      (GET /v1/sessions/{session}/qr.png)
     ├── EngineUnavailable              engine_unavailable
     ├── SessionUnavailable             session_unavailable
+    ├── WebhookNotFound                webhook_not_found
+    ├── TooManyWebhooks                too_many_webhooks
     ├── HTTPError                                          (REST only)
     │   ├── NotFound                   not_found
     │   ├── MethodNotAllowed           method_not_allowed
@@ -101,9 +103,11 @@ __all__ = [
     "TenantNotFound",
     "TokenNotFound",
     "TooManyConnections",
+    "TooManyWebhooks",
     "Unauthorized",
     "UnknownType",
     "UnsupportedMediaType",
+    "WebhookNotFound",
     "ZapgateError",
     "error_from_wire",
     "http_status",
@@ -358,6 +362,18 @@ class SessionUnavailable(ZapgateError):
     code = "session_unavailable"
 
 
+class WebhookNotFound(ZapgateError):
+    """No endpoint with that id for the caller's tenant (another tenant's id is reported exactly the same)."""
+
+    code = "webhook_not_found"
+
+
+class TooManyWebhooks(ZapgateError):
+    """The tenant has ``webhook_max_per_tenant`` endpoints already: delete one first."""
+
+    code = "too_many_webhooks"
+
+
 class ConnectionClosed(ZapgateError):
     """Raised by the client SDK when the connection closed before a reply arrived."""
 
@@ -389,6 +405,7 @@ HTTP_STATUS: dict[str, int] = {
     "media_not_found": 404,
     "tenant_not_found": 404,
     "token_not_found": 404,
+    "webhook_not_found": 404,
     "command_unavailable": 404,
     "qr_unknown": 404,
     "qr_not_available": 404,
@@ -400,6 +417,7 @@ HTTP_STATUS: dict[str, int] = {
     "qr_used": 409,
     "phone_taken": 409,
     "media_not_ready": 409,
+    "too_many_webhooks": 409,
     "qr_expired": 410,
     "payload_too_large": 413,
     "media_too_large": 413,

@@ -27,6 +27,7 @@ from .media import LocalBlobStore
 from .media.library import MediaLibrary
 from .sessions.manager import SessionManager
 from .storage import Storage, StoredEvent, open_storage
+from .webhooks import WebhookService
 
 __all__ = ["Gateway"]
 
@@ -74,6 +75,9 @@ class Gateway:
         if self.cluster is not None:
             sandbox = self.sandbox
             self.cluster.attach(self.sessions, sandbox.locate if sandbox is not None else None)
+        self.webhooks = WebhookService(
+            settings, self.storage, self.hub, node=self.cluster.node if self.cluster is not None else None
+        )
         self.started_at = time.time()
         self.connections: set[LiveConnection] = set()
         self.data_lock = DataDirLock(settings.data_dir)
@@ -112,6 +116,7 @@ class Gateway:
         await self.sessions.start()
         if self.cluster is not None:
             await self.cluster.start()
+        await self.webhooks.start()
         self._tasks.spawn(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune")
         self._tasks.spawn(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens")
         log.info(
@@ -123,6 +128,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self._tasks.close()
+        await self.webhooks.close()
         if self.cluster is not None:
             await self.cluster.drain()
         await self.sessions.close()
@@ -148,7 +154,7 @@ class Gateway:
             record_max_age=max(s.idempotency_ttl_s, s.event_retention_s),
         )
         removed += await self.storage.tenants.prune_audit(now - s.audit_retention_s)
-        return removed + await self.media.prune(now)
+        return removed + await self.media.prune(now) + await self.storage.webhooks.prune()
 
     async def check_tokens(self) -> int:
         """Close every live connection whose token was revoked or expired, or whose tenant was disabled, and stop

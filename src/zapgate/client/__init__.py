@@ -28,7 +28,20 @@ Errors the client adds to the :mod:`zapgate.errors` tree (client side only, neve
 from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
-from ..protocol import ContactIdentity, Me, MediaInfo, SendResult, SessionInfo, Subscription
+from ..protocol import (
+    ContactIdentity,
+    Me,
+    MediaInfo,
+    SendResult,
+    SessionInfo,
+    Subscription,
+    WebhookAttempt,
+    WebhookCreated,
+    WebhookDeadLetter,
+    WebhookInfo,
+    WebhookSecretRotated,
+    WebhookTestResult,
+)
 from ..protocol.content import (
     Audio,
     ContactCard,
@@ -71,6 +84,7 @@ from .events import (
     SessionStatus,
     StatusReceived,
     UnknownEvent,
+    WebhookDisabled,
     event_to_json,
 )
 
@@ -124,6 +138,13 @@ __all__ = [
     "Unsupported",
     "Video",
     "Vote",
+    "WebhookAttempt",
+    "WebhookCreated",
+    "WebhookDeadLetter",
+    "WebhookDisabled",
+    "WebhookInfo",
+    "WebhookSecretRotated",
+    "WebhookTestResult",
     "ZapgateError",
     "connect",
     "event_to_json",

@@ -65,6 +65,7 @@ from ..protocol.content import (
 from .admin import AdminCommands
 from .connection import Connection
 from .media import FileSource, MediaTransfer
+from .webhooks import WebhookCommands
 
 __all__ = ["Client", "connect"]
 
@@ -107,7 +108,7 @@ def connect(
     )
 
 
-class Client(Connection, AdminCommands):
+class Client(Connection, AdminCommands, WebhookCommands):
     """A connection to one gateway as one tenant, with a typed method per command. Build it with :func:`connect`.
 
     Every method raises the gateway's error as its :mod:`zapgate.errors` class, :class:`RequestTimeout` after

@@ -30,6 +30,7 @@ from ..protocol import (
     SessionRestrictedData,
     SessionStatusData,
     StatusReceivedData,
+    WebhookDisabledData,
     encode,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "SessionStatus",
     "StatusReceived",
     "UnknownEvent",
+    "WebhookDisabled",
     "event_from_frame",
     "event_to_json",
 ]
@@ -163,6 +165,13 @@ class MediaFailed(Event, frozen=True, kw_only=True):
     data: MediaFailedData
 
 
+class WebhookDisabled(Event, frozen=True, kw_only=True):
+    """``webhook.disabled``: the gateway stopped delivering to a webhook endpoint (``data.reason``: ``failing``
+    or ``gone``); ``update_webhook(id, enabled=True)`` resumes it at its cursor."""
+
+    data: WebhookDisabledData
+
+
 class UnknownEvent(Event, frozen=True, kw_only=True):
     """An event this version of the SDK has no type for; ``data`` is the decoded JSON."""
 
@@ -212,6 +221,7 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "presence": (Presence, PresenceData),
     "media.ready": (MediaReady, MediaReadyData),
     "media.failed": (MediaFailed, MediaFailedData),
+    "webhook.disabled": (WebhookDisabled, WebhookDisabledData),
 }
 
 

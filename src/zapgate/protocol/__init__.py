@@ -18,6 +18,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
 ``sim``            simulator-only commands
 ``admin``          tenants, tokens, the audit log (``admin`` scope)
+``webhooks``       HTTP endpoints that receive the tenant's events
 ``codec``          encode / decode with precise errors
 =================  ==============================================================
 """
@@ -128,6 +129,31 @@ from .subscriptions import (
     Subscribe,
     Subscription,
     event_filter,
+)
+from .webhooks import (
+    WebhookAttempt,
+    WebhookAttempts,
+    WebhookAttemptsResult,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeadLetter,
+    WebhookDeadLetters,
+    WebhookDeadLettersResult,
+    WebhookDelete,
+    WebhookDisabledData,
+    WebhookGet,
+    WebhookInfo,
+    WebhookList,
+    WebhookListResult,
+    WebhookPingData,
+    WebhookRedeliver,
+    WebhookRedeliverResult,
+    WebhookReplay,
+    WebhookRotateSecret,
+    WebhookSecretRotated,
+    WebhookTest,
+    WebhookTestResult,
+    WebhookUpdate,
 )
 
 __all__ = [
@@ -251,6 +277,29 @@ __all__ = [
     "TokenList",
     "TokenListResult",
     "TokenRevoke",
+    "WebhookAttempt",
+    "WebhookAttempts",
+    "WebhookAttemptsResult",
+    "WebhookCreate",
+    "WebhookCreated",
+    "WebhookDeadLetter",
+    "WebhookDeadLetters",
+    "WebhookDeadLettersResult",
+    "WebhookDelete",
+    "WebhookDisabledData",
+    "WebhookGet",
+    "WebhookInfo",
+    "WebhookList",
+    "WebhookListResult",
+    "WebhookPingData",
+    "WebhookRedeliver",
+    "WebhookRedeliverResult",
+    "WebhookReplay",
+    "WebhookRotateSecret",
+    "WebhookSecretRotated",
+    "WebhookTest",
+    "WebhookTestResult",
+    "WebhookUpdate",
     "decode_client_frame",
     "decode_server_frame",
     "encode",

@@ -58,8 +58,41 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "zapgate_uptime_seconds", "Seconds since the gateway started.", value=time.time() - gw.started_at
         )
+        yield from _webhook_metrics(gw)
         if gw.cluster is not None:
             yield from _cluster_metrics(gw)
+
+
+def _webhook_metrics(gw: Gateway) -> Iterator[Metric]:
+    """Deliveries of this node's webhook endpoints (docs/webhooks.md)."""
+    service = gw.webhooks
+    stats = service.stats
+    attempts = CounterMetricFamily(
+        "zapgate_webhook_attempts", "Webhook delivery attempts, by outcome.", labels=["outcome"]
+    )
+    for outcome, count in sorted(stats.outcomes.items()):
+        attempts.add_metric([outcome], count)
+    yield attempts
+    yield HistogramMetricFamily(
+        "zapgate_webhook_latency_seconds",
+        "Latency of webhook delivery attempts, from connecting to the response.",
+        buckets=stats.latencies.cumulative(),
+        sum_value=stats.latencies.total,
+    )
+    yield GaugeMetricFamily(
+        "zapgate_webhook_pending_events",
+        "Events after the cursors of the endpoints this node delivers to.",
+        value=service.pending(),
+    )
+    yield GaugeMetricFamily(
+        "zapgate_webhook_endpoints_active", "Webhook endpoints this node delivers to now.", value=service.active()
+    )
+    yield CounterMetricFamily("zapgate_webhook_disabled", "Webhook endpoints this node disabled.", value=stats.disabled)
+    yield CounterMetricFamily(
+        "zapgate_webhook_events_pruned",
+        "Events gone from the log before a webhook endpoint got them.",
+        value=stats.skipped_pruned,
+    )
 
 
 def _cluster_metrics(gw: Gateway) -> Iterator[Metric]:

@@ -34,15 +34,18 @@ from .media import MediaRecord, MediaStore
 from .schema import MIGRATIONS
 from .sqlite import SqliteDatabase
 from .store import SessionExists, Storage
+from .webhooks import AttemptRecord, DeadLetterRecord, WebhookFence, WebhookRecord, WebhookStore
 
 __all__ = [
     "MUTED_FOREVER",
+    "AttemptRecord",
     "AuditEntry",
     "ChatRecord",
     "ChatSettings",
     "ChatStore",
     "Conn",
     "Database",
+    "DeadLetterRecord",
     "EventListener",
     "Fence",
     "InboundRecord",
@@ -65,6 +68,9 @@ __all__ = [
     "TenantQuotas",
     "TenantRecord",
     "TokenRecord",
+    "WebhookFence",
+    "WebhookRecord",
+    "WebhookStore",
     "database_for",
     "is_postgres_url",
     "open_database",

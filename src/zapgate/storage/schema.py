@@ -253,6 +253,63 @@ MIGRATIONS: list[str] = [
             JOIN sessions s ON s.id = o.session_id WHERE s.tenant = tenants.name AND o.status = 'queued'
         );
     """,
+    # 10: webhooks (docs/webhooks.md). Each endpoint has a cursor in its tenant's event log (every event up to it
+    # was delivered, filtered out or dead-lettered) and, with several nodes, a lease (node, epoch, expires_at on
+    # the database's clock) naming the one node that delivers to it. Attempts are kept (the newest 1000 per
+    # endpoint); dead letters keep a copy of their event so they can be sent again after the log dropped it.
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        sessions TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_until {REAL},
+        description TEXT NOT NULL DEFAULT '',
+        enabled {BIGINT} NOT NULL,
+        disabled_reason TEXT,
+        cursor_seq {BIGINT} NOT NULL,
+        failing_since {REAL},
+        last_status {BIGINT},
+        last_error TEXT,
+        last_attempt_at {REAL},
+        created_at {REAL} NOT NULL,
+        updated_at {REAL} NOT NULL,
+        node TEXT,
+        epoch {BIGINT} NOT NULL DEFAULT 0,
+        expires_at {REAL} NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhooks_tenant ON webhooks (tenant, created_at);
+    CREATE TABLE webhook_attempts (
+        position {AUTOID},
+        webhook_id TEXT NOT NULL,
+        seq {BIGINT} NOT NULL,
+        event TEXT NOT NULL,
+        attempt {BIGINT} NOT NULL,
+        outcome TEXT NOT NULL,
+        status {BIGINT},
+        latency_ms {REAL} NOT NULL,
+        error TEXT,
+        at {REAL} NOT NULL
+    );
+    CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (webhook_id, position);
+    CREATE TABLE webhook_dead_letters (
+        webhook_id TEXT NOT NULL,
+        seq {BIGINT} NOT NULL,
+        session TEXT NOT NULL,
+        event TEXT NOT NULL,
+        data {BLOB} NOT NULL,
+        ts {REAL} NOT NULL,
+        attempts {BIGINT} NOT NULL,
+        status {BIGINT},
+        error TEXT,
+        dead_at {REAL} NOT NULL,
+        redeliver {BIGINT} NOT NULL DEFAULT 0,
+        PRIMARY KEY (webhook_id, seq)
+    ) {WITHOUT_ROWID};
+    """,
 ]
 
 

@@ -35,6 +35,7 @@ from .identities import IdentityStore
 from .leases import Fence, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
 from .tenants import QUEUED_SIZE, TenantStore, check_session_quota, release_queued, reserve_queued
+from .webhooks import WebhookStore
 
 __all__ = ["SessionExists", "Storage"]
 
@@ -125,6 +126,7 @@ class Storage:
         self.chats = ChatStore(db, append_events)
         self.identities = IdentityStore(db)
         self.tenants = TenantStore(db)
+        self.webhooks = WebhookStore(db, append_events)
 
     @property
     def dialect(self) -> str:
@@ -362,9 +364,14 @@ class Storage:
         def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
             removed = 0
             for tenant, newest in conn.execute("SELECT tenant, seq FROM tenant_seq").fetchall():
+                # An enabled webhook endpoint keeps the events it has not delivered yet (docs/webhooks.md).
+                (undelivered,) = conn.execute(
+                    "SELECT min(cursor_seq) FROM webhooks WHERE tenant = ? AND enabled = 1", (tenant,)
+                ).fetchone()
+                keep_after = newest - event_keep if undelivered is None else min(newest - event_keep, undelivered)
                 cur = conn.execute(
                     "DELETE FROM events WHERE tenant = ? AND seq <= ? AND ts < ?",
-                    (tenant, newest - event_keep, now - event_max_age),
+                    (tenant, keep_after, now - event_max_age),
                 )
                 removed += cur.rowcount
             conn.execute("DELETE FROM outbox WHERE status != 'queued' AND created_at < ?", (now - record_max_age,))

@@ -77,18 +77,25 @@ def effective_quotas(own: TenantQuotas, defaults: TenantQuotas) -> TenantQuotas:
     )
 
 
-def _lock_limits(conn: Conn, tenant: str, defaults: TenantQuotas) -> TenantQuotas:
-    """The tenant's limits, with the tenant's event counter row locked until the transaction ends.
+_LOCK_TENANT = (
+    "INSERT INTO tenant_seq (tenant, seq) VALUES (?, 0) ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq"
+)
 
-    The counter row (``tenant_seq``) is the one lock every write that appends a tenant's events takes anyway, so
-    a quota check and an event append of the same tenant in two transactions on two nodes wait for each other
-    in one order and cannot deadlock (locking the ``tenants`` row instead did: one transaction held the counter
-    and waited for the tenant row, the other the reverse). A no-op update takes the lock on PostgreSQL; SQLite
-    has one writer anyway."""
-    conn.execute(
-        "INSERT INTO tenant_seq (tenant, seq) VALUES (?, 0) ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq",
-        (tenant,),
-    )
+
+def _lock_tenant(conn: Conn, tenant: str) -> None:
+    """Lock the tenant's event counter row (``tenant_seq``) until the transaction ends.
+
+    It is the lock every write that appends a tenant's events takes anyway. Writes that also change the tenant's
+    row (quota checks and counts) take it first, so two transactions on two nodes that touch both rows wait for
+    each other in one order and cannot deadlock (taking the ``tenants`` row first did: one transaction held the
+    counter and waited for the tenant row, the other the reverse). A no-op update takes the lock on PostgreSQL;
+    SQLite has one writer anyway."""
+    conn.execute(_LOCK_TENANT, (tenant,))
+
+
+def _lock_limits(conn: Conn, tenant: str, defaults: TenantQuotas) -> TenantQuotas:
+    """The tenant's limits, read under :func:`_lock_tenant`."""
+    _lock_tenant(conn, tenant)
     row = conn.execute(
         "SELECT max_sessions, max_queued_messages, max_queued_bytes FROM tenants WHERE name = ?", (tenant,)
     ).fetchone()
@@ -148,6 +155,7 @@ def reserve_queued(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -
         size,
         defaults.max_queued_bytes or 0,
     )
+    _lock_tenant(conn, tenant)
     for _ in range(2):
         row = conn.execute(
             "UPDATE tenants SET queued_messages = queued_messages + 1, queued_bytes = queued_bytes + ? "
@@ -192,10 +200,14 @@ def _queue_refusal(tenant: str, defaults: TenantQuotas, row: Sequence[Any], size
 def release_queued(conn: Conn, session_id: str, count: int, size: int) -> None:
     """``count`` messages of ``size`` bytes in all, of the session, are no longer queued (sent, failed, deleted)."""
     if count:
+        (tenant,) = conn.execute("SELECT tenant FROM sessions WHERE id = ?", (session_id,)).fetchone() or (None,)
+        if tenant is None:
+            return
+        _lock_tenant(conn, tenant)
         conn.execute(
             "UPDATE tenants SET queued_messages = queued_messages - ?, queued_bytes = queued_bytes - ? "
-            "WHERE name = (SELECT tenant FROM sessions WHERE id = ?)",
-            (count, size, session_id),
+            "WHERE name = ?",
+            (count, size, tenant),
         )
 
 

@@ -17,12 +17,13 @@ tenant's session is indistinguishable from a missing one.
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
 ``admin``     ``tenant.*``, ``token.*``, ``audit.list``
+``webhooks``  ``webhook.*``
 ============  ======================================
 """
 
 from __future__ import annotations
 
-from . import admin, chats, contacts, events, media, messages, presence, sessions, sim
+from . import admin, chats, contacts, events, media, messages, presence, sessions, sim, webhooks
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "run_command",
     "sessions",
     "sim",
+    "webhooks",
 ]
