@@ -73,6 +73,7 @@ from ..protocol import (
 )
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
 from .chats import Chats, inbound_entry
+from .contacts import Contacts
 from .identities import Identities
 from .inbound import describe_inbound
 from .moves import SessionMoves
@@ -127,6 +128,8 @@ class SessionManager(SessionMoves, MessageSending):
         """``chat.*``, ``message.history``, and the history sync."""
         self.identities = Identities(storage.identities)
         """Each session's phone ↔ LID map (:mod:`.identity`)."""
+        self.contacts = Contacts(engine, media, self.get)
+        """``contact.*``."""
 
     # -- lifecycle
 
@@ -293,6 +296,7 @@ class SessionManager(SessionMoves, MessageSending):
             del self._by_id[session.id]
         self.chats.forget(session.id)
         self.identities.forget(session.id)
+        self.contacts.forget(session.id)
 
     @contextlib.asynccontextmanager
     async def _lifecycle(self, tenant: str, name: str) -> AsyncIterator[Session]:
