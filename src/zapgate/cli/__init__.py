@@ -2,7 +2,7 @@
 
 Server-side commands (``serve``, ``token``, ``tenant``, ``audit``) work on the local data directory; client
 commands (``pair``, ``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``, ``media``,
-``contact``, ``group``) talk to a running gateway over its WebSocket API. Exit codes are in
+``contact``, ``group``, ``chat``, ``history``) talk to a running gateway over its WebSocket API. Exit codes are in
 :mod:`zapgate.cli.exit_codes`.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import admin, client, groups, media, server
+from . import admin, chats, client, groups, media, server
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_commands(commands)
     media.add_commands(commands)
     groups.add_commands(commands)
+    chats.add_commands(commands)
     return parser
 
 

@@ -28,7 +28,18 @@ Errors the client adds to the :mod:`zapgate.errors` tree (client side only, neve
 from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
-from ..protocol import ContactIdentity, Me, MediaInfo, SendResult, SessionInfo, Subscription
+from ..protocol import (
+    ChatInfo,
+    ContactIdentity,
+    ContactInfoResult,
+    HistoryMessage,
+    Me,
+    MediaInfo,
+    NumberCheck,
+    SendResult,
+    SessionInfo,
+    Subscription,
+)
 from ..protocol.content import (
     Audio,
     ContactCard,
@@ -52,9 +63,11 @@ from ..protocol.content import (
 from .api import Client, connect
 from .connection import DEFAULT_URL, Connection, GatewayUnreachable, RequestTimeout
 from .events import (
+    ChatUpdated,
     Event,
     EventGap,
     EventPage,
+    HistorySynced,
     MediaFailed,
     MediaReady,
     MessageEdited,
@@ -77,11 +90,14 @@ from .events import (
 __all__ = [
     "DEFAULT_URL",
     "Audio",
+    "ChatInfo",
+    "ChatUpdated",
     "Client",
     "Connection",
     "ConnectionClosed",
     "ContactCard",
     "ContactIdentity",
+    "ContactInfoResult",
     "Contacts",
     "Content",
     "Document",
@@ -90,6 +106,8 @@ __all__ = [
     "EventGap",
     "EventPage",
     "GatewayUnreachable",
+    "HistoryMessage",
+    "HistorySynced",
     "Image",
     "LinkPreview",
     "Location",
@@ -103,6 +121,7 @@ __all__ = [
     "MessageReceived",
     "MessageRevoked",
     "MessageStatus",
+    "NumberCheck",
     "Poll",
     "PollVote",
     "Presence",

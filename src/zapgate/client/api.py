@@ -63,7 +63,7 @@ from ..protocol.content import (
     Vote,
 )
 from .admin import AdminCommands
-from .connection import Connection
+from .chats import ChatsAndContacts
 from .media import FileSource, MediaTransfer
 
 __all__ = ["Client", "connect"]
@@ -107,7 +107,7 @@ def connect(
     )
 
 
-class Client(Connection, AdminCommands):
+class Client(ChatsAndContacts, AdminCommands):
     """A connection to one gateway as one tenant, with a typed method per command. Build it with :func:`connect`.
 
     Every method raises the gateway's error as its :mod:`zapgate.errors` class, :class:`RequestTimeout` after

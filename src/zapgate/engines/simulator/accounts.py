@@ -69,6 +69,12 @@ class SimulatedAccounts(abc.ABC):
     async def _account_of(self, phone: str) -> str: ...
 
     @abc.abstractmethod
+    async def _phone_of(self, jid: Jid) -> str | None: ...
+
+    @abc.abstractmethod
+    def _shown_as(self, phone: str) -> str: ...
+
+    @abc.abstractmethod
     def _name(self, phone: str) -> str: ...
 
     @abc.abstractmethod
@@ -101,7 +107,7 @@ class SimulatedAccounts(abc.ABC):
 
     async def contact_info(self, session_id: str, jid: Jid) -> ContactProfile:
         viewer = self._sending_device(session_id).phone or ""
-        phone = await self._phone_of(jid)
+        phone = await self._account_named(jid)
 
         def read(conn: Conn) -> tuple[Any, bool]:
             row = conn.execute(
@@ -113,7 +119,7 @@ class SimulatedAccounts(abc.ABC):
         (about, business_name, picture, hidden), blocked_viewer = await self._db.read(read)
         visible = not hidden and not blocked_viewer
         return ContactProfile(
-            jid=user_jid(phone),
+            jid=self._shown_as(phone),  # an account that hides its number is known by its LID alone
             lid=f"{self._accounts[phone][1]}@lid",
             push_name=self._name(phone),
             business=business_name is not None,
@@ -162,7 +168,7 @@ class SimulatedAccounts(abc.ABC):
 
     async def set_blocked(self, session_id: str, jid: Jid, blocked: bool) -> list[str]:
         phone = self._sending_device(session_id).phone or ""
-        other = await self._phone_of(jid)
+        other = await self._account_named(jid)
 
         def store(conn: Conn) -> tuple[list[str], list[Any]]:
             if blocked:
@@ -307,17 +313,12 @@ class SimulatedAccounts(abc.ABC):
             )
         return made
 
-    async def _phone_of(self, jid: Jid) -> str:
+    async def _account_named(self, jid: Jid) -> str:
         """The account ``jid`` names (a phone JID, possibly without its ninth digit, or a LID)."""
-        if jid.server == "lid":
-            for phone, (_, lid) in self._accounts.items():
-                if lid == jid.user:
-                    return phone
-        elif jid.is_user:
-            phone = await self._account_of(jid.user)
-            if phone in self._accounts:
-                return phone
-        raise SendError("not_on_whatsapp", f"{jid} is not on WhatsApp", retryable=False)
+        phone = await self._phone_of(jid)
+        if phone is None or await self._server.account(phone) is None:
+            raise SendError("not_on_whatsapp", f"{jid} is not on WhatsApp", retryable=False)
+        return phone
 
 
 def _business_names(conn: Conn, phones: Sequence[str]) -> list[tuple[str, str]]:
