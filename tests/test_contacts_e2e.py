@@ -141,3 +141,16 @@ async def test_contact_commands_need_a_connected_session(gateway: RunningGateway
         await client.status("alice", "disconnected")
         offline = await client.request("contact.check", session="alice", phones=[BOB])
         assert offline["error"]["code"] == "engine_unavailable"
+
+
+async def test_sim_profile_is_for_contacts_and_your_own_phones(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client, gateway.connect("other") as other:
+        await client.pair("alice", ALICE)
+        echo = await client.request("sim.profile", phone="+1 555 000 0000", about="hacked")
+        assert echo["error"]["code"] == "phone_taken"
+        theirs = await other.request("sim.profile", phone=ALICE, about="hacked")
+        assert theirs["error"]["code"] == "phone_taken"
+        assert await client.call("sim.profile", phone=ALICE, about="mine") == {}
+        assert await other.call("sim.profile", phone="+55 31 97777-0003", about="a contact") == {}
+        info = await client.call("contact.info", session="alice", contact="+55 31 97777-0003")
+        assert info["about"] == "a contact"

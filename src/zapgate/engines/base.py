@@ -567,11 +567,13 @@ class Sandbox(Protocol):
         self,
         phone: str,
         *,
+        tenant: str,
         about: str | None = None,
         business_name: str | None = None,
         picture: bool | None = None,
         hide_profile: bool | None = None,
     ) -> None:
-        """The owner of ``phone`` changes its profile: about text, verified business name ("" clears it), a new
-        picture (or none), and whether it hides about and picture from everyone."""
+        """The owner of ``phone`` (a contact, or a phone of ``tenant``) changes its profile: about text, verified
+        business name ("" clears it), a new picture (or none), and whether it hides about and picture from
+        everyone."""
         ...

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ...errors import PhoneTaken
 from ...jid import Jid
 from ...protocol.content import Text
 from ...storage.database import Conn, Database
@@ -140,14 +141,25 @@ class SimulatedAccounts(abc.ABC):
         self,
         phone: str,
         *,
+        tenant: str,
         about: str | None = None,
         business_name: str | None = None,
         picture: bool | None = None,
         hide_profile: bool | None = None,
     ) -> None:
-        """``sim.profile``: change an account's profile as its owner would ("" clears the business name)."""
-        if phone not in self._accounts:
+        """``sim.profile``: change an account's profile as its owner would ("" clears the business name). A phone
+        of another tenant, and the echo contact, are not ``tenant``'s to change (``phone_taken``)."""
+        if await self._server.account(phone) is None:
             await self._server.add_account(phone, "contact")
+
+        def read(conn: Conn) -> Any:
+            return conn.execute("SELECT kind, owner FROM accounts WHERE phone = ?", (phone,)).fetchone()
+
+        kind, owner = await self._db.read(read)
+        if kind == "echo":
+            raise PhoneTaken(f"+{phone} is the simulator's echo contact: its profile is fixed")
+        if owner is not None and owner != tenant:
+            raise PhoneTaken(f"+{phone} is another tenant's simulated phone")
 
         def store(conn: Conn) -> tuple[None, list[Any]]:
             if about is not None:

@@ -97,6 +97,7 @@ async def sim_contact(gw: Gateway, caller: Caller, cmd: SimContact) -> SimContac
 async def sim_profile(gw: Gateway, caller: Caller, cmd: SimProfile) -> Empty:
     await _sandbox(gw).set_profile(
         parse_phone(cmd.phone),
+        tenant=caller.tenant,
         about=cmd.about,
         business_name=cmd.business_name,
         picture=cmd.picture,
