@@ -20,6 +20,7 @@ from ..errors import EngineUnavailable, NotOnWhatsApp, SendFailed, SessionNotPai
 from ..jid import parse_phone, parse_recipient
 from ..media.library import MediaLibrary
 from ..protocol import BlockResult, ContactInfoResult, NumberCheck, ProfilePicture
+from ..storage import Storage
 from .chats import ninth_digit_variants
 
 __all__ = ["CHECK_CACHE_S", "CHECK_CACHE_SIZE", "Contacts"]
@@ -48,12 +49,14 @@ class Contacts:
         self,
         engine: Engine,
         media: MediaLibrary,
+        storage: Storage,
         lookup: Callable[[str, str], Any],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
         self._media = media
+        self._storage = storage
         self._lookup = lookup
         self._clock = clock
         self._checked: collections.OrderedDict[tuple[str, str], tuple[float, PhoneCheck]] = collections.OrderedDict()
@@ -100,10 +103,14 @@ class Contacts:
             else:
                 into.unlink(missing_ok=True)
         blocked = await _call(self._engine.blocklist(session.id), "read the blocklist")
+        push_name = profile.push_name
+        if push_name is None:  # the engine may not know it: the name the chat got from its messages
+            chat = await self._storage.chats.chat(session.id, profile.jid)
+            push_name = chat.name if chat is not None else None
         return ContactInfoResult(
             jid=profile.jid,
             lid=profile.lid,
-            push_name=profile.push_name,
+            push_name=push_name,
             business=profile.business,
             business_name=profile.business_name,
             about=profile.about,

@@ -128,7 +128,7 @@ class SessionManager(SessionMoves, MessageSending):
         """``chat.*``, ``message.history``, and the history sync."""
         self.identities = Identities(storage.identities)
         """Each session's phone ↔ LID map (:mod:`.identity`)."""
-        self.contacts = Contacts(engine, media, self.get)
+        self.contacts = Contacts(engine, media, storage, self.get)
         """``contact.*``."""
 
     # -- lifecycle
