@@ -41,6 +41,9 @@ async def test_check_numbers(gateway: RunningGateway) -> None:
         assert bob["jid"] == BOB_JID and bob_again == bob | {"phone": BOB} and "business" not in bob
         assert echo["jid"] == ECHO_JID and echo["business"] is True and echo["business_name"] == "Zapgate Echo"
         assert nobody == {"phone": "+44 20 7946 0000", "on_whatsapp": False}
+        # What WhatsApp answered feeds the session's phone <-> LID map.
+        resolved = await client.call("contact.resolve", session="alice", contact=old["lid"])
+        assert resolved["jid"] == old["jid"]
         # The LID is the one the account has everywhere (the session's own LID is in `me`).
         mine = await client.call("contact.check", session="bob", phones=[ALICE])
         assert mine["contacts"][0]["lid"] == me["lid"]

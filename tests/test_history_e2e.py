@@ -63,7 +63,7 @@ async def test_a_large_history_sync_does_not_hold_up_a_live_message(gateway: Run
         by_chat = {c["chat"]: c for c in chats["chats"]}
         assert set(by_chat) == {ECHO_JID, *(f"{c}@s.whatsapp.net" for c in CONTACTS)}
         assert by_chat[f"{CONTACTS[0]}@s.whatsapp.net"]["last_message"]["message_id"] == live["message_id"]
-        assert by_chat[ECHO_JID]["name"] == "Echo"
+        assert by_chat[ECHO_JID].get("name") == "Echo", by_chat[ECHO_JID]
         # Page through the echo chat's history: every message once, newest first, all from the sync.
         seen: list[dict[str, Any]] = []
         before = None
@@ -107,6 +107,13 @@ async def test_a_new_device_gets_the_accounts_conversations(tmp_path: Path) -> N
             (sent["message_id"], True, False),
         ]
         assert all(m["history"] for m in history)
+        # The history taught the new device who Bob is: his LID is in its phone <-> LID map.
+        bob_lid = history[0]["from_lid"]
+        assert await client.call("contact.resolve", session="desk", contact=BOB) == {
+            "jid": BOB_JID,
+            "lid": bob_lid,
+            "phone": BOB_JID.split("@")[0],
+        }
         # Reading the chat on the new device sends the receipts Bob had not had yet.
         assert await client.call("chat.mark_read", session="desk", chat=BOB) == {"read": 2}
         read = set()

@@ -22,6 +22,7 @@ from ..media.library import MediaLibrary
 from ..protocol import BlockResult, ContactInfoResult, NumberCheck, ProfilePicture
 from ..storage import Storage
 from .chats import ninth_digit_variants
+from .identities import Identities
 
 __all__ = ["CHECK_CACHE_S", "CHECK_CACHE_SIZE", "Contacts"]
 
@@ -50,6 +51,7 @@ class Contacts:
         engine: Engine,
         media: MediaLibrary,
         storage: Storage,
+        identities: Identities,
         lookup: Callable[[str, str], Any],
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -57,6 +59,7 @@ class Contacts:
         self._engine = engine
         self._media = media
         self._storage = storage
+        self._identities = identities
         self._lookup = lookup
         self._clock = clock
         self._checked: collections.OrderedDict[tuple[str, str], tuple[float, PhoneCheck]] = collections.OrderedDict()
@@ -73,6 +76,7 @@ class Contacts:
         missing = list(dict.fromkeys(n for n in digits if n not in answers))
         if missing:
             fresh = await _call(self._engine.check_contacts(session.id, missing), "check the numbers")
+            await self._identities.learn(session.id, [(a.jid, a.lid) for a in fresh if a.jid and a.lid])
             for answer in fresh:
                 answers[answer.phone] = answer
                 self._remember(session.id, answer, now)
@@ -83,7 +87,10 @@ class Contacts:
         jid = parse_recipient(contact)
         if not (jid.is_user or jid.server == "lid"):
             raise SendFailed(f"{jid} is not a person (contact.info is for contacts; groups have group.info)")
+        jid = await self._identities.address(session.id, jid)  # a LID whose number is known: by number
         profile = await _call(self._engine.contact_info(session.id, jid), "read the contact's profile")
+        if profile.lid is not None and not profile.jid.endswith("@lid"):
+            await self._identities.learn(session.id, [(profile.jid, profile.lid)])
         picture = None
         if profile.picture_id is not None:
             into = await self._media.blobs.scratch()
@@ -123,6 +130,7 @@ class Contacts:
         jid = parse_recipient(contact)
         if not (jid.is_user or jid.server == "lid"):
             raise SendFailed(f"{jid} is not a person: only contacts can be blocked")
+        jid = await self._identities.address(session.id, jid)
         what = "block the contact" if blocked else "unblock the contact"
         now_blocked = await _call(self._engine.set_blocked(session.id, jid, blocked), what)
         # The blocklist names the account as WhatsApp knows it (a Brazilian number maybe without its ninth digit).

@@ -72,7 +72,7 @@ from ..protocol import (
     encode,
 )
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
-from .chats import Chats, inbound_entry
+from .chats import Chats, history_pairs, inbound_entry
 from .contacts import Contacts
 from .identities import Identities
 from .inbound import describe_inbound
@@ -128,7 +128,7 @@ class SessionManager(SessionMoves, MessageSending):
         """``chat.*``, ``message.history``, and the history sync."""
         self.identities = Identities(storage.identities)
         """Each session's phone ↔ LID map (:mod:`.identity`)."""
-        self.contacts = Contacts(engine, media, storage, self.get)
+        self.contacts = Contacts(engine, media, storage, self.identities, self.get)
         """``contact.*``."""
 
     # -- lifecycle
@@ -396,6 +396,8 @@ class SessionManager(SessionMoves, MessageSending):
             case PresenceIn():
                 await self.presence.received(session, await self.identities.presence(session.id, event))
             case HistoryBatch():
+                # What the history teaches about who is who feeds the session's phone ↔ LID map.
+                await self.identities.learn(session.id, history_pairs(event))
                 await self.chats.history_batch(session, event)
             case ChatSettingIn():
                 settings = ChatSettings(

@@ -76,6 +76,9 @@ class SimulatedAccounts(abc.ABC):
     def _shown_as(self, phone: str) -> str: ...
 
     @abc.abstractmethod
+    def _lid_jid(self, phone: str) -> str: ...
+
+    @abc.abstractmethod
     def _name(self, phone: str) -> str: ...
 
     @abc.abstractmethod
@@ -257,7 +260,7 @@ class SimulatedAccounts(abc.ABC):
         for m in messages:  # oldest first: a message from me reads the chat; the ones after it are unread
             before = chats[m.chat].unread or 0 if m.chat in chats else 0
             unread = 0 if m.from_me else before + 1
-            name = None if m.chat.endswith("@g.us") else self._name(Jid.parse(m.chat).user)
+            name = None if m.chat.endswith("@g.us") else m.push_name or chats.get(m.chat, HistoryChat(chat="")).name
             chats[m.chat] = HistoryChat(chat=m.chat, name=name, unread=unread)
         for chat, archived, pinned, muted_until in settings:
             known = chats.get(chat, HistoryChat(chat=chat))
@@ -284,12 +287,12 @@ class SimulatedAccounts(abc.ABC):
         sender, recipient, message_id, raw, text, reply_to, timestamp = row
         from_me = sender == phone
         other = recipient if from_me else sender
-        _, lid = self._accounts.get(sender, ("contact", ""))
         return MessageIn(
             message_id=message_id,
-            chat=user_jid(other),
-            sender=user_jid(sender),
-            sender_lid=f"{lid}@lid" if lid else None,
+            chat=self._shown_as(other),  # like live messages: by LID alone when the other hides its number
+            chat_lid=self._lid_jid(other),
+            sender="" if from_me else self._shown_as(sender),
+            sender_lid=None if from_me else self._lid_jid(sender),
             content=decode_content(bytes(raw)) if raw else Text(text=text),
             timestamp=int(timestamp),
             from_me=from_me,
@@ -307,20 +310,19 @@ class SimulatedAccounts(abc.ABC):
         made = []
         for i in range(count):
             peer = peers[i % len(peers)]
-            from_me = i % 3 == 0
-            sender = phone if from_me else peer
-            _, lid = self._accounts.get(sender, ("contact", ""))
+            from_me = (i // len(peers)) % 3 == 0  # a third of each chat is the account's own
             digest = hashlib.sha256(f"{phone}:{i}".encode()).hexdigest()[:18].upper()
             made.append(
                 MessageIn(
                     message_id=f"3A{digest}",
-                    chat=user_jid(peer),
-                    sender=user_jid(sender),
-                    sender_lid=f"{lid}@lid" if lid else None,
+                    chat=self._shown_as(peer),
+                    chat_lid=self._lid_jid(peer),
+                    sender="" if from_me else self._shown_as(peer),
+                    sender_lid=None if from_me else self._lid_jid(peer),
                     content=Text(text=f"Earlier message {i + 1}"),
                     timestamp=now - 86_400 - (count - i) * 60,
                     from_me=from_me,
-                    push_name=None if from_me else self._name(sender),
+                    push_name=None if from_me else self._name(peer),
                 )
             )
         return made

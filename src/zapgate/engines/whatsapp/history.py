@@ -57,6 +57,7 @@ def _message(info: Any, chat: str, lid_chat: str | None) -> MessageIn | None:
         chat=chat,
         sender=sender,
         sender_lid=sender_lid,
+        chat_lid=lid_chat if not chat.endswith("@g.us") else None,
         content=inbound.content,
         timestamp=timestamp // 1000 if timestamp > _MS_THRESHOLD else timestamp,
         from_me=from_me,
