@@ -25,6 +25,7 @@ VOLATILE = {
     *("token", "token_id", "tenant", "id", "detail", "disabled_at", "revoked_at"),
     *("webhook", "secret", "cursor", "pending", "latency_ms", "at", "last_attempt_at", "updated_at"),
     *("previous_secret_expires_at",),
+    *("media_id", "picture_id"),
 }
 ROUTES = {op.spec.name: op for op in operations()}
 NOBODY = "http://127.0.0.1:9/hook"
@@ -127,6 +128,12 @@ async def flow(run: Run) -> list[tuple[str, Any]]:
     await step("sim.contact", phone=BOB, hide_phone=False)
     await step("contact.resolve", session="s1", contact=BOB)
     await step("contact.resolve", validate=False, session="s1", contact="not a number")
+    await step("contact.check", session="s1", phones=[BOB, CONTACT, "+44 20 7946 0000"])
+    await step("sim.profile", phone=CONTACT, about="Olá", picture=True)
+    await step("contact.info", session="s1", contact=CONTACT)
+    await step("contact.block", session="s1", contact=CONTACT)
+    await step("contact.blocklist", session="s1")
+    await step("contact.unblock", session="s1", contact=CONTACT)
     await step("media.get", validate=False, media_id="unknown")
     await step("media.retry", validate=False, media_id="unknown")
     await step("sim.media_fail", session="s1", times=1)

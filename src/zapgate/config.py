@@ -367,6 +367,13 @@ class Settings:
     sim_contacts: tuple[str, ...] = field(
         default=(), metadata=_doc("Extra phone numbers that exist on the simulated network (comma-separated).")
     )
+    sim_history_messages: int = field(
+        default=0,
+        metadata=_doc(
+            "Made-up earlier messages with the echo contact and sim_contacts that a newly paired device gets in "
+            "WhatsApp's history sync, besides the account's real prior conversations."
+        ),
+    )
 
     # -- whatsapp engine
     wa_sessions_per_worker: int = field(
@@ -649,6 +656,7 @@ def _validate(s: Settings) -> None:
         "pacing_recipient_interval_s": s.pacing_recipient_interval_s,
         "pacing_new_contacts_per_day": s.pacing_new_contacts_per_day,
         "sim_latency_s": s.sim_latency_s,
+        "sim_history_messages": s.sim_history_messages,
         "ping_interval_s": s.ping_interval_s,
         "ping_timeout_s": s.ping_timeout_s,
         "wa_failed_retry_s": s.wa_failed_retry_s,

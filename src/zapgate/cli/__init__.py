@@ -2,8 +2,8 @@
 
 Server-side commands (``serve``, ``token``, ``tenant``, ``audit``) work on the local data directory; client
 commands (``pair``, ``send``, ``sessions``, ``events``, ``stop``, ``logout``, ``delete``, ``sim``, ``media``,
-``contact``, ``group``, ``webhook``) talk to a running gateway over its WebSocket API. Exit codes are in
-:mod:`zapgate.cli.exit_codes`.
+``contact``, ``group``, ``chat``, ``history``, ``webhook``) talk to a running gateway over its WebSocket API.
+Exit codes are in :mod:`zapgate.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from . import admin, client, groups, media, server, webhooks
+from . import admin, chats, client, groups, media, server, webhooks
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     media.add_commands(commands)
     groups.add_commands(commands)
     webhooks.add_commands(commands)
+    chats.add_commands(commands)
     return parser
 
 

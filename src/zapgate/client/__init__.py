@@ -29,9 +29,13 @@ from __future__ import annotations
 
 from ..errors import ConnectionClosed, ZapgateError
 from ..protocol import (
+    ChatInfo,
     ContactIdentity,
+    ContactInfoResult,
+    HistoryMessage,
     Me,
     MediaInfo,
+    NumberCheck,
     SendResult,
     SessionInfo,
     Subscription,
@@ -65,9 +69,11 @@ from ..protocol.content import (
 from .api import Client, connect
 from .connection import DEFAULT_URL, Connection, GatewayUnreachable, RequestTimeout
 from .events import (
+    ChatUpdated,
     Event,
     EventGap,
     EventPage,
+    HistorySynced,
     MediaFailed,
     MediaReady,
     MessageEdited,
@@ -91,11 +97,14 @@ from .events import (
 __all__ = [
     "DEFAULT_URL",
     "Audio",
+    "ChatInfo",
+    "ChatUpdated",
     "Client",
     "Connection",
     "ConnectionClosed",
     "ContactCard",
     "ContactIdentity",
+    "ContactInfoResult",
     "Contacts",
     "Content",
     "Document",
@@ -104,6 +113,8 @@ __all__ = [
     "EventGap",
     "EventPage",
     "GatewayUnreachable",
+    "HistoryMessage",
+    "HistorySynced",
     "Image",
     "LinkPreview",
     "Location",
@@ -117,6 +128,7 @@ __all__ = [
     "MessageReceived",
     "MessageRevoked",
     "MessageStatus",
+    "NumberCheck",
     "Poll",
     "PollVote",
     "Presence",

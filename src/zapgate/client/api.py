@@ -63,7 +63,7 @@ from ..protocol.content import (
     Vote,
 )
 from .admin import AdminCommands
-from .connection import Connection
+from .chats import ChatsAndContacts
 from .media import FileSource, MediaTransfer
 from .webhooks import WebhookCommands
 
@@ -108,7 +108,7 @@ def connect(
     )
 
 
-class Client(Connection, AdminCommands, WebhookCommands):
+class Client(ChatsAndContacts, AdminCommands, WebhookCommands):
     """A connection to one gateway as one tenant, with a typed method per command. Build it with :func:`connect`.
 
     Every method raises the gateway's error as its :mod:`zapgate.errors` class, :class:`RequestTimeout` after

@@ -13,8 +13,9 @@ from typing import Any
 
 import msgspec
 
-from ..protocol import Event as EventFrame
 from ..protocol import (
+    ChatUpdatedData,
+    HistorySyncedData,
     MediaFailedData,
     MediaReadyData,
     MessageEditedData,
@@ -33,11 +34,16 @@ from ..protocol import (
     WebhookDisabledData,
     encode,
 )
+from ..protocol import Event as EventFrame
 
 __all__ = [
+    "ChatUpdated",
+    "ChatUpdatedData",
     "Event",
     "EventGap",
     "EventPage",
+    "HistorySynced",
+    "HistorySyncedData",
     "MediaFailed",
     "MediaReady",
     "MessageEdited",
@@ -172,6 +178,18 @@ class WebhookDisabled(Event, frozen=True, kw_only=True):
     data: WebhookDisabledData
 
 
+class ChatUpdated(Event, frozen=True, kw_only=True):
+    """``chat.updated``: a chat was archived, pinned or muted (or un-); ``data`` is the chat as it is now."""
+
+    data: ChatUpdatedData
+
+
+class HistorySynced(Event, frozen=True, kw_only=True):
+    """``history.synced``: a batch of WhatsApp's history sync was stored (read it with ``history()``)."""
+
+    data: HistorySyncedData
+
+
 class UnknownEvent(Event, frozen=True, kw_only=True):
     """An event this version of the SDK has no type for; ``data`` is the decoded JSON."""
 
@@ -222,6 +240,8 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "media.ready": (MediaReady, MediaReadyData),
     "media.failed": (MediaFailed, MediaFailedData),
     "webhook.disabled": (WebhookDisabled, WebhookDisabledData),
+    "chat.updated": (ChatUpdated, ChatUpdatedData),
+    "history.synced": (HistorySynced, HistorySyncedData),
 }
 
 

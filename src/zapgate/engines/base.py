@@ -31,6 +31,7 @@ __all__ = [
     "ChatSettingIn",
     "ChatState",
     "Connected",
+    "ContactProfile",
     "Disconnected",
     "DownloadError",
     "Engine",
@@ -48,6 +49,7 @@ __all__ = [
     "Outgoing",
     "PairCode",
     "Paired",
+    "PhoneCheck",
     "PresenceIn",
     "PresenceState",
     "QrCode",
@@ -264,6 +266,36 @@ class Sent(msgspec.Struct, frozen=True):
     chat: str | None = None
 
 
+class PhoneCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """WhatsApp's answer for one phone number: is it on WhatsApp, and as which account."""
+
+    phone: str
+    """The number asked about (digits)."""
+    on_whatsapp: bool
+    jid: str | None = None
+    """The canonical JID WhatsApp answered (a Brazilian number may lose or gain its ninth digit)."""
+    lid: str | None = None
+    """The account's hidden-user id (``…@lid``), when WhatsApp gave it."""
+    business: bool = False
+    business_name: str | None = None
+    """The verified business name, for a business account."""
+
+
+class ContactProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """What WhatsApp tells about an account (what its privacy settings let the session see)."""
+
+    jid: str
+    lid: str | None = None
+    push_name: str | None = None
+    """The name the account chose, as the session last saw it."""
+    business: bool = False
+    business_name: str | None = None
+    about: str | None = None
+    """The about text (WhatsApp calls it status)."""
+    picture_id: str | None = None
+    """WhatsApp's id of the current profile picture (None: none, or hidden)."""
+
+
 class EngineIssue(msgspec.Struct, frozen=True):
     """Something that keeps the engine from working normally, for ``/healthz``."""
 
@@ -449,6 +481,28 @@ class Engine(abc.ABC):
         :class:`SendError`."""
         raise SendError("unsupported", f"the {self.name} engine cannot change chat settings", retryable=False)
 
+    async def check_contacts(self, session_id: str, phones: list[str]) -> list[PhoneCheck]:
+        """Ask WhatsApp which of ``phones`` (digits) are on WhatsApp, one answer per number in order. Raises
+        :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot check contacts", retryable=False)
+
+    async def contact_info(self, session_id: str, jid: Jid) -> ContactProfile:
+        """What WhatsApp tells about ``jid``. Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot read contact info", retryable=False)
+
+    async def profile_picture(self, session_id: str, jid: Jid, into: Path) -> str | None:
+        """Fetch ``jid``'s profile picture (a JPEG or PNG) into the file ``into`` and return its WhatsApp id; None
+        when it has none or its owner's privacy hides it. Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot fetch profile pictures", retryable=False)
+
+    async def set_blocked(self, session_id: str, jid: Jid, blocked: bool) -> list[str]:
+        """Block or unblock ``jid``; return the blocklist as WhatsApp has it then. Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot block contacts", retryable=False)
+
+    async def blocklist(self, session_id: str) -> list[str]:
+        """The JIDs the account blocked. Raises :class:`SendError`."""
+        raise SendError("unsupported", f"the {self.name} engine cannot read the blocklist", retryable=False)
+
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).
 
@@ -507,4 +561,19 @@ class Sandbox(Protocol):
     ) -> SimContactResult:
         """Create the account of ``phone`` if need be and change its privacy settings (None keeps one); with
         ``tenant``, :class:`~zapgate.errors.PhoneTaken` for the echo contact or another tenant's phone."""
+        ...
+
+    async def set_profile(
+        self,
+        phone: str,
+        *,
+        tenant: str,
+        about: str | None = None,
+        business_name: str | None = None,
+        picture: bool | None = None,
+        hide_profile: bool | None = None,
+    ) -> None:
+        """The owner of ``phone`` (a contact, or a phone of ``tenant``) changes its profile: about text, verified
+        business name ("" clears it), a new picture (or none), and whether it hides about and picture from
+        everyone."""
         ...

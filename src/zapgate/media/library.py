@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -102,8 +103,10 @@ class MediaLibrary:
                     raise InvalidRequest("the file is empty")
                 filename = clean_filename(declared.filename)
                 facts = await asyncio.to_thread(sniff, self.blobs.path(blob.sha256), declared.mimetype)
-                if origin == "upload":
-                    same = await self.store.find_upload(tenant, blob.sha256, filename, facts.mimetype, now)
+                if origin in ("upload", "picture"):  # the same file again: the same media id
+                    same = await self.store.find_upload(
+                        tenant, blob.sha256, filename, facts.mimetype, now, origin=origin
+                    )
                     if same is not None:
                         return same
                 record = MediaRecord(
@@ -125,6 +128,15 @@ class MediaLibrary:
             raise MediaTooLarge(f"the file is larger than media_max_bytes ({exc.limit} bytes)") from None
         log.debug("tenant %s: stored %s (%s, %d bytes, %s)", tenant, record.id, record.mimetype, blob.size, origin)
         return record
+
+    async def store_file(self, tenant: str, path: Path, *, origin: str) -> MediaRecord:
+        """Store a small local file an engine wrote (a profile picture) as a media id of ``tenant`` (the same bytes
+        again: the same id); the file is deleted."""
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return await self.upload(tenant, _one(data), Declared(), origin=origin)
 
     async def fetch(self, tenant: str, url: str, *, mimetype: str | None, filename: str | None) -> MediaRecord:
         """Fetch ``url`` (SSRF-guarded, capped in size and time) and store it as a media id of ``tenant``."""

@@ -12,7 +12,7 @@ is the reference for code, and the two must agree (``tests/test_docs.py``).
 ``messages``       sending, read receipts, message events
 ``media``          media files: info, retry, media.ready / media.failed
 ``presence``       typing and online status, both ways
-``contacts``       who is who: ``contact.resolve`` between phone numbers and LIDs
+``contacts``       who is who (``contact.resolve``), numbers on WhatsApp, profiles, blocking
 ``chats``          the chat list, archive / pin / mute, message history, history sync
 ``events``         reading the event log; ping
 ``subscriptions``  which events a client wants: ``subscribe`` and the filter it resolves to
@@ -67,7 +67,21 @@ from .chats import (
     MessageHistoryResult,
 )
 from .codec import COMMAND_TYPES, ClientFrame, decode_client_frame, decode_server_frame, encode
-from .contacts import ContactIdentity, ContactResolve
+from .contacts import (
+    Blocklist,
+    BlockResult,
+    ContactBlock,
+    ContactBlocklist,
+    ContactCheck,
+    ContactCheckResult,
+    ContactIdentity,
+    ContactInfo,
+    ContactInfoResult,
+    ContactResolve,
+    ContactUnblock,
+    NumberCheck,
+    ProfilePicture,
+)
 from .content import Content
 from .events import EVENTS_FETCH_MAX_BYTES, EventsFetch, EventsPage, Ping, Pong
 from .frames import PROTOCOL_VERSION, Auth, CloseCode, ErrorBody, ErrorFrame, Event, Hello, Ready, Reply, ServerFrame
@@ -113,6 +127,7 @@ from .sim import (
     SimMediaFail,
     SimMediaFailResult,
     SimNetwork,
+    SimProfile,
     SimReceive,
     SimReceiveResult,
     SimRestrict,
@@ -170,6 +185,8 @@ __all__ = [
     "AuditList",
     "AuditPage",
     "Auth",
+    "BlockResult",
+    "Blocklist",
     "ChatArchive",
     "ChatInfo",
     "ChatList",
@@ -187,8 +204,15 @@ __all__ = [
     "CloseCode",
     "Command",
     "CommandSpec",
+    "ContactBlock",
+    "ContactBlocklist",
+    "ContactCheck",
+    "ContactCheckResult",
     "ContactIdentity",
+    "ContactInfo",
+    "ContactInfoResult",
     "ContactResolve",
+    "ContactUnblock",
     "Content",
     "Empty",
     "ErrorBody",
@@ -218,6 +242,7 @@ __all__ = [
     "MessageRevokedData",
     "MessageSend",
     "MessageStatusData",
+    "NumberCheck",
     "OutboxState",
     "PacingState",
     "Ping",
@@ -226,6 +251,7 @@ __all__ = [
     "PresenceData",
     "PresenceSet",
     "PresenceSubscribe",
+    "ProfilePicture",
     "QrState",
     "QuotaOverrides",
     "Quotas",
@@ -253,6 +279,7 @@ __all__ = [
     "SimMediaFail",
     "SimMediaFailResult",
     "SimNetwork",
+    "SimProfile",
     "SimReceive",
     "SimReceiveResult",
     "SimRestrict",

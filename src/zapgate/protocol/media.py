@@ -19,7 +19,7 @@ from .content import MediaId
 __all__ = ["MediaFailedData", "MediaGet", "MediaInfo", "MediaReadyData", "MediaRetry"]
 
 MediaStatus = Literal["pending", "ready", "failed"]
-MediaOrigin = Literal["upload", "url", "inline", "received"]
+MediaOrigin = Literal["upload", "url", "inline", "received", "picture"]
 
 
 class MediaInfo(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -29,7 +29,8 @@ class MediaInfo(msgspec.Struct, omit_defaults=True, kw_only=True):
     status: MediaStatus
     """``ready`` when the file is stored; a received file is ``pending`` until downloaded, or ``failed``."""
     origin: MediaOrigin
-    """``upload`` (``POST /v1/media``), ``url`` or ``inline`` (given in a ``message.send``), ``received``."""
+    """``upload`` (``POST /v1/media``), ``url`` or ``inline`` (given in a ``message.send``), ``received``, or
+    ``picture`` (a contact's profile picture, from ``contact.info``)."""
     created_at: float
     mimetype: str | None = None
     """The type read from the file's bytes (for a received file not yet downloaded: what WhatsApp announced)."""

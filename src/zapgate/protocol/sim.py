@@ -17,6 +17,7 @@ __all__ = [
     "SimMediaFail",
     "SimMediaFailResult",
     "SimNetwork",
+    "SimProfile",
     "SimReceive",
     "SimReceiveResult",
     "SimRestrict",
@@ -129,3 +130,16 @@ class SimContact(Command, tag="sim.contact"):
     phone: Recipient
     hide_phone: bool | None = None
     refuse_group_adds: bool | None = None
+
+
+@command(reply=Empty, scope=Scope.TENANT, http=("POST", "/v1/sim/profile"), simulator_only=True)
+class SimProfile(Command, tag="sim.profile"):
+    """The owner of ``phone`` (a simulated account; created if new) changes its profile: ``about``, a verified
+    ``business_name`` (``""`` makes it a plain account), a new ``picture`` (false: none), and ``hide_profile``
+    (privacy "nobody" for about and picture)."""
+
+    phone: Recipient
+    about: Annotated[str, msgspec.Meta(max_length=139)] | None = None
+    business_name: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    picture: bool | None = None
+    hide_profile: bool | None = None

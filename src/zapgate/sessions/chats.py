@@ -33,7 +33,7 @@ from ..protocol import (
 from ..protocol.content import Content, content_text
 from ..storage import MUTED_FOREVER, ChatRecord, ChatSettings, NewEvent, OutboxItem, Storage, StoredMessage
 
-__all__ = ["NOT_IN_HISTORY", "READ_RECEIPTS_PER_CALL", "Chats", "inbound_entry", "outbound_entry"]
+__all__ = ["NOT_IN_HISTORY", "READ_RECEIPTS_PER_CALL", "Chats", "history_pairs", "inbound_entry", "outbound_entry"]
 
 NOT_IN_HISTORY = frozenset({"reaction", "edit", "revoke", "vote"})
 """Content kinds that change an earlier message rather than add one to the chat."""
@@ -86,6 +86,17 @@ def outbound_entry(item: OutboxItem) -> StoredMessage | None:
         text=content_text(content),
         reply_to=item.reply_to,
     )
+
+
+def history_pairs(batch: HistoryBatch) -> list[tuple[str | None, str | None]]:
+    """The (phone JID, LID) pairs a history batch shows: authors, and the people of one-to-one chats."""
+    pairs: list[tuple[str | None, str | None]] = []
+    for m in batch.messages:
+        if m.sender and m.sender_lid and not m.sender.endswith("@lid"):
+            pairs.append((m.sender, m.sender_lid))
+        if m.chat_lid and m.chat.endswith("@s.whatsapp.net"):
+            pairs.append((m.chat, m.chat_lid))
+    return list(dict.fromkeys(pairs))
 
 
 class _Session(Protocol):

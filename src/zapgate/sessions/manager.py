@@ -72,7 +72,8 @@ from ..protocol import (
     encode,
 )
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
-from .chats import Chats, inbound_entry
+from .chats import Chats, history_pairs, inbound_entry
+from .contacts import Contacts
 from .identities import Identities
 from .inbound import describe_inbound
 from .moves import SessionMoves
@@ -127,6 +128,8 @@ class SessionManager(SessionMoves, MessageSending):
         """``chat.*``, ``message.history``, and the history sync."""
         self.identities = Identities(storage.identities)
         """Each session's phone ↔ LID map (:mod:`.identity`)."""
+        self.contacts = Contacts(engine, media, storage, self.identities, self.get)
+        """``contact.*``."""
 
     # -- lifecycle
 
@@ -293,6 +296,7 @@ class SessionManager(SessionMoves, MessageSending):
             del self._by_id[session.id]
         self.chats.forget(session.id)
         self.identities.forget(session.id)
+        self.contacts.forget(session.id)
 
     @contextlib.asynccontextmanager
     async def _lifecycle(self, tenant: str, name: str) -> AsyncIterator[Session]:
@@ -392,6 +396,8 @@ class SessionManager(SessionMoves, MessageSending):
             case PresenceIn():
                 await self.presence.received(session, await self.identities.presence(session.id, event))
             case HistoryBatch():
+                # What the history teaches about who is who feeds the session's phone ↔ LID map.
+                await self.identities.learn(session.id, history_pairs(event))
                 await self.chats.history_batch(session, event)
             case ChatSettingIn():
                 settings = ChatSettings(

@@ -133,16 +133,16 @@ class MediaStore:
         return await self._db.read(op)
 
     async def find_upload(
-        self, tenant: str, sha256: str, filename: str | None, mimetype: str, now: float
+        self, tenant: str, sha256: str, filename: str | None, mimetype: str, now: float, *, origin: str = "upload"
     ) -> MediaRecord | None:
-        """The tenant's stored upload of the same bytes under the same name and type, if any, marked as used now
-        (so that uploading a file again returns the same media id)."""
+        """The tenant's stored upload (or file of another ``origin``) of the same bytes under the same name and
+        type, if any, marked as used now (so that uploading a file again returns the same media id)."""
 
         def op(conn: Conn) -> tuple[MediaRecord | None, list[StoredEvent]]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM media WHERE tenant = ? AND sha256 = ? AND origin = 'upload' "  # noqa: S608
+                f"SELECT {_COLUMNS} FROM media WHERE tenant = ? AND sha256 = ? AND origin = ? "  # noqa: S608
                 "AND status = 'ready' AND mimetype = ? ORDER BY created_at",
-                (tenant, sha256, mimetype),
+                (tenant, sha256, origin, mimetype),
             )
             record = next((r for r in map(_record, rows) if r.filename == filename), None)
             if record is None:

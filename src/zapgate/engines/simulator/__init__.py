@@ -39,6 +39,7 @@ def from_settings(settings: Settings, *, node: str | None = None) -> SimulatorEn
         qr_schedule=settings.sim_qr_schedule,
         latency=settings.sim_latency_s,
         contacts=settings.sim_contacts,
+        history_messages=settings.sim_history_messages,
         database_url=settings.database_url if settings.clustered else None,
         node=node,
         lock_hold_limit_s=settings.lock_hold_limit_s,

@@ -37,6 +37,10 @@ class Device:
     mail: list[tuple[int, EngineEvent]] = field(default_factory=list)
     """A heap by mailbox row id: mail is delivered in the order the server stored it."""
     queued: set[int] = field(default_factory=set)
+    history: collections.deque[EngineEvent] = field(default_factory=collections.deque)
+    """History-sync batches still to deliver (after any live mail)."""
+    history_due: bool = False
+    """Freshly paired: the history sync follows the first connect."""
     reload: bool = False
     """Another node stored mail for this device: read the mailbox again."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)

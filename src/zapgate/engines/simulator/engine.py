@@ -19,7 +19,6 @@ from ...storage.database import Conn
 from ..base import (
     PLAIN,
     Availability,
-    ChatSettingIn,
     ChatState,
     Connected,
     Disconnected,
@@ -36,6 +35,7 @@ from ..base import (
     SendError,
     Sent,
 )
+from .accounts import SimulatedAccounts
 from .cdn import SimulatedCdn
 from .devices import Device, Mail, user_jid
 from .pairing import Pairings
@@ -48,6 +48,7 @@ from .records import (
     find_delivery,
     insert_delivery,
     insert_mail,
+    is_blocked,
     linked_devices,
     record_connect,
 )
@@ -70,7 +71,7 @@ class _Replaced(Exception):
     """The device's connection is no longer this node's: WhatsApp would not take anything sent on it."""
 
 
-class SimulatorEngine(SimulatedPhones, Engine):
+class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
     """A simulated WhatsApp network (see the module documentation).
 
     ``database_url`` (PostgreSQL) shares the simulated WhatsApp with the other nodes of a cluster; ``node`` is
@@ -85,6 +86,7 @@ class SimulatorEngine(SimulatedPhones, Engine):
         qr_schedule: Sequence[float] = (60.0, 20.0, 20.0, 20.0, 20.0, 20.0),
         latency: float = 0.2,
         contacts: Sequence[str] = (),
+        history_messages: int = 0,
         database_url: str | None = None,
         node: str | None = None,
         lock_hold_limit_s: float | None = None,
@@ -99,6 +101,7 @@ class SimulatorEngine(SimulatedPhones, Engine):
         self._accounts = self._server.accounts  # phone -> (kind, lid); kept up to date by the server
         self._latency = latency
         self._extra_contacts = [parse_phone(c) for c in contacts]
+        self._history_messages = history_messages
         self._sink: EngineSink | None = None
         self._devices: dict[str, Device] = {}
         self._linked: dict[str, list[str]] = collections.defaultdict(list)
@@ -234,6 +237,8 @@ class SimulatorEngine(SimulatedPhones, Engine):
             refused = refusal(content, sender, to.user, target, now)
             if refused is not None:
                 return (now, None, refused), []
+            if is_blocked(conn, sender, by=to.user):
+                return (now, None, None), []  # accepted, never delivered: no "delivered" receipt either
             insert_delivery(conn, sender, to.user, message_id, content, reply_to, now, (session_node, epoch))
             return (now, self._store_mail(conn, [(to.user, message), (sender, delivered)]), None), []
 
@@ -329,39 +334,6 @@ class SimulatorEngine(SimulatedPhones, Engine):
         if phone is None:
             raise SendError("unsupported_recipient", "presence is only known for contacts", retryable=False)
         self._presence.subscribe(device, phone)
-
-    async def set_chat(
-        self,
-        session_id: str,
-        chat: Jid,
-        *,
-        archived: bool | None = None,
-        pinned: bool | None = None,
-        muted_until: int | None = None,
-    ) -> None:
-        device = self._sending_device(session_id)
-        phone, changes = device.phone or "", {"archived": archived, "pinned": pinned, "muted_until": muted_until}
-        given = {name: int(value) for name, value in changes.items() if value is not None}
-
-        def store(conn: Conn) -> tuple[Mail, list[Any]]:
-            conn.execute(
-                "INSERT INTO chat_settings (phone, chat) VALUES (?, ?) ON CONFLICT (phone, chat) DO NOTHING",
-                (phone, str(chat)),
-            )
-            for name, value in given.items():
-                conn.execute(
-                    f"UPDATE chat_settings SET {name} = ? WHERE phone = ? AND chat = ?",  # noqa: S608
-                    (value, phone, str(chat)),
-                )
-            # App state reaches the account's other devices (not the one that changed it).
-            event = ChatSettingIn(chat=str(chat), archived=archived, pinned=pinned, muted_until=muted_until)
-            others = [s for s in linked_devices(conn, phone) if s != session_id]
-            raw = encode_event(event)
-            row_ids = insert_mail(conn, [(s, raw) for s in others])
-            self._server.announce(conn, "mail", others)
-            return [(s, event, r) for s, r in zip(others, row_ids, strict=True)], []
-
-        self._post(await self._db.write(store))
 
     def _sending_device(self, session_id: str) -> Device:
         device = self._devices.get(session_id)
@@ -493,6 +465,11 @@ class SimulatorEngine(SimulatedPhones, Engine):
             return
         device.online = True
         self._emit(device, Connected(me=self._me(device)))
+        if device.history_due and device.phone is not None:
+            # WhatsApp sends a new device the account's history once it is online (after the live backlog).
+            device.history_due = False
+            device.history.extend(await self._history_for(device.phone))
+            device.wake.set()
 
     async def _disconnect(self, device: Device) -> None:
         """The device's connection from this node closes (a later connect from another node replaces nothing)."""
@@ -618,6 +595,13 @@ class SimulatorEngine(SimulatedPhones, Engine):
                     heapq.heappop(device.mail)
                     device.queued.discard(row_id)
                 self._delivered(row_id)
+                continue
+            if device.online and device.history:
+                # Lowest priority: live mail that came meanwhile goes first.
+                if not await self._call_sink(device, device.history[0]):
+                    await asyncio.sleep(1.0)
+                    continue
+                device.history.popleft()
                 continue
             device.wake.clear()
             await device.wake.wait()

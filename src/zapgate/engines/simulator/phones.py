@@ -32,7 +32,7 @@ from .cdn import SimulatedCdn
 from .devices import Device, Mail, user_jid
 from .pairing import Pairing, Pairings
 from .presence import SimPresence
-from .records import find_delivery, insert_delivery
+from .records import find_delivery, insert_delivery, is_blocked
 from .rules import decode_content, echo_answer, refusal, target_of
 from .server import SimServer
 
@@ -122,6 +122,7 @@ class SimulatedPhones(abc.ABC):
         if await self._server.account(phone) is None:
             await self._server.add_account(phone, "phone")
         me, record = await self._link(device, phone)
+        device.history_due = True
         self._emit(device, Paired(me=me, device=record))
         # WhatsApp asks a freshly paired device to reconnect (stream error 515) before it is online.
         self._later(self._come_online, device)
@@ -280,6 +281,8 @@ class SimulatedPhones(abc.ABC):
             refused = refusal(content, sender, recipient, target, now)
             if refused is not None:
                 return refused, []
+            if is_blocked(conn, sender, by=recipient):
+                return [], []  # accepted, never delivered (one grey tick on the sender's phone)
             insert_delivery(conn, sender, recipient, message_id, content, reply_to, now)
             return self._store_mail(conn, [(recipient, message)]), []
 

@@ -30,6 +30,7 @@ __all__ = [
     "find_delivery",
     "insert_delivery",
     "insert_mail",
+    "is_blocked",
     "linked_devices",
     "make_pair_code",
     "make_qr_code",
@@ -146,6 +147,20 @@ MIGRATIONS = [
     ALTER TABLE accounts ADD COLUMN refuses_group_adds {BIGINT} NOT NULL DEFAULT 0;
     CREATE UNIQUE INDEX accounts_lid ON accounts (lid);
     """,
+    # 8: profiles and privacy: the about text, a verified business name, whether the account has a profile picture
+    # (generated from its number) and hides its about and picture from everyone; ``blocks``: who blocked whom
+    """
+    ALTER TABLE accounts ADD COLUMN about TEXT;
+    ALTER TABLE accounts ADD COLUMN business_name TEXT;
+    ALTER TABLE accounts ADD COLUMN picture {BIGINT} NOT NULL DEFAULT 1;
+    ALTER TABLE accounts ADD COLUMN hide_profile {BIGINT} NOT NULL DEFAULT 0;
+    UPDATE accounts SET business_name = 'Zapgate Echo' WHERE kind = 'echo';
+    CREATE TABLE blocks (
+        phone TEXT NOT NULL,
+        blocked TEXT NOT NULL,
+        PRIMARY KEY (phone, blocked)
+    );
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()
@@ -220,6 +235,12 @@ def find_delivery(conn: Conn, message_id: str) -> Earlier | None:
     sender, recipient, timestamp, raw, text = row
     content = decode_content(bytes(raw)) if raw is not None else Text(text=text or " ")
     return Earlier(sender=sender, recipient=recipient, timestamp=int(timestamp), content=content)
+
+
+def is_blocked(conn: Conn, phone: str, by: str) -> bool:
+    """Whether the account ``by`` blocked ``phone`` (WhatsApp then accepts ``phone``'s messages to it, but never
+    delivers them)."""
+    return conn.execute("SELECT 1 FROM blocks WHERE phone = ? AND blocked = ?", (by, phone)).fetchone() is not None
 
 
 def linked_devices(conn: Conn, phone: str) -> list[str]:

@@ -29,6 +29,8 @@ log = logging.getLogger("zapgate.engines.simulator")
 CODE_RETENTION_S = 86400.0
 CONNECTION_LOG_RETENTION_S = 7 * 86400.0
 NOTICES_RECONNECT_S = 1.0
+ECHO_BUSINESS_NAME = "Zapgate Echo"
+"""The echo contact is a verified business account."""
 
 
 class SimServer:
@@ -157,8 +159,9 @@ class SimServer:
 
         def add(conn: Conn) -> tuple[Any, list[Any]]:
             conn.execute(
-                "INSERT INTO accounts (phone, lid, kind, name) VALUES (?, ?, ?, ?) ON CONFLICT (phone) DO NOTHING",
-                (phone, lid, kind, name),
+                "INSERT INTO accounts (phone, lid, kind, name, business_name) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (phone) DO NOTHING",
+                (phone, lid, kind, name, ECHO_BUSINESS_NAME if kind == "echo" else None),
             )
             return conn.execute(
                 "SELECT phone, kind, lid, hides_phone, refuses_group_adds FROM accounts WHERE phone = ?", (phone,)

@@ -28,6 +28,7 @@ from ..base import (
     Availability,
     ChatState,
     Connected,
+    ContactProfile,
     Disconnected,
     DownloadError,
     Engine,
@@ -35,10 +36,12 @@ from ..base import (
     EngineIssue,
     EngineSink,
     Failed,
+    HistoryBatch,
     LoggedOut,
     MessageIn,
     Outgoing,
     Paired,
+    PhoneCheck,
     Quote,
     ReceiptIn,
     SendError,
@@ -63,6 +66,8 @@ DOWNLOAD_REPLY_TIMEOUT_S = 330.0
 """Longer than the worker's own 300 s limit on a download."""
 PRESENCE_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0
+CONTACTS_TIMEOUT_S = 60.0
+"""Number checks, profiles (with the picture download) and blocklist changes."""
 LOGOUT_TIMEOUT_S = 30.0
 SINK_ATTEMPTS = 3
 """Tries to store an event (a second apart) before it is dropped and logged."""
@@ -95,6 +100,8 @@ class WhatsAppEngine(Engine):
         self._devices = DeviceStores(settings.data_dir, settings.database_url if settings.clustered else None)
         self._sink: EngineSink | None = None
         self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
+        self._history: dict[str, collections.deque[EngineEvent]] = {}
+        """History-sync batches per session, stored after any live event waiting (history is older anyway)."""
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._me: dict[str, str] = {}
         self._unreachable: dict[str, str | None] = {}
@@ -300,6 +307,62 @@ class WhatsAppEngine(Engine):
                 reply.error_code or "engine_error", reply.error_message or "failed", retryable=reply.retryable
             )
 
+    # -- contacts (see .accounts)
+
+    async def check_contacts(self, session_id: str, phones: list[str]) -> list[PhoneCheck]:
+        reply = await self._ask(session_id, lambda i: ipc.CheckPhones(id=i, session_id=session_id, phones=phones))
+        return msgspec.convert(reply.data, list[PhoneCheck])
+
+    async def contact_info(self, session_id: str, jid: Jid) -> ContactProfile:
+        reply = await self._ask(session_id, lambda i: ipc.ContactInfo(id=i, session_id=session_id, jid=str(jid)))
+        return msgspec.convert(reply.data, ContactProfile)
+
+    async def profile_picture(self, session_id: str, jid: Jid, into: Path) -> str | None:
+        def make(i: int) -> ipc.Request:
+            return ipc.ProfilePicture(id=i, session_id=session_id, jid=str(jid), into=str(into))
+
+        reply = await self._ask(session_id, make)
+        return None if reply.data is None else str(reply.data)
+
+    async def set_blocked(self, session_id: str, jid: Jid, blocked: bool) -> list[str]:
+        def make(i: int) -> ipc.Request:
+            return ipc.SetBlocked(id=i, session_id=session_id, jid=str(jid), blocked=blocked)
+
+        return [str(j) for j in (await self._ask(session_id, make)).data or []]
+
+    async def blocklist(self, session_id: str) -> list[str]:
+        reply = await self._ask(session_id, lambda i: ipc.Blocklist(id=i, session_id=session_id))
+        return [str(j) for j in reply.data or []]
+
+    async def set_chat(
+        self,
+        session_id: str,
+        chat: Jid,
+        *,
+        archived: bool | None = None,
+        pinned: bool | None = None,
+        muted_until: int | None = None,
+    ) -> None:
+        raise SendError(
+            "unsupported",
+            "the whatsapp engine cannot archive, pin or mute chats: neonize 0.5.2's SendAppState binding loses the "
+            "app-state patch type (docs/engines.md)",
+            retryable=False,
+        )
+
+    async def _ask(self, session_id: str, make: Callable[[int], ipc.Request]) -> ipc.Reply:
+        try:
+            reply = await self._pool.request(session_id, make, CONTACTS_TIMEOUT_S)
+        except WorkerUnavailable as exc:
+            raise SendError(exc.code, f"cannot ask WhatsApp now: {exc}", retryable=True) from None
+        except TimeoutError:
+            raise SendError("timeout", "the engine worker did not answer", retryable=True) from None
+        if not reply.ok:
+            raise SendError(
+                reply.error_code or "engine_error", reply.error_message or "failed", retryable=reply.retryable
+            )
+        return reply
+
     # -- introspection
 
     def health(self) -> list[EngineIssue]:
@@ -323,7 +386,10 @@ class WhatsAppEngine(Engine):
         queue = self._queues.get(session_id)
         if queue is None:
             queue = self._queues[session_id] = asyncio.Queue()
-        queue.put_nowait(event)
+        if isinstance(event, HistoryBatch):
+            self._history.setdefault(session_id, collections.deque()).append(event)
+        else:
+            queue.put_nowait(event)
         consumer = self._consumers.get(session_id)
         if consumer is None or consumer.done():
             self._consumers[session_id] = asyncio.create_task(
@@ -332,8 +398,9 @@ class WhatsAppEngine(Engine):
 
     async def _deliver(self, session_id: str, queue: asyncio.Queue[EngineEvent]) -> None:
         assert self._sink is not None
-        while not queue.empty():
-            event = queue.get_nowait()
+        history = self._history.setdefault(session_id, collections.deque())
+        while not queue.empty() or history:
+            event = queue.get_nowait() if not queue.empty() else history.popleft()
             try:
                 event = await self._translated(session_id, event)
             except Exception:
@@ -354,8 +421,9 @@ class WhatsAppEngine(Engine):
                     )
                     if attempt < SINK_ATTEMPTS:
                         await asyncio.sleep(1.0)
-        if self._queues.get(session_id) is queue and queue.empty():
+        if self._queues.get(session_id) is queue and queue.empty() and not history:
             del self._queues[session_id]
+            self._history.pop(session_id, None)
             self._consumers.pop(session_id, None)
 
     async def _translated(self, session_id: str, event: EngineEvent) -> EngineEvent:

@@ -24,9 +24,12 @@ from ..base import Availability, ChatState, EngineEvent, MediaFile
 __all__ = [
     "MAX_FRAME_BYTES",
     "PROXY_ENV",
+    "Blocklist",
     "Channel",
     "ChannelClosed",
     "ChatPresence",
+    "CheckPhones",
+    "ContactInfo",
     "Download",
     "Hello",
     "LogoutSession",
@@ -35,11 +38,13 @@ __all__ = [
     "OpenSession",
     "Ping",
     "Pong",
+    "ProfilePicture",
     "QuoteRef",
     "Reply",
     "Request",
     "Send",
     "SessionEvent",
+    "SetBlocked",
     "SetPresence",
     "Shutdown",
     "StopSession",
@@ -182,6 +187,42 @@ class MarkRead(Request, tag="mark_read"):
     message_ids: list[str]
 
 
+class CheckPhones(Request, tag="check_phones"):
+    """``is_on_whatsapp`` for ``phones`` (digits); the reply's ``data`` is a list of :class:`~..base.PhoneCheck`."""
+
+    session_id: str
+    phones: list[str]
+
+
+class ContactInfo(Request, tag="contact_info"):
+    """What WhatsApp tells about ``jid``; the reply's ``data`` is a :class:`~..base.ContactProfile`."""
+
+    session_id: str
+    jid: str
+
+
+class ProfilePicture(Request, tag="profile_picture"):
+    """Fetch ``jid``'s profile picture into the file ``into``; the reply's ``data`` is its id (None: none)."""
+
+    session_id: str
+    jid: str
+    into: str
+
+
+class SetBlocked(Request, tag="set_blocked"):
+    """Block or unblock ``jid``; the reply's ``data`` is the blocklist (JIDs) after it."""
+
+    session_id: str
+    jid: str
+    blocked: bool
+
+
+class Blocklist(Request, tag="blocklist"):
+    """The blocklist; the reply's ``data`` is a list of JIDs."""
+
+    session_id: str
+
+
 class Shutdown(Request, tag="shutdown"):
     """Stop every session (keeping their keys) and exit."""
 
@@ -196,6 +237,8 @@ class Reply(_Msg, tag="reply"):
     error_code: str | None = None
     error_message: str | None = None
     retryable: bool = False
+    data: Any = None
+    """The answer of a request that reads something (contacts, the blocklist), as plain data."""
 
 
 class SessionEvent(_Msg, tag="event"):
@@ -218,6 +261,11 @@ Message = (
     | ChatPresence
     | SetPresence
     | SubscribePresence
+    | CheckPhones
+    | ContactInfo
+    | ProfilePicture
+    | SetBlocked
+    | Blocklist
     | Shutdown
 )
 

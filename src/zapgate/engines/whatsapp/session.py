@@ -49,7 +49,9 @@ from ..base import (
     Paired,
 )
 from . import media, nz, policy, translate
+from .accounts import SessionAccounts
 from .ffi import FfiLock, GuardedGo
+from .history import history_batches, push_names
 from .ipc import Send, WorkerConfig
 from .outbound import Outbound
 from .pairing import Pairing, login_status_callback
@@ -140,6 +142,7 @@ class SessionRunner:
         self.polls = host.polls
         self.outbound = Outbound(self)
         self.presence = SessionPresence(self, self.outbound.resolve)
+        self.accounts = SessionAccounts(self, proxy=host.proxy)
         self.connected_once = asyncio.Event()
         self.done = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -359,6 +362,7 @@ class SessionRunner:
         for event_type, handler in (
             (events.MessageEv, self._on_message),
             (events.ReceiptEv, self._on_receipt),
+            (events.HistorySyncEv, self._on_history),
             (events.ChatPresenceEv, self._on_presence),
             (events.PresenceEv, self._on_presence),
             (events.ConnectedEv, self._on_connected),
@@ -552,11 +556,25 @@ class SessionRunner:
 
     def _report(self, message: MessageIn, event: Any) -> None:
         self._emit(message)
+        if not message.from_me:
+            self.accounts.saw_push_name(message.sender, message.push_name)
         self.outbound.received(message.message_id, message.chat, event)
         chat, sender = translate.wire_addresses(event)
         poll = poll_seen(event, chat, sender)
         if poll is not None:
             self.polls.remember(self.session_id, poll)
+
+    async def _on_history(self, client: Any, event: Any) -> None:
+        """A history-sync blob: its batches, in order (the gateway stores them after any live event waiting)."""
+        try:
+            if not self._current(client):
+                return
+            for jid, name in push_names(event.Data):
+                self.accounts.saw_push_name(jid, name)
+            for batch in history_batches(event.Data):
+                self._emit(batch)
+        except Exception:
+            log.exception("session %s: history sync handler failed", self.session_id)
 
     async def _on_presence(self, client: Any, event: Any) -> None:
         try:

@@ -172,6 +172,20 @@ class Worker:
             case ipc.SubscribePresence():
                 await self._runner(request.session_id).subscribe_presence(request.chat)
                 return Reply(id=request.id)
+            case ipc.CheckPhones():
+                answers = await self._runner(request.session_id).accounts.check(request.phones)
+                return Reply(id=request.id, data=msgspec.to_builtins(answers))
+            case ipc.ContactInfo():
+                profile = await self._runner(request.session_id).accounts.info(request.jid)
+                return Reply(id=request.id, data=msgspec.to_builtins(profile))
+            case ipc.ProfilePicture():
+                picture_id = await self._runner(request.session_id).accounts.picture(request.jid, request.into)
+                return Reply(id=request.id, data=picture_id)
+            case ipc.SetBlocked():
+                blocked = await self._runner(request.session_id).accounts.block(request.jid, request.blocked)
+                return Reply(id=request.id, data=blocked)
+            case ipc.Blocklist():
+                return Reply(id=request.id, data=await self._runner(request.session_id).accounts.blocklist())
         raise ValueError(f"unknown request {type(request).__name__}")
 
     def _runner(self, session_id: str) -> SessionRunner:

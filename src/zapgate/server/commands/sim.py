@@ -6,6 +6,7 @@ from ...auth import Caller
 from ...engines.base import Sandbox
 from ...errors import CommandUnavailable, InvalidRequest
 from ...gateway import Gateway
+from ...jid import parse_phone
 from ...protocol import (
     Empty,
     SimContact,
@@ -13,6 +14,7 @@ from ...protocol import (
     SimMediaFail,
     SimMediaFailResult,
     SimNetwork,
+    SimProfile,
     SimReceive,
     SimReceiveResult,
     SimRestrict,
@@ -89,3 +91,16 @@ async def sim_contact(gw: Gateway, caller: Caller, cmd: SimContact) -> SimContac
     return await sandbox.contact(
         cmd.phone, hide_phone=cmd.hide_phone, refuse_group_adds=cmd.refuse_group_adds, tenant=caller.tenant
     )
+
+
+@handles(SimProfile)
+async def sim_profile(gw: Gateway, caller: Caller, cmd: SimProfile) -> Empty:
+    await _sandbox(gw).set_profile(
+        parse_phone(cmd.phone),
+        tenant=caller.tenant,
+        about=cmd.about,
+        business_name=cmd.business_name,
+        picture=cmd.picture,
+        hide_profile=cmd.hide_profile,
+    )
+    return Empty()
