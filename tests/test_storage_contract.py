@@ -143,6 +143,35 @@ async def test_inbound_is_recorded_once(storage: Storage) -> None:
     assert known == {"c"} and recent == []
 
 
+async def test_inbound_arriving_together_is_written_together_and_each_once(storage: Storage) -> None:
+    """Received messages asked for at the same time share one batched write: each still gets its own events,
+    in order, or None when it was received before (earlier, or earlier in the same batch)."""
+    assert await storage.record_inbound("s", "old", "c1", events("t", 1, "message.received"), 1.0)
+    published: list[StoredEvent] = []
+    storage.set_event_listener(published.extend)
+    calls = [
+        storage.record_inbound("s", "old", "c1", events("t", 1, "message.received"), 2.0),
+        *(storage.record_inbound("s", f"n{i}", f"c{i % 3}", events("t", 2, "message.received"), 2.0) for i in range(5)),
+        storage.record_inbound("s", "n0", "c0", events("t", 1, "message.received"), 2.0),
+        storage.record_inbound("s2", "n0", "c9", events("u", 1, "message.received"), 2.0),
+    ]
+    results = await asyncio.gather(*calls)
+    assert results[0] is None and results[6] is None
+    assert [[e.seq for e in r] for r in results[1:6] if r is not None] == [[2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
+    assert results[7] is not None and [(e.tenant, e.seq) for e in results[7]] == [("u", 1)]
+    assert [(e.tenant, e.seq) for e in published] == [*(("t", n) for n in range(2, 12)), ("u", 1)]
+    assert await storage.known_inbound("s", ["old", *(f"n{i}" for i in range(5))]) == {
+        "old",
+        "n0",
+        "n1",
+        "n2",
+        "n3",
+        "n4",
+    }
+    known, _ = await storage.load_contacts("s", 0.0)
+    assert known == {"c0", "c1", "c2"}
+
+
 async def test_two_nodes_on_one_database_share_one_sequence(storage_url: str) -> None:
     """Two storages on one database (two gateway nodes) appending for the same tenant at the same time: the
     union of their sequence numbers is 1..N, without gaps or duplicates, each node's in increasing order."""

@@ -100,7 +100,14 @@ async def test_a_write_with_a_stale_fence_is_refused_and_changes_nothing(storage
     assert await storage.known_inbound("s1", ["w1"]) == set()
     assert (await storage.event_bounds("acme")) == (1, 1)
 
-    # The new holder's writes go through.
+    # The new holder's writes go through, also in the same batch as a refused one.
+    refused, accepted = await asyncio.gather(
+        storage.record_inbound("s1", "w2", "c", [event(9)], 1.0, fence=old),
+        storage.record_inbound("s1", "w3", "c", [event(10)], 1.0, fence=new),
+        return_exceptions=True,
+    )
+    assert isinstance(refused, LeaseLost) and isinstance(accepted, list) and len(accepted) == 1
+    assert await storage.known_inbound("s1", ["w2", "w3"]) == {"w3"}
     await storage.enqueue_message(item, fence=new)
     assert [m.message_id for m in await storage.pending_messages("s1")] == ["m1"]
     await storage.delete_session(rec, [event(8)], fence=new)

@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 from .base import StoredEvent
 
-__all__ = ["DIALECT_TYPES", "Conn", "Cursor", "Database", "WriteFn", "format_migrations"]
+__all__ = ["DIALECT_TYPES", "BatchFn", "Conn", "Cursor", "Database", "WriteFn", "format_migrations"]
 
 log = logging.getLogger("zapgate.storage")
 
@@ -77,6 +77,10 @@ def format_migrations(scripts: Sequence[str], dialect: str) -> list[str]:
 MAX_GROUP = 2000
 """Most writes applied in one transaction; bounds the latency of a single commit."""
 
+MAX_BATCH = 256
+"""Most requests in one batched write (:meth:`Database.submit_batched`): a full batch is followed by another in
+the same group, so that publishing the events of one batch does not hold the event loop for long."""
+
 
 class Cursor(Protocol):
     rowcount: int
@@ -102,6 +106,44 @@ WriteFn = Callable[[Any], tuple[T, list[Any]]]
 returns ``(result, events to publish after the commit)``."""
 
 
+BatchFn = Callable[[Any, list[Any]], tuple[list[tuple[bool, Any]], list[Any]]]
+"""A batched write: takes the connection and the requests collected for one group, and returns the outcome of
+each request (``(True, result)`` or ``(False, exception)``, in order) and the events to publish after the commit."""
+
+
+class _Batch:
+    """Requests of one kind collected for the next group commit and written by one function (``executemany``
+    instead of one write per request). It holds its place in the group where its first request arrived."""
+
+    __slots__ = ("apply", "closed", "futures", "requests")
+
+    def __init__(self, apply: BatchFn) -> None:
+        self.apply = apply
+        self.requests: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.closed = False
+
+    def __call__(self, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
+        return self.apply(conn, self.requests)
+
+    def settle(self, whole: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+        """Hand each request its own outcome (or the failure of the whole batch)."""
+        error = None if whole.cancelled() else whole.exception()
+        for i, future in enumerate(self.futures):
+            if future.done():
+                continue
+            if whole.cancelled():
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                ok, value = whole.result()[i]
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+
 class Database(abc.ABC):
     """The group-commit machinery; subclasses provide connections and transactions (see the module docs)."""
 
@@ -119,6 +161,7 @@ class Database(abc.ABC):
         self._rconn: Any = None
         self._pending: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._batches: dict[str, _Batch] = {}
         self.on_commit: Callable[[list[StoredEvent]], None] | None = None
         self._closed = False
 
@@ -215,6 +258,20 @@ class Database(abc.ABC):
     async def write(self, fn: WriteFn[T]) -> T:
         return await self.submit(fn)
 
+    def submit_batched(self, kind: str, request: Any, apply: BatchFn) -> asyncio.Future[Any]:
+        """Queue ``request`` for the next group commit, written together with every other request of ``kind``
+        queued before that group starts, by one call of ``apply``; the future resolves with this request's own
+        result once it is durable and the batch's events are published. The batch takes the place in the group
+        of its first request."""
+        batch = self._batches.get(kind)
+        if batch is None or batch.closed or len(batch.requests) >= MAX_BATCH:
+            batch = self._batches[kind] = _Batch(apply)
+            self.submit(batch).add_done_callback(batch.settle)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        batch.requests.append(request)
+        batch.futures.append(future)
+        return future
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -223,6 +280,9 @@ class Database(abc.ABC):
                 # commit serves them all.
                 await asyncio.sleep(0)
                 group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                for fn, _ in group:
+                    if isinstance(fn, _Batch):
+                        fn.closed = True  # requests from now on go to a new batch, in the next group
                 try:
                     outcomes = await loop.run_in_executor(self._writer, self._apply, [fn for fn, _ in group])
                 except Exception as exc:  # the COMMIT itself failed: nothing in the group happened

@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import QuotaExceeded
@@ -32,7 +33,7 @@ from .base import (
 from .chats import ChatStore, StoredMessage, note_messages
 from .database import Conn, Database
 from .identities import IdentityStore
-from .leases import Fence, LeaseStore, check_fence
+from .leases import Fence, LeaseLost, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
 from .tenants import QUEUED_SIZE, TenantStore, check_session_quota, release_queued, reserve_queued
 from .webhooks import WebhookStore
@@ -112,6 +113,83 @@ def append_events(conn: Conn, events: Sequence[NewEvent], now: float) -> list[St
         [(s.tenant, s.seq, s.session, s.event, s.data, s.ts) for s in stored],
     )
     return stored
+
+
+@dataclass(slots=True)
+class _Inbound:
+    session_id: str
+    message_id: str
+    chat: str
+    events: tuple[NewEvent, ...]
+    now: float
+    sender: str | None
+    kind: str | None
+    media: MediaRecord | None
+    fence: Fence | None
+    message: StoredMessage | None
+
+
+def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
+    """Store received messages with ``executemany`` (see :meth:`Storage.record_inbound`): one fence check per
+    session, one look-up of the ids already received, then the new rows and their events."""
+    outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
+    refused: dict[Fence, Exception] = {}
+    for fence in {r.fence for r in requests if r.fence is not None}:
+        try:
+            check_fence(conn, fence)
+        except LeaseLost as exc:
+            refused[fence] = exc
+    ids_by_session: dict[str, list[str]] = {}
+    for r in requests:
+        if r.fence not in refused:
+            ids_by_session.setdefault(r.session_id, []).append(r.message_id)
+    seen: set[tuple[str, str]] = set()
+    for session_id, ids in ids_by_session.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT message_id FROM inbound WHERE session_id = ? AND message_id IN ({marks})",  # noqa: S608
+                (session_id, *chunk),
+            )
+            seen.update((session_id, str(row[0])) for row in rows)
+    new: list[int] = []
+    for i, r in enumerate(requests):
+        if r.fence is not None and r.fence in refused:
+            outcomes[i] = (False, refused[r.fence])
+        elif (r.session_id, r.message_id) not in seen:  # not received before, nor earlier in this batch
+            seen.add((r.session_id, r.message_id))
+            new.append(i)
+    if not new:
+        return outcomes, []
+    fresh = [requests[i] for i in new]
+    conn.executemany(
+        "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        [(r.session_id, r.message_id, r.now, r.chat, r.sender, r.kind) for r in fresh],
+    )
+    contacts: dict[tuple[str, str], tuple[str, str, float]] = {}
+    for r in fresh:
+        contacts.setdefault((r.session_id, r.chat), (r.session_id, r.chat, r.now))
+    conn.executemany(
+        "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) VALUES (?, ?, ?, 0) "
+        "ON CONFLICT DO NOTHING",
+        list(contacts.values()),
+    )
+    history: dict[str, list[StoredMessage]] = {}
+    for r in fresh:
+        if r.media is not None:
+            insert_media(conn, r.media)
+        if r.message is not None:
+            history.setdefault(r.session_id, []).append(r.message)
+    for session_id, messages in history.items():
+        note_messages(conn, session_id, messages)
+    stored = append_events(conn, [e for r in fresh for e in r.events], time.time())
+    at = 0
+    for i, r in zip(new, fresh, strict=True):
+        outcomes[i] = (True, stored[at : at + len(r.events)])
+        at += len(r.events)
+    return outcomes, stored
 
 
 class Storage:
@@ -573,30 +651,13 @@ class Storage:
     ) -> list[StoredEvent] | None:
         """Remember a received message and append its events, unless it was received before (then None). The row
         of its file, ``media``, is written in the same transaction, so the events may already name it; so is
-        ``message``, its entry in the chat's history."""
+        ``message``, its entry in the chat's history.
 
-        def op(conn: Conn) -> tuple[list[StoredEvent] | None, list[StoredEvent]]:
-            check_fence(conn, fence)
-            cur = conn.execute(
-                "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (session_id, message_id, now, chat, sender, kind),
-            )
-            if cur.rowcount == 0:
-                return None, []
-            conn.execute(
-                "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) VALUES (?, ?, ?, 0) "
-                "ON CONFLICT DO NOTHING",
-                (session_id, chat, now),
-            )
-            if media is not None:
-                insert_media(conn, media)
-            if message is not None:
-                note_messages(conn, session_id, [message])
-            stored = append_events(conn, events, now)
-            return stored, stored
-
-        return await self._write(op)
+        Messages arriving together (a burst, many sessions at once) are written together: every one asked for
+        before the next group commit starts is stored by one :func:`_record_inbound_batch`."""
+        request = _Inbound(session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message)
+        result: list[StoredEvent] | None = await self.db.submit_batched("inbound", request, _record_inbound_batch)
+        return result
 
     async def inbound_records(self, session_id: str, message_ids: Sequence[str]) -> dict[str, InboundRecord]:
         """What the session remembers of the given received messages, by id."""

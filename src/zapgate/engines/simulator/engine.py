@@ -65,6 +65,8 @@ ENGINE_NAME = "simulator"
 ECHO_PHONE = "15550000000"
 LOCAL_NODE = "local"
 """The node name of a single gateway's connections."""
+MAIL_IN_FLIGHT = 4
+"""Mail items of one device handed to the gateway at once (see ``_pump``)."""
 
 
 class _Replaced(Exception):
@@ -576,7 +578,8 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
         """Deliver a device's events to the sink in order: link events first, mail while online.
 
         Mail leaves the mailbox only after the sink returned, that is after the gateway stored it; if the
-        sink fails the same item is offered again a second later.
+        sink fails the same item is offered again a second later. Waiting mail is handed over up to
+        :data:`MAIL_IN_FLIGHT` items at a time, in order (the sink starts storing each before it yields).
         """
         while True:
             if device.control:
@@ -587,14 +590,20 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
                 await self._refresh(device, with_mail=True)
                 continue
             if device.online and device.mail:
-                row_id, event = device.mail[0]
-                if not await self._call_sink(device, event):
-                    await asyncio.sleep(1.0)
-                    continue
-                if device.mail and device.mail[0][0] == row_id:
-                    heapq.heappop(device.mail)
+                # Up to MAIL_IN_FLIGHT items at once, handed to the sink in order: the gateway stores them in
+                # the same group commits (a burst is written in batches, not one commit per message).
+                batch = heapq.nsmallest(MAIL_IN_FLIGHT, device.mail)
+                outcomes = await asyncio.gather(*(self._call_sink(device, event) for _, event in batch))
+                done = {row_id for (row_id, _), ok in zip(batch, outcomes, strict=True) if ok}
+                if done:
+                    device.mail[:] = [m for m in device.mail if m[0] not in done]
+                    heapq.heapify(device.mail)
+                for row_id in done:
                     device.queued.discard(row_id)
-                self._delivered(row_id)
+                    self._delivered(row_id)
+                if not all(outcomes):
+                    # What failed stays in the mailbox and is offered again.
+                    await asyncio.sleep(1.0)
                 continue
             if device.online and device.history:
                 # Lowest priority: live mail that came meanwhile goes first.
