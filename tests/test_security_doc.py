@@ -55,6 +55,15 @@ EDGE_SETTINGS = [
     "event_retention_s",
     "event_retention_count",
     "media_retention_s",
+    "media_download_concurrency",
+    "media_download_timeout_s",
+    "webhook_max_per_tenant",
+    "webhook_connect_timeout_s",
+    "webhook_timeout_s",
+    "webhook_max_response_bytes",
+    "webhook_retry_schedule",
+    "webhook_disable_after_s",
+    "node_max_sessions",
 ]
 
 
@@ -104,6 +113,13 @@ def test_the_figures_are_the_defaults() -> None:
         f"| {MAX_INLINE_MEDIA_BYTES // 1024} KiB (larger": "inline",
         f"1,000 events and {EVENTS_FETCH_MAX_BYTES // 1024} KiB per page": "events.fetch",
         f"at least {MIN_SECRET_CHARS} characters, {MIN_SECRET_DISTINCT} of them different": "secrets",
+        f"| {d.media_download_concurrency}, shared fairly": "downloads",
+        f"one download at most {d.media_download_timeout_s:g} s": "download time",
+        f"| {d.webhook_max_per_tenant} per tenant": "webhooks",
+        f"{d.webhook_connect_timeout_s:g} s to connect, {d.webhook_timeout_s:g} s in all": "webhook time",
+        f"{d.webhook_max_response_bytes // 1024} KiB of the receiver's response": "webhook response",
+        "disabled after a day" if d.webhook_disable_after_s == 86400 else "(changed)": "webhook disable",
+        f"({d.webhook_retry_schedule[0]:g} s … {max(d.webhook_retry_schedule) / 3600:g} h)": "webhook retries",
     }
     wrong = [what for figure, what in figures.items() if figure not in LIMITS]
     assert not wrong, f"docs/security.md's figures differ from the defaults for: {wrong}"
