@@ -23,7 +23,13 @@ from zapgate.protocol import (
 def test_every_command_type_is_known_and_listed() -> None:
     assert {
         "contact.resolve",
+        "contact.check",
+        "contact.info",
+        "contact.block",
+        "contact.unblock",
+        "contact.blocklist",
         "sim.contact",
+        "sim.profile",
         "session.start",
         "session.list",
         "session.get",
