@@ -109,3 +109,16 @@ async def test_deleting_a_session_deletes_its_chats_and_messages(storage: Storag
     await storage.delete_session(record)
     assert await storage.chats.list_chats("ses_1", limit=10) == []
     assert await storage.chats.history("ses_1", BOB, limit=10) == []
+
+
+def test_what_a_sent_message_leaves_in_the_history() -> None:
+    from zapgate.sessions.chats import outbound_entry
+    from zapgate.storage import OutboxItem
+
+    def sent(content: bytes) -> OutboxItem:
+        return OutboxItem("3EB0A", "ses_1", BOB, content, 1.0, status="sent", wa_timestamp=1000)
+
+    entry = outbound_entry(sent(b'{"kind":"text","text":"oi"}'))
+    assert entry is not None and (entry.kind, entry.text, entry.from_me, entry.timestamp) == ("text", "oi", True, 1000)
+    assert outbound_entry(sent(b'{"kind":"reaction","message_id":"3A01","emoji":"x"}')) is None
+    assert outbound_entry(sent(b"not json")) is None  # the send's outcome is stored all the same

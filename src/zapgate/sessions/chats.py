@@ -71,8 +71,12 @@ def inbound_entry(message: MessageIn, *, origin: str = "live", read: bool | None
 
 
 def outbound_entry(item: OutboxItem) -> StoredMessage | None:
-    """The history entry of a message the session sent (once WhatsApp took it)."""
-    content = _content.decode(item.content)
+    """The history entry of a message the session sent (once WhatsApp took it); None when it is not a chat
+    message, or its stored content cannot be read (the send's outcome is recorded all the same)."""
+    try:
+        content = _content.decode(item.content)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
     kind = _kind(content)
     if kind in NOT_IN_HISTORY:
         return None
