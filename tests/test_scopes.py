@@ -37,6 +37,7 @@ SAMPLES: dict[str, Any] = {
     "tenant": "scope-matrix-nobody",
     "token_id": "0123456789ab",
     "after": 0,
+    "phones": [BOB],
 }
 """A valid value for each required field, by wire name (a new command with new fields gets them here)."""
 
