@@ -38,6 +38,7 @@ SAMPLES: dict[str, Any] = {
     "token_id": "0123456789ab",
     "after": 0,
     "phones": [BOB],
+    "url": "https://[::1]:9/hook",
 }
 """A valid value for each required field, by wire name (a new command with new fields gets them here)."""
 
