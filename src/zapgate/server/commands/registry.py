@@ -29,9 +29,14 @@ has (sessions, tokens, tenants, settings): each is audited. ``send`` and ``read`
 the event log already record every message), nor are reads (``tenant.list``, ``token.list``, ``audit.list``)."""
 
 
-def audited(spec: CommandSpec) -> bool:
-    return spec.scope in AUDITED_SCOPES and (spec.http is None or spec.http[0] != "GET")
 DETAIL_MAX_CHARS = 500
+"""An audit entry keeps at most this much of an admin command's fields."""
+
+
+def audited(spec: CommandSpec) -> bool:
+    """Is a run of this command written to the audit log (whatever its outcome)?"""
+    return spec.scope in AUDITED_SCOPES and (spec.http is None or spec.http[0] != "GET")
+
 
 Handler = Callable[[Gateway, Caller, Any], Awaitable[Any]]
 HANDLERS: dict[type[Command], Handler] = {}
