@@ -81,12 +81,6 @@ def test_every_command_type_is_known_and_listed() -> None:
         "webhook.attempts",
         "webhook.dead_letters",
         "webhook.redeliver",
-        "contact.check",
-        "contact.info",
-        "contact.block",
-        "contact.unblock",
-        "contact.blocklist",
-        "sim.profile",
     } == COMMAND_TYPES
 
 
