@@ -13,7 +13,8 @@ import pytest
 
 from zapgate.auth import estimate_entropy_bits
 from zapgate.client import connect
-from zapgate.errors import QuotaExceeded
+from zapgate.errors import Forbidden, QuotaExceeded, TenantNotFound, TokenNotFound
+from zapgate.protocol import Scope
 
 from .conftest import fast_settings
 from .support import RawClient, RestClient, eventually, serve_gateway
@@ -318,3 +319,41 @@ async def test_queued_message_contents_stay_in_the_database_not_in_memory(tmp_pa
         assert (await client.call("session.get", session="main"))["outbox"]["queued"] == 300
         grown = after - before
         assert grown < 3_000_000, f"{grown} bytes held for 15,000,000 bytes of queued text"
+
+
+async def test_sdk_admin_methods(tmp_path: Path) -> None:
+    async with serve_gateway(fast_settings(tmp_path / "data")) as gateway:
+        _, ops = await gateway.gateway.tokens.create("ops", scopes=["admin"])
+        async with connect(gateway.url, ops) as admin:
+            created = await admin.create_tenant("acme", max_sessions=4)
+            assert created.tenant == "acme" and created.own_quotas.max_sessions == 4 and not created.disabled
+            assert "acme" in [t.tenant for t in await admin.tenants()]
+            updated = await admin.update_tenant("acme", max_queued_bytes=1000)
+            assert updated.own_quotas.max_sessions == 4 and updated.quotas.max_queued_bytes == 1000
+            reset = await admin.update_tenant("acme", max_sessions=None)
+            assert reset.own_quotas.max_sessions is None and reset.quotas.max_sessions == 100
+            token = await admin.create_token("acme", scopes=["read"], sessions=["main"], expires_in=60, label="r")
+            assert token.token.startswith("zgt_") and token.info.scopes == [Scope.READ]
+            assert token.info.expires_at is not None and token.info.state == "active"
+            assert [t.token_id for t in await admin.tokens("acme")] == [token.info.token_id]
+            assert (await admin.disable_tenant("acme")).disabled
+            assert not (await admin.enable_tenant("acme")).disabled
+            revoked = await admin.revoke_token(token.info.token_id)
+            assert revoked.state == "revoked"
+            with pytest.raises(TokenNotFound):
+                await admin.revoke_token(token.info.token_id)
+            with pytest.raises(TenantNotFound):
+                await admin.create_token("nobody")
+            commands = [e.command for e in await admin.audit(tenant="acme")]
+            assert commands == [
+                "tenant.create",
+                "tenant.update",
+                "tenant.update",
+                "token.create",
+                "tenant.disable",
+                "tenant.enable",
+                "token.revoke",
+            ]
+        async with connect(gateway.url, await gateway.token("acme")) as tenant:
+            with pytest.raises(Forbidden):
+                await tenant.tenants()

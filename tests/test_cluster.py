@@ -232,3 +232,51 @@ async def test_a_qr_code_shown_by_one_node_is_served_as_an_image_by_another(tmp_
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
         assert image.headers["X-QR-Attempt"] == f"1/{qr['data']['max_attempts']}"
         assert missing.status_code == 404 and missing.json()["code"] == "session_not_found"
+
+
+async def test_scopes_quotas_and_disabled_tenants_hold_across_nodes(tmp_path: Path) -> None:
+    """A session-limited token, a quota refusal and a tenant disabled on one node, for sessions another node runs
+    (commands forwarded over the bus keep the caller's session limit, and the refusal its quota and limit)."""
+    async with cluster(tmp_path, 2, "") as nodes:
+        owner_token = await nodes[0].token("acme")
+        a = await RawClient.open(nodes[0].url)
+        await a.authenticate(owner_token)
+        try:
+            for i, phone in enumerate(PHONES[:4]):
+                await a.pair(f"s{i}", phone)
+            await spread(nodes, 4)
+            remote = sorted(runs(nodes[1]))
+            allowed, other = remote[0], remote[1]
+
+            _, limited = await nodes[0].gateway.tokens.create("acme", scopes=["send"], sessions=[allowed])
+            bot = await RawClient.open(nodes[0].url)
+            await bot.authenticate(limited)
+            sent = await bot.call("message.send", session=allowed, to=f"+{SILENT}", text="allowed")
+            assert sent["status"] == "sent"
+            refused = await bot.request("message.send", session=other, to=f"+{SILENT}", text="not allowed")
+            assert refused["error"]["code"] == "forbidden"
+            listed = await bot.call("session.list")
+            assert [s["session"] for s in listed["sessions"]] == [allowed]
+            await bot.close()
+
+            # A queue quota refused by the node that runs the session, answered with its quota and limit.
+            _, ops = await nodes[0].gateway.tokens.create("ops", scopes=["admin"])
+            admin = await RawClient.open(nodes[0].url)
+            await admin.authenticate(ops)
+            await admin.call("tenant.update", tenant="acme", max_queued_messages=1)
+            await a.call("sim.network", session=allowed, online=False)
+            await a.status(allowed, "disconnected")
+            await a.call("message.send", session=allowed, to=f"+{SILENT}", text="queued")
+            over = await a.request("message.send", session=allowed, to=f"+{SILENT}", text="over")
+            assert over["error"]["code"] == "quota_exceeded"
+            assert (over["error"]["quota"], over["error"]["limit"]) == ("max_queued_messages", 1)
+
+            # Disabling the tenant on node 0 stops the sessions node 1 runs, at once.
+            await admin.call("tenant.disable", tenant="acme")
+            await until(
+                lambda: all(s.state.status.wire == "stopped" for s in nodes[1].gateway.sessions.for_tenant("acme")),
+                "node 1's sessions of the tenant to stop",
+            )
+            await admin.close()
+        finally:
+            await a.close()

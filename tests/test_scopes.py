@@ -53,6 +53,8 @@ def _sample(field: msgspec.structs.FieldInfo) -> Any:
         return typing.get_args(kind)[0]
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return next(iter(kind)).value
+    if typing.get_origin(kind) is list:
+        return [{bool: True, int: 1, float: 1.0}.get(typing.get_args(kind)[0], "x")]
     return {bool: True, int: 1, float: 1.0, str: "x"}.get(kind, "x")  # type: ignore[call-overload]
 
 
