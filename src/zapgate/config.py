@@ -338,7 +338,7 @@ class Settings:
     )
     webhook_max_response_bytes: int = field(
         default=65536,
-        metadata=_doc("Most bytes of a receiver's response the gateway reads; a longer response counts as failed."),
+        metadata=_doc("Most bytes of a receiver's response the gateway reads; it stops there (the status counts)."),
     )
     webhook_retry_schedule: tuple[float, ...] = field(
         default=(5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 28800.0, 28800.0),

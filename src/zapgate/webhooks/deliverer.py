@@ -93,6 +93,9 @@ class Deliverer:
         self.position = record.cursor
         """Every event up to here is done or skipped by the filter (stored with the next write)."""
         self.wake = asyncio.Event()
+        self.redeliveries = True
+        """Dead letters may be queued for redelivery: look (at start, when told, and now and then when idle —
+        a ``webhook.redeliver`` on another node does not tell this one)."""
         self._failing_since = record.failing_since
 
     # -- the loop
@@ -101,7 +104,9 @@ class Deliverer:
         while True:
             # Cleared before reading: an event committed from here on sets it again, so the wait below ends.
             self.wake.clear()
-            await self._redeliver()
+            if self.redeliveries:
+                self.redeliveries = False
+                await self._redeliver()
             page = await self._read(self.tenant, self.position, PAGE)
             if page and page[0].seq > self.position + 1:
                 missing = page[0].seq - self.position - 1
@@ -125,6 +130,7 @@ class Deliverer:
         try:
             await asyncio.wait_for(self.wake.wait(), RECHECK_S)
         except TimeoutError:
+            self.redeliveries = True
             await self._recheck()
 
     async def _pause(self, seconds: float) -> None:
@@ -177,7 +183,9 @@ class Deliverer:
 
     async def _redeliver(self) -> None:
         """Dead letters a ``webhook.redeliver`` queued: one attempt each, before the next event of the log."""
-        for dead in await self._store.dead_letters(self.id, PAGE, redeliver_only=True):
+        queued = await self._store.dead_letters(self.id, PAGE, redeliver_only=True)
+        self.redeliveries = len(queued) == PAGE  # more after these: the next turn takes them
+        for dead in queued:
             event = dead.event
             answer = await self._post(message_id(self.id, event.seq), event_frame(event).encode())
             attempts = dead.attempts + 1

@@ -93,6 +93,7 @@ class WebhookService:
     def redeliver(self, webhook_id: str) -> None:
         running = self._running.get(webhook_id)
         if running is not None and running.deliverer is not None:
+            running.deliverer.redeliveries = True
             running.deliverer.wake.set()
 
     async def ping(self, record: WebhookRecord) -> Answer:
