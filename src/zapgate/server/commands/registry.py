@@ -31,6 +31,8 @@ the event log already record every message), nor are reads (``tenant.list``, ``t
 
 def audited(spec: CommandSpec) -> bool:
     return spec.scope in AUDITED_SCOPES and (spec.http is None or spec.http[0] != "GET")
+
+
 DETAIL_MAX_CHARS = 500
 
 Handler = Callable[[Gateway, Caller, Any], Awaitable[Any]]
@@ -72,7 +74,7 @@ async def run_command(gw: Gateway, caller: Caller, cmd: Command) -> Any:
             await _audit(gw, caller, spec, cmd, "internal")
         raise
     if audited(spec):
-        await _audit(gw, caller, spec, cmd, "ok")
+        await _audit(gw, caller, spec, cmd, "ok", result)
     if caller.sessions is not None and spec.name == "session.list":
         return _only_allowed_sessions(caller, result)
     return result
@@ -84,13 +86,16 @@ def _only_allowed_sessions(caller: Caller, result: Any) -> SessionListResult:
     return SessionListResult(sessions=[s for s in result.sessions if caller.may_use(s.session)])
 
 
-async def _audit(gw: Gateway, caller: Caller, spec: CommandSpec, cmd: Command, outcome: str) -> None:
+async def _audit(
+    gw: Gateway, caller: Caller, spec: CommandSpec, cmd: Command, outcome: str, result: Any = None
+) -> None:
     """Write the command's audit entry; a failure to write it is logged, and does not change the answer."""
     fields = msgspec.structs.asdict(cmd)
     fields.pop("id", None)
     session = fields.get("session")
     if spec.scope is Scope.ADMIN:
-        tenant = fields.get("tenant")
+        # token.revoke names no tenant: its reply (the token's info) says whose token it was.
+        tenant = fields.get("tenant") or getattr(result, "tenant", None)
         detail = encode({k: v for k, v in fields.items() if v is not None and v is not msgspec.UNSET}).decode()
     else:
         tenant, detail = caller.tenant, None
