@@ -7,8 +7,10 @@ pictures (``tests/browser.py``). Writes ``docs/img/dashboard-*.png``.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -17,7 +19,7 @@ from playwright.async_api import Page, expect
 from zapgate.config import Settings
 
 from .browser import chromium, open_page, sign_in
-from .support import serve_gateway
+from .support import RawClient, serve_gateway
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
 DESKTOP = {"viewport": {"width": 960, "height": 560}}
@@ -37,9 +39,22 @@ async def shoot(page: Page, name: str) -> None:
 async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="zapgate-shots-") as scratch:
+        # A token with tenant and admin (as the first-run token): the tenant's views and the admin's.
         settings = Settings(data_dir=Path(scratch) / "data", port=0, engine="simulator", sim_latency_s=0.05)
         async with serve_gateway(settings) as gateway, gateway.connect("acme") as setup, chromium() as browser:
-            token = await gateway.token("acme")
+            _, token = await gateway.gateway.tokens.create("acme", "first run", scopes=["tenant", "admin"])
+            tokens = gateway.gateway.tokens
+            await tokens.create("acme", "CRM", scopes=["send"], sessions=["sales-1"])
+            await tokens.create("acme", "reports", scopes=["read"], expires_at=time.time() + 30 * 86400)
+            admin = await RawClient.open(gateway.url)
+            await admin.authenticate(token)
+            await admin.call("tenant.create", tenant="bakery", max_sessions=3)
+            await tokens.create("bakery", "bot")
+            await admin.call("tenant.create", tenant="old-shop")
+            await admin.call("tenant.disable", tenant="old-shop")
+            revoked, _ = await tokens.create("acme", "laptop")
+            await admin.call("token.revoke", token_id=revoked.id)
+            await admin.close()
             await setup.pair("sales-1", "+55 11 99999-0001")
             await setup.pair("support", "+55 21 98888-0002")
             await setup.call("sim.restrict", session="support", seconds=3600)
@@ -72,6 +87,22 @@ async def main() -> None:
                 await page.get_by_role("link", name="Events").click()
                 await page.locator("ol.events > li").filter(has_text="abrimos").locator("summary").click()
                 await shoot(page, "events")
+
+                await page.get_by_role("link", name="Tenants").click()
+                await expect(page.locator('tr[data-tenant="old-shop"]')).to_contain_text("disabled")
+                await shoot(page, "tenants")
+
+                await page.get_by_role("link", name="Tokens").click()
+                await page.get_by_label("Label").fill("help desk")
+                await page.get_by_role("checkbox", name=re.compile("^send")).check()
+                await page.get_by_role("checkbox", name=re.compile("^tenant")).uncheck()
+                await page.get_by_role("button", name="Create token").click()
+                await expect(page.get_by_role("textbox", name="New token")).to_have_value(re.compile("^zgt_"))
+                await shoot(page, "tokens")
+
+                await page.get_by_role("link", name="Audit log").click()
+                await expect(page.locator("table.audit tbody tr").first).to_contain_text("token.create")
+                await shoot(page, "audit")
 
             async with open_page(browser, **PHONE) as page:
                 await sign_in(page, gateway.http, token)

@@ -20,8 +20,9 @@ from .support import TIMEOUT, RunningGateway, serve_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ROOT / "src" / "zapgate" / "dashboard"
-PAGE_WEIGHT_LIMIT = 80 * 1024
-"""Bytes of HTML, JS and CSS the dashboard may weigh (uncompressed): a budget, so that it stays small."""
+PAGE_WEIGHT_LIMIT = 120 * 1024
+"""Bytes of HTML, JS and CSS the dashboard may weigh (uncompressed): a budget, so that it stays small. 80 KiB until
+the admin views (tenants, tokens, audit log) and the webhooks view came (95 KiB with the admin views)."""
 
 
 async def raw_get(port: int, path: str, host: str) -> bytes:

@@ -32,6 +32,8 @@ SAMPLES: dict[str, Any] = {
     "content": {"kind": "text", "text": "x"},
     "text": "x",
     "message_ids": ["x"],
+    "phones": [ALICE],
+    "url": "http://127.0.0.1:9/hook",
     "media_id": "med_unknown0",
     "qr": "not-a-code",
     "tenant": "scope-matrix-nobody",
@@ -124,6 +126,38 @@ def test_scopes_include_what_the_docs_say() -> None:
 
 
 # -- a token limited to some sessions
+
+
+async def test_the_ready_frame_says_what_the_token_may_do(gateway: RunningGateway) -> None:
+    """``scopes`` (expanded) and ``sessions`` in ``ready``, over the socket and in the SSE stream's ready message:
+    what lets the dashboard show only what the token may use."""
+    cases = [
+        ({"scopes": ["tenant"]}, ["read", "send", "tenant"], None),
+        ({"scopes": ["read"]}, ["read"], None),
+        ({"scopes": ["send"], "sessions": ["b", "a"]}, ["read", "send"], ["a", "b"]),
+        ({"scopes": ["admin"]}, ["admin"], None),
+        ({"scopes": ["admin", "tenant"]}, ["read", "send", "tenant", "admin"], None),
+    ]
+    for grant, scopes, sessions in cases:
+        _, token = await gateway.gateway.tokens.create("shown", **grant)
+        client = await RawClient.open(gateway.url)
+        try:
+            ready = await client.authenticate(token)
+        finally:
+            await client.close()
+        assert ready["scopes"] == scopes, grant
+        assert ready.get("sessions") == sessions, grant
+        if "read" in scopes:
+            rest = RestClient(gateway.http, token)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+            try:
+                async with rest.http.stream("GET", "/v1/events", params={"after": 0}, headers=headers) as response:
+                    sse_ready = (await SSE(response).take(1))[0]
+            finally:
+                await rest.close()
+            assert sse_ready["event"] == "ready", sse_ready
+            assert sse_ready["data"]["scopes"] == scopes
+            assert sse_ready["data"].get("sessions") == sessions
 
 
 async def test_a_session_limited_token_sees_and_uses_only_its_sessions(gateway: RunningGateway) -> None:

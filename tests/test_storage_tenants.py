@@ -151,6 +151,15 @@ async def test_audit_log_pages_and_filters_by_tenant(storage: Storage) -> None:
     rest = await audit.list_audit(tenant=None, after=first[-1].id, limit=10)
     assert [e.ts for e in rest] == [2.0, 3.0, 4.0]
     assert [e.ts for e in await audit.list_audit(tenant="acme", after=None, limit=10)] == [0.0, 2.0, 4.0]
+    # Paging back: the page before the newest one, and the rest of it.
+    older = await audit.list_audit(tenant=None, after=None, before=newest[0].id, limit=2)
+    assert [e.ts for e in older] == [1.0, 2.0]
+    assert [e.ts for e in await audit.list_audit(tenant=None, after=None, before=older[0].id, limit=2)] == [0.0]
+    assert [e.ts for e in await audit.list_audit(tenant="beta", after=None, before=newest[0].id, limit=5)] == [1.0]
+    assert [e.ts for e in await audit.list_audit(tenant=None, after=first[0].id, before=newest[0].id, limit=5)] == [
+        1.0,
+        2.0,
+    ]
     assert await audit.prune_audit(2.0) == 2
     assert [e.ts for e in await audit.list_audit(tenant=None, after=None, limit=10)] == [2.0, 3.0, 4.0]
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, Settings
 from .errors import InvalidRequest, TenantNotFound, Unauthorized
@@ -88,6 +89,13 @@ class Caller:
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
+
+    def grants(self) -> dict[str, Any]:
+        """What the ``ready`` frame tells the client about its token: ``scopes`` (expanded) and ``sessions``."""
+        return {
+            "scopes": [s for s in Scope if s in self.scopes],
+            "sessions": sorted(self.sessions) if self.sessions is not None else None,
+        }
 
     def may_use(self, session: str) -> bool:
         """May this caller name ``session`` in a command, or see its events?"""

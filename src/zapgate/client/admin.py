@@ -122,8 +122,9 @@ class AdminCommands:
         return await self._request(TokenRevoke(id=self._new_id(), token_id=token_id), TokenInfo, retry_safe=False)
 
     async def audit(
-        self, *, tenant: str | None = None, after: int | None = None, limit: int = 100
+        self, *, tenant: str | None = None, after: int | None = None, before: int | None = None, limit: int = 100
     ) -> list[AuditEntryInfo]:
-        """Audit entries, oldest first: those after the entry ``after``, or the newest ``limit``."""
-        cmd = AuditList(id=self._new_id(), tenant=tenant, after=after, limit=limit)
+        """Audit entries, oldest first: those after the entry ``after``, or the newest ``limit``; ``before`` keeps
+        those before that entry (the page before)."""
+        cmd = AuditList(id=self._new_id(), tenant=tenant, after=after, before=before, limit=limit)
         return (await self._request(cmd, AuditPage, retry_safe=True)).entries

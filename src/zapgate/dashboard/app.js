@@ -2,21 +2,27 @@
 // as for any other client. The token is kept in this tab's sessionStorage (so a reload stays signed in) and
 // nowhere else: never in a URL, never in a cookie.
 
+import auditView from "./audit.js";
 import { $, h } from "./dom.js";
 import eventsView from "./events.js";
 import { Gateway } from "./gateway.js";
 import sendView from "./send.js";
 import sessionsView from "./sessions.js";
-import { Sessions } from "./store.js";
+import { Sessions, Tenants } from "./store.js";
+import tenantsView from "./tenants.js";
+import tokensView from "./tokens.js";
 
-// The views, in menu order: {id, title, mount(ctx, section)}. Views for webhooks, and for an admin's tenants
-// and tokens, plug in here once the gateway has those commands.
-const VIEWS = [sessionsView, eventsView, sendView];
+// The views, in menu order: {id, title, scope, mount(ctx, section)}. A view is shown only to a token with its
+// scope (the ready frame says which scopes the token has): the gateway would refuse the commands anyway.
+const ALL_VIEWS = [sessionsView, eventsView, sendView, tenantsView, tokensView, auditView];
+// What a gateway that does not say (zapgate before the ready frame had `scopes`) gave every token.
+const OLD_SCOPES = ["read", "send", "tenant"];
 const TOKEN_KEY = "zapgate.token";
 const HISTORY = 100; // past events shown when the page opens
 const LIST_REFRESH_MS = 5000;
 
 let current = null; // the signed-in state: {gw, timers}
+let views = []; // the views the signed-in token may use
 
 function showSignIn(message = "") {
   $("#signin").hidden = false;
@@ -41,26 +47,45 @@ function showConnection({ state, retryAt }, note = "") {
     : state === "connecting" ? "Connecting…" : "";
 }
 
+/** "read only", "admin", "3 sessions"…: what the token may do, for the header. */
+function describeToken(scopes, limitedTo) {
+  const parts = [];
+  if (scopes.has("admin")) parts.push("admin");
+  if (!scopes.has("tenant") && scopes.has("send")) parts.push("send and read only");
+  else if (!scopes.has("tenant") && scopes.has("read")) parts.push("read only");
+  if (limitedTo) parts.push(limitedTo.length === 1 ? `session ${limitedTo[0]} only` : `${limitedTo.length} sessions only`);
+  return parts;
+}
+
 async function signIn(token) {
   const gw = new Gateway(token);
   const ready = await gw.start();
   sessionStorage.setItem(TOKEN_KEY, token);
+  const scopes = new Set(ready.scopes || OLD_SCOPES);
+  const can = (scope) => scopes.has(scope);
   const sessions = new Sessions(gw);
   const timers = [];
   current = { gw, timers };
   const ctx = {
     gw,
     sessions,
+    tenants: can("admin") ? new Tenants(gw) : null,
+    can,
+    limitedTo: ready.sessions || null,
     engine: ready.engine,
     tenant: ready.tenant,
-    history: history(gw, ready.last_seq).catch(() => []),
+    history: can("read") ? history(gw, ready.last_seq).catch(() => []) : Promise.resolve([]),
     every: (ms, fn) => timers.push(setInterval(fn, ms)),
+  };
+  const loadLists = () => {
+    if (can("read")) sessions.load().catch(() => {}); // on failure, the next reconnect reads it
+    if (ctx.tenants) ctx.tenants.load().catch(() => {});
   };
   gw.addEventListener("event", (event) => sessions.onEvent(event.detail));
   gw.addEventListener("state", (event) => showConnection(event.detail));
   gw.addEventListener("ready", ({ detail: { first, gap, frame } }) => {
     if (first) return;
-    sessions.load().catch(() => {}); // commands that were cut off (refreshes) are lost: read the list again
+    loadLists(); // commands that were cut off (refreshes) are lost: read the lists again
     if (gap) {
       showConnection({ state: "live" }, "reconnected; missed events were too old to replay, lists reloaded");
     } else {
@@ -72,24 +97,26 @@ async function signIn(token) {
   // Queue lengths and pacing counters also change without an event of their own (a send accepted by another
   // client): read the list again now and then while the page is in sight.
   ctx.every(LIST_REFRESH_MS, () => {
-    if (document.visibilityState === "visible" && gw.state === "live") sessions.load().catch(() => {});
+    if (document.visibilityState === "visible" && gw.state === "live") loadLists();
   });
 
   const nav = $("#nav");
-  const views = $("#views");
-  nav.replaceChildren(...VIEWS.map((view) => h("a", { href: `#${view.id}`, "data-view": view.id }, view.title)));
-  views.replaceChildren();
-  for (const view of VIEWS) {
+  const container = $("#views");
+  views = ALL_VIEWS.filter((view) => can(view.scope));
+  nav.replaceChildren(...views.map((view) => h("a", { href: `#${view.id}`, "data-view": view.id }, view.title)));
+  container.replaceChildren();
+  for (const view of views) {
     const section = h("section", { id: `view-${view.id}`, "aria-labelledby": `${view.id}-title` });
-    views.append(section);
+    container.append(section);
     view.mount(ctx, section);
   }
-  $("#tenant").textContent = `${ready.tenant} · ${ready.engine}`;
+  $("#tenant").textContent = [ready.tenant || "all tenants", ready.engine, ...describeToken(scopes, ctx.limitedTo)]
+    .join(" · ");
   $("#signin").hidden = true;
-  views.hidden = nav.hidden = $("#whoami").hidden = false;
+  container.hidden = nav.hidden = $("#whoami").hidden = false;
   showConnection({ state: gw.state });
   route();
-  sessions.load().catch(() => {}); // on failure, the next reconnect reads it
+  loadLists();
 }
 
 function signOut(message = "") {
@@ -102,13 +129,15 @@ function signOut(message = "") {
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   $("#views").replaceChildren();
   $("#nav").replaceChildren();
+  views = [];
   showSignIn(message);
 }
 
 function route() {
+  if (!views.length) return;
   const wanted = location.hash.slice(1);
-  const id = VIEWS.some((view) => view.id === wanted) ? wanted : VIEWS[0].id;
-  for (const view of VIEWS) {
+  const id = views.some((view) => view.id === wanted) ? wanted : views[0].id;
+  for (const view of views) {
     const section = $(`#view-${view.id}`);
     if (section) section.hidden = view.id !== id;
   }

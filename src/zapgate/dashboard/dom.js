@@ -60,3 +60,19 @@ export function randomId(bytes = 12) {
   const raw = crypto.getRandomValues(new Uint8Array(bytes));
   return [...raw].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** "1.5 MiB" for a number of bytes. */
+export function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+  return `${value >= 10 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The id of a token of the form zgt_<id>_<secret>, or null (the admin token given at start-up has none). */
+export function tokenId(token) {
+  const match = /^zgt_([0-9a-f]{12})_/.exec(token || "");
+  return match ? match[1] : null;
+}

@@ -43,6 +43,7 @@ export function summary(frame) {
 export default {
   id: "events",
   title: "Events",
+  scope: "read",
   mount(ctx, section) {
     const { gw, sessions } = ctx;
     const events = []; // oldest first

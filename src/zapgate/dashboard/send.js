@@ -13,6 +13,7 @@ const RESEND_WAIT_MS = 30000;
 export default {
   id: "send",
   title: "Send",
+  scope: "send",
   mount(ctx, section) {
     const { gw, sessions } = ctx;
     const from = h("select", { id: "send-session", required: true });

@@ -10,8 +10,12 @@ const RUNNING = new Set(["starting", "qr", "connected", "disconnected"]);
 export default {
   id: "sessions",
   title: "Sessions",
+  scope: "read",
   mount(ctx, section) {
     const { gw, sessions } = ctx;
+    // Creating, starting, stopping, logging out and deleting sessions need the tenant scope: a read or send
+    // token sees the list without those buttons, and a line saying why.
+    const manage = ctx.can("tenant");
     const notice = h("p", { class: "notice", role: "status" });
     const nameInput = h("input", {
       id: "new-session", name: "session", required: true, maxlength: "64", autocomplete: "off",
@@ -28,14 +32,22 @@ export default {
       h("label", { for: "new-session" }, "Session name"), nameInput,
       h("button", { type: "submit" }, "Create and pair"));
 
+    const readOnly = h("p", { class: "hint", id: "sessions-scope" },
+      `This token ${ctx.can("send") ? "may send messages and read" : "may only read"}: creating, pairing, starting, ` +
+      "stopping, logging out and deleting sessions need a token with the tenant scope.");
+    const limited = ctx.limitedTo
+      ? h("p", { class: "hint" }, `This token is limited to ${ctx.limitedTo.join(", ")}.`) : "";
+
     const body = h("tbody");
     const empty = h("p", { class: "empty" }, "No sessions yet: create one above and pair a phone with it.");
     const table = h("table", { class: "sessions" },
       h("caption", { class: "visually-hidden" }, "Sessions of this tenant"),
-      h("thead", {}, h("tr", {}, ["Session", "Status", "Phone", "Since", "Queued", "Pacing", "Actions"].map(
-        (title) => h("th", { scope: "col" }, title)))),
+      h("thead", {}, h("tr", {}, ["Session", "Status", "Phone", "Since", "Queued", "Pacing", manage && "Actions"]
+        .filter(Boolean).map((title) => h("th", { scope: "col" }, title)))),
       body);
-    section.append(h("h1", { id: "sessions-title" }, "Sessions"), create, notice, table, empty);
+    if (!manage) empty.textContent = "No sessions yet.";
+    section.append(h("h1", { id: "sessions-title" }, "Sessions"), manage ? create : readOnly, limited, notice, table,
+      empty);
 
     const rows = new Map();
     const act = (verb, name, run) => async () => {
@@ -80,7 +92,7 @@ export default {
       };
       const c = row.cells;
       row.tr.append(h("th", { scope: "row" }, name), c.status, c.phone, c.since, c.queue, c.pacing,
-        h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, Object.values(row.buttons))));
+        manage && h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, Object.values(row.buttons))));
       return row;
     }
 

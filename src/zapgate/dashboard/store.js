@@ -71,3 +71,23 @@ export class Sessions extends EventTarget {
     this.dispatchEvent(new CustomEvent("change", { detail: name }));
   }
 }
+
+// The gateway's tenants, for an admin token: loaded with tenant.list, shared by the Tenants, Tokens and Audit
+// views. Dispatches "change" after each load.
+export class Tenants extends EventTarget {
+  constructor(gw) {
+    super();
+    this.gw = gw;
+    this.all = []; // tenant info (docs/protocol.md, "Admin API"), by name
+  }
+
+  get names() {
+    return this.all.map((info) => info.tenant);
+  }
+
+  async load() {
+    const { tenants } = await this.gw.call("tenant.list");
+    this.all = tenants;
+    this.dispatchEvent(new CustomEvent("change"));
+  }
+}

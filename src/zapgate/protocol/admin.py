@@ -207,8 +207,10 @@ class TokenRevoke(Command, tag="token.revoke"):
 
 @command(reply=AuditPage, scope=Scope.ADMIN, http=("GET", "/v1/audit"))
 class AuditList(Command, tag="audit.list"):
-    """Read the audit log: entries with ``id > after``, oldest first; without ``after``, the newest ``limit``."""
+    """Read the audit log, oldest first: the entries with ``id > after`` (the first ``limit`` of them); without
+    ``after``, the newest ``limit``. ``before`` keeps only entries with ``id < before``: the page before one."""
 
     tenant: TenantName | None = None
     after: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    before: Annotated[int, msgspec.Meta(ge=1)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from .base import Seq, _Frame
+from .base import Scope, Seq, _Frame
 from .subscriptions import EventPatterns, SessionNames
 
 __all__ = [
@@ -79,6 +79,11 @@ class Ready(_ServerFrame, tag="ready"):
     resume: Literal["none", "ok", "gap"]
     engine: str
     replayed: int
+    scopes: list[Scope] = msgspec.field(default_factory=list)
+    """What the token may do, its scopes expanded (``tenant`` brings ``send`` and ``read``): a client such as the
+    dashboard shows only what the token may use."""
+    sessions: list[str] | None = None
+    """The sessions the token is limited to; absent for every session of the tenant."""
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):

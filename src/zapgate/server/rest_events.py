@@ -264,6 +264,7 @@ class EventStream(Response):
             resume="gap" if gap else "ok",
             engine=self.gw.engine.name,
             replayed=0 if gap else max(0, first.last_seq - command.after),
+            **self.caller.grants(),
         )
         if gap:
             # Moving the browser's Last-Event-ID past the gap makes a reconnect resume from here.

@@ -333,13 +333,21 @@ class WebSocketClient:
         if resume_from is None or resume_from > newest or (oldest > 0 and resume_from < oldest - 1):
             self._last_seq = newest
             resume: Literal["none", "gap"] = "none" if resume_from is None else "gap"
-            self._send(Ready(tenant=tenant, last_seq=newest, resume=resume, engine=engine, replayed=0))
+            self._send(
+                Ready(tenant=tenant, last_seq=newest, resume=resume, engine=engine, replayed=0, **self._grants())
+            )
         else:
             # The replay is the catch-up below: every event after resume_from, in order, then live ones.
             self._last_seq = resume_from
             replayed = newest - resume_from
-            self._send(Ready(tenant=tenant, last_seq=newest, resume="ok", engine=engine, replayed=replayed))
+            self._send(
+                Ready(tenant=tenant, last_seq=newest, resume="ok", engine=engine, replayed=replayed, **self._grants())
+            )
         self._catch_up()
+
+    def _grants(self) -> dict[str, Any]:
+        assert self.caller is not None
+        return self.caller.grants()
 
     def _catch_up(self) -> None:
         """Go live if nothing is missing, else (keep) reading the missing events from the log."""

@@ -400,15 +400,23 @@ class TenantStore:
 
         await self._write(op)
 
-    async def list_audit(self, *, tenant: str | None, after: int | None, limit: int) -> list[AuditEntry]:
-        """Audit entries, oldest first: those with ``id > after``, or without ``after`` the newest ``limit``."""
+    async def list_audit(
+        self, *, tenant: str | None, after: int | None, limit: int, before: int | None = None
+    ) -> list[AuditEntry]:
+        """Audit entries, oldest first: those with ``id > after`` (the oldest ``limit``), or without ``after`` the
+        newest ``limit``; ``before`` keeps only those with ``id < before`` (paging back)."""
 
         def op(conn: Conn) -> list[AuditEntry]:
-            where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
+            conditions: list[str] = []
+            params: list[object] = []
+            for sql, value in (("tenant = ?", tenant), ("id > ?", after), ("id < ?", before)):
+                if value is not None:
+                    conditions.append(sql)
+                    params.append(value)
+            where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
             if after is not None:
-                where = f"{where} AND id > ?" if where else "WHERE id > ?"
                 sql = f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY id LIMIT ?"  # noqa: S608
-                return [_audit(r) for r in conn.execute(sql, (*params, after, limit))]
+                return [_audit(r) for r in conn.execute(sql, (*params, limit))]
             sql = f"SELECT {_AUDIT_COLUMNS} FROM audit {where} ORDER BY id DESC LIMIT ?"  # noqa: S608
             return [_audit(r) for r in reversed(conn.execute(sql, (*params, limit)).fetchall())]
 

@@ -166,7 +166,9 @@ async def token_revoke(gw: Gateway, caller: Caller, cmd: TokenRevoke) -> TokenIn
 
 @handles(AuditList)
 async def audit_list(gw: Gateway, caller: Caller, cmd: AuditList) -> AuditPage:
-    entries = await gw.storage.tenants.list_audit(tenant=cmd.tenant, after=cmd.after, limit=cmd.limit)
+    entries = await gw.storage.tenants.list_audit(
+        tenant=cmd.tenant, after=cmd.after, before=cmd.before, limit=cmd.limit
+    )
     return AuditPage(
         entries=[
             AuditEntryInfo(
