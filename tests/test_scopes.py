@@ -32,8 +32,6 @@ SAMPLES: dict[str, Any] = {
     "content": {"kind": "text", "text": "x"},
     "text": "x",
     "message_ids": ["x"],
-    "phones": [ALICE],
-    "url": "http://127.0.0.1:9/hook",
     "media_id": "med_unknown0",
     "qr": "not-a-code",
     "tenant": "scope-matrix-nobody",
