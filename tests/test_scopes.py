@@ -4,6 +4,7 @@ a token limited to some sessions, expiry, revocation of a live connection and di
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import time
 import typing
@@ -14,6 +15,7 @@ import pytest
 
 from zapgate.auth import expand_scopes
 from zapgate.protocol import COMMANDS, CommandSpec, Scope, decode_client_frame
+from zapgate.server.commands.registry import audited
 
 from .support import TIMEOUT, RawClient, RestClient, RunningGateway, eventually
 from .test_rest_events import SSE
@@ -70,8 +72,11 @@ def sample_frame(spec: CommandSpec) -> dict[str, Any]:
 
 async def test_every_command_is_refused_exactly_to_tokens_without_its_scope(gateway: RunningGateway) -> None:
     """Table-driven over the registry: each scope runs each command over the socket and REST; ``forbidden`` comes
-    back exactly when the scope (with what it includes) lacks the command's scope."""
-    tokens = {scope: (await gateway.gateway.tokens.create("matrix", scopes=[scope.value]))[1] for scope in Scope}
+    back exactly when the scope (with what it includes) lacks the command's scope. Every run of an audited
+    command, and every refusal, is then in the audit log, under the token that asked."""
+    made = {scope: await gateway.gateway.tokens.create("matrix", scopes=[scope.value]) for scope in Scope}
+    tokens = {scope: token for scope, (_, token) in made.items()}
+    expected: collections.Counter[tuple[str, str, bool]] = collections.Counter()
     for scope in Scope:
         client = await RawClient.open(gateway.url)
         rest = RestClient(gateway.http, tokens[scope])
@@ -94,6 +99,8 @@ async def test_every_command_is_refused_exactly_to_tokens_without_its_scope(gate
                     answer = await rest.call(op.method, op.path, json_body=fields, **path)
                 rest_code = None if answer.status == 200 else answer.body["code"]
                 where = f"{name} with a {scope.value!r} token"
+                if audited(spec) or not allowed:
+                    expected[(made[scope][0].id, name, not allowed)] += 2  # the socket's run and the REST one
                 if allowed:
                     assert socket_code != "forbidden" and rest_code != "forbidden", where
                 else:
@@ -102,6 +109,10 @@ async def test_every_command_is_refused_exactly_to_tokens_without_its_scope(gate
         finally:
             await client.close()
             await rest.close()
+    entries = await gateway.gateway.storage.tenants.list_audit(tenant=None, after=0, limit=1000)
+    found = collections.Counter((e.token_id or "", e.command, e.outcome == "forbidden") for e in entries)
+    assert found == expected
+    assert any(command.startswith("webhook.") for _, command, refused in expected if not refused)
 
 
 def test_scopes_include_what_the_docs_say() -> None:
