@@ -165,3 +165,19 @@ async def test_chat_errors(gateway: RunningGateway) -> None:
         assert offline["error"]["code"] == "engine_unavailable"
         # Stored chats and history are still readable while offline.
         assert (await client.call("message.history", session="alice", chat=BOB)) == {"messages": [], "more": False}
+
+
+async def test_an_edit_changes_the_stored_message_on_both_sides(gateway: RunningGateway) -> None:
+    async with gateway.connect() as client:
+        await client.pair("alice", ALICE)
+        await client.pair("bob", BOB)
+        typo = await client.call("message.send", session="bob", to=ALICE, text="see you at 8")
+        await client.event("message.received", of("alice"))
+        edit = {"kind": "edit", "message_id": typo["message_id"], "text": "see you at 9"}
+        await client.call("message.send", session="bob", to=ALICE, content=edit)
+        edited = await client.event("message.edited", of("alice"))
+        assert edited["data"]["message_id"] == typo["message_id"]
+        for session, chat in (("alice", BOB), ("bob", ALICE)):
+            [message] = (await client.call("message.history", session=session, chat=chat))["messages"]
+            assert message["message_id"] == typo["message_id"], session
+            assert (message["text"], message["content"]["text"]) == ("see you at 9", "see you at 9"), session

@@ -122,3 +122,24 @@ def test_what_a_sent_message_leaves_in_the_history() -> None:
     assert entry is not None and (entry.kind, entry.text, entry.from_me, entry.timestamp) == ("text", "oi", True, 1000)
     assert outbound_entry(sent(b'{"kind":"reaction","message_id":"3A01","emoji":"x"}')) is None
     assert outbound_entry(sent(b"not json")) is None  # the send's outcome is stored all the same
+
+
+async def test_an_edit_changes_the_stored_text_or_caption(storage: Storage) -> None:
+    await store(storage, message(BOB, 1))
+    photo = StoredMessage(
+        chat=BOB,
+        message_id="M0002",
+        from_me=False,
+        timestamp=1001,
+        kind="image",
+        content=b'{"kind":"image","media":{"id":"med_x"},"caption":"old"}',
+        text="old",
+    )
+    await store(storage, photo)
+    await storage.record_inbound("ses_1", "E1", BOB, [], 2.0, edit=("M0001", "m1, edited"))
+    await storage.record_inbound("ses_1", "E2", BOB, [], 2.0, edit=("M0002", "new caption"))
+    await storage.record_inbound("ses_1", "E3", BOB, [], 2.0, edit=("M9999", "nothing to edit"))
+    history = await storage.chats.history("ses_1", BOB, limit=10)
+    assert history is not None
+    assert [(m.message_id, m.text) for m in history] == [("M0002", "new caption"), ("M0001", "m1, edited")]
+    assert b'"caption":"new caption"' in history[0].content and b'"media"' in history[0].content

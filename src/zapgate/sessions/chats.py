@@ -30,10 +30,18 @@ from ..protocol import (
     LastMessage,
     MessageHistoryResult,
 )
-from ..protocol.content import Content, content_text
+from ..protocol.content import Content, Edit, content_text
 from ..storage import MUTED_FOREVER, ChatRecord, ChatSettings, NewEvent, OutboxItem, Storage, StoredMessage
 
-__all__ = ["NOT_IN_HISTORY", "READ_RECEIPTS_PER_CALL", "Chats", "history_pairs", "inbound_entry", "outbound_entry"]
+__all__ = [
+    "NOT_IN_HISTORY",
+    "READ_RECEIPTS_PER_CALL",
+    "Chats",
+    "history_pairs",
+    "inbound_entry",
+    "outbound_edit",
+    "outbound_entry",
+]
 
 NOT_IN_HISTORY = frozenset({"reaction", "edit", "revoke", "vote"})
 """Content kinds that change an earlier message rather than add one to the chat."""
@@ -101,6 +109,15 @@ def history_pairs(batch: HistoryBatch) -> list[tuple[str | None, str | None]]:
         if m.chat_lid and m.chat.endswith("@s.whatsapp.net"):
             pairs.append((m.chat, m.chat_lid))
     return list(dict.fromkeys(pairs))
+
+
+def outbound_edit(item: OutboxItem) -> tuple[str, str] | None:
+    """(message id, new text) when a message the session sent edits one of its earlier messages."""
+    try:
+        content = _content.decode(item.content)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return (content.message_id, content.text) if isinstance(content, Edit) else None
 
 
 class _Session(Protocol):

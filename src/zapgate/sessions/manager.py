@@ -71,6 +71,7 @@ from ..protocol import (
     SessionStatusData,
     encode,
 )
+from ..protocol.content import Edit
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
 from .chats import Chats, history_pairs, inbound_entry
 from .contacts import Contacts
@@ -481,6 +482,7 @@ class SessionManager(SessionMoves, MessageSending):
             media=media,
             fence=session.fence,
             message=inbound_entry(event),
+            edit=(event.content.message_id, event.content.text) if isinstance(event.content, Edit) else None,
         )
         if stored is not None and media is not None:
             self.downloads.schedule(session.tenant, media.id)

@@ -33,7 +33,7 @@ from ..jid import Jid
 from ..protocol import MessageStatusData, PacingState, encode
 from ..protocol.content import Content
 from ..storage import Fence, LeaseLost, NewEvent, OutboxItem, QueuedMessage, Storage
-from .chats import outbound_entry
+from .chats import outbound_edit, outbound_entry
 from .outgoing import decode_outgoing
 from .pacing import Pacer
 
@@ -341,6 +341,7 @@ class Sender:
             new_contact_at=time.time() if new_contact else None,
             fence=self._fence(),
             message=outbound_entry(item) if item.status == "sent" else None,
+            edit=outbound_edit(item) if item.status == "sent" else None,
         )
         waiter = self._waiters.pop(item.message_id, None)
         label = self._label

@@ -12,6 +12,7 @@ twice, so a history sync that repeats live messages changes nothing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,15 @@ from .database import Conn, Database
 
 AppendEvents = Callable[[Conn, Sequence[NewEvent], float], list[StoredEvent]]
 
-__all__ = ["MUTED_FOREVER", "ChatRecord", "ChatSettings", "ChatStore", "StoredMessage", "note_messages"]
+__all__ = [
+    "MUTED_FOREVER",
+    "ChatRecord",
+    "ChatSettings",
+    "ChatStore",
+    "StoredMessage",
+    "note_edit",
+    "note_messages",
+]
 
 MUTED_FOREVER = -1
 """``muted_until`` of a chat muted until unmuted."""
@@ -178,6 +187,27 @@ def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]
         ],
     )
     return new
+
+
+def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str) -> bool:
+    """Inside a write: the stored message was edited to ``text`` (a text's text, a media message's caption);
+    False when it is not stored (or has no text to edit)."""
+    row = conn.execute(
+        "SELECT content FROM messages WHERE session_id = ? AND chat = ? AND message_id = ?",
+        (session_id, chat, message_id),
+    ).fetchone()
+    if row is None:
+        return False
+    content = json.loads(bytes(row[0]))
+    field = "text" if content.get("kind") == "text" else "caption" if "media" in content else None
+    if field is None:
+        return False
+    content[field] = text
+    conn.execute(
+        "UPDATE messages SET content = ?, text = ? WHERE session_id = ? AND chat = ? AND message_id = ?",
+        (json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(), text, session_id, chat, message_id),
+    )
+    return True
 
 
 def _apply_settings(conn: Conn, session_id: str, settings: ChatSettings) -> None:

@@ -30,7 +30,7 @@ from .base import (
     StoredEvent,
     TenantQuotas,
 )
-from .chats import ChatStore, StoredMessage, note_messages
+from .chats import ChatStore, StoredMessage, note_edit, note_messages
 from .database import Conn, Database
 from .identities import IdentityStore
 from .leases import Fence, LeaseLost, LeaseStore, check_fence
@@ -127,6 +127,7 @@ class _Inbound:
     media: MediaRecord | None
     fence: Fence | None
     message: StoredMessage | None
+    edit: tuple[str, str] | None = None
 
 
 def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
@@ -184,6 +185,9 @@ def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tu
             history.setdefault(r.session_id, []).append(r.message)
     for session_id, messages in history.items():
         note_messages(conn, session_id, messages)
+    for r in fresh:
+        if r.edit is not None:
+            note_edit(conn, r.session_id, r.chat, *r.edit)
     stored = append_events(conn, [e for r in fresh for e in r.events], time.time())
     at = 0
     for i, r in zip(new, fresh, strict=True):
@@ -564,8 +568,10 @@ class Storage:
         new_contact_at: float | None,
         fence: Fence | None = None,
         message: StoredMessage | None = None,
+        edit: tuple[str, str] | None = None,
     ) -> asyncio.Future[list[StoredEvent]]:
-        """Store a send's outcome with its ``events``; ``message``: the sent message, for the chat's history."""
+        """Store a send's outcome with its ``events``; ``message``: the sent message, for the chat's history;
+        ``edit``: (message id, new text) when the sent message edits a stored one."""
         # Read the mutable item now, not in the writer thread.
         values = (item.status, item.reason, item.wa_timestamp, item.chat, item.message_id)
         session_id, chat = item.session_id, item.chat
@@ -595,6 +601,8 @@ class Storage:
                 )
             if message is not None:
                 note_messages(conn, session_id, [message])
+            if edit is not None:
+                note_edit(conn, session_id, to, *edit)
             stored = append_events(conn, events, now)
             return stored, stored
 
@@ -648,14 +656,15 @@ class Storage:
         media: MediaRecord | None = None,
         fence: Fence | None = None,
         message: StoredMessage | None = None,
+        edit: tuple[str, str] | None = None,
     ) -> list[StoredEvent] | None:
         """Remember a received message and append its events, unless it was received before (then None). The row
         of its file, ``media``, is written in the same transaction, so the events may already name it; so is
-        ``message``, its entry in the chat's history.
+        ``message``, its entry in the chat's history, and an ``edit`` (message id, new text) of a stored one.
 
         Messages arriving together (a burst, many sessions at once) are written together: every one asked for
         before the next group commit starts is stored by one :func:`_record_inbound_batch`."""
-        request = _Inbound(session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message)
+        request = _Inbound(session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message, edit)
         result: list[StoredEvent] | None = await self.db.submit_batched("inbound", request, _record_inbound_batch)
         return result
 
