@@ -156,6 +156,14 @@ def start_ceiling() -> Server:
     return Server(proc, port, "ceiling", started_s=time.perf_counter() - began)
 
 
+def start_uvicorn_floor() -> Server:
+    port = free_port()
+    began = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "uvicorn_floor.py"), "--port", str(port)])
+    _wait_listening(proc, port, 30, None)
+    return Server(proc, port, "uvicorn", started_s=time.perf_counter() - began)
+
+
 def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment of a benchmarked gateway: the user's, minus other ZAPGATE_* settings, plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPGATE_")}

@@ -192,14 +192,18 @@ def render_idle(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list
         "the server process per connection, after warm-up; gateway connections are spread over 100 tenants and "
         "all counted as subscribed by `/healthz`.",
         "",
-        "| connections | ceiling RSS MiB | ceiling KiB / conn | gateway RSS MiB | gateway KiB / conn | ratio |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| connections | ceiling RSS MiB | ceiling KiB / conn | uvicorn floor KiB / conn | gateway RSS MiB "
+        "| gateway KiB / conn | gateway / ceiling | gateway / uvicorn floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c, g in zip(r["ceiling"]["rows"], r["gateway"]["rows"], strict=True):
+    floor_rows = r["uvicorn"]["rows"] if "uvicorn" in r else [None] * len(r["gateway"]["rows"])
+    for c, u, g in zip(r["ceiling"]["rows"], floor_rows, r["gateway"]["rows"], strict=True):
+        floor = f"{u['per_connection_kib']:.1f}" if u else ""
+        vs_floor = f"{g['per_connection_kib'] / u['per_connection_kib']:.2f}x" if u else ""
         lines.append(
-            f"| {c['connections']:,} | {c['rss_kib'] / 1024:.1f} | {c['per_connection_kib']:.1f} | "
+            f"| {c['connections']:,} | {c['rss_kib'] / 1024:.1f} | {c['per_connection_kib']:.1f} | {floor} | "
             f"{g['rss_kib'] / 1024:.1f} | {g['per_connection_kib']:.1f} | "
-            f"{g['per_connection_kib'] / c['per_connection_kib']:.2f}x |"
+            f"{g['per_connection_kib'] / c['per_connection_kib']:.2f}x | {vs_floor} |"
         )
     last, bare = r["gateway"]["rows"][-1], r["ceiling"]["rows"][-1]
     verdicts.append(
