@@ -179,6 +179,8 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "max_connections_per_token": 0,
         "max_unauthenticated_connections": 0,
         "command_rate_per_s": 0,
+        # One tenant holds up to 1,000 sessions in scenario 3: no per-tenant session quota either.
+        "tenant_max_sessions": 0,
     }
     values.update(settings)
     env.update({f"ZAPGATE_{k.upper()}": str(v) for k, v in values.items()})
