@@ -1,6 +1,7 @@
 """Scenario 2, idle clients: server RSS per authenticated, idle WebSocket connection, gateway vs ceiling.
 
-For each server (the gateway with the simulator engine, and the bare ``websockets`` ceiling) the script warms
+For each server (the gateway with the simulator engine, the bare ``websockets`` ceiling, and uvicorn's floor:
+the same handshake as a bare ASGI app under uvicorn with the gateway's settings) the script warms
 it up with a few connections, closes them, reads its RSS, then opens connections up to each count in turn
 (authenticated: ``hello`` → ``auth`` → ``ready``, spread over 100 tenants on the gateway), lets the server
 settle and reads its RSS again. Cost per connection = RSS growth / connections. The gateway's ``/healthz``
@@ -22,7 +23,16 @@ import uvloop
 from websockets.asyncio.client import ClientConnection
 
 from loadgen import close_all, open_connections
-from procs import Server, create_tokens, emit, raise_fd_limit, settle_rss, start_ceiling, start_gateway
+from procs import (
+    Server,
+    create_tokens,
+    emit,
+    raise_fd_limit,
+    settle_rss,
+    start_ceiling,
+    start_gateway,
+    start_uvicorn_floor,
+)
 
 TENANTS = 100
 WARMUP = 50
@@ -78,8 +88,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="zapgate-bench-") as tmp:
         data_dir = Path(tmp) / "gateway"
         tokens = create_tokens(data_dir, [f"t{i:03d}" for i in range(TENANTS)])
-        for kind in ("ceiling", "gateway"):
-            server = start_ceiling() if kind == "ceiling" else start_gateway(data_dir)
+        starts = {"ceiling": start_ceiling, "uvicorn": start_uvicorn_floor, "gateway": lambda: start_gateway(data_dir)}
+        for kind, start in starts.items():
+            server = start()
             try:
                 results[kind] = uvloop.run(measure(server, tokens, sorted(args.counts), args.settle))
             finally:

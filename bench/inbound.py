@@ -183,8 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="zapgate-bench-") as tmp:
         data_dir = Path(tmp) / "gateway"
-        token, other = create_tokens(data_dir, ["burst", "other"])
         source = Path(args.source).resolve() if args.source else None
+        token, other = create_tokens(data_dir, ["burst", "other"], source)
         server = start_gateway(data_dir, source=source, sqlite_synchronous=args.sync, max_inflight_commands=128)
         try:
             result = uvloop.run(burst(server.url, server.pid, token, other, args))

@@ -156,6 +156,14 @@ def start_ceiling() -> Server:
     return Server(proc, port, "ceiling", started_s=time.perf_counter() - began)
 
 
+def start_uvicorn_floor() -> Server:
+    port = free_port()
+    began = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "uvicorn_floor.py"), "--port", str(port)])
+    _wait_listening(proc, port, 30, None)
+    return Server(proc, port, "uvicorn", started_s=time.perf_counter() - began)
+
+
 def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment of a benchmarked gateway: the user's, minus other ZAPGATE_* settings, plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPGATE_")}
@@ -171,6 +179,8 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
         "max_connections_per_token": 0,
         "max_unauthenticated_connections": 0,
         "command_rate_per_s": 0,
+        # One tenant holds up to 1,000 sessions in scenario 3: no per-tenant session quota either.
+        "tenant_max_sessions": 0,
     }
     values.update(settings)
     env.update({f"ZAPGATE_{k.upper()}": str(v) for k, v in values.items()})
@@ -188,6 +198,10 @@ def start_gateway(data_dir: Path, *, timeout: float = 120.0, source: Path | None
     env = gateway_env(data_dir, port=port, **settings)
     if source is not None:
         env["PYTHONPATH"] = str(source)
+        # An older tree does not know every setting of this one (and refuses unknown ones): leave those out.
+        known = (source / "zapgate" / "config.py").read_text()
+        for key in [k for k in env if k.startswith("ZAPGATE_") and k.removeprefix("ZAPGATE_").lower() not in known]:
+            del env[key]
     began = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen([str(BIN / "zapgate"), "serve"], env=env, stdout=out, stderr=out)
@@ -203,8 +217,23 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-def create_tokens(data_dir: Path, tenants: Sequence[str]) -> list[str]:
-    """One token per tenant, made in the data directory's database as ``zapgate token create`` makes them."""
+def create_tokens(data_dir: Path, tenants: Sequence[str], source: Path | None = None) -> list[str]:
+    """One token per tenant, made in the data directory's database as ``zapgate token create`` makes them;
+    with ``source``, by that zapgate tree (its database schema may be older than this one's)."""
+    if source is not None:
+        code = (
+            "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "from procs import create_tokens; print(json.dumps(create_tokens(Path(sys.argv[2]), sys.argv[3:])))"
+        )
+        env = {**os.environ, "PYTHONPATH": str(source)}
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(BENCH), str(data_dir), *tenants],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return list(json.loads(out))
     from zapgate.auth import TokenIssuer
     from zapgate.config import Settings
     from zapgate.storage import open_storage

@@ -181,10 +181,11 @@ def main() -> None:
                 targets[f"gateway-{mode}"] = Target(server, tokens)
                 if args.compare_src is not None:
                     before_dir = Path(tmp) / f"before-{mode}"
-                    before_tokens = create_tokens(before_dir, [f"t{i:04d}" for i in range(tenants)])
+                    source = Path(args.compare_src).resolve()
+                    before_tokens = create_tokens(before_dir, [f"t{i:04d}" for i in range(tenants)], source)
                     before = start_gateway(
                         before_dir,
-                        source=Path(args.compare_src).resolve(),
+                        source=source,
                         sqlite_synchronous=mode,
                         max_inflight_commands=max(64, *args.in_flight),
                     )

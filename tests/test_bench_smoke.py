@@ -76,3 +76,9 @@ def test_tenant_fanout_runs_its_three_targets(bench_run: tuple[dict[str, Any], s
     for name, row in targets.items():
         assert row["msgs_per_s"] > 0 and row["errors"] == 0 and row["cpu_us_per_msg"] > 0, (name, row)
     assert "many connections of one tenant" in bench_run[1]
+
+
+def test_an_inbound_burst_is_stored_and_pushed(bench_run: tuple[dict[str, Any], str]) -> None:
+    result = bench_run[0]["inbound"]
+    assert result["messages"] == 20 and result["events_per_s"] > 0
+    assert "Scenario 6: an inbound burst" in bench_run[1]
