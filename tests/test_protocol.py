@@ -81,6 +81,14 @@ def test_every_command_type_is_known_and_listed() -> None:
         "webhook.attempts",
         "webhook.dead_letters",
         "webhook.redeliver",
+        "group.create",
+        "group.list",
+        "group.info",
+        "group.participants",
+        "group.invite_link",
+        "group.join",
+        "group.leave",
+        "group.update",
     } == COMMAND_TYPES
 
 

@@ -43,6 +43,9 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
     │   └── QRAlreadyUsed              qr_used
     ├── PhoneTaken                     phone_taken           (simulator)
     ├── QRNotAvailable                 qr_not_available      (GET /v1/sessions/{session}/qr.png)
+    ├── GroupNotFound                  group_not_found
+    ├── NotGroupAdmin                  not_group_admin
+    ├── InviteInvalid                  invite_invalid
     ├── EngineUnavailable              engine_unavailable
     ├── SessionUnavailable             session_unavailable
     ├── WebhookNotFound                webhook_not_found
@@ -67,6 +70,7 @@ __all__ = [
     "ConnectionClosed",
     "EngineUnavailable",
     "Forbidden",
+    "GroupNotFound",
     "HTTPError",
     "HandshakeTimeout",
     "HostNotAllowed",
@@ -75,6 +79,7 @@ __all__ = [
     "InvalidJSON",
     "InvalidRecipient",
     "InvalidRequest",
+    "InviteInvalid",
     "MediaError",
     "MediaFetchFailed",
     "MediaNotFound",
@@ -82,6 +87,7 @@ __all__ = [
     "MediaTooLarge",
     "MethodNotAllowed",
     "NotFound",
+    "NotGroupAdmin",
     "NotOnWhatsApp",
     "PayloadTooLarge",
     "PhoneTaken",
@@ -327,6 +333,24 @@ class QRNotAvailable(ZapgateError):
     code = "qr_not_available"
 
 
+class GroupNotFound(ZapgateError):
+    """No such group, or the session's account is not (or no longer) a member of it."""
+
+    code = "group_not_found"
+
+
+class NotGroupAdmin(ZapgateError):
+    """Only the group's admins may do that (or, in an ``announce`` group, send messages)."""
+
+    code = "not_group_admin"
+
+
+class InviteInvalid(ZapgateError):
+    """The invite link is unknown, revoked, or its group is gone."""
+
+    code = "invite_invalid"
+
+
 class EngineUnavailable(ZapgateError):
     code = "engine_unavailable"
 
@@ -399,6 +423,7 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_request": 400,
     "unauthorized": 401,
     "forbidden": 403,
+    "not_group_admin": 403,
     # Nothing by that name (for this tenant, on this engine).
     "not_found": 404,
     "session_not_found": 404,
@@ -409,6 +434,8 @@ HTTP_STATUS: dict[str, int] = {
     "command_unavailable": 404,
     "qr_unknown": 404,
     "qr_not_available": 404,
+    "group_not_found": 404,
+    "invite_invalid": 404,
     "method_not_allowed": 405,
     # Valid, but the state of things does not allow it (now).
     "session_not_paired": 409,

@@ -22,7 +22,15 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from ..jid import Jid
-from ..protocol import Me, SimContactResult
+from ..protocol import (
+    GroupInfo,
+    GroupJoinedData,
+    GroupParticipantsData,
+    GroupUpdatedData,
+    Me,
+    ParticipantResult,
+    SimContactResult,
+)
 from ..protocol.content import Content
 
 __all__ = [
@@ -39,6 +47,11 @@ __all__ = [
     "EngineIssue",
     "EngineSink",
     "Failed",
+    "GroupAction",
+    "GroupChanges",
+    "GroupJoinedIn",
+    "GroupParticipantsIn",
+    "GroupUpdatedIn",
     "HistoryBatch",
     "HistoryChat",
     "IdentityIn",
@@ -235,6 +248,20 @@ class ChatSettingIn(_EngineEvent, tag="chat_setting"):
     """0: unmuted; -1: until unmuted; else unix seconds."""
 
 
+class GroupJoinedIn(_EngineEvent, tag="group_joined"):
+    """The account is in a new group (``data`` as clients get it; the gateway completes the id forms)."""
+
+    data: GroupJoinedData
+
+
+class GroupUpdatedIn(_EngineEvent, tag="group_updated"):
+    data: GroupUpdatedData
+
+
+class GroupParticipantsIn(_EngineEvent, tag="group_participants"):
+    data: GroupParticipantsData
+
+
 EngineEvent = (
     QrCode
     | PairCode
@@ -250,8 +277,24 @@ EngineEvent = (
     | HistoryBatch
     | ChatSettingIn
     | IdentityIn
+    | GroupJoinedIn
+    | GroupUpdatedIn
+    | GroupParticipantsIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
+
+
+GroupAction = Literal["add", "remove", "promote", "demote"]
+
+
+class GroupChanges(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What ``group.update`` changes (None: unchanged); the picture travels beside it as a file."""
+
+    subject: str | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+    ephemeral: int | None = None
 
 
 class Sent(msgspec.Struct, frozen=True):
@@ -502,6 +545,45 @@ class Engine(abc.ABC):
     async def blocklist(self, session_id: str) -> list[str]:
         """The JIDs the account blocked. Raises :class:`SendError`."""
         raise SendError("unsupported", f"the {self.name} engine cannot read the blocklist", retryable=False)
+
+    # -- groups (each raises SendError: ``group_not_found``, ``not_group_admin``, ``invite_invalid``,
+    # ``not_connected`` (retryable), ``unsupported``)
+
+    async def group_create(
+        self, session_id: str, subject: str, participants: list[Jid]
+    ) -> tuple[GroupInfo, list[ParticipantResult]]:
+        """Create a group; its info and one result per person asked for, in order."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def groups(self, session_id: str) -> list[GroupInfo]:
+        """The groups the account is in (``participants`` may be left out)."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_info(self, session_id: str, group: Jid) -> GroupInfo:
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_participants(
+        self, session_id: str, group: Jid, action: GroupAction, participants: list[Jid]
+    ) -> list[ParticipantResult]:
+        """Change members; one result per person, in order."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_invite_link(self, session_id: str, group: Jid, reset: bool) -> str:
+        """``https://chat.whatsapp.com/CODE``; ``reset`` revokes the current one first."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_join(self, session_id: str, code: str) -> GroupInfo:
+        """Join by an invite link's code."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_leave(self, session_id: str, group: Jid) -> None:
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
+
+    async def group_update(
+        self, session_id: str, group: Jid, changes: GroupChanges, picture: MediaFile | None
+    ) -> GroupInfo:
+        """Change settings (and the picture, a JPEG or PNG file); answers the group as it is now."""
+        raise SendError("unsupported", f"the {self.name} engine has no groups", retryable=False)
 
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).

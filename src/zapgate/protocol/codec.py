@@ -10,7 +10,7 @@ import msgspec
 from ..errors import InvalidFrame, InvalidJSON, InvalidRequest, UnknownType
 
 # Importing the modules that declare commands fills COMMANDS before the decoder below is built from it.
-from . import admin, chats, contacts, events, media, messages, presence, sessions, sim, subscriptions, webhooks  # noqa: F401
+from . import admin, chats, contacts, events, groups, media, messages, presence, sessions, sim, subscriptions, webhooks  # noqa: F401
 from .base import COMMANDS, Command
 from .frames import Auth, ServerFrame
 

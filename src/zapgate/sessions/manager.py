@@ -37,6 +37,9 @@ from ..engines.base import (
     Engine,
     EngineEvent,
     Failed,
+    GroupJoinedIn,
+    GroupParticipantsIn,
+    GroupUpdatedIn,
     HistoryBatch,
     IdentityIn,
     LoggedOut,
@@ -75,6 +78,7 @@ from ..protocol.content import Edit
 from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
 from .chats import Chats, history_pairs, inbound_entry
 from .contacts import Contacts
+from .groups import Groups
 from .identities import Identities
 from .inbound import describe_inbound
 from .moves import SessionMoves
@@ -131,6 +135,8 @@ class SessionManager(SessionMoves, MessageSending):
         """Each session's phone ↔ LID map (:mod:`.identity`)."""
         self.contacts = Contacts(engine, media, storage, self.identities, self.get)
         """``contact.*``."""
+        self.groups = Groups(engine, storage, self.identities, self.get, self._event)
+        """``group.*`` and the group events."""
 
     # -- lifecycle
 
@@ -407,6 +413,8 @@ class SessionManager(SessionMoves, MessageSending):
                 await self.chats.changed(session, settings)
             case IdentityIn():
                 await self.identities.learn_pairs(session.id, event.pairs)
+            case GroupJoinedIn() | GroupUpdatedIn() | GroupParticipantsIn():
+                await self.groups.received(session, event)
             case ReceiptIn():
                 event = await self.identities.receipt(session.id, event)
                 events = [

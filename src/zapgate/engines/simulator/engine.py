@@ -38,6 +38,7 @@ from ..base import (
 from .accounts import SimulatedAccounts
 from .cdn import SimulatedCdn
 from .devices import Device, Mail, user_jid
+from .groups import SimulatedGroups
 from .pairing import Pairings
 from .phones import SimulatedPhones
 from .presence import SimPresence
@@ -73,7 +74,7 @@ class _Replaced(Exception):
     """The device's connection is no longer this node's: WhatsApp would not take anything sent on it."""
 
 
-class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
+class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engine):
     """A simulated WhatsApp network (see the module documentation).
 
     ``database_url`` (PostgreSQL) shares the simulated WhatsApp with the other nodes of a cluster; ``node`` is
@@ -204,8 +205,10 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
             raise SendError("not_connected", "the session is not connected to WhatsApp", retryable=True)
         if device.restricted_until > time.time():
             raise SendError("send_restricted", "WhatsApp restricts this account's sending", retryable=True)
+        if to.is_group:
+            return await self._send_to_group(device, message_id, to, content, extra)
         if not to.is_user and to.server != LID_SERVER:
-            raise SendError("unsupported_recipient", "the simulator only delivers to people", retryable=False)
+            raise SendError("unsupported_recipient", "the simulator delivers to people and groups", retryable=False)
         asked = to
         phone = await self._phone_of(to)
         if phone is None or phone not in self._accounts:
@@ -303,13 +306,33 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, Engine):
         device = self._devices.get(session_id)
         if device is None or device.phone is None:
             return
+        reader = device.phone
+        marks = ",".join("?" * len(message_ids))
+        if chat.is_group:
+            group = str(chat)
+
+            def in_group(conn: Conn) -> list[tuple[str, str]]:
+                rows = conn.execute(
+                    f"SELECT sender, message_id FROM deliveries WHERE recipient = ? AND message_id IN ({marks})",  # noqa: S608
+                    (group, *message_ids),
+                )
+                return [(str(r[0]), str(r[1])) for r in rows]
+
+            by_author: dict[str, list[str]] = {}
+            for author_phone, message_id in await self._db.read(in_group):
+                if author_phone != reader:
+                    by_author.setdefault(author_phone, []).append(message_id)
+            now = int(time.time())
+            for author_phone, ids in by_author.items():
+                await self._mail_account(
+                    author_phone, ReceiptIn(message_ids=ids, chat=group, status="read", timestamp=now)
+                )
+            return
         author = await self._phone_of(sender or chat)
         if author is None:
             return
-        reader = device.phone
 
         def find(conn: Conn) -> list[str]:
-            marks = ",".join("?" * len(message_ids))
             rows = conn.execute(
                 f"SELECT message_id FROM deliveries WHERE sender = ? AND recipient = ? AND message_id IN ({marks})",  # noqa: S608
                 (author, reader, *message_ids),

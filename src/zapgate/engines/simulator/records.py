@@ -161,6 +161,30 @@ MIGRATIONS = [
         PRIMARY KEY (phone, blocked)
     );
     """,
+    # 9: groups (issue 12): settings, the current invite code, and members with their role (``member``,
+    # ``admin``, ``superadmin`` for the creator); a message to a group is one delivery whose recipient is the group
+    """
+    CREATE TABLE groups (
+        jid TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        description TEXT,
+        owner TEXT NOT NULL,
+        created {BIGINT} NOT NULL,
+        announce {BIGINT} NOT NULL DEFAULT 0,
+        locked {BIGINT} NOT NULL DEFAULT 0,
+        ephemeral {BIGINT} NOT NULL DEFAULT 0,
+        invite TEXT NOT NULL UNIQUE,
+        picture TEXT
+    );
+    CREATE TABLE group_members (
+        group_jid TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        role TEXT NOT NULL,
+        PRIMARY KEY (group_jid, phone)
+    );
+    CREATE INDEX group_members_phone ON group_members (phone);
+    CREATE INDEX deliveries_recipient ON deliveries (recipient, message_id);
+    """,
 ]
 
 _event_encoder = msgspec.json.Encoder()

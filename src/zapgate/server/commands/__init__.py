@@ -14,6 +14,7 @@ tenant's session is indistinguishable from a missing one.
 ``presence``  ``chat.presence``, ``presence.*``
 ``chats``     ``chat.*``, ``message.history``
 ``contacts``  ``contact.*``
+``groups``    ``group.*``
 ``events``    ``events.fetch``, ``ping``
 ``sim``       ``sim.*`` (simulator only)
 ``admin``     ``tenant.*``, ``token.*``, ``audit.list``
@@ -23,7 +24,7 @@ tenant's session is indistinguishable from a missing one.
 
 from __future__ import annotations
 
-from . import admin, chats, contacts, events, media, messages, presence, sessions, sim, webhooks
+from . import admin, chats, contacts, events, groups, media, messages, presence, sessions, sim, webhooks
 from .registry import HANDLERS, execute, handles, run_command
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "contacts",
     "events",
     "execute",
+    "groups",
     "handles",
     "media",
     "messages",
