@@ -18,6 +18,20 @@ from ..protocol import (
     ChatPresence,
     ContactIdentity,
     ContactResolve,
+    Empty,
+    GroupCreate,
+    GroupCreated,
+    GroupInfo,
+    GroupInfoGet,
+    GroupInvite,
+    GroupInviteLink,
+    GroupJoin,
+    GroupLeave,
+    GroupList,
+    GroupListResult,
+    GroupParticipants,
+    GroupParticipantsResult,
+    GroupUpdate,
     Me,
     MediaGet,
     MediaInfo,
@@ -25,6 +39,7 @@ from ..protocol import (
     MessageRead,
     MessageReadResult,
     MessageSend,
+    ParticipantResult,
     Ping,
     PresenceSet,
     PresenceSubscribe,
@@ -465,6 +480,78 @@ class Client(ChatsAndContacts, AdminCommands, WebhookCommands):
         ``jid`` (phone-number JID), ``lid`` and ``phone``, each None when not known (``contact.resolve``)."""
         cmd = ContactResolve(id=self._new_id(), session=session, contact=contact)
         return await self._request(cmd, ContactIdentity, retry_safe=True)
+
+    # -- groups
+
+    async def create_group(self, session: str, subject: str, participants: list[str] | None = None) -> GroupCreated:
+        """Create a group and add ``participants`` (numbers, JIDs or LIDs): the group, and one result per person
+        (``ok``, ``not_authorized``, ``already_member``, …). Not resent after a drop: a repeat makes a second group."""
+        cmd = GroupCreate(id=self._new_id(), session=session, subject=subject, participants=list(participants or []))
+        return await self._request(cmd, GroupCreated, retry_safe=False)
+
+    async def groups(self, session: str) -> list[GroupInfo]:
+        """The groups the session's account is in (without their members)."""
+        result = await self._request(GroupList(id=self._new_id(), session=session), GroupListResult, retry_safe=True)
+        return result.groups
+
+    async def group_info(self, session: str, group: str) -> GroupInfo:
+        """A group's settings and members (each with both id forms and admin flags)."""
+        cmd = GroupInfoGet(id=self._new_id(), session=session, group=group)
+        return await self._request(cmd, GroupInfo, retry_safe=True)
+
+    async def group_participants(
+        self,
+        session: str,
+        group: str,
+        action: Literal["add", "remove", "promote", "demote"],
+        participants: list[str],
+    ) -> list[ParticipantResult]:
+        """Add, remove, promote or demote people; one result per person, in order."""
+        cmd = GroupParticipants(
+            id=self._new_id(), session=session, group=group, action=action, participants=list(participants)
+        )
+        result = await self._request(cmd, GroupParticipantsResult, retry_safe=True)
+        return result.participants
+
+    async def group_invite_link(self, session: str, group: str, *, reset: bool = False) -> str:
+        """The group's invite link (``reset`` revokes the current one and answers a new one)."""
+        cmd = GroupInvite(id=self._new_id(), session=session, group=group, reset=reset)
+        result = await self._request(cmd, GroupInviteLink, retry_safe=not reset)
+        return result.link
+
+    async def join_group(self, session: str, link: str) -> GroupInfo:
+        """Join a group by invite link (or its code)."""
+        return await self._request(GroupJoin(id=self._new_id(), session=session, link=link), GroupInfo, retry_safe=True)
+
+    async def leave_group(self, session: str, group: str) -> None:
+        """Leave a group."""
+        await self._request(GroupLeave(id=self._new_id(), session=session, group=group), Empty, retry_safe=True)
+
+    async def update_group(
+        self,
+        session: str,
+        group: str,
+        *,
+        subject: str | None = None,
+        description: str | None = None,
+        picture: Media | None = None,
+        announce: bool | None = None,
+        locked: bool | None = None,
+        ephemeral: Literal[0, 86400, 604800, 7776000] | None = None,
+    ) -> GroupInfo:
+        """Change what is given (``picture``: a JPEG or PNG as ``Media(id=…)``, ``url`` or ``data``)."""
+        cmd = GroupUpdate(
+            id=self._new_id(),
+            session=session,
+            group=group,
+            subject=subject,
+            description=description,
+            picture=picture,
+            announce=announce,
+            locked=locked,
+            ephemeral=ephemeral,
+        )
+        return await self._request(cmd, GroupInfo, retry_safe=True)
 
     async def ping(self) -> float:
         """Round trip to the gateway; returns the gateway's clock (epoch seconds)."""

@@ -15,6 +15,9 @@ import msgspec
 
 from ..protocol import (
     ChatUpdatedData,
+    GroupJoinedData,
+    GroupParticipantsData,
+    GroupUpdatedData,
     HistorySyncedData,
     MediaFailedData,
     MediaReadyData,
@@ -42,6 +45,9 @@ __all__ = [
     "Event",
     "EventGap",
     "EventPage",
+    "GroupJoined",
+    "GroupParticipantsChanged",
+    "GroupUpdated",
     "HistorySynced",
     "HistorySyncedData",
     "MediaFailed",
@@ -190,6 +196,24 @@ class HistorySynced(Event, frozen=True, kw_only=True):
     data: HistorySyncedData
 
 
+class GroupJoined(Event, frozen=True, kw_only=True):
+    """``group.joined``: the account is in a new group (``data.reason``: created, invited, added by ``data.by``)."""
+
+    data: GroupJoinedData
+
+
+class GroupUpdated(Event, frozen=True, kw_only=True):
+    """``group.updated``: settings of ``data.group`` changed; only the changed ones are set."""
+
+    data: GroupUpdatedData
+
+
+class GroupParticipantsChanged(Event, frozen=True, kw_only=True):
+    """``group.participants``: members of ``data.group`` were added, joined, removed, left, promoted or demoted."""
+
+    data: GroupParticipantsData
+
+
 class UnknownEvent(Event, frozen=True, kw_only=True):
     """An event this version of the SDK has no type for; ``data`` is the decoded JSON."""
 
@@ -242,6 +266,9 @@ _TYPES: dict[str, tuple[type[Event], type[Any]]] = {
     "webhook.disabled": (WebhookDisabled, WebhookDisabledData),
     "chat.updated": (ChatUpdated, ChatUpdatedData),
     "history.synced": (HistorySynced, HistorySyncedData),
+    "group.joined": (GroupJoined, GroupJoinedData),
+    "group.updated": (GroupUpdated, GroupUpdatedData),
+    "group.participants": (GroupParticipantsChanged, GroupParticipantsData),
 }
 
 
