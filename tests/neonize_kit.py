@@ -204,6 +204,57 @@ def deliver_like_go(client: Any, event: Any) -> None:
     thread.join()
 
 
+def group_info_pb(group: str, subject: str = "", participants: list[Any] | None = None, **fields: Any) -> Any:
+    """A ``GroupInfo`` protobuf with every field proto2 requires (``participants``: a list of ``GroupParticipant``)."""
+    user, _, server = group.partition("@")
+    values: dict[str, Any] = {
+        "JID": nz.build_jid(user, server),
+        "OwnerJID": nz.EMPTY_JID,
+        "OwnerPN": nz.EMPTY_JID,
+        "GroupName": N.GroupName(Name=subject, NameSetAt=0, NameSetBy=nz.EMPTY_JID),
+        "GroupTopic": N.GroupTopic(Topic="", TopicID="", TopicSetAt=0, TopicSetBy=nz.EMPTY_JID, TopicDeleted=False),
+        "GroupLocked": N.GroupLocked(isLocked=False),
+        "GroupAnnounce": N.GroupAnnounce(IsAnnounce=False, AnnounceVersionID=""),
+        "GroupEphemeral": N.GroupEphemeral(IsEphemeral=False, DisappearingTimer=0),
+        "GroupIncognito": N.GroupIncognito(IsIncognito=False),
+        "GroupParent": N.GroupParent(IsParent=False, DefaultMembershipApprovalMode=""),
+        "GroupLinkedParent": N.GroupLinkedParent(LinkedParentJID=nz.EMPTY_JID),
+        "GroupIsDefaultSub": N.GroupIsDefaultSub(IsDefaultSubGroup=False),
+        "GroupCreated": 0,
+        "ParticipantVersionID": "",
+        "Participants": participants or [],
+    }
+    values.update(fields)
+    return N.GroupInfo(**values)
+
+
+def member_pb(jid_: Any, *, lid: Any = None, phone: Any = None, admin: bool = False, superadmin: bool = False) -> Any:
+    return N.GroupParticipant(
+        JID=jid_,
+        LID=lid or nz.EMPTY_JID,
+        PhoneNumber=phone or nz.EMPTY_JID,
+        IsAdmin=admin,
+        IsSuperAdmin=superadmin,
+        DisplayName="",
+        Error=0,
+    )
+
+
+def group_info_ev(group: str, **fields: Any) -> Any:
+    """A ``GroupInfoEvent`` (``GroupInfoEv``) with every field proto2 requires."""
+    user, _, server = group.partition("@")
+    values: dict[str, Any] = {
+        "JID": nz.build_jid(user, server),
+        "Notify": "",
+        "Timestamp": 1_795_909_800,
+        "PrevParticipantsVersionID": "",
+        "ParticipantVersionID": "",
+        "JoinReason": "",
+    }
+    values.update(fields)
+    return N.GroupInfoEvent(**values)
+
+
 def show_qr_like_go(client: Any, code: str) -> None:
     buffer = ctypes.create_string_buffer(code.encode())
     thread = threading.Thread(target=client._NewAClient__onQr, args=(0, ctypes.addressof(buffer)))
@@ -248,6 +299,10 @@ class FakeGo:
       ``test_whatsapp_polls_real.py``); ``DecryptPollVote`` reads it back, or fails with ``decrypt_error``;
       ``decrypt_gate``, when set, holds decryptions until it is set.
     - Groups: ``GetGroupInfo`` answers ``groups[jid]`` (a list of member JIDs), or fails with ``group_error``.
+      ``CreateGroup`` makes ``120363000000000777@g.us`` with the members asked for, each with the error code of
+      ``add_errors`` (by JID, 0 otherwise); ``UpdateGroupParticipants`` answers each with ``add_errors`` too and
+      records the action; ``GetGroupInviteLink`` answers ``invite_code`` (a new one when revoked);
+      ``JoinGroupWithLink`` joins ``invites[code]`` (or fails); ``LeaveGroup`` leaves.
     - ``connect_script``: what a ``Neonize`` (connect) call does, given this fake and its callbacks; by default it
       fails at once with :attr:`connect_error`.
     Every call is recorded in ``calls`` (name, decoded arguments).
@@ -285,6 +340,9 @@ class FakeGo:
         self.decrypt_gate: asyncio.Event | None = None
         self.groups: dict[str, list[Any]] = {}
         self.group_error = ""
+        self.add_errors: dict[str, int] = {}
+        self.invite_code = "AbCdEfGhIjKlMnOpQrStUv"
+        self.invites: dict[str, str] = {}
 
     async def Neonize(self, *args: Any) -> bytes:
         (db, uuid, _jid, _jid_size, new_device, _level, qr_cb, login_cb, event_cb, _log_cb) = args[:10]
@@ -445,6 +503,57 @@ class FakeGo:
         members = [N.GroupParticipant(JID=member, LID=empty, PhoneNumber=empty) for member in self.groups[jid_text]]
         info = N.GroupInfo(JID=N.JID.FromString(group), Participants=members)
         return N.GetGroupInfoReturnFunction(GroupInfo=info).SerializePartialToString()
+
+    def _participants(self, members: list[Any]) -> list[Any]:
+        empty = nz.EMPTY_JID
+        return [
+            N.GroupParticipant(JID=m, LID=empty, PhoneNumber=empty, Error=self.add_errors.get(nz.Jid2String(m), 0))
+            for m in members
+        ]
+
+    async def GenerateMessageID(self, uuid: bytes) -> bytes:
+        return b"3EB0000000000000000001"
+
+    async def CreateGroup(self, uuid: bytes, request: bytes, size: int) -> bytes:
+        asked = N.ReqCreateGroup.FromString(request)
+        self.calls.append(("CreateGroup", (asked.name, [nz.Jid2String(j) for j in asked.Participants])))
+        group = "120363000000000777@g.us"
+        self.groups[group] = [j for j in asked.Participants if not self.add_errors.get(nz.Jid2String(j))]
+        info = N.GroupInfo(
+            JID=nz.build_jid("120363000000000777", "g.us"),
+            OwnerJID=nz.build_jid("5511911112222"),
+            GroupName=N.GroupName(Name=asked.name),
+            Participants=self._participants(list(asked.Participants)),
+        )
+        return N.GetGroupInfoReturnFunction(GroupInfo=info).SerializePartialToString()
+
+    async def UpdateGroupParticipants(
+        self, uuid: bytes, group: bytes, size: int, people: bytes, people_size: int, action: bytes
+    ) -> bytes:
+        members = list(N.JIDArray.FromString(people).JIDS)
+        jid_text = nz.Jid2String(N.JID.FromString(group))
+        self.calls.append(("UpdateGroupParticipants", (jid_text, [nz.Jid2String(m) for m in members], action.decode())))
+        answer = N.UpdateGroupParticipantsReturnFunction(participants=self._participants(members))
+        return answer.SerializePartialToString()
+
+    async def GetGroupInviteLink(self, uuid: bytes, group: bytes, size: int, revoke: bool) -> bytes:
+        self.calls.append(("GetGroupInviteLink", (nz.Jid2String(N.JID.FromString(group)), revoke)))
+        if revoke:
+            self.invite_code = self.invite_code[::-1]
+        link = "https://chat.whatsapp.com/" + self.invite_code
+        return N.GetGroupInviteLinkReturnFunction(InviteLink=link).SerializeToString()
+
+    async def JoinGroupWithLink(self, uuid: bytes, code: bytes) -> bytes:
+        self.calls.append(("JoinGroupWithLink", code.decode()))
+        group = self.invites.get(code.decode())
+        if group is None:
+            return N.JoinGroupWithLinkReturnFunction(Error="that group invite link is not valid").SerializeToString()
+        user, _, server = group.partition("@")
+        return N.JoinGroupWithLinkReturnFunction(Jid=nz.build_jid(user, server)).SerializePartialToString()
+
+    async def LeaveGroup(self, uuid: bytes, group: bytes, size: int) -> bytes:
+        self.calls.append(("LeaveGroup", nz.Jid2String(N.JID.FromString(group))))
+        return b""
 
     async def SendChatPresence(self, uuid: bytes, chat: bytes, size: int, state: int, media: int) -> bytes:
         self.calls.append(("SendChatPresence", (nz.Jid2String(N.JID.FromString(chat)), state, media)))

@@ -49,6 +49,7 @@ from .neonize_kit import (
     FakeGo,
     RecordingHost,
     deliver_like_go,
+    group_info_ev,
     jid,
     message_ev,
     neonize_loop,  # noqa: F401 - a fixture
@@ -426,6 +427,7 @@ async def test_a_vote_is_built_by_whatsmeow_for_the_remembered_poll(tmp_path: Pa
 # -- mentions of everyone
 
 
+@pytest.mark.usefixtures("neonize_loop")
 async def test_mentioning_all_mentions_every_member_but_the_session(tmp_path: Path) -> None:
     go = FakeGo()
     go.groups[GROUP_JID] = [jid("5511911112222"), jid("5511999990000"), jid("111222333444", "lid")]
@@ -433,6 +435,11 @@ async def test_mentioning_all_mentions_every_member_but_the_session(tmp_path: Pa
     await send(runner, GROUP_JID, Text(text="atenção, pessoal"), mentions=["all", "5521988880002@s.whatsapp.net"])
     mentioned = list(go.sent[-1][1].extendedTextMessage.contextInfo.mentionedJID)
     assert mentioned == ["5521988880002@s.whatsapp.net", "5511999990000@s.whatsapp.net", "111222333444@lid"]
+    # The members are cached: the next "all" asks WhatsApp nothing, until WhatsApp reports a change.
+    await send(runner, GROUP_JID, Text(text="outra vez"), mentions=["all"])
+    assert go.named("GetGroupInfo") == [GROUP_JID]
+    deliver_like_go(runner.client, group_info_ev(GROUP_JID, Leave=[jid("5511999990000")], Sender=jid("5511999990000")))
+    await wait_until(lambda: runner.groups.cache.get(GROUP_JID) is None)
     go.group_error = "info query returned status 403: forbidden"
     with pytest.raises(SendFailure) as refused:
         await send(runner, GROUP_JID, Text(text="de novo"), mentions=["all"])

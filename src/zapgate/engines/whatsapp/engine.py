@@ -22,6 +22,7 @@ import msgspec
 
 from ...config import Settings
 from ...jid import Jid
+from ...protocol import GroupInfo, ParticipantResult
 from ...protocol.content import Content, Edit, Media, Reaction, Revoke, Vote, content_text, media_of
 from ..base import (
     PLAIN,
@@ -36,8 +37,11 @@ from ..base import (
     EngineIssue,
     EngineSink,
     Failed,
+    GroupAction,
+    GroupChanges,
     HistoryBatch,
     LoggedOut,
+    MediaFile,
     MessageIn,
     Outgoing,
     Paired,
@@ -67,7 +71,8 @@ DOWNLOAD_REPLY_TIMEOUT_S = 330.0
 PRESENCE_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0
 CONTACTS_TIMEOUT_S = 60.0
-"""Number checks, profiles (with the picture download) and blocklist changes."""
+"""Number checks, profiles (with the picture download), blocklist changes and group calls (creating a group of
+1,000 asks WhatsApp about every member)."""
 LOGOUT_TIMEOUT_S = 30.0
 SINK_ATTEMPTS = 3
 """Tries to store an event (a second apart) before it is dropped and logged."""
@@ -362,6 +367,48 @@ class WhatsAppEngine(Engine):
                 reply.error_code or "engine_error", reply.error_message or "failed", retryable=reply.retryable
             )
         return reply
+
+    # -- groups (see .groups, in the worker)
+
+    async def group_create(
+        self, session_id: str, subject: str, participants: list[Jid]
+    ) -> tuple[GroupInfo, list[ParticipantResult]]:
+        people = [str(p) for p in participants]
+        found = await self._group(session_id, "create", subject=subject, participants=people)
+        info, results = msgspec.convert(found, tuple[GroupInfo, list[ParticipantResult]])
+        return info, results
+
+    async def groups(self, session_id: str) -> list[GroupInfo]:
+        return msgspec.convert(await self._group(session_id, "list"), list[GroupInfo])
+
+    async def group_info(self, session_id: str, group: Jid) -> GroupInfo:
+        return msgspec.convert(await self._group(session_id, "info", group=str(group)), GroupInfo)
+
+    async def group_participants(
+        self, session_id: str, group: Jid, action: GroupAction, participants: list[Jid]
+    ) -> list[ParticipantResult]:
+        people = [str(p) for p in participants]
+        found = await self._group(session_id, "participants", group=str(group), action=action, participants=people)
+        return msgspec.convert(found, list[ParticipantResult])
+
+    async def group_invite_link(self, session_id: str, group: Jid, reset: bool) -> str:
+        return str(await self._group(session_id, "invite_link", group=str(group), reset=reset))
+
+    async def group_join(self, session_id: str, code: str) -> GroupInfo:
+        return msgspec.convert(await self._group(session_id, "join", code=code), GroupInfo)
+
+    async def group_leave(self, session_id: str, group: Jid) -> None:
+        await self._group(session_id, "leave", group=str(group))
+
+    async def group_update(
+        self, session_id: str, group: Jid, changes: GroupChanges, picture: MediaFile | None
+    ) -> GroupInfo:
+        found = await self._group(session_id, "update", group=str(group), changes=changes, picture=picture)
+        return msgspec.convert(found, GroupInfo)
+
+    async def _group(self, session_id: str, op: str, **fields: Any) -> Any:
+        reply = await self._ask(session_id, lambda i: ipc.GroupRequest(id=i, session_id=session_id, op=op, **fields))
+        return reply.data
 
     # -- introspection
 

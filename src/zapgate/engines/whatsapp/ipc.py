@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from ...protocol.content import Content
-from ..base import Availability, ChatState, EngineEvent, MediaFile
+from ..base import Availability, ChatState, EngineEvent, GroupChanges, MediaFile
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -31,6 +31,7 @@ __all__ = [
     "CheckPhones",
     "ContactInfo",
     "Download",
+    "GroupRequest",
     "Hello",
     "LogoutSession",
     "MarkRead",
@@ -223,6 +224,23 @@ class Blocklist(Request, tag="blocklist"):
     session_id: str
 
 
+class GroupRequest(Request, tag="group"):
+    """A group call (``op``: ``create``, ``list``, ``info``, ``participants``, ``invite_link``, ``join``,
+    ``leave``, ``update``) with the fields it needs; the answer travels in :attr:`Reply.data`. A new picture is
+    read from ``picture.path``."""
+
+    session_id: str
+    op: str
+    group: str | None = None
+    subject: str | None = None
+    participants: list[str] = []
+    action: str | None = None
+    reset: bool = False
+    code: str | None = None
+    changes: GroupChanges | None = None
+    picture: MediaFile | None = None
+
+
 class Shutdown(Request, tag="shutdown"):
     """Stop every session (keeping their keys) and exit."""
 
@@ -266,6 +284,7 @@ Message = (
     | ProfilePicture
     | SetBlocked
     | Blocklist
+    | GroupRequest
     | Shutdown
 )
 

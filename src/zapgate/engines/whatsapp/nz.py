@@ -96,6 +96,7 @@ def _import_quietly() -> dict[str, Any]:
                 ChatPresenceMedia,
                 ClientName,
                 MediaType,
+                ParticipantChange,
                 Presence,
                 ReceiptType,
             )
@@ -121,6 +122,7 @@ def _import_quietly() -> dict[str, Any]:
         "ChatPresence": ChatPresence,
         "ChatPresenceMedia": ChatPresenceMedia,
         "MediaType": MediaType,
+        "ParticipantChange": ParticipantChange,
         "MessageKey": MessageKey,
         "build_edit": build_edit,
         "build_revoke": build_revoke,
@@ -155,6 +157,8 @@ ChatPresence: Any = _m["ChatPresence"]
 ChatPresenceMedia: Any = _m["ChatPresenceMedia"]
 MediaType: Any = _m["MediaType"]
 """``neonize.utils.enum.MediaType``: which of WhatsApp's media keys an upload is encrypted for."""
+ParticipantChange: Any = _m["ParticipantChange"]
+"""``ADD``, ``REMOVE``, ``PROMOTE``, ``DEMOTE`` for ``update_group_participants``."""
 build_edit: Any = _m["build_edit"]
 build_revoke: Any = _m["build_revoke"]
 """neonize's pure-Python revoke builder (``client.revoke_message``/``build_revoke`` call ``get_me``, which aborts

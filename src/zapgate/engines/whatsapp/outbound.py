@@ -45,6 +45,7 @@ from ...protocol.content import (
 )
 from ..base import IdentityPair
 from . import compose, media, nz, policy, translate
+from .groups import SessionGroups
 from .ipc import Send, TargetRef
 from .policy import SendFailure
 from .polls import MAX_OPTION_CHARS, PollBook, PollRecord, poll_info
@@ -71,6 +72,9 @@ class _Session(Protocol):
         ...
 
     def learned(self, pairs: list[IdentityPair]) -> None: ...
+
+    @property
+    def groups(self) -> SessionGroups: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,18 +248,17 @@ class Outbound:
         if not chat.endswith("@" + GROUP_SERVER):
             raise SendFailure("invalid_mentions", "'all' mentions the members of a group", retryable=False)
         try:
-            info = await client.get_group_info(_jid(chat))
-        except Exception as exc:
-            code, retryable = policy.group_error(str(exc))
-            why = f"cannot list the group's members to mention all: {exc}"
+            info = await self._session.groups.members(chat)  # cached, refreshed on WhatsApp's change events
+        except SendFailure as exc:
+            code, retryable = policy.group_error(exc.message)
+            why = f"cannot list the group's members to mention all: {exc.message}"
             raise SendFailure(code, why, retryable=retryable) from None
         me = self._session.me
         own = {me.phone, (me.lid or "").partition("@")[0]} if me else set()
         found = dict.fromkeys(m for m in mentions if m != "all")
-        for member in info.Participants:
-            address = translate.jid_string(member.JID) or translate.jid_string(member.LID)
-            if address and address.partition("@")[0] not in own:
-                found[address] = None
+        for member in info.participants or ():
+            if member.jid.partition("@")[0] not in own and (member.lid or "").partition("@")[0] not in own:
+                found[member.jid] = None
         return list(found)
 
     async def resolve(self, client: Any, to: str) -> Recipient:

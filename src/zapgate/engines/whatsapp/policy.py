@@ -300,6 +300,29 @@ def group_error(message: str) -> tuple[str, bool]:
     return "group_unavailable", False
 
 
+_GROUP_GONE = ("not participating", "group not found", "item-not-found", "status 404", "error 404")
+_INVITE_BAD = ("invite link is not valid", "invite link has been revoked", "invite link")
+_NOT_ADMIN = ("forbidden", "status 403", "error 403", "permission", "not-authorized", "status 401", "error 401")
+
+
+def group_call_error(message: str) -> tuple[str, bool]:
+    """(code, retryable) for a group call whatsmeow failed (``group.*``), from whatsmeow's error texts: the
+    session is not in the group (or it does not exist), an invite link WhatsApp refuses, a change only admins may
+    make; a timeout may pass."""
+    text = message.lower()
+    if any(fragment in text for fragment in _NOT_CONNECTED_FRAGMENTS):
+        return "not_connected", True
+    if any(fragment in text for fragment in _UNCONFIRMED_FRAGMENTS):
+        return "group_unavailable", True
+    if any(fragment in text for fragment in _INVITE_BAD):
+        return "invite_invalid", False
+    if any(fragment in text for fragment in _GROUP_GONE):
+        return "group_not_found", False
+    if any(fragment in text for fragment in _NOT_ADMIN):
+        return "not_group_admin", False
+    return "group_failed", False
+
+
 def presence_error(message: str) -> tuple[str, bool]:
     """(code, retryable) for a presence whatsmeow did not send."""
     text = message.lower()

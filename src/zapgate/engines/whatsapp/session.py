@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ...protocol import Me
+from ...protocol import GroupParticipantsData, Me
 from ..base import (
     Availability,
     ChatState,
@@ -42,6 +42,10 @@ from ..base import (
     Disconnected,
     EngineEvent,
     Failed,
+    GroupChanges,
+    GroupJoinedIn,
+    GroupParticipantsIn,
+    GroupUpdatedIn,
     IdentityIn,
     IdentityPair,
     LoggedOut,
@@ -51,8 +55,9 @@ from ..base import (
 from . import media, nz, policy, translate
 from .accounts import SessionAccounts
 from .ffi import FfiLock, GuardedGo
+from .groups import SessionGroups, group_events, joined_group, member_pairs
 from .history import history_batches, push_names
-from .ipc import Send, WorkerConfig
+from .ipc import GroupRequest, Send, WorkerConfig
 from .outbound import Outbound
 from .pairing import Pairing, login_status_callback
 from .policy import Action, Outcome, RetryPolicy, SendFailure
@@ -141,6 +146,7 @@ class SessionRunner:
         self.me: Me | None = None
         self.polls = host.polls
         self.outbound = Outbound(self)
+        self.groups = SessionGroups(self)
         self.presence = SessionPresence(self, self.outbound.resolve)
         self.accounts = SessionAccounts(self, proxy=host.proxy)
         self.connected_once = asyncio.Event()
@@ -365,6 +371,8 @@ class SessionRunner:
             (events.HistorySyncEv, self._on_history),
             (events.ChatPresenceEv, self._on_presence),
             (events.PresenceEv, self._on_presence),
+            (events.JoinedGroupEv, self._on_group),
+            (events.GroupInfoEv, self._on_group),
             (events.ConnectedEv, self._on_connected),
             (events.PairStatusEv, self._on_pair_status),
             (events.KeepAliveRestoredEv, self._on_keepalive_restored),
@@ -599,6 +607,25 @@ class SessionRunner:
         except Exception:
             log.exception("session %s: receipt handler failed", self.session_id)
 
+    async def _on_group(self, client: Any, event: Any) -> None:
+        try:
+            if not self._current(client):
+                return
+            if isinstance(event, nz.N.JoinedGroup):
+                joined = joined_group(event)
+                self.groups.cache.put(joined.group)
+                self.learned(member_pairs(joined.group))
+                self._emit(GroupJoinedIn(data=joined))
+                return
+            self.groups.cache.forget(translate.jid_string(event.JID))  # members or settings changed
+            for data in group_events(event):
+                if isinstance(data, GroupParticipantsData):
+                    self._emit(GroupParticipantsIn(data=data))
+                else:
+                    self._emit(GroupUpdatedIn(data=data))
+        except Exception:
+            log.exception("session %s: group event handler failed", self.session_id)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -629,6 +656,31 @@ class SessionRunner:
 
     async def subscribe_presence(self, chat: str) -> None:
         await self.presence.subscribe(chat)
+
+    async def group(self, request: GroupRequest) -> Any:
+        """Run a group call (see :mod:`.groups`); its answer as zapgate's structs."""
+        groups, group = self.groups, request.group or ""
+        match request.op:
+            case "create":
+                return await groups.create(request.subject or "", request.participants)
+            case "list":
+                return await groups.joined()
+            case "info":
+                return await groups.info(group)
+            case "participants":
+                return await groups.participants(group, request.action, request.participants)  # type: ignore[arg-type]
+            case "invite_link":
+                return await groups.invite_link(group, request.reset)
+            case "join":
+                return await groups.join(request.code or "")
+            case "leave":
+                return await groups.leave(group)
+            case "update":
+                picture = None
+                if request.picture is not None:
+                    picture = await asyncio.to_thread(Path(request.picture.path).read_bytes)
+                return await groups.update(group, request.changes or GroupChanges(), picture)
+        raise SendFailure("unsupported", f"unknown group call {request.op!r}", retryable=False)
 
     async def logout(self, within: float) -> bool:
         """Unlink the device on WhatsApp's side if the session is online; True when WhatsApp confirmed."""

@@ -186,6 +186,9 @@ class Worker:
                 return Reply(id=request.id, data=blocked)
             case ipc.Blocklist():
                 return Reply(id=request.id, data=await self._runner(request.session_id).accounts.blocklist())
+            case ipc.GroupRequest():
+                result = await self._runner(request.session_id).group(request)
+                return Reply(id=request.id, data=msgspec.to_builtins(result))
         raise ValueError(f"unknown request {type(request).__name__}")
 
     def _runner(self, session_id: str) -> SessionRunner:
