@@ -82,3 +82,19 @@ def test_an_inbound_burst_is_stored_and_pushed(bench_run: tuple[dict[str, Any], 
     result = bench_run[0]["inbound"]
     assert result["messages"] == 20 and result["events_per_s"] > 0
     assert "Scenario 6: an inbound burst" in bench_run[1]
+
+
+def test_the_groups_bench_sends_to_a_group(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG" and not k.startswith("ZAPGATE_")}
+    out = tmp_path / "groups.json"
+    done = subprocess.run(
+        [sys.executable, "bench/groups.py", "--sizes", "5", "--repeats", "2", "--mention-all", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["members"] == 5 and row["delivered_ms_median"] > 0
