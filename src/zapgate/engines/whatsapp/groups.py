@@ -48,7 +48,7 @@ GROUP_CACHE_S = 300.0
 """Cached members of a group are asked for again after this long, even without a change event."""
 
 _STATUS = {0: "ok", 403: "not_authorized", 409: "already_member", 500: "full"}
-_REASONS = {"invite": "invited", "create": "created"}
+_JOIN_REASONS = {"invite": "invited", "create": "created"}
 
 
 class _Session(Protocol):
@@ -144,7 +144,7 @@ def _failed(why: str) -> ParticipantResult:
 def joined_group(event: Any) -> GroupJoinedData:
     """A ``JoinedGroupEv``: the account was added to, created or joined a group."""
     by, by_lid = _person(event.Sender, event.SenderPN)
-    reason = _REASONS.get(event.Reason, "added")
+    reason = _JOIN_REASONS.get(event.Reason, "added")
     return GroupJoinedData(
         group=group_info(event.GroupInfo),
         reason=reason,  # type: ignore[arg-type]
