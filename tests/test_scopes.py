@@ -41,6 +41,9 @@ SAMPLES: dict[str, Any] = {
     "after": 0,
     "phones": [BOB],
     "url": "https://[::1]:9/hook",
+    "group": "120363000000000001@g.us",
+    "participants": [BOB],
+    "link": "https://chat.whatsapp.com/AbCdEfGhIjKlMnOpQrStUv",
 }
 """A valid value for each required field, by wire name (a new command with new fields gets them here)."""
 
