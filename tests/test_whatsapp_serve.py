@@ -6,9 +6,11 @@ stops it and its workers in seconds. WhatsApp is made unreachable by ``ZAPGATE_W
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -61,9 +63,13 @@ async def _serve_offline(tmp_path: Path, proxy: RefusingProxy) -> None:
     token = (await made.communicate())[0].decode().strip()
     assert made.returncode == 0 and token
 
-    serve = await asyncio.create_subprocess_exec(
-        ZAPGATE, "serve", "--port", "0", "--data-dir", data, env=env, stderr=asyncio.subprocess.PIPE
-    )
+    previous = os.umask(0)  # inherited by the gateway and its workers: its files are private whatever the umask
+    try:
+        serve = await asyncio.create_subprocess_exec(
+            ZAPGATE, "serve", "--port", "0", "--data-dir", data, env=env, stderr=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.umask(previous)
     assert serve.stderr is not None
     log: list[str] = []
     try:
@@ -81,8 +87,16 @@ async def _serve_offline(tmp_path: Path, proxy: RefusingProxy) -> None:
 
             client = await RawClient.open(f"ws://127.0.0.1:{port}/v1/ws")
             await client.authenticate(token)
+            seen: dict[str, tuple[bool, int]] = {}
+            watching = asyncio.create_task(_watch_modes(Path(data), seen))
             await client.call("session.start", session="main")
             failed = await client.status("main", "failed", timeout=WAIT_S)
+            watching.cancel()
+            # whatsmeow's key store, written by the Go library in the worker while it tried to connect, was as
+            # private as every other file although the gateway was started with umask 0.
+            assert [name for name in seen if name.startswith("whatsapp/ses_")], sorted(seen)
+            wrong = {name: oct(m) for name, (is_dir, m) in seen.items() if m != (0o700 if is_dir else 0o600)}
+            assert not wrong, wrong
             detail = f"proxy {proxy.address} did not open a tunnel to web.whatsapp.com (Forbidden)"
             assert failed["data"]["reason"] == "whatsapp_unreachable" and failed["data"]["detail"] == detail
             health = (await http.get("/healthz")).json()
@@ -104,6 +118,15 @@ async def _serve_offline(tmp_path: Path, proxy: RefusingProxy) -> None:
         if serve.returncode is None:
             serve.kill()
             await serve.wait()
+
+
+async def _watch_modes(root: Path, seen: dict[str, tuple[bool, int]]) -> None:
+    """Record the mode of every file and directory under ``root`` every few milliseconds, until cancelled."""
+    while True:
+        for path in root.rglob("*"):
+            with contextlib.suppress(FileNotFoundError):  # removed between the listing and the look
+                seen[str(path.relative_to(root))] = (path.is_dir(), stat.S_IMODE(path.stat().st_mode))
+        await asyncio.sleep(0.005)
 
 
 async def _collect(stream: asyncio.StreamReader, log: list[str]) -> None:

@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = msgspec.json.decode(args.config, type=WorkerConfig)
     _die_with_parent()
+    # whatsmeow (Go) creates its key store and SQLite's journal files itself, with the umask's default mode: with
+    # this umask they are private (0600) whatever the gateway was started with.
+    os.umask(0o077)
     level = getattr(logging, config.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
     from . import nz
