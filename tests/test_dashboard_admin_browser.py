@@ -27,7 +27,7 @@ from .test_security import closed_with
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ADMIN_SECRET = "7d1e9a4c2f6b0e8d3a5c7f1b9e2d4a6c8f0b3e5d7a9c1f2e4b6d8a0c3e5f7b9d"  # 64 hex digits: 256 bits
-VIEWS = ["Sessions", "Events", "Send", "Tenants", "Tokens", "Audit log"]
+VIEWS = ["Sessions", "Events", "Send", "Webhooks", "Tenants", "Tokens", "Audit log"]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -226,15 +226,17 @@ async def test_the_audit_log_is_read_a_page_at_a_time(browser: Browser, gateway:
 
 async def test_a_token_sees_only_what_its_scopes_allow(browser: Browser, gateway: RunningGateway) -> None:
     """A tenant token: no admin view (not even by its address). A read-only token: the sessions and events, none
-    of the buttons that change them, no Send view. A token with tenant and admin (the first-run token): all."""
+    of the buttons that change them, no Send view. A send token limited to one session: Send, no Webhooks (an
+    endpoint would see every session). A token with tenant and admin (the first-run token): all."""
     async with gateway.connect("acme") as client:
         await client.pair("main", "+55 11 99999-0301")
     _, tenant_token = await gateway.gateway.tokens.create("acme")
     _, read_token = await gateway.gateway.tokens.create("acme", scopes=["read"])
     _, both_token = await gateway.gateway.tokens.create("acme", scopes=["tenant", "admin"])
+    _, limited_token = await gateway.gateway.tokens.create("acme", scopes=["send"], sessions=["main"])
     async with open_page(browser) as page:
         await sign_in(page, gateway.http, tenant_token)
-        assert await menu(page) == VIEWS[:3]
+        assert await menu(page) == VIEWS[:4]
         await page.goto(gateway.http + "/#tenants")
         await expect(page.get_by_role("heading", name="Sessions", level=1)).to_be_visible()
         await expect(page.get_by_role("heading", name="Tenants")).to_have_count(0)
@@ -253,6 +255,15 @@ async def test_a_token_sees_only_what_its_scopes_allow(browser: Browser, gateway
         ).to_be_visible()
         await page.get_by_role("link", name="Events").click()
         await expect(page.locator("ol.events > li")).to_have_count(4)  # the pairing's events, readable
+        await page.get_by_role("button", name="Sign out").click()
+
+        await sign_in(page, gateway.http, limited_token)
+        assert await menu(page) == ["Sessions", "Events", "Send"]
+        await expect(page.locator("#tenant")).to_have_text("acme · simulator · send and read only · session main only")
+        await expect(page.get_by_text("This token is limited to main.")).to_be_visible()
+        await expect(page.get_by_text("This token may send messages and read:")).to_be_visible()
+        await page.get_by_role("link", name="Send").click()
+        await expect(page.get_by_label("From session")).to_have_value("main")
         await page.get_by_role("button", name="Sign out").click()
 
         await sign_in(page, gateway.http, both_token)

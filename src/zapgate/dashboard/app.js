@@ -11,10 +11,12 @@ import sessionsView from "./sessions.js";
 import { Sessions, Tenants } from "./store.js";
 import tenantsView from "./tenants.js";
 import tokensView from "./tokens.js";
+import webhooksView from "./webhooks.js";
 
 // The views, in menu order: {id, title, scope, mount(ctx, section)}. A view is shown only to a token with its
-// scope (the ready frame says which scopes the token has): the gateway would refuse the commands anyway.
-const ALL_VIEWS = [sessionsView, eventsView, sendView, tenantsView, tokensView, auditView];
+// scope (the ready frame says which scopes the token has), and a `wholeTenant` view only to a token not limited to
+// some sessions: the gateway would refuse the commands anyway.
+const ALL_VIEWS = [sessionsView, eventsView, sendView, webhooksView, tenantsView, tokensView, auditView];
 // What a gateway that does not say (zapgate before the ready frame had `scopes`) gave every token.
 const OLD_SCOPES = ["read", "send", "tenant"];
 const TOKEN_KEY = "zapgate.token";
@@ -102,7 +104,7 @@ async function signIn(token) {
 
   const nav = $("#nav");
   const container = $("#views");
-  views = ALL_VIEWS.filter((view) => can(view.scope));
+  views = ALL_VIEWS.filter((view) => can(view.scope) && !(view.wholeTenant && ctx.limitedTo));
   nav.replaceChildren(...views.map((view) => h("a", { href: `#${view.id}`, "data-view": view.id }, view.title)));
   container.replaceChildren();
   for (const view of views) {
