@@ -22,6 +22,7 @@ from playwright.async_api import Browser, Page, expect
 from .browser import chromium, open_page, sign_in
 from .conftest import fast_settings
 from .support import RawClient, RunningGateway, serve_gateway
+from .test_dashboard_browser import no_horizontal_scroll
 from .test_security import closed_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -271,3 +272,25 @@ async def test_a_token_sees_only_what_its_scopes_allow(browser: Browser, gateway
         await expect(page.get_by_role("button", name="Stop main")).to_be_visible()
         await page.get_by_role("link", name="Tenants").click()
         await expect(page.locator('tr[data-tenant="acme"] [data-quota="max_sessions"]')).to_contain_text("1 /")
+
+
+async def test_the_admin_and_webhooks_views_fit_a_phone_screen(browser: Browser, tmp_path: Path) -> None:
+    phone = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+    settings = fast_settings(tmp_path / "data", outbound_allow=("127.0.0.1/32",))
+    async with serve_gateway(settings) as gateway, open_page(browser, **phone) as page:
+        _, token = await gateway.gateway.tokens.create("a-tenant-with-a-long-name", scopes=["tenant", "admin"])
+        await gateway.gateway.tokens.create("a-tenant-with-a-long-name", "a label", sessions=["one", "two"])
+        async with gateway.connect("a-tenant-with-a-long-name") as client:
+            # Port 9 on loopback refuses: the endpoint shows as failing, with its error.
+            url = "http://127.0.0.1:9/a/rather/long/path/for/a/webhook/endpoint/on/a/small/screen"
+            await client.call("webhook.create", url=url, events=["message.received"], description="CRM")
+        await sign_in(page, gateway.http, token)
+        for view in ("Webhooks", "Tenants", "Tokens", "Audit log"):
+            await page.get_by_role("link", name=view).tap()
+            await expect(page.get_by_role("heading", name=view, level=1)).to_be_in_viewport()
+            await expect(page.locator(f"#view-{view.split()[0].lower()} tbody tr").first).to_be_visible()
+            await no_horizontal_scroll(page)
+        await page.get_by_role("link", name="Webhooks").tap()
+        await page.get_by_role("button", name=f"Deliveries {url}").tap()
+        await expect(page.get_by_role("region", name=f"Deliveries to {url}")).to_be_visible()
+        await no_horizontal_scroll(page)

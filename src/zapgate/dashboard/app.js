@@ -67,7 +67,8 @@ async function signIn(token) {
   const can = (scope) => scopes.has(scope);
   const sessions = new Sessions(gw);
   const timers = [];
-  current = { gw, timers };
+  const onShow = []; // [view id, function]: run each time that view is opened
+  current = { gw, timers, onShow };
   const ctx = {
     gw,
     sessions,
@@ -78,6 +79,7 @@ async function signIn(token) {
     tenant: ready.tenant,
     history: can("read") ? history(gw, ready.last_seq).catch(() => []) : Promise.resolve([]),
     every: (ms, fn) => timers.push(setInterval(fn, ms)),
+    onShow: (id, fn) => onShow.push([id, fn]),
   };
   const loadLists = () => {
     if (can("read")) sessions.load().catch(() => {}); // on failure, the next reconnect reads it
@@ -147,6 +149,7 @@ function route() {
     if (link.dataset.view === id) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  for (const [view, fn] of current?.onShow || []) if (view === id) fn();
 }
 
 $("#signin-form").addEventListener("submit", async (event) => {
