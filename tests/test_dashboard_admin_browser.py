@@ -22,7 +22,7 @@ from playwright.async_api import Browser, Page, expect
 from .browser import chromium, open_page, sign_in
 from .conftest import fast_settings
 from .support import RawClient, RunningGateway, serve_gateway
-from .test_dashboard_browser import no_horizontal_scroll
+from .test_dashboard_browser import no_horizontal_scroll, tab_to
 from .test_security import closed_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -294,3 +294,36 @@ async def test_the_admin_and_webhooks_views_fit_a_phone_screen(browser: Browser,
         await page.get_by_role("button", name=f"Deliveries {url}").tap()
         await expect(page.get_by_role("region", name=f"Deliveries to {url}")).to_be_visible()
         await no_horizontal_scroll(page)
+
+
+async def test_a_token_is_created_copied_and_revoked_with_the_keyboard_only(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    await gateway.gateway.tokens.create("acme")  # the tenant
+    async with open_page(browser, permissions=["clipboard-read", "clipboard-write"]) as page:
+        await page.goto(gateway.http + "/")
+        await page.keyboard.type(ADMIN_SECRET)
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+        await tab_to(page, page.get_by_role("link", name="Tokens"))
+        await page.keyboard.press("Enter")
+        view = page.locator("#view-tokens")
+        await tab_to(page, view.get_by_label("Label"))
+        await page.keyboard.type("typed")
+        await tab_to(page, view.get_by_role("button", name="Create token"))
+        await page.keyboard.press("Enter")
+        secret = view.get_by_role("textbox", name="New token")
+        await expect(secret).to_be_focused()  # selected, ready for Ctrl+C
+        await page.keyboard.press("Tab")
+        await expect(view.get_by_role("button", name="Copy")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(view.get_by_text("Copied to the clipboard.")).to_be_visible()
+        token_id = (await secret.input_value()).split("_")[1]
+
+        await tab_to(page, view.get_by_role("button", name=f"Revoke {token_id}"))
+        await page.keyboard.press("Enter")
+        confirm = page.get_by_role("dialog", name=re.compile(f"Revoke {token_id}"))
+        await expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice first
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await expect(view.locator(f'tr[data-token="{token_id}"] .badge')).to_have_text("revoked")
