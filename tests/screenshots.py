@@ -20,6 +20,7 @@ from zapgate.config import Settings
 
 from .browser import chromium, open_page, sign_in
 from .support import RawClient, serve_gateway
+from .webhook_receiver import receiver
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
 DESKTOP = {"viewport": {"width": 960, "height": 560}}
@@ -40,8 +41,20 @@ async def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="zapgate-shots-") as scratch:
         # A token with tenant and admin (as the first-run token): the tenant's views and the admin's.
-        settings = Settings(data_dir=Path(scratch) / "data", port=0, engine="simulator", sim_latency_s=0.05)
-        async with serve_gateway(settings) as gateway, gateway.connect("acme") as setup, chromium() as browser:
+        settings = Settings(
+            data_dir=Path(scratch) / "data",
+            port=0,
+            engine="simulator",
+            sim_latency_s=0.05,
+            outbound_allow=("127.0.0.1/32",),  # the webhook receivers below
+        )
+        async with (
+            serve_gateway(settings) as gateway,
+            gateway.connect("acme") as setup,
+            chromium() as browser,
+            receiver() as crm,
+            receiver(lambda frame: 503) as broken,
+        ):
             _, token = await gateway.gateway.tokens.create("acme", "first run", scopes=["tenant", "admin"])
             tokens = gateway.gateway.tokens
             await tokens.create("acme", "CRM", scopes=["send"], sessions=["sales-1"])
@@ -60,6 +73,13 @@ async def main() -> None:
             await setup.call("sim.restrict", session="support", seconds=3600)
             await setup.call("session.start", session="shop-new")
             await setup.call("session.stop", session="shop-new")
+            await setup.call(
+                "webhook.create", url=crm.url, events=["message.received", "message.status"], description="CRM"
+            )
+            await setup.call("webhook.create", url=broken.url, sessions=["support"], description="help desk (down)")
+            await setup.call(
+                "sim.receive", session="support", text="Meu pedido não chegou", **{"from": "+55 41 96666-0004"}
+            )
             for text in ("Oi! Vocês abrem amanhã?", "Quero fazer um pedido"):
                 await setup.call("sim.receive", session="sales-1", text=text, **{"from": "+55 31 97777-0003"})
 
@@ -87,6 +107,13 @@ async def main() -> None:
                 await page.get_by_role("link", name="Events").click()
                 await page.locator("ol.events > li").filter(has_text="abrimos").locator("summary").click()
                 await shoot(page, "events")
+
+                await page.get_by_role("link", name="Webhooks").click()
+                await expect(page.locator("tr[data-webhook]").last).to_contain_text("failing")
+                await page.get_by_role("button", name=f"Test {crm.url}").click()
+                await page.get_by_role("button", name=f"Deliveries {crm.url}").click()
+                await expect(page.locator("table.attempts tbody tr").first).to_be_visible()
+                await shoot(page, "webhooks")
 
                 await page.get_by_role("link", name="Tenants").click()
                 await expect(page.locator('tr[data-tenant="old-shop"]')).to_contain_text("disabled")

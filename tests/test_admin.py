@@ -199,6 +199,9 @@ async def test_audit_log_records_who_did_what_and_admins_read_it(tmp_path: Path)
         _, ops = await gateway.gateway.tokens.create("ops", scopes=["admin"])
         async with connect(gateway.url, ops) as admin:
             entries = await admin.audit(tenant="acme")
+            # The page before an entry (the dashboard's "Older"), through the SDK.
+            before = await admin.audit(tenant="acme", before=entries[2].id, limit=1)
+            assert [e.id for e in before] == [entries[1].id]
         rows = [(e.token_id, e.command, e.session, e.outcome) for e in entries]
         assert rows[:3] == [
             (record.id, "session.start", "main", "ok"),
@@ -210,9 +213,11 @@ async def test_audit_log_records_who_did_what_and_admins_read_it(tmp_path: Path)
         rest = RestClient(gateway.http, ops)
         try:
             page = await rest.ok("GET", "/v1/audit", params={"after": entries[1].id})
+            older = await rest.ok("GET", "/v1/audit", params={"tenant": "acme", "before": entries[3].id, "limit": 2})
         finally:
             await rest.close()
         assert [e["id"] for e in page["entries"]][:2] == [entries[2].id, entries[3].id]
+        assert [e["id"] for e in older["entries"]] == [entries[1].id, entries[2].id]
 
     # The CLI reads the same log from the data directory.
     env = clean_env()

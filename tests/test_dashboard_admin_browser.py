@@ -22,12 +22,13 @@ from playwright.async_api import Browser, Page, expect
 from .browser import chromium, open_page, sign_in
 from .conftest import fast_settings
 from .support import RawClient, RunningGateway, serve_gateway
+from .test_dashboard_browser import no_horizontal_scroll, tab_to
 from .test_security import closed_with
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 ADMIN_SECRET = "7d1e9a4c2f6b0e8d3a5c7f1b9e2d4a6c8f0b3e5d7a9c1f2e4b6d8a0c3e5f7b9d"  # 64 hex digits: 256 bits
-VIEWS = ["Sessions", "Events", "Send", "Tenants", "Tokens", "Audit log"]
+VIEWS = ["Sessions", "Events", "Send", "Webhooks", "Tenants", "Tokens", "Audit log"]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -226,15 +227,17 @@ async def test_the_audit_log_is_read_a_page_at_a_time(browser: Browser, gateway:
 
 async def test_a_token_sees_only_what_its_scopes_allow(browser: Browser, gateway: RunningGateway) -> None:
     """A tenant token: no admin view (not even by its address). A read-only token: the sessions and events, none
-    of the buttons that change them, no Send view. A token with tenant and admin (the first-run token): all."""
+    of the buttons that change them, no Send view. A send token limited to one session: Send, no Webhooks (an
+    endpoint would see every session). A token with tenant and admin (the first-run token): all."""
     async with gateway.connect("acme") as client:
         await client.pair("main", "+55 11 99999-0301")
     _, tenant_token = await gateway.gateway.tokens.create("acme")
     _, read_token = await gateway.gateway.tokens.create("acme", scopes=["read"])
     _, both_token = await gateway.gateway.tokens.create("acme", scopes=["tenant", "admin"])
+    _, limited_token = await gateway.gateway.tokens.create("acme", scopes=["send"], sessions=["main"])
     async with open_page(browser) as page:
         await sign_in(page, gateway.http, tenant_token)
-        assert await menu(page) == VIEWS[:3]
+        assert await menu(page) == VIEWS[:4]
         await page.goto(gateway.http + "/#tenants")
         await expect(page.get_by_role("heading", name="Sessions", level=1)).to_be_visible()
         await expect(page.get_by_role("heading", name="Tenants")).to_have_count(0)
@@ -255,8 +258,72 @@ async def test_a_token_sees_only_what_its_scopes_allow(browser: Browser, gateway
         await expect(page.locator("ol.events > li")).to_have_count(4)  # the pairing's events, readable
         await page.get_by_role("button", name="Sign out").click()
 
+        await sign_in(page, gateway.http, limited_token)
+        assert await menu(page) == ["Sessions", "Events", "Send"]
+        await expect(page.locator("#tenant")).to_have_text("acme · simulator · send and read only · session main only")
+        await expect(page.get_by_text("This token is limited to main.")).to_be_visible()
+        await expect(page.get_by_text("This token may send messages and read:")).to_be_visible()
+        await page.get_by_role("link", name="Send").click()
+        await expect(page.get_by_label("From session")).to_have_value("main")
+        await page.get_by_role("button", name="Sign out").click()
+
         await sign_in(page, gateway.http, both_token)
         assert await menu(page) == VIEWS
         await expect(page.get_by_role("button", name="Stop main")).to_be_visible()
         await page.get_by_role("link", name="Tenants").click()
         await expect(page.locator('tr[data-tenant="acme"] [data-quota="max_sessions"]')).to_contain_text("1 /")
+
+
+async def test_the_admin_and_webhooks_views_fit_a_phone_screen(browser: Browser, tmp_path: Path) -> None:
+    phone = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+    settings = fast_settings(tmp_path / "data", outbound_allow=("127.0.0.1/32",))
+    async with serve_gateway(settings) as gateway, open_page(browser, **phone) as page:
+        _, token = await gateway.gateway.tokens.create("a-tenant-with-a-long-name", scopes=["tenant", "admin"])
+        await gateway.gateway.tokens.create("a-tenant-with-a-long-name", "a label", sessions=["one", "two"])
+        async with gateway.connect("a-tenant-with-a-long-name") as client:
+            # Port 9 on loopback refuses: the endpoint shows as failing, with its error.
+            url = "http://127.0.0.1:9/a/rather/long/path/for/a/webhook/endpoint/on/a/small/screen"
+            await client.call("webhook.create", url=url, events=["message.received"], description="CRM")
+        await sign_in(page, gateway.http, token)
+        for view in ("Webhooks", "Tenants", "Tokens", "Audit log"):
+            await page.get_by_role("link", name=view).tap()
+            await expect(page.get_by_role("heading", name=view, level=1)).to_be_in_viewport()
+            await expect(page.locator(f"#view-{view.split()[0].lower()} tbody tr").first).to_be_visible()
+            await no_horizontal_scroll(page)
+        await page.get_by_role("link", name="Webhooks").tap()
+        await page.get_by_role("button", name=f"Deliveries {url}").tap()
+        await expect(page.get_by_role("region", name=f"Deliveries to {url}")).to_be_visible()
+        await no_horizontal_scroll(page)
+
+
+async def test_a_token_is_created_copied_and_revoked_with_the_keyboard_only(
+    browser: Browser, gateway: RunningGateway
+) -> None:
+    await gateway.gateway.tokens.create("acme")  # the tenant
+    async with open_page(browser, permissions=["clipboard-read", "clipboard-write"]) as page:
+        await page.goto(gateway.http + "/")
+        await page.keyboard.type(ADMIN_SECRET)
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+        await tab_to(page, page.get_by_role("link", name="Tokens"))
+        await page.keyboard.press("Enter")
+        view = page.locator("#view-tokens")
+        await tab_to(page, view.get_by_label("Label"))
+        await page.keyboard.type("typed")
+        await tab_to(page, view.get_by_role("button", name="Create token"))
+        await page.keyboard.press("Enter")
+        secret = view.get_by_role("textbox", name="New token")
+        await expect(secret).to_be_focused()  # selected, ready for Ctrl+C
+        await page.keyboard.press("Tab")
+        await expect(view.get_by_role("button", name="Copy")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(view.get_by_text("Copied to the clipboard.")).to_be_visible()
+        token_id = (await secret.input_value()).split("_")[1]
+
+        await tab_to(page, view.get_by_role("button", name=f"Revoke {token_id}"))
+        await page.keyboard.press("Enter")
+        confirm = page.get_by_role("dialog", name=re.compile(f"Revoke {token_id}"))
+        await expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice first
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await expect(view.locator(f'tr[data-token="{token_id}"] .badge')).to_have_text("revoked")

@@ -11,10 +11,12 @@ import sessionsView from "./sessions.js";
 import { Sessions, Tenants } from "./store.js";
 import tenantsView from "./tenants.js";
 import tokensView from "./tokens.js";
+import webhooksView from "./webhooks.js";
 
 // The views, in menu order: {id, title, scope, mount(ctx, section)}. A view is shown only to a token with its
-// scope (the ready frame says which scopes the token has): the gateway would refuse the commands anyway.
-const ALL_VIEWS = [sessionsView, eventsView, sendView, tenantsView, tokensView, auditView];
+// scope (the ready frame says which scopes the token has), and a `wholeTenant` view only to a token not limited to
+// some sessions: the gateway would refuse the commands anyway.
+const ALL_VIEWS = [sessionsView, eventsView, sendView, webhooksView, tenantsView, tokensView, auditView];
 // What a gateway that does not say (zapgate before the ready frame had `scopes`) gave every token.
 const OLD_SCOPES = ["read", "send", "tenant"];
 const TOKEN_KEY = "zapgate.token";
@@ -65,7 +67,8 @@ async function signIn(token) {
   const can = (scope) => scopes.has(scope);
   const sessions = new Sessions(gw);
   const timers = [];
-  current = { gw, timers };
+  const onShow = []; // [view id, function]: run each time that view is opened
+  current = { gw, timers, onShow };
   const ctx = {
     gw,
     sessions,
@@ -76,6 +79,7 @@ async function signIn(token) {
     tenant: ready.tenant,
     history: can("read") ? history(gw, ready.last_seq).catch(() => []) : Promise.resolve([]),
     every: (ms, fn) => timers.push(setInterval(fn, ms)),
+    onShow: (id, fn) => onShow.push([id, fn]),
   };
   const loadLists = () => {
     if (can("read")) sessions.load().catch(() => {}); // on failure, the next reconnect reads it
@@ -102,7 +106,7 @@ async function signIn(token) {
 
   const nav = $("#nav");
   const container = $("#views");
-  views = ALL_VIEWS.filter((view) => can(view.scope));
+  views = ALL_VIEWS.filter((view) => can(view.scope) && !(view.wholeTenant && ctx.limitedTo));
   nav.replaceChildren(...views.map((view) => h("a", { href: `#${view.id}`, "data-view": view.id }, view.title)));
   container.replaceChildren();
   for (const view of views) {
@@ -145,6 +149,7 @@ function route() {
     if (link.dataset.view === id) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  for (const [view, fn] of current?.onShow || []) if (view === id) fn();
 }
 
 $("#signin-form").addEventListener("submit", async (event) => {

@@ -93,9 +93,7 @@ export default {
     });
     picker.append(h("option", { value: "" }, "All tenants"));
     // Read when the view is opened (the log grows with every change: the newest page then).
-    const onShow = () => { if (location.hash === "#audit") newest(); };
-    addEventListener("hashchange", onShow);
-    onShow();
+    ctx.onShow("audit", newest);
     draw();
   },
 };

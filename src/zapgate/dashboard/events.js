@@ -6,7 +6,7 @@ import { explain } from "./reasons.js";
 
 const KEEP = 1000; // events kept in the page
 const SHOWN = 300; // rows drawn for the current filter
-const KNOWN = ["session.status", "session.qr", "session.pair_code", "session.restricted", "session.deleted",
+export const KNOWN = ["session.status", "session.qr", "session.pair_code", "session.restricted", "session.deleted",
   "message.status", "message.received", "message.reaction", "message.edited", "message.revoked", "poll.vote",
   "status.received", "presence"];
 

@@ -189,7 +189,7 @@ export default {
       fillTenants();
       load();
     });
-    addEventListener("hashchange", () => { if (location.hash === "#tokens") load(); });
+    ctx.onShow("tokens", load);
     fillTenants();
   },
 };
