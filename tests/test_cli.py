@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import segno
 
-from zapgate.cli import build_parser
+from zapgate.cli import build_parser, parse
 from zapgate.client import MessageReceived, SessionDeleted, SessionPairCode, SessionQr, SessionRestricted, connect
 from zapgate.config import Settings
 
@@ -283,6 +283,34 @@ async def test_send_sessions_stop_and_logout(gateway: RunningGateway) -> None:
     assert logged_out.code == 0 and "zapgate pair main" in logged_out.out
     listing = json.loads((await cli("sessions", "--json", env=env)).out)
     assert [(s["session"], s["status"], s["paired"]) for s in listing] == [("main", "logged_out", False)]
+
+
+async def test_the_documented_location_and_reaction_command_lines_work_as_typed(gateway: RunningGateway) -> None:
+    """docs/cli.md's examples: a southern latitude after --location, and the emoji after --react MESSAGE_ID."""
+    token = await gateway.token()
+    env = cli_env(gateway.url, token)
+    async with connect(gateway.url, token) as client:
+        await pair(client, "main", "+55 11 97777-0001")
+        pin = await cli("send", "main", ECHO, "--location", "-23.5613,-46.6565", "--name", "MASP", env=env)
+        assert pin.code == 0, pin.err
+        hello = await cli("send", "main", ECHO, "olá", "--wait", "sent", env=env)
+        reacted = await cli("send", "main", ECHO, "--react", hello.out.strip(), "👍", "--json", env=env)
+        assert reacted.code == 0, reacted.err
+        assert json.loads(reacted.out)["message_id"]
+
+
+def test_parse_takes_negative_coordinates_and_text_after_the_options() -> None:
+    args = parse(["send", "main", ECHO, "--location", "-23.5613,-46.6565", "--name", "MASP"])
+    assert (args.location, args.name, args.text) == ("-23.5613,-46.6565", "MASP", None)
+    args = parse(["send", "main", ECHO, "--react", "3EB0A1", "👍"])
+    assert (args.react, args.text) == ("3EB0A1", "👍")
+    assert parse(["send", "main", ECHO, "--react", "3EB0A1", ""]).text == ""
+    assert parse(["send", "main", ECHO, "hi", "--wait", "read"]).text == "hi"
+    with pytest.raises(SystemExit) as refused:  # a second TEXT, or a stray word elsewhere, is still an error
+        parse(["send", "main", ECHO, "one", "--react", "3EB0A1", "two"])
+    assert refused.value.code == 2
+    with pytest.raises(SystemExit):
+        parse(["sessions", "extra"])
 
 
 async def test_sim_commands(gateway: RunningGateway) -> None:

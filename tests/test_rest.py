@@ -252,6 +252,19 @@ async def test_cors_is_off_unless_configured(gateway: RunningGateway, tmp_path: 
         )
         assert call.status_code == 200
         assert call.headers["access-control-allow-origin"] == "https://app.example"
+        methods = {
+            method.upper()
+            for path in (await http.get("/v1/openapi.json")).json()["paths"].values()
+            for method in path
+            if method != "parameters"
+        }
+        assert "PATCH" in methods  # webhook.update, tenant.update
+        for method in sorted(methods):  # a browser app may call every route, PATCH ones included
+            answer = await http.options(
+                "/v1/webhooks/wh_x", headers=preflight | {"Access-Control-Request-Method": method}
+            )
+            assert answer.status_code == 200, method
+            assert method in answer.headers["access-control-allow-methods"]
 
 
 async def test_the_descriptions_and_the_docs_page_need_no_token_and_load_nothing_from_elsewhere(

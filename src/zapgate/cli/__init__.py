@@ -9,12 +9,18 @@ Exit codes are in :mod:`zapgate.cli.exit_codes`.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .. import __version__
 from . import admin, chats, client, groups, media, server, webhooks
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse"]
+
+# Options whose value may start with '-' (a southern or western coordinate): argparse would take
+# ``--location -23.56,-46.65`` for two options, so such a value is glued to its option first.
+NEGATIVE_VALUE_OPTIONS = ("--location",)
+NEGATIVE_NUMBER = re.compile(r"-\d")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line the way people type it.
+
+    Two things argparse alone refuses are accepted: a value that starts with '-' after ``--location``
+    (``--location -23.5613,-46.6565``), and ``zapgate send``'s TEXT after the options
+    (``--react MESSAGE_ID '👍'``: argparse fills the positionals in one go before the options).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    glued: list[str] = []
+    for word in words:
+        if glued and glued[-1] in NEGATIVE_VALUE_OPTIONS and NEGATIVE_NUMBER.match(word):
+            glued[-1] = f"{glued[-1]}={word}"
+        else:
+            glued.append(word)
+    args, extra = parser.parse_known_args(glued)
+    if extra:
+        late_text = getattr(args, "late_text", False) and args.text is None
+        if late_text and len(extra) == 1 and not extra[0].startswith("-"):
+            args.text = extra[0]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     code: int = args.handler(args)
     sys.exit(code)

@@ -134,6 +134,7 @@ def add_commands(commands: Any) -> None:
     send.add_argument("session", metavar="SESSION", help="a connected session of your tenant")
     send.add_argument("to", metavar="TO", help="recipient: phone number in international format, or a JID")
     send.add_argument("text", metavar="TEXT", nargs="?", help="the message text (or the emoji of --react)")
+    send.set_defaults(late_text=True)  # TEXT may also come after the options (see cli.parse)
     kinds = send.add_mutually_exclusive_group()
     kinds.add_argument("--location", metavar="LAT,LNG", help="send a location pin (with --name, --address)")
     kinds.add_argument(

@@ -78,7 +78,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],  # every method of the REST routes
                 allow_headers=CORS_HEADERS,
                 expose_headers=["WWW-Authenticate"],
                 max_age=600,
