@@ -33,12 +33,12 @@ from typing import Any
 from ...errors import PhoneTaken
 from ...jid import Jid
 from ...protocol.content import Text
-from ...storage.database import Conn, Database
+from ...storage.database import Conn
 from ..base import ChatSettingIn, ContactProfile, HistoryBatch, HistoryChat, MessageIn, PhoneCheck, SendError
 from .devices import Device, Mail, user_jid
+from .parts import EngineParts
 from .records import encode_event, insert_mail, linked_devices
 from .rules import decode_content
-from .server import SimServer
 
 __all__ = [
     "DEFAULT_ABOUT",
@@ -55,34 +55,13 @@ HISTORY_BATCH_MESSAGES = 500
 """Messages per history-sync batch."""
 
 
-class SimulatedAccounts(abc.ABC):
+class SimulatedAccounts(EngineParts):
     _devices: dict[str, Device]
-    _server: SimServer
-    _db: Database
-    _accounts: dict[str, tuple[str, str]]
     _history_messages: int
     _extra_contacts: list[str]
 
     @abc.abstractmethod
-    def _sending_device(self, session_id: str) -> Device: ...
-
-    @abc.abstractmethod
     async def _account_of(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    async def _phone_of(self, jid: Jid) -> str | None: ...
-
-    @abc.abstractmethod
-    def _shown_as(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _lid_jid(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _name(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _post(self, mail: Mail) -> None: ...
 
     # -- numbers and profiles
 

@@ -17,7 +17,6 @@ mails the resulting events to the members' devices: the member that was added ge
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import secrets
 import string
@@ -38,7 +37,7 @@ from ...protocol import (
 )
 from ...protocol.content import Content, Vote, media_of
 from ...protocol.groups import INVITE_PREFIX
-from ...storage.database import Conn, Database
+from ...storage.database import Conn
 from ..base import (
     PLAIN,
     EngineEvent,
@@ -56,9 +55,9 @@ from ..base import (
 )
 from .cdn import SimulatedCdn
 from .devices import Device, Mail
+from .parts import EngineParts
 from .records import encode_event, find_delivery, insert_delivery, insert_mail
 from .rules import refusal, target_of
-from .server import SimServer
 
 __all__ = ["GROUP_LIMIT", "SimulatedGroups"]
 
@@ -68,30 +67,9 @@ _CODE_ALPHABET = string.ascii_letters + string.digits
 _Row = tuple[Any, ...]
 
 
-class SimulatedGroups(abc.ABC):
-    _server: SimServer
-    _db: Database
+class SimulatedGroups(EngineParts):
     _cdn: SimulatedCdn
     _latency: float
-    _accounts: dict[str, tuple[str, str]]
-
-    @abc.abstractmethod
-    def _sending_device(self, session_id: str) -> Device: ...
-
-    @abc.abstractmethod
-    async def _phone_of(self, jid: Jid) -> str | None: ...
-
-    @abc.abstractmethod
-    def _shown_as(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _lid_jid(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _name(self, phone: str) -> str: ...
-
-    @abc.abstractmethod
-    def _post(self, mail: Mail) -> None: ...
 
     # -- commands
 
