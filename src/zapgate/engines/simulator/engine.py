@@ -347,7 +347,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         device = self._sending_device(session_id)
         phone = await self._phone_of(chat)
         if phone is None:
-            raise SendError("unsupported_recipient", "the simulator only has one-to-one chats", retryable=False)
+            raise SendError(
+                "unsupported_recipient", "the simulator models typing in one-to-one chats only", retryable=False
+            )
         self._presence.chat_state(device.phone or "", phone, state)
 
     async def set_presence(self, session_id: str, state: Availability) -> None:
