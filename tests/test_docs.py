@@ -9,7 +9,7 @@ import pytest
 
 from zapgate.config import Settings
 from zapgate.docgen import stale
-from zapgate.errors import ERRORS_BY_CODE
+from zapgate.errors import ERRORS_BY_CODE, HTTP_STATUS
 from zapgate.protocol import COMMANDS, EVENTS, CloseCode
 from zapgate.server.commands import HANDLERS
 
@@ -33,6 +33,19 @@ def test_every_command_and_error_code_is_in_the_protocol_doc() -> None:
         f"`{code}`" for code in sorted(ERRORS_BY_CODE) if code != "connection_closed" and f"`{code}`" not in text
     ]
     assert not missing, f"add to docs/protocol.md: {missing}"
+
+
+def test_every_error_code_has_its_http_status_in_the_rest_doc() -> None:
+    text = (DOCS / "rest.md").read_text()
+    table = text[text.index("## Errors and statuses") : text.index("## Events: pages")]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    missing = [
+        f"{status} `{code}`"
+        for code, status in HTTP_STATUS.items()
+        if not any(line.startswith(f"| {status} ") and f"`{code}`" in line for line in rows)
+        and f"`{code}`" not in table  # WebSocket-only codes are named below the table
+    ]
+    assert not missing, f"add to the status table of docs/rest.md: {missing}"
 
 
 def test_every_event_and_close_code_is_in_the_protocol_doc() -> None:
@@ -64,9 +77,20 @@ _NEEDS_VENV = re.compile(r"(?:^|[|;&]\s*|\$\()(zapgate|python)\s")
 
 
 def shell_lines(path: Path) -> list[str]:
-    """Every command line of the ``sh`` blocks of ``path``, in order, comments dropped."""
-    blocks = re.findall(r"```sh\n(.*?)```", path.read_text(), re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
+    """Every command line of ``path``, in order, comments dropped: the lines of its ``sh`` blocks, and the
+    ``$ ``-prompted lines of its other blocks (examples shown with their output)."""
+    lines = []
+    for lang, block in re.findall(r"```(\w*)\n(.*?)```", path.read_text(), re.S):
+        for line in block.splitlines():
+            if lang == "sh" and not line.startswith("$ "):
+                command = line
+            elif line.startswith("$ "):
+                command = line[2:]
+            else:
+                continue
+            if command.split("  #")[0].strip():
+                lines.append(command.split("  #")[0].strip())
+    return lines
 
 
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)
