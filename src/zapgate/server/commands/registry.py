@@ -63,11 +63,11 @@ async def run_command(gw: Gateway, caller: Caller, cmd: Command) -> Any:
     here (``docs/scaling.md``); the checks below then run on both nodes."""
     spec = COMMANDS[str(type(cmd).__struct_config__.tag)]
     try:
-        _check(gw, caller, cmd)
+        _check(gw, caller, cmd, spec)
         if gw.cluster is not None and gw.cluster.router is not None:
             result = await gw.cluster.router.route(caller, cmd)
         else:
-            result = await execute(gw, caller, cmd)
+            result = await _handle(gw, caller, cmd, spec)
     except ZapgateError as exc:
         if audited(spec) or isinstance(exc, Forbidden):
             await _audit(gw, caller, spec, cmd, exc.code)
@@ -117,16 +117,21 @@ async def _audit(
 
 
 async def execute(gw: Gateway, caller: Caller, cmd: Command) -> Any:
-    """Run one command here, whichever node runs its session (the router decided that already)."""
-    spec = _check(gw, caller, cmd)
+    """Run one command here, whichever node runs its session (the router decided that already; the owner checks
+    the caller again)."""
+    spec = COMMANDS[str(type(cmd).__struct_config__.tag)]
+    _check(gw, caller, cmd, spec)
+    return await _handle(gw, caller, cmd, spec)
+
+
+async def _handle(gw: Gateway, caller: Caller, cmd: Command, spec: CommandSpec) -> Any:
     handler = HANDLERS.get(type(cmd))
     if handler is None:  # every command has a handler; a test checks it
         raise InvalidRequest(f"no handler for {spec.name}")
     return await handler(gw, caller, cmd)
 
 
-def _check(gw: Gateway, caller: Caller, cmd: Command) -> CommandSpec:
-    spec = COMMANDS[str(type(cmd).__struct_config__.tag)]
+def _check(gw: Gateway, caller: Caller, cmd: Command, spec: CommandSpec) -> None:
     if not caller.allows(spec.scope):
         raise Forbidden(f"{spec.name} needs a token with the {spec.scope.value!r} scope")
     if caller.sessions is not None:
@@ -136,4 +141,3 @@ def _check(gw: Gateway, caller: Caller, cmd: Command) -> CommandSpec:
             raise Forbidden(f"this token may only use the sessions: {allowed}")
     if spec.simulator_only and gw.sandbox is None:
         raise CommandUnavailable(f"{spec.name} exists only when the gateway runs with --engine simulator")
-    return spec
