@@ -125,7 +125,7 @@ async def test_outbox_idempotency_order_and_outcomes(storage: Storage) -> None:
         return NewEvent("t", "main", "message.status", it.message_id.encode())
 
     await storage.enqueue_message(item("m5"))
-    gone = await storage.fail_pending("s", "logged_out", failed, keep="m3")  # m3 is with the engine
+    gone = await storage.fail_pending("s", "logged_out", failed, keep={"m3"})  # m3 is with the engine
     assert [(m.message_id, m.status, m.reason) for m in gone] == [
         ("m4", "failed", "logged_out"),
         ("m5", "failed", "logged_out"),

@@ -191,7 +191,7 @@ async def test_queue_counters_follow_every_change_of_the_queue(storage: Storage)
     counters, counted = await both()
     assert counters == counted == (8, 11 + 12 + 13 + 14 + 15 + 300)
 
-    failed = await storage.fail_pending("ses_acme_a", "logged_out", events_for, keep="mses_acme_a5")
+    failed = await storage.fail_pending("ses_acme_a", "logged_out", events_for, keep={"mses_acme_a5"})
     assert len(failed) == 4
     counters, counted = await both()
     assert counters == counted == (4, 15 + 300)

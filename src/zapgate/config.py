@@ -217,6 +217,12 @@ class Settings:
         default=2.0, metadata=_doc("How long message.send waits for WhatsApp before replying 'queued'.")
     )
     idempotency_ttl_s: float = field(default=86400.0, metadata=_doc("How long idempotency keys are kept."))
+    send_concurrency: int = field(
+        default=8,
+        metadata=_doc(
+            "Chats of one session sent to at once (1 to 64); a chat's own messages always go one at a time, in order."
+        ),
+    )
     pacing: bool = field(default=True, metadata=_doc("Anti-ban pacing of outgoing messages."))
     pacing_interval_s: float = field(default=1.0, metadata=_doc("Minimum seconds between two sends of a session."))
     pacing_jitter_s: float = field(default=1.0, metadata=_doc("Random extra delay, 0 to this, added per send."))
@@ -601,6 +607,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("max_headers must be at least 16 (a WebSocket upgrade needs several)")
     if s.send_buffer_bytes < 65536:
         raise ConfigError("send_buffer_bytes must be at least 65536")
+    if not 1 <= s.send_concurrency <= 64:
+        raise ConfigError("send_concurrency must be between 1 and 64")
     if s.command_burst < 1:
         raise ConfigError("command_burst must be at least 1")
     if s.auth_failure_max_delay_s < s.auth_failure_delay_s:

@@ -200,6 +200,7 @@ class SessionManager(SessionMoves, MessageSending):
             media_files=self._media.file_for,
             fence=lambda: session.fence,
             on_fenced=lambda: self.lost(session),
+            concurrency=self._settings.send_concurrency,
         )
         session.sender.start(pending)
 

@@ -66,9 +66,18 @@ class Pacer:
         return at
 
     def record_send(self, chat: str, *, new_contact: bool, now: float) -> None:
-        """Account for a message handed to WhatsApp at ``now``."""
+        """Account for a message handed to WhatsApp at ``now``: :meth:`started`, plus :meth:`new_contact_taken`
+        when it went to a new contact."""
         if new_contact:
-            self._new_contacts.append(now)
+            self.new_contact_taken(now)
+        self.started(chat, now=now)
+
+    def new_contact_taken(self, now: float) -> None:
+        """A first message to a new contact went out at ``now`` (it counts towards the daily limit)."""
+        self._new_contacts.append(now)
+
+    def started(self, chat: str, *, now: float) -> None:
+        """A send to ``chat`` started at ``now``: the session's and the chat's intervals run from here."""
         if not self.policy.enabled:
             return
         self._next_send_at = now + self.policy.interval + self._rng.uniform(0, self.policy.jitter)

@@ -1,19 +1,26 @@
 """The per-session sender: drains a session's outbox to the engine, in order per chat, with pacing.
 
 Every message here is already durable (the outbox row was committed before ``message.send`` was
-answered). The sender hands one message at a time to the engine; when WhatsApp takes it, the ``sent``
-status and its event are committed (pipelined: the next send does not wait for that commit). A message the
-engine cannot take now (the session is offline, the worker restarts) stays at the head of its chat and is
-retried when the session is back; one that WhatsApp refuses ends ``failed`` with the reason. After a crash
+answered). The sender hands the engine the head of each chat's queue: a chat has at most one message with the
+engine at a time, so a chat's messages go out in acceptance order, while up to ``concurrency`` chats of the
+session are sent to at once (a bot answering many customers is not held up by one slow chat, and the
+engine's durable work for them is shared). When WhatsApp takes a message, the ``sent`` status and its event
+are committed (pipelined: the next send does not wait for that commit). A message the engine cannot take now
+(the session is offline, the worker restarts) stays at the head of its chat and is retried when the session
+is back, after :data:`RETRY_AFTER_ERROR_S`; one that WhatsApp refuses ends ``failed`` with the reason. After a crash
 the outbox is reloaded and anything not recorded as sent is handed to the engine again with the **same**
 message id. The engine makes that safe where it can: the simulator (like WhatsApp with a client-chosen id)
 drops the repeat; the ``whatsapp`` engine remembers which ids WhatsApp already confirmed. The window that is
 left is described in ``docs/delivery.md``.
 
 When the session is logged out, unlinked or deleted, :meth:`Sender.fail_queued` fails what is queued, in
-storage and in memory, and answers whoever waits for those messages. A message that is with the engine at
-that moment is not touched: its own outcome decides it (``sent`` if WhatsApp took it; ``failed`` with the
-same reason if the engine could not send it).
+storage and in memory, and answers whoever waits for those messages. Messages that are with the engine at
+that moment are not touched: their own outcome decides them (``sent`` if WhatsApp took them; ``failed`` with
+the same reason if the engine could not send them).
+
+Pacing still holds with several chats in flight: a send is accounted for when it starts, so the interval
+between two sends of the session is kept, and a message to a new contact waits while another one to a new
+contact is with the engine (when pacing is on), so the daily count of new contacts is never overshot.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ class Sender:
         media_files: MediaFiles | None = None,
         fence: Callable[[], Fence | None] = lambda: None,
         on_fenced: Callable[[], object] = lambda: None,
+        concurrency: int = 1,
     ) -> None:
         self._session_id = session_id
         self._tenant = tenant
@@ -88,7 +96,13 @@ class Sender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queued = 0
-        self._in_flight: OutboxItem | None = None
+        self._concurrency = max(1, concurrency)
+        self._in_flight: dict[str, OutboxItem] = {}
+        """Messages with the engine, by chat (at most one per chat)."""
+        self._sends: set[asyncio.Task[None]] = set()
+        self._new_contact_in_flight = False
+        self._retry_at = 0.0
+        """After a send the engine could not do now: nothing new goes to the engine before this time."""
         self._orphans: dict[str, str] = {}
         """Message id → reason, for a message that was with the engine when the queue was failed."""
         self._failing = False
@@ -118,10 +132,12 @@ class Sender:
     async def close(self, fail_reason: str | None = None) -> None:
         """Stop sending. With ``fail_reason``, everything queued fails with it (and whoever waits for a message
         is answered); without, it stays queued in storage for the next start and waiters are cancelled."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks = [*self._sends, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._sends.clear()
         if fail_reason is not None:
             await self.fail_queued(fail_reason)
         for future in self._waiters.values():
@@ -183,10 +199,9 @@ class Sender:
     async def fail_queued(self, reason: str) -> None:
         """Fail every queued message with ``reason`` (stored with its ``message.status`` event) and answer its
         waiter. The message with the engine, if any, is settled by its own outcome (module documentation)."""
-        in_flight = self._in_flight
-        if in_flight is not None:
-            self._orphans[in_flight.message_id] = reason
-        keep = in_flight.message_id if in_flight is not None else None
+        keep = {item.message_id for item in self._in_flight.values()}
+        for message_id in keep:
+            self._orphans[message_id] = reason
         self._failing = True  # nothing new goes to the engine while the queue is being failed
         try:
             failed = await self._storage.fail_pending(
@@ -231,10 +246,17 @@ class Sender:
         self._wake.set()
 
     def _next(self, now: float) -> tuple[float, QueuedMessage] | None:
+        """The chat head to send next and when it may go; None when every queued chat has a message with the
+        engine already (or only new contacts are left while one new contact's send is on its way)."""
         best: tuple[float, int, QueuedMessage] | None = None
         for chat, queue in self._chats.items():
+            if chat in self._in_flight:
+                continue
+            new_contact = chat not in self._known_chats
+            if new_contact and self._new_contact_in_flight and self._pacer.policy.enabled:
+                continue
             head = queue[0]
-            ready = self._pacer.ready_at(chat, new_contact=chat not in self._known_chats, now=now)
+            ready = self._pacer.ready_at(chat, new_contact=new_contact, now=now)
             if best is None or (ready, head.position) < best[:2]:
                 best = (ready, head.position, head)
         return None if best is None else (best[0], best[2])
@@ -247,12 +269,17 @@ class Sender:
 
     async def _run(self) -> None:
         while True:
-            if not self._chats or self._failing or not self._online():
+            if not self._chats or self._failing or not self._online() or len(self._in_flight) >= self._concurrency:
                 await self._sleep(None)
                 continue
             now = time.time()
+            if self._retry_at > now:
+                await self._sleep(self._retry_at - now)
+                continue
             chosen = self._next(now)
-            assert chosen is not None
+            if chosen is None:  # every queued chat is busy: wait for a send to end
+                await self._sleep(None)
+                continue
             ready_at, queued = chosen
             if ready_at > now:
                 await self._sleep(ready_at - now)
@@ -268,14 +295,38 @@ class Sender:
             if item is None or item.status != "queued":  # failed or removed meanwhile (logout, delete)
                 self._drop(queued)
                 continue
-            self._in_flight = item
-            try:
-                await self._send(item)
-            finally:
-                self._in_flight = None
-                self._orphans.pop(item.message_id, None)
+            head = self._chats.get(queued.chat)
+            if self._failing or not head or head[0].message_id != queued.message_id or queued.chat in self._in_flight:
+                continue  # the queue changed while the row was read back: decide again
+            self._start(queued.chat, item)
 
-    async def _send(self, item: OutboxItem) -> None:
+    def _start(self, chat: str, item: OutboxItem) -> None:
+        """Hand ``item`` (the head of ``chat``) to the engine in a task of its own."""
+        new_contact = chat not in self._known_chats
+        self._in_flight[chat] = item
+        if new_contact:
+            self._new_contact_in_flight = True
+        # Accounted for when it starts, so that the next send of the session keeps the interval.
+        self._pacer.started(chat, now=time.time())
+        task = asyncio.create_task(self._send_one(chat, item, new_contact), name=f"send-{item.message_id}")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send_one(self, chat: str, item: OutboxItem, new_contact: bool) -> None:
+        try:
+            await self._send(item, new_contact)
+        finally:
+            if self._in_flight.get(chat) is item:
+                del self._in_flight[chat]
+            if new_contact:
+                self._new_contact_in_flight = False
+            self._orphans.pop(item.message_id, None)
+            self._wake.set()
+
+    def _defer(self) -> None:
+        self._retry_at = max(self._retry_at, time.time() + RETRY_AFTER_ERROR_S)
+
+    async def _send(self, item: OutboxItem, new_contact: bool) -> None:
         try:
             content, extra = decode_outgoing(item)
             extra = await self._resolve(content, extra)
@@ -286,7 +337,7 @@ class Sender:
             orphaned = self._orphans.get(item.message_id)
             if exc.retryable and orphaned is None:
                 log.info("%s: send deferred (%s)", self._label, exc.code)
-                await self._sleep(RETRY_AFTER_ERROR_S)
+                self._defer()
                 return
             # Refused; or it could not go now and its queue was failed meanwhile: it fails like the rest.
             item.status, item.reason = "failed", exc.code if orphaned is None else orphaned
@@ -296,10 +347,10 @@ class Sender:
             raise
         except Exception:
             log.exception("%s: engine failed to send; retrying", self._label)
-            await self._sleep(RETRY_AFTER_ERROR_S)
+            self._defer()
             return
-        new_contact = item.chat not in self._known_chats
-        self._pacer.record_send(item.chat, new_contact=new_contact, now=time.time())
+        if new_contact:
+            self._pacer.new_contact_taken(time.time())
         self._known_chats.add(item.chat)
         item.status, item.wa_timestamp = "sent", sent.timestamp
         self._finish(item, new_contact=new_contact, chat=sent.chat)

@@ -614,11 +614,11 @@ class Storage:
         reason: str,
         make_event: Callable[[OutboxItem], NewEvent],
         *,
-        keep: str | None = None,
+        keep: Collection[str] = (),
         fence: Fence | None = None,
     ) -> list[OutboxItem]:
-        """Mark every queued message of the session but ``keep`` (a message id) failed with ``reason``, with
-        the event ``make_event`` makes for each; return them, as failed."""
+        """Mark every queued message of the session but those in ``keep`` (message ids) failed with ``reason``,
+        with the event ``make_event`` makes for each; return them, as failed."""
 
         def op(conn: Conn) -> tuple[list[OutboxItem], list[StoredEvent]]:
             check_fence(conn, fence)
@@ -627,7 +627,7 @@ class Storage:
                 "ORDER BY position",
                 (session_id,),
             ).fetchall()
-            items = [it for it in map(_outbox, rows) if it.message_id != keep]
+            items = [it for it in map(_outbox, rows) if it.message_id not in keep]
             now = time.time()
             conn.executemany(
                 "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? WHERE message_id = ?",
