@@ -65,6 +65,8 @@ async def refers_to(
     whether the session sent it, and who wrote it."""
     target_id = content.message_id if isinstance(content, Reaction | Edit | Revoke | Vote) else None
     wanted = [mid for mid in (reply_to, target_id) if mid is not None]
+    if not wanted:  # most messages refer to none: no reads
+        return Outgoing()
     ours = await storage.sent_by(session_id, wanted)
     received = await storage.inbound_records(session_id, wanted)
     quote = target = None
