@@ -178,6 +178,16 @@ def render_send(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list
                     _verdict(added_p99 <= 3),
                 )
             )
+        if "gateway-accept" in fixed:
+            added_accept = fixed["gateway-accept"]["p99_ms"] - base["p99_ms"]
+            verdicts.append(
+                (
+                    f"(for reference) added p99 at {rate:,.0f}/s when replying at the durable accept "
+                    "(`ZAPGATE_SEND_WAIT_S=0`)",
+                    f"{added_accept:.2f} ms",
+                    "",
+                )
+            )
         if "gateway-ping" in fixed:
             added_ping = fixed["gateway-ping"]["p99_ms"] - base["p99_ms"]
             verdicts.append((f"(for reference) added p99 of `ping` at {rate:,.0f}/s", f"{added_ping:.2f} ms", ""))

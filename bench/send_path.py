@@ -72,7 +72,7 @@ async def pair_all(server: Server, tokens: list[str]) -> None:
             try:
                 await client.pair(SESSION, phone(i))
                 sent = await client.call("message.send", session=SESSION, to=f"+{SILENT_CONTACT}", text=TEXT)
-                if sent["status"] != "sent":
+                if sent["status"] not in ("sent", "queued"):  # queued: a gateway that replies at the accept
                     raise RuntimeError(f"a send on a connected session was not 'sent': {sent}")
             finally:
                 await client.close()
@@ -109,6 +109,9 @@ class Target:
     server: Server
     tokens: list[str]
     request: str = "send"
+    closed_loop: bool = True
+    """False: measured only at the fixed rate (a gateway that replies at the durable accept would, in a closed
+    loop, accept far faster than it sends and only grow its queue)."""
 
 
 async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[str, Any]:
@@ -118,11 +121,13 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
             await pair_all(target.server, target.tokens)
             print(f"  {name}: paired {len(target.tokens)} sessions in {time.perf_counter() - began:.1f} s", flush=True)
     matrix = [(c, w) for c in args.connections for w in args.in_flight]
-    closed: dict[str, dict[str, list[LoadResult]]] = {name: {} for name in targets}
+    closed: dict[str, dict[str, list[LoadResult]]] = {name: {} for name, t in targets.items() if t.closed_loop}
     fixed: dict[str, list[LoadResult]] = {name: [] for name in targets}
     for repeat in range(args.repeats):
         for c, w in matrix:
             for name, target in targets.items():
+                if not target.closed_loop:
+                    continue
                 result = await measure(target, c, w, args.seconds)
                 closed[name].setdefault(f"{c}x{w}", []).append(result)
                 print(
@@ -190,6 +195,15 @@ def main() -> None:
                         max_inflight_commands=max(64, *args.in_flight),
                     )
                     targets[f"before-{mode}"] = Target(before, before_tokens)
+            if args.rate and "full" in args.sync.split(","):
+                # The same send path replying at the durable accept (send_wait_s=0): one commit before the reply,
+                # `sent` follows as an event.
+                data_dir = Path(tmp) / "gateway-accept"
+                tokens = create_tokens(data_dir, [f"t{i:04d}" for i in range(tenants)])
+                server = start_gateway(
+                    data_dir, sqlite_synchronous="full", send_wait_s=0, max_inflight_commands=max(64, *args.in_flight)
+                )
+                targets["gateway-accept"] = Target(server, tokens, closed_loop=False)
             if args.ping:
                 first = next(t for name, t in targets.items() if name.startswith("gateway-"))
                 targets["gateway-ping"] = Target(first.server, first.tokens, "ping")
