@@ -45,3 +45,5 @@ class Device:
     """Another node stored mail for this device: read the mailbox again."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
+    lids_told: set[str] = field(default_factory=set)
+    """Numbers whose LID this device has been told (whatsmeow asks WhatsApp once, then keeps the pair)."""

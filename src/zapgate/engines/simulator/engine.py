@@ -260,8 +260,10 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             if self._accounts[to.user][0] == "echo":
                 self._later(self._echo, sender, to.user, message_id, content, media_ref)
         # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
-        if asked.is_user:
-            # Writing to a number, the sender's device learns its LID (whatsmeow's usync look-up).
+        if asked.is_user and to.user not in device.lids_told:
+            # Writing to a number the first time, the sender's device learns its LID (whatsmeow's usync look-up,
+            # whose answer whatsmeow keeps: later sends to that number ask nothing).
+            device.lids_told.add(to.user)
             self._emit(device, IdentityIn(pairs=[IdentityPair(phone=user_jid(to.user), lid=self._lid_jid(to.user))]))
         if self._latency:
             await asyncio.sleep(self._latency)
