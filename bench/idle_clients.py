@@ -5,9 +5,10 @@ the same handshake as a bare ASGI app under uvicorn with the gateway's settings)
 it up with a few connections, closes them, reads its RSS, then opens connections up to each count in turn
 (authenticated: ``hello`` → ``auth`` → ``ready``, spread over 100 tenants on the gateway), lets the server
 settle and reads its RSS again. Cost per connection = RSS growth / connections. The gateway's ``/healthz``
-must report every connection as subscribed, which proves they are authenticated.
+must report every connection as subscribed, which proves they are authenticated. With ``--compare-src DIR`` a
+second gateway, run from another source tree, is measured in the same run as ``before``.
 
-    python bench/idle_clients.py --counts 1000,10000
+    python bench/idle_clients.py --counts 1000,10000 [--compare-src /tmp/before/src]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ TENANTS = 100
 WARMUP = 50
 
 
-async def measure(server: Server, tokens: list[str], counts: list[int], settle: float) -> dict[str, Any]:
+async def measure(server: Server, label: str, tokens: list[str], counts: list[int], settle: float) -> dict[str, Any]:
     warm = await open_connections(server.url, tokens, min(WARMUP, max(counts)))
     await close_all(warm)
     await asyncio.sleep(0.5)
@@ -63,7 +64,7 @@ async def measure(server: Server, tokens: list[str], counts: list[int], settle: 
                 if health["connections"] != count:
                     raise RuntimeError(f"gateway reports {health['connections']} connections, expected {count}")
             print(
-                f"  {server.kind:<8} {count:>6} idle connections: RSS {rss / 1024:7.1f} MiB, "
+                f"  {label:<8} {count:>6} idle connections: RSS {rss / 1024:7.1f} MiB, "
                 f"{row['per_connection_kib']:5.1f} KiB each (opened {row['open_per_s']:.0f}/s)",
                 flush=True,
             )
@@ -77,6 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000])
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to let the server settle before RSS")
+    parser.add_argument(
+        "--compare-src",
+        help="also measure a gateway run from this src directory (e.g. of `git worktree add /tmp/before main`) as "
+        "'before', for a before/after measured in the same run",
+    )
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args()
     needed = max(args.counts) + WARMUP + 200
@@ -88,11 +94,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="zapgate-bench-") as tmp:
         data_dir = Path(tmp) / "gateway"
         tokens = create_tokens(data_dir, [f"t{i:03d}" for i in range(TENANTS)])
-        starts = {"ceiling": start_ceiling, "uvicorn": start_uvicorn_floor, "gateway": lambda: start_gateway(data_dir)}
-        for kind, start in starts.items():
+        starts = {
+            "ceiling": (start_ceiling, tokens),
+            "uvicorn": (start_uvicorn_floor, tokens),
+            "gateway": (lambda: start_gateway(data_dir), tokens),
+        }
+        if args.compare_src is not None:
+            source = Path(args.compare_src).resolve()
+            before_dir = Path(tmp) / "before"
+            before_tokens = create_tokens(before_dir, [f"t{i:03d}" for i in range(TENANTS)], source)
+            starts["before"] = (lambda: start_gateway(before_dir, source=source), before_tokens)
+        for kind, (start, kind_tokens) in starts.items():
             server = start()
             try:
-                results[kind] = uvloop.run(measure(server, tokens, sorted(args.counts), args.settle))
+                results[kind] = uvloop.run(measure(server, kind, kind_tokens, sorted(args.counts), args.settle))
             finally:
                 server.stop()
     emit({"scenario": "idle_clients", "fd_limit": limit, **results}, args.out)

@@ -207,6 +207,9 @@ def main() -> None:
             if args.ping:
                 first = next(t for name, t in targets.items() if name.startswith("gateway-"))
                 targets["gateway-ping"] = Target(first.server, first.tokens, "ping")
+                before = next((t for name, t in targets.items() if name.startswith("before-")), None)
+                if before is not None:
+                    targets["before-ping"] = Target(before.server, before.tokens, "ping")
             results = uvloop.run(bench(args, targets))
         finally:
             for target in targets.values():
