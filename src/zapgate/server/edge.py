@@ -39,6 +39,7 @@ from uvicorn.server import ServerState
 from ..errors import HandshakeTimeout, InvalidRequest, RateLimited, RequestHeadTooLarge, ZapgateError
 from ..protocol import CloseCode
 from .guard import Admission, EdgeGuard, TokenBucket, forwarded_client
+from .lean import Inbox, WaitFlag
 
 __all__ = [
     "EDGE_EXTENSION",
@@ -330,8 +331,63 @@ def _is_pong(chunk: bytes) -> bool:
     return chunk[:1] == b"\x8a"  # FIN + opcode 0xA; server frames are not masked
 
 
+_UVICORN_ATTRIBUTES = (
+    "app",
+    "app_state",
+    "asgi_version",
+    "client",
+    "close_sent",
+    "close_timeout",
+    "close_timer",
+    "config",
+    "conn",
+    "connections",
+    "curr_msg_data_type",
+    "default_headers",
+    "disconnected",
+    "frames",
+    "handshake_complete",
+    "handshake_initiated",
+    "initial_response",
+    "last_ping_rtt",
+    "logger",
+    "loop",
+    "pending_ping_payload",
+    "ping_interval",
+    "ping_sent_at",
+    "ping_timeout",
+    "ping_timer",
+    "pong_timer",
+    "queue",
+    "read_paused",
+    "request",
+    "response",
+    "root_path",
+    "scheme",
+    "scope",
+    "server",
+    "tasks",
+    "transport",
+    "writable",
+)
+"""Every attribute uvicorn's ``WebSocketsSansIOProtocol`` sets (``tests/test_edge_internals.py`` keeps the list
+whole): as slots of the subclass they cost 8 bytes each instead of a 1.5 KiB instance dictionary."""
+
+
 class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol: coalesced pongs, closes that happen, quiet refusals."""
+    """uvicorn's sans-I/O WebSocket protocol: coalesced pongs, closes that happen, quiet refusals, and lean
+    per-connection state.
+
+    Thousands of connections sit idle, so what uvicorn keeps for each is trimmed (``bench/findings.md``, "Idle
+    connections, round 4"): its attributes are slots, its receive queue and "writable" event are
+    :mod:`~zapgate.server.lean`'s, and the request head (the websockets request and response, the scope's
+    headers) is dropped once the upgrade is accepted: the app reads the headers before it accepts.
+    """
+
+    __slots__ = (*_UVICORN_ATTRIBUTES, "_admission", "_close_timeout", "_control", "_edge", "_pending_pong")
+
+    queue: Inbox[Any]  # type: ignore[assignment]
+    writable: WaitFlag  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -345,6 +401,9 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         control_rate: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.queue = Inbox()
+        self.writable = WaitFlag()
+        self.writable.set()
         self._admission = admission
         self._close_timeout = close_timeout
         self._edge: EdgeTransport | None = None
@@ -372,6 +431,10 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        # The request's headers are in the scope now. websockets' parser keeps the request for the connection's
+        # whole life (a local of its generator), uvicorn as ``self.request``: neither reads it again.
+        event.headers.clear()
+        del self.request
         if self.response.status_code != 101:
             return
         extensions = self.scope.get("extensions")
@@ -439,6 +502,22 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         if kind == "websocket.close":
             self._cut_if_lingering()
         await super().send(message)
-        if kind == "websocket.http.response.body" and not message.get("more_body", False):
+        if kind == "websocket.accept" and self.handshake_complete:
+            # The response has been sent and the app has read the headers it needs: about 4 KiB per connection.
+            # The scope's list is emptied in place: Starlette's ``WebSocket.headers`` shares it once read.
+            del self.response
+            cast(list[tuple[bytes, bytes]], self.scope["headers"]).clear()
+        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
             # The upgrade was answered with an HTTP response (401, 429...): a complete handshake, not an error.
             self.handshake_complete = True
+
+    async def receive(self) -> Any:
+        # As uvicorn's, without its coroutine for ``Queue.get`` while the inbox is empty (an idle connection).
+        queue = self.queue
+        while queue.empty():
+            await queue.wait()
+        message = queue.get_nowait()
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
