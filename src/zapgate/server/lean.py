@@ -2,7 +2,7 @@
 
 Every open WebSocket connection has a receive queue and a "writable" event. asyncio's allocate a
 ``collections.deque`` (a 64-slot block, 760 bytes) for each of their waiter lists and for the queue's items,
-whether or not anything ever waits: 3.8 KiB of a connection that sits idle (``bench/findings.md``, "Idle
+whether or not anything ever waits: about 4 KiB of a connection that sits idle (``bench/findings.md``, "Idle
 connections, round 4"). These hold a list or a future only while something is queued or waiting.
 
 Only the operations uvicorn's WebSocket protocol uses exist (``tests/test_edge_internals.py`` checks that).
