@@ -5,7 +5,8 @@ Every open WebSocket connection has a receive queue and a "writable" event. asyn
 whether or not anything ever waits: about 4 KiB of a connection that sits idle (``bench/findings.md``, "Idle
 connections, round 4"). These hold a list or a future only while something is queued or waiting.
 
-Only the operations uvicorn's WebSocket protocol uses exist (``tests/test_edge_internals.py`` checks that).
+They offer the operations uvicorn's WebSocket protocol uses (``tests/test_edge_internals.py`` checks which), and
+the few :class:`~zapgate.server.edge.EdgeWebSocketProtocol` rewrites its ``receive`` with.
 """
 
 from __future__ import annotations
