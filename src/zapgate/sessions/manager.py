@@ -432,7 +432,7 @@ class SessionManager(SessionMoves, MessageSending):
                     )
                     for mid in event.message_ids
                 ]
-                await self._storage.append_events(events, fence=session.fence)
+                await self._storage.append_message_events(events, fence=session.fence)
             case QrCode():
                 if session.state.status not in (Status.STARTING, Status.QR):
                     return

@@ -119,49 +119,55 @@ def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]
     fresh: dict[tuple[str, str], StoredMessage] = {}
     for m in messages:
         fresh.setdefault((m.chat, m.message_id), m)
-    by_chat: dict[str, list[str]] = {}
-    for chat, message_id in fresh:
-        by_chat.setdefault(chat, []).append(message_id)
-    for chat, ids in by_chat.items():
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND message_id IN ({marks})",  # noqa: S608
-                (session_id, chat, *chunk),
-            ).fetchall()
-            for (known,) in rows:
-                fresh.pop((chat, known), None)
+    if len(fresh) > 1:  # one look-up for them all (one message alone: its insert says whether it is new)
+        by_chat: dict[str, list[str]] = {}
+        for chat, message_id in fresh:
+            by_chat.setdefault(chat, []).append(message_id)
+        for chat, ids in by_chat.items():
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND message_id IN ({marks})",  # noqa: S608
+                    (session_id, chat, *chunk),
+                ).fetchall()
+                for (known,) in rows:
+                    fresh.pop((chat, known), None)
     new = list(fresh.values())
     if not new:
         return []
     now = time.time()
     for m in new:
         m.stored_at = now
-    conn.executemany(
+    rows = [
+        (
+            session_id,
+            m.chat,
+            m.message_id,
+            int(m.from_me),
+            m.timestamp,
+            m.kind,
+            m.content,
+            m.sender,
+            m.sender_lid,
+            m.text,
+            m.reply_to,
+            m.push_name,
+            m.origin,
+            int(m.read),
+            m.stored_at,
+        )
+        for m in new
+    ]
+    insert = (
         f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) "  # noqa: S608
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [
-            (
-                session_id,
-                m.chat,
-                m.message_id,
-                int(m.from_me),
-                m.timestamp,
-                m.kind,
-                m.content,
-                m.sender,
-                m.sender_lid,
-                m.text,
-                m.reply_to,
-                m.push_name,
-                m.origin,
-                int(m.read),
-                m.stored_at,
-            )
-            for m in new
-        ],
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     )
+    if len(rows) == 1:
+        if conn.execute(insert + " RETURNING 1", rows[0]).fetchone() is None:
+            return []  # stored before
+    else:
+        conn.executemany(insert, rows)
     chats: dict[str, tuple[StoredMessage, int, str | None]] = {}
     for m in new:
         newest, unread, name = chats.get(m.chat, (m, 0, None))

@@ -35,7 +35,14 @@ from .database import Conn, Database
 from .identities import IdentityStore
 from .leases import Fence, LeaseLost, LeaseStore, check_fence
 from .media import MediaRecord, MediaStore, insert_media
-from .tenants import QUEUED_SIZE, TenantStore, check_session_quota, release_queued, reserve_queued
+from .tenants import (
+    QUEUED_SIZE,
+    TenantStore,
+    check_session_quota,
+    release_queued,
+    release_tenant_queued,
+    reserve_queued,
+)
 from .webhooks import WebhookStore
 
 __all__ = ["SessionExists", "Storage"]
@@ -88,21 +95,31 @@ def _outbox(row: Sequence[Any]) -> OutboxItem:
     return OutboxItem(*fields, extra=bytes(extra) if extra is not None else None)  # type: ignore[misc]
 
 
-def append_events(conn: Conn, events: Sequence[NewEvent], now: float) -> list[StoredEvent]:
-    """Append ``events`` with the next sequence numbers of their tenants (inside the caller's transaction)."""
-    if not events:
-        return []
+def append_events(
+    conn: Conn, events: Sequence[NewEvent], now: float, released: dict[str, list[int]] | None = None
+) -> list[StoredEvent]:
+    """Append ``events`` with the next sequence numbers of their tenants (inside the caller's transaction).
+
+    The tenants' ``tenant_seq`` rows are taken in sorted tenant order. ``released``: tenant → [count, size] of
+    queued messages that left the queue, counted off each tenant's ``tenants`` row right after its
+    ``tenant_seq`` row is taken (the order :func:`~.tenants.release_queued` keeps)."""
     counts: dict[str, int] = {}
     for e in events:
         counts[e.tenant] = counts.get(e.tenant, 0) + 1
     next_seq: dict[str, int] = {}
-    for tenant, count in counts.items():
-        (last,) = conn.execute(
-            "INSERT INTO tenant_seq (tenant, seq) VALUES (?, ?) "
-            "ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq + excluded.seq RETURNING seq",
-            (tenant, count),
-        ).fetchone()
-        next_seq[tenant] = int(last) - count + 1
+    for tenant in sorted(counts.keys() | (released or {}).keys()):
+        count = counts.get(tenant, 0)
+        if count:
+            (last,) = conn.execute(
+                "INSERT INTO tenant_seq (tenant, seq) VALUES (?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET seq = tenant_seq.seq + excluded.seq RETURNING seq",
+                (tenant, count),
+            ).fetchone()
+            next_seq[tenant] = int(last) - count + 1
+        if released and tenant in released:
+            release_tenant_queued(conn, tenant, *released[tenant], locked=bool(count))
+    if not events:
+        return []
     stored = []
     for e in events:
         seq = next_seq[e.tenant]
@@ -191,6 +208,118 @@ def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tu
     stored = append_events(conn, [e for r in fresh for e in r.events], time.time())
     at = 0
     for i, r in zip(new, fresh, strict=True):
+        outcomes[i] = (True, stored[at : at + len(r.events)])
+        at += len(r.events)
+    return outcomes, stored
+
+
+@dataclass(slots=True)
+class _Finish:
+    session_id: str
+    message_id: str
+    status: str
+    reason: str | None
+    wa_timestamp: int | None
+    chat: str
+    events: tuple[NewEvent, ...]
+    new_contact_at: float | None
+    fence: Fence | None
+    message: StoredMessage | None
+    edit: tuple[str, str] | None
+
+
+@dataclass(slots=True)
+class _MessageEvents:
+    """Events about sent messages (receipts), written in the batch of the sends' outcomes (see
+    :meth:`Storage.append_message_events`)."""
+
+    events: tuple[NewEvent, ...]
+    fence: Fence | None
+
+
+def _finish_batch(
+    conn: Conn, requests: list[_Finish | _MessageEvents]
+) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
+    """Store the outcomes of sends (see :meth:`Storage.finish_message`) and the receipts that follow them
+    together: one fence check per session, each outbox row, then the contacts, the chats' history, one quota
+    update and one ``tenant_seq`` update per tenant, and every event with one ``executemany``, in the order
+    they were asked for.
+
+    Rows are locked in one order whatever the batch holds, so that two nodes writing at once wait for each
+    other instead of deadlocking: the sessions' lease rows first (sorted), then the messages' own rows, and the
+    tenants' rows last, in sorted tenant order (each tenant's ``tenant_seq`` row before its ``tenants`` row, as
+    :func:`~.tenants.release_queued` takes them)."""
+    outcomes: list[tuple[bool, Any]] = [(True, [])] * len(requests)
+    refused: dict[Fence, Exception] = {}
+    for fence in sorted({r.fence for r in requests if r.fence is not None}, key=lambda f: f.session_id):
+        try:
+            check_fence(conn, fence)
+        except LeaseLost as exc:
+            refused[fence] = exc
+    now = time.time()
+    kept: list[int] = []
+    released: dict[str, list[int]] = {}  # tenant → [count, size]
+    unknown_tenant: dict[str, list[int]] = {}  # session id → [count, size], when no event names its tenant
+    for i, r in enumerate(requests):
+        if r.fence is not None and r.fence in refused:
+            outcomes[i] = (False, refused[r.fence])
+            continue
+        kept.append(i)
+        if isinstance(r, _MessageEvents):
+            continue
+        was_queued = conn.execute(
+            "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "  # noqa: S608
+            f"WHERE message_id = ? AND status = 'queued' RETURNING {QUEUED_SIZE}",
+            (r.status, r.reason, r.wa_timestamp, now, r.chat, r.message_id),
+        ).fetchone()
+        if was_queued is None:  # an outcome of a message that had left the queue already
+            conn.execute(
+                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
+                "WHERE message_id = ?",
+                (r.status, r.reason, r.wa_timestamp, now, r.chat, r.message_id),
+            )
+        elif r.status != "queued":
+            # The outbox row existed, so its session did too (deleting a session deletes its outbox rows).
+            if r.events:
+                counts = released.setdefault(r.events[0].tenant, [0, 0])
+            else:
+                counts = unknown_tenant.setdefault(r.session_id, [0, 0])
+            counts[0] += 1
+            counts[1] += int(was_queued[0])
+    if not kept:
+        return outcomes, []
+    fresh = [requests[i] for i in kept]
+    outcomes_of = [r for r in fresh if isinstance(r, _Finish)]
+    contacts = {
+        (r.session_id, r.chat): (r.session_id, r.chat, r.new_contact_at)
+        for r in outcomes_of
+        if r.new_contact_at is not None
+    }
+    if contacts:
+        conn.executemany(
+            "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
+            "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
+            list(contacts.values()),
+        )
+    history: dict[str, list[StoredMessage]] = {}
+    for r in outcomes_of:
+        if r.message is not None:
+            history.setdefault(r.session_id, []).append(r.message)
+    for session_id, messages in history.items():
+        note_messages(conn, session_id, messages)
+    for r in outcomes_of:
+        if r.edit is not None:
+            note_edit(conn, r.session_id, r.chat, *r.edit)
+    for session_id, (count, size) in unknown_tenant.items():
+        row = conn.execute("SELECT tenant FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is not None:
+            counts = released.setdefault(str(row[0]), [0, 0])
+            counts[0] += count
+            counts[1] += size
+    events = [e for r in fresh for e in r.events]
+    stored = append_events(conn, events, now, released)
+    at = 0
+    for i, r in zip(kept, fresh, strict=True):
         outcomes[i] = (True, stored[at : at + len(r.events)])
         at += len(r.events)
     return outcomes, stored
@@ -376,6 +505,17 @@ class Storage:
             return stored, stored
 
         return await self._write(op)
+
+    async def append_message_events(
+        self, events: Sequence[NewEvent], *, fence: Fence | None = None
+    ) -> list[StoredEvent]:
+        """Append events about sent messages (their receipts) like :meth:`append_events`, in the batch that
+        stores the sends' outcomes (:meth:`finish_message`): written together with them, and never before the
+        outcome of a message asked for earlier."""
+        result: list[StoredEvent] = await self.db.submit_batched(
+            "finish", _MessageEvents(tuple(events), fence), _finish_batch
+        )
+        return result
 
     async def read_events(
         self,
@@ -571,42 +711,25 @@ class Storage:
         edit: tuple[str, str] | None = None,
     ) -> asyncio.Future[list[StoredEvent]]:
         """Store a send's outcome with its ``events``; ``message``: the sent message, for the chat's history;
-        ``edit``: (message id, new text) when the sent message edits a stored one."""
+        ``edit``: (message id, new text) when the sent message edits a stored one.
+
+        Outcomes arriving together (many sessions sending at once) are written together: every one asked for
+        before the next group commit starts is stored by one :func:`_finish_batch`."""
         # Read the mutable item now, not in the writer thread.
-        values = (item.status, item.reason, item.wa_timestamp, item.chat, item.message_id)
-        session_id, chat = item.session_id, item.chat
-
-        def op(conn: Conn) -> tuple[list[StoredEvent], list[StoredEvent]]:
-            check_fence(conn, fence)
-            now = time.time()
-            status, reason, wa_timestamp, to, message_id = values
-            was_queued = conn.execute(
-                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "  # noqa: S608
-                f"WHERE message_id = ? AND status = 'queued' RETURNING {QUEUED_SIZE}",
-                (status, reason, wa_timestamp, now, to, message_id),
-            ).fetchone()
-            if was_queued is None:  # an outcome of a message that had left the queue already
-                conn.execute(
-                    "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
-                    "WHERE message_id = ?",
-                    (status, reason, wa_timestamp, now, to, message_id),
-                )
-            elif status != "queued":
-                release_queued(conn, session_id, 1, int(was_queued[0]))
-            if new_contact_at is not None:
-                conn.execute(
-                    "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
-                    "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
-                    (session_id, chat, new_contact_at),
-                )
-            if message is not None:
-                note_messages(conn, session_id, [message])
-            if edit is not None:
-                note_edit(conn, session_id, to, *edit)
-            stored = append_events(conn, events, now)
-            return stored, stored
-
-        return self.db.submit(op)
+        request = _Finish(
+            item.session_id,
+            item.message_id,
+            item.status,
+            item.reason,
+            item.wa_timestamp,
+            item.chat,
+            tuple(events),
+            new_contact_at,
+            fence,
+            message,
+            edit,
+        )
+        return self.db.submit_batched("finish", request, _finish_batch)
 
     async def fail_pending(
         self,

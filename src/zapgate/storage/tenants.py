@@ -203,10 +203,17 @@ def release_queued(conn: Conn, session_id: str, count: int, size: int) -> None:
         (tenant,) = conn.execute("SELECT tenant FROM sessions WHERE id = ?", (session_id,)).fetchone() or (None,)
         if tenant is None:
             return
-        _lock_tenant(conn, tenant)
+        release_tenant_queued(conn, tenant, count, size)
+
+
+def release_tenant_queued(conn: Conn, tenant: str, count: int, size: int, *, locked: bool = False) -> None:
+    """``count`` messages of ``size`` bytes in all, of the tenant, are no longer queued. ``locked``: the
+    transaction holds the tenant's ``tenant_seq`` row already (:func:`_lock_tenant`)."""
+    if count:
+        if not locked:
+            _lock_tenant(conn, tenant)
         conn.execute(
-            "UPDATE tenants SET queued_messages = queued_messages - ?, queued_bytes = queued_bytes - ? "
-            "WHERE name = ?",
+            "UPDATE tenants SET queued_messages = queued_messages - ?, queued_bytes = queued_bytes - ? WHERE name = ?",
             (count, size, tenant),
         )
 
