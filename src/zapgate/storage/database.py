@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -109,6 +110,10 @@ returns ``(result, events to publish after the commit)``."""
 BatchFn = Callable[[Any, list[Any]], tuple[list[tuple[bool, Any]], list[Any]]]
 """A batched write: takes the connection and the requests collected for one group, and returns the outcome of
 each request (``(True, result)`` or ``(False, exception)``, in order) and the events to publish after the commit."""
+
+
+def _apply_one(apply: BatchFn, request: Any, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
+    return apply(conn, [request])
 
 
 class _Batch:
@@ -359,30 +364,51 @@ class Database(abc.ABC):
         return conn
 
     def _apply_isolated(self, conn: Any, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
-        """The group again (in a transaction begun on ``conn``), each write in its own savepoint."""
+        """The group again (in a transaction begun on ``conn``), each write in its own savepoint; a batch that
+        fails as a whole runs again request by request, so that one failing request fails alone."""
         outcomes: list[tuple[bool, Any]] = []
         try:
             for fn in fns:
-                for attempt in range(TRANSIENT_RETRIES + 1):
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        result = fn(conn)
-                        conn.execute("RELEASE SAVEPOINT op")
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO SAVEPOINT op")
-                        conn.execute("RELEASE SAVEPOINT op")
-                        if self._transient(exc) and attempt < TRANSIENT_RETRIES:
-                            _pause(attempt)
-                            continue
-                        outcomes.append((False, exc))
-                    else:
-                        outcomes.append((True, result))
-                    break
+                ok, value = self._isolated(conn, fn)
+                if not ok and isinstance(fn, _Batch) and len(fn.requests) > 1:
+                    ok, value = True, self._one_by_one(conn, fn)
+                outcomes.append((ok, value))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
         return outcomes
+
+    def _isolated(self, conn: Any, fn: WriteFn[Any]) -> tuple[bool, Any]:
+        """Run ``fn`` in a savepoint: ``(True, its result)``, or ``(False, the exception)`` and nothing written."""
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            conn.execute("SAVEPOINT op")
+            try:
+                result = fn(conn)
+                conn.execute("RELEASE SAVEPOINT op")
+            except Exception as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT op")
+                conn.execute("RELEASE SAVEPOINT op")
+                if self._transient(exc) and attempt < TRANSIENT_RETRIES:
+                    _pause(attempt)
+                    continue
+                return False, exc
+            return True, result
+        raise AssertionError("unreachable")
+
+    def _one_by_one(self, conn: Any, batch: _Batch) -> tuple[list[tuple[bool, Any]], list[Any]]:
+        """A batch's requests each written alone, in its own savepoint (the batch failed as a whole)."""
+        outcomes: list[tuple[bool, Any]] = []
+        events: list[Any] = []
+        for request in batch.requests:
+            ok, value = self._isolated(conn, functools.partial(_apply_one, batch.apply, request))
+            if ok:
+                (outcome,), published = value
+                outcomes.append(outcome)
+                events += published
+            else:
+                outcomes.append((False, value))
+        return outcomes, events
 
     def _rollback(self, conn: Any) -> None:
         try:

@@ -214,6 +214,95 @@ def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tu
 
 
 @dataclass(slots=True)
+class _Enqueue:
+    item: OutboxItem
+    fence: Fence | None
+    quota: tuple[str, TenantQuotas] | None
+
+
+def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
+    """Store messages to send (see :meth:`Storage.enqueue_message`) together: one fence check per session, the
+    idempotency keys looked up, one quota update per tenant (request by request only when the tenant's sum
+    would pass a limit), then each outbox row. Rows are locked in the order of :func:`_finish_batch`: lease
+    rows (sorted), then the tenants' rows in sorted tenant order, then the messages' own rows."""
+    outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
+    refused: dict[Fence, Exception] = {}
+    for fence in sorted({r.fence for r in requests if r.fence is not None}, key=lambda f: f.session_id):
+        try:
+            check_fence(conn, fence)
+        except LeaseLost as exc:
+            refused[fence] = exc
+    todo: list[int] = []
+    first_of_key: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}  # request → the earlier request of this batch with its idempotency key
+    for i, r in enumerate(requests):
+        item = r.item
+        if r.fence is not None and r.fence in refused:
+            outcomes[i] = (False, refused[r.fence])
+            continue
+        if item.idempotency_key is not None:
+            key = (item.session_id, item.idempotency_key)
+            if key in first_of_key:
+                repeats[i] = first_of_key[key]
+                continue
+            row = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND idempotency_key = ?",  # noqa: S608
+                key,
+            ).fetchone()
+            if row:
+                outcomes[i] = (True, (_outbox(row), False))
+                continue
+            first_of_key[key] = i
+        todo.append(i)
+    by_tenant: dict[str, list[int]] = {}
+    for i in todo:
+        quota = requests[i].quota
+        if quota is not None:
+            by_tenant.setdefault(quota[0], []).append(i)
+    for tenant in sorted(by_tenant):
+        members = by_tenant[tenant]
+        defaults = requests[members[0]].quota[1]  # type: ignore[index]
+        sizes = [len(requests[i].item.content) + len(requests[i].item.extra or b"") for i in members]
+        if len(members) > 1 and reserve_queued(conn, tenant, defaults, sum(sizes), len(members)) is None:
+            continue
+        for i, size in zip(members, sizes, strict=True):
+            refusal = reserve_queued(conn, tenant, defaults, size)
+            if refusal is not None:
+                outcomes[i] = (True, refusal)
+                todo.remove(i)
+    for i in todo:
+        item = requests[i].item
+        cur = conn.execute(
+            "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
+            "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
+            "RETURNING position",
+            (
+                item.message_id,
+                item.session_id,
+                item.chat,
+                item.content,
+                item.extra,
+                item.reply_to,
+                item.idempotency_key,
+                item.fingerprint,
+                item.created_at,
+                item.media_id,
+            ),
+        )
+        item.position = int(cur.fetchone()[0])
+        if item.media_id is not None:  # retention counts from the file's last use
+            conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
+        outcomes[i] = (True, (item, True))
+    for i, earlier in repeats.items():
+        ok, value = outcomes[earlier]
+        if ok and isinstance(value, tuple):
+            outcomes[i] = (True, (value[0], False))
+        else:  # the first of the key was refused: so is this one, which asked for the same
+            outcomes[i] = (ok, value)
+    return outcomes, []
+
+
+@dataclass(slots=True)
 class _Finish:
     session_id: str
     message_id: str
@@ -609,44 +698,13 @@ class Storage:
     ) -> tuple[OutboxItem, bool]:
         """Store a message to send, unless one with its idempotency key is stored (then that one, and False).
         With ``quota`` (the tenant and the gateway's defaults), :class:`~zapgate.errors.QuotaExceeded` when one
-        more queued message would pass the tenant's limits (nothing is stored then)."""
+        more queued message would pass the tenant's limits (nothing is stored then).
 
-        def op(conn: Conn) -> tuple[tuple[OutboxItem, bool] | QuotaExceeded, list[StoredEvent]]:
-            check_fence(conn, fence)
-            if item.idempotency_key is not None:
-                row = conn.execute(
-                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE session_id = ? AND idempotency_key = ?",  # noqa: S608
-                    (item.session_id, item.idempotency_key),
-                ).fetchone()
-                if row:
-                    return (_outbox(row), False), []
-            if quota is not None:
-                refusal = reserve_queued(conn, quota[0], quota[1], len(item.content) + len(item.extra or b""))
-                if refusal is not None:
-                    return refusal, []
-            cur = conn.execute(
-                "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
-                "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
-                "RETURNING position",
-                (
-                    item.message_id,
-                    item.session_id,
-                    item.chat,
-                    item.content,
-                    item.extra,
-                    item.reply_to,
-                    item.idempotency_key,
-                    item.fingerprint,
-                    item.created_at,
-                    item.media_id,
-                ),
-            )
-            item.position = int(cur.fetchone()[0])
-            if item.media_id is not None:  # retention counts from the file's last use
-                conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
-            return (item, True), []
-
-        result = await self._write(op)
+        Messages accepted together (many connections sending at once) are stored together: every one asked for
+        before the next group commit starts is stored by one :func:`_enqueue_batch`."""
+        result: tuple[OutboxItem, bool] | QuotaExceeded = await self.db.submit_batched(
+            "enqueue", _Enqueue(item, fence, quota), _enqueue_batch
+        )
         if isinstance(result, QuotaExceeded):
             raise result
         return result

@@ -142,14 +142,17 @@ def counted_queued(conn: Conn, tenant: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def reserve_queued(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -> QuotaExceeded | None:
-    """Count one more queued message of ``size`` bytes for the tenant, unless that would pass one of its limits:
-    then the refusal (and nothing is counted). One conditional update in the common case, which also locks the
-    tenant's row until the commit, so concurrent sends (on several nodes too) cannot pass a limit together."""
+def reserve_queued(conn: Conn, tenant: str, defaults: TenantQuotas, size: int, count: int = 1) -> QuotaExceeded | None:
+    """Count ``count`` more queued messages of ``size`` bytes in all for the tenant, unless that would pass one
+    of its limits: then the refusal (and nothing is counted). One conditional update in the common case, which
+    also locks the tenant's row until the commit, so concurrent sends (on several nodes too) cannot pass a limit
+    together."""
     params = (
+        count,
         size,
         tenant,
         defaults.max_queued_messages or 0,
+        count,
         defaults.max_queued_messages or 0,
         defaults.max_queued_bytes or 0,
         size,
@@ -158,9 +161,9 @@ def reserve_queued(conn: Conn, tenant: str, defaults: TenantQuotas, size: int) -
     _lock_tenant(conn, tenant)
     for _ in range(2):
         row = conn.execute(
-            "UPDATE tenants SET queued_messages = queued_messages + 1, queued_bytes = queued_bytes + ? "
+            "UPDATE tenants SET queued_messages = queued_messages + ?, queued_bytes = queued_bytes + ? "
             "WHERE name = ? "
-            "AND (coalesce(max_queued_messages, ?) = 0 OR queued_messages < coalesce(max_queued_messages, ?)) "
+            "AND (coalesce(max_queued_messages, ?) = 0 OR queued_messages + ? <= coalesce(max_queued_messages, ?)) "
             "AND (coalesce(max_queued_bytes, ?) = 0 OR queued_bytes + ? <= coalesce(max_queued_bytes, ?)) "
             "RETURNING 1",
             params,
