@@ -8,6 +8,11 @@ carries a stale fence is refused and changes nothing. Expiry is made determinist
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +218,70 @@ async def test_a_connection_the_server_dropped_is_replaced(storage_url: str) -> 
         assert limit == "1s"
     finally:
         await store.close()
+
+
+PAUSED_WRITER = """
+import asyncio, sys, time
+from zapgate.storage import NewEvent, open_storage
+
+async def main(url: str, when: str) -> None:
+    storage = open_storage(url, lock_hold_limit_s=1.0)
+    await storage.open()
+    await storage.append_events([NewEvent("acme", "main", "x.y", b"{}")])  # the tenant's counter row exists
+    rows = [("other", n, "main", "x.y", b'{"n": 1}', 1.0) for n in range(200_000 if when == "during" else 10)]
+
+    def write(conn):
+        conn.execute("UPDATE tenant_seq SET seq = seq WHERE tenant = ?", ("acme",))  # locked until the commit
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if when == "during":
+            print(backend, flush=True)
+        conn.executemany("INSERT INTO events (tenant, seq, session, event, data, ts) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if when == "after":
+            print(backend, flush=True)
+            time.sleep(600)  # what the node does next, before its next statement, takes long (it is paused)
+        return None, []
+
+    await storage.db.write(write)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_a_node_paused_during_or_after_a_write_of_many_rows_holds_its_locks_only_until_the_limit(
+    storage_url: str, tmp_path: Path, when: str
+) -> None:
+    """A node stopped (SIGSTOP) in the middle of an ``executemany``, or right after one, while its transaction
+    holds a tenant's counter row: the others' writes of that row wait only until PostgreSQL ends the paused
+    transaction at the lock-hold limit, not until the node resumes. (psycopg's own ``executemany`` pipelines its
+    rows and ends with a flush request after the Sync; while the server waits for the rest of a pipeline, and
+    after that flush request, its idle-in-transaction timeout does not run.)"""
+    if storage_url.startswith("sqlite"):
+        pytest.skip("several nodes share PostgreSQL, not a SQLite file")
+    import psycopg
+
+    errors = tmp_path / "writer.err"
+    with errors.open("wb") as err:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", PAUSED_WRITER, storage_url, when], stdout=subprocess.PIPE, stderr=err
+        )
+    try:
+        assert writer.stdout is not None
+        backend = writer.stdout.readline().strip()
+        assert backend.isdigit(), errors.read_text()
+        with psycopg.connect(storage_url, autocommit=True) as other:
+            # "during": paused once the rows are on their way to the server.
+            while when == "during" and not other.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE 'INSERT INTO events%%'", (int(backend),)
+            ).fetchone():
+                assert writer.poll() is None, errors.read_text()
+                time.sleep(0.001)
+            writer.send_signal(signal.SIGSTOP)
+            other.execute("SET lock_timeout = '30s'")  # bounds a failure; the limit is 1 s
+            other.execute("UPDATE tenant_seq SET seq = seq + 1 WHERE tenant = 'acme'")
+        assert writer.poll() is None  # still paused: PostgreSQL ended its transaction, not the node
+    finally:
+        writer.kill()
+        writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()

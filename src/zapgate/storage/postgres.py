@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,23 +23,67 @@ log = logging.getLogger("zapgate.storage")
 MIGRATION_LOCK = 0x7A617067  # "zapg": the advisory lock key held while migrating
 
 
+ROWS_PER_MESSAGE = 1000
+"""Most rows an :meth:`_Connection.executemany` sends in one message (one statement, or one string of them)."""
+
+_ROWS_INSERT = re.compile(
+    r"(?is)^(\s*INSERT\s+INTO\s.+?\sVALUES\s*)(\([^()]*\))(\s*(?:ON\s+CONFLICT\b.*?\bDO\s+NOTHING\s*)?)$"
+)
+
+
 @functools.lru_cache(maxsize=4096)
 def _translate(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+@functools.lru_cache(maxsize=256)
+def _multi_row(sql: str) -> tuple[str, str, str] | None:
+    """``(head, row, tail)`` of an ``INSERT … VALUES (…)`` (without ``ON CONFLICT``, or with ``DO NOTHING``)
+    whose rows can go in one multi-row ``INSERT``; None for any other statement. (An ``ON CONFLICT … DO UPDATE``
+    is not one: two of its rows may update the same row, which one statement cannot do.)"""
+    match = _ROWS_INSERT.match(sql)
+    if match is None:
+        return None
+    head, row, tail = match.groups()
+    return head, _translate(row), tail
+
+
 class _Connection:
     """A psycopg connection with sqlite3's calling conventions (``?`` placeholders, ``executemany``)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, literal: Any) -> None:
         self.raw = raw
+        self._literal = literal
+        """A client-side-binding cursor (``psycopg.ClientCursor``) on ``raw``, for :meth:`executemany`."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(_translate(sql), params or None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
-        cursor = self.raw.cursor()
-        cursor.executemany(_translate(sql), list(rows))
+        """Run ``sql`` for each of ``rows``, sent as **one simple-protocol message** per
+        :data:`ROWS_PER_MESSAGE` rows: one multi-row ``INSERT`` where :func:`_multi_row` allows it, else the
+        statements one after the other in one string (so one round trip either way).
+
+        Never psycopg's own ``executemany``: it pipelines the rows one extended-protocol message at a time, sends
+        the closing Sync after the last and then a flush request. While the server waits for the rest of a
+        pipeline it counts as busy, and a message after the Sync (that flush request) turns its idle timer off
+        until the next statement: either way ``idle_in_transaction_session_timeout`` (the lock-hold limit,
+        :attr:`PostgresDatabase.lock_hold_limit_s`) did not run. A node paused then (SIGSTOP, a VM freeze) kept
+        its row locks (a tenant's ``tenant_seq``, lease rows) until it resumed, and every other node's writes,
+        lease renewals included, waited behind them. A simple-protocol message is one message answered by
+        ReadyForQuery: the limit runs while the server waits for it and from the moment it is done."""
+        cursor = self._literal
+        todo = list(rows)
+        plan = _multi_row(sql)
+        for start in range(0, len(todo), ROWS_PER_MESSAGE):
+            chunk = todo[start : start + ROWS_PER_MESSAGE]
+            if plan is not None:
+                head, row, tail = plan
+                text = head + ",".join(cursor.mogrify(row, values) for values in chunk) + tail
+            else:
+                one = _translate(sql)
+                text = ";\n".join(cursor.mogrify(one, values) for values in chunk)
+            cursor.execute(text, prepare=False)
         return cursor
 
     def close(self) -> None:
@@ -78,7 +123,8 @@ class PostgresDatabase(Database):
     def _connect(self, *, writer: bool) -> _Connection:
         import psycopg
 
-        conn = _Connection(psycopg.connect(self.url, autocommit=True, application_name="zapgate"))
+        raw = psycopg.connect(self.url, autocommit=True, application_name="zapgate")
+        conn = _Connection(raw, psycopg.ClientCursor(raw))
         if writer:
             self._migrate(conn)
             if self.lock_hold_limit_s is not None:
