@@ -43,17 +43,13 @@ from .pairing import Pairings
 from .phones import SimulatedPhones
 from .presence import SimPresence
 from .records import (
-    connected_here,
     decode_event,
     encode_event,
-    find_delivery,
-    insert_delivery,
     insert_mail,
-    is_blocked,
     linked_devices,
     record_connect,
 )
-from .rules import refusal, target_of
+from .sends import Replaced, SendRequest, record_sends
 from .server import SimServer
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
@@ -68,10 +64,6 @@ LOCAL_NODE = "local"
 """The node name of a single gateway's connections."""
 MAIL_IN_FLIGHT = 4
 """Mail items of one device handed to the gateway at once (see ``_pump``)."""
-
-
-class _Replaced(Exception):
-    """The device's connection is no longer this node's: WhatsApp would not take anything sent on it."""
 
 
 class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engine):
@@ -114,6 +106,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         """Every task of the simulation: device pumps and delayed deliveries, logged if they fail."""
         self._acknowledged: list[int] = []  # mailbox rows the gateway stored, to delete
         self._deleting: set[int] = set()  # ... and not deleted yet: never offered again
+        self._posting: Mail = []  # mail of sends answered in this turn of the loop (see _post_later)
         self._presence = SimPresence(
             devices_of=lambda phone: [self._devices[s] for s in self._linked.get(phone, ()) if s in self._devices],
             device=self._devices.get,
@@ -223,41 +216,31 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         message = self._message(sender, message_id, content, reply_to, now, extra, media_ref)
         # The recipient's phone is always online in the simulation: it confirms delivery at once.
         delivered = self._receipt(to.user, [message_id], "delivered", now)
-        target_id = target_of(content)
-        session_node, epoch = self._server.node, device.epoch
-
-        def record(conn: Conn) -> tuple[tuple[int, Mail | None, str | None], list[Any]]:
-            if not connected_here(conn, session_id, session_node, epoch):
-                raise _Replaced()
-            row = conn.execute(
-                "SELECT timestamp FROM deliveries WHERE sender = ? AND message_id = ?", (sender, message_id)
-            ).fetchone()
-            if row:  # a repeated id: WhatsApp drops it
-                conn.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1 WHERE sender = ? AND message_id = ?",
-                    (sender, message_id),
-                )
-                return (int(row[0]), None, None), []
-            target = find_delivery(conn, target_id) if target_id is not None else None
-            refused = refusal(content, sender, to.user, target, now)
-            if refused is not None:
-                return (now, None, refused), []
-            if is_blocked(conn, sender, by=to.user):
-                return (now, None, None), []  # accepted, never delivered: no "delivered" receipt either
-            insert_delivery(conn, sender, to.user, message_id, content, reply_to, now, (session_node, epoch))
-            return (now, self._store_mail(conn, [(to.user, message), (sender, delivered)]), None), []
-
+        request = SendRequest(
+            device.session_id,
+            (self._server.node, device.epoch),
+            sender,
+            to.user,
+            message_id,
+            content,
+            reply_to,
+            now,
+            message,
+            delivered,
+        )
         try:
-            timestamp, mail, refused = await self._db.write(record)
-        except _Replaced:
+            # Every send asked for before the simulator's next group commit is recorded by one write.
+            timestamp, mail, refused = await self._db.submit_batched("send", request, self._record_sends)
+        except Replaced:
             raise SendError(
                 "stream_replaced", "another connection replaced this device's; not sent", retryable=True
             ) from None
         if refused is not None:
             raise SendError(refused, f"WhatsApp refused the {type(content).__name__.lower()}", retryable=False)
         if mail is not None:
-            self._later(self._post, mail)
+            self._post_later(mail)
             if self._accounts[to.user][0] == "echo":
+                self._post_collected()  # the receipt's post goes before the echo's answer
                 self._later(self._echo, sender, to.user, message_id, content, media_ref)
         # Like whatsmeow's SendMessage, the send returns when the server's acknowledgement is back.
         if asked.is_user and to.user not in device.lids_told:
@@ -268,6 +251,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         if self._latency:
             await asyncio.sleep(self._latency)
         return Sent(timestamp, str(to) if asked.is_user and to != asked else None)
+
+    def _record_sends(self, conn: Conn, sends: list[SendRequest]) -> tuple[list[tuple[bool, Any]], list[Any]]:
+        return record_sends(conn, sends, self._server.announce)
 
     async def _account_of(self, phone: str) -> str:
         """The account a typed number reaches: itself, or, like WhatsApp, a Brazilian mobile number registered
@@ -567,6 +553,20 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             device = self._devices.get(session_id)
             if device is not None and device.opened:
                 self._queue(device, [(row_id, event)])
+
+    def _post_later(self, mail: Mail) -> None:
+        """``_post(mail)`` after the simulated network latency. The mail of every send answered in this turn of
+        the event loop (the sends of one batched write) is posted by one task."""
+        if not mail:
+            return
+        if not self._posting:
+            asyncio.get_running_loop().call_soon(self._post_collected)
+        self._posting += mail
+
+    def _post_collected(self) -> None:
+        mail, self._posting = self._posting, []
+        if mail and not self._tasks.closed:
+            self._later(self._post, mail)
 
     def _delivered(self, row_id: int) -> None:
         """Forget mail the gateway stored. Deletions are batched: one write for all acknowledged so far."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -21,13 +21,16 @@ from ..base import EngineEvent
 from .rules import Earlier, decode_content
 
 __all__ = [
+    "MAIL_ROWS_PER_INSERT",
     "MIGRATIONS",
     "PAIR_CODE_ALPHABET",
     "Connect",
+    "Delivery",
     "connected_here",
     "decode_event",
     "encode_event",
     "find_delivery",
+    "insert_deliveries",
     "insert_delivery",
     "insert_mail",
     "is_blocked",
@@ -214,6 +217,19 @@ def make_pair_code() -> str:
     return f"{chars[:4]}-{chars[4:]}"
 
 
+class Delivery(NamedTuple):
+    """A message the server accepts: ``connection`` is the (node, epoch) of the device connection that sent it
+    (None when a simulated phone sent it)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    content: Content
+    reply_to: str | None
+    timestamp: int
+    connection: tuple[str, int] | None = None
+
+
 def insert_delivery(
     conn: Conn,
     sender: str,
@@ -226,25 +242,34 @@ def insert_delivery(
 ) -> None:
     """Record an accepted message; ``connection`` is the (node, epoch) of the device connection that sent it
     (None when a simulated phone sent it)."""
-    (accepted,) = conn.execute(
-        "UPDATE counters SET value = value + 1 WHERE name = 'accepted' RETURNING value"
+    insert_deliveries(conn, [Delivery(sender, recipient, message_id, content, reply_to, ts, connection)])
+
+
+def insert_deliveries(conn: Conn, deliveries: Sequence[Delivery]) -> None:
+    """Record accepted messages, in this order of acceptance (one counter update and one ``executemany``)."""
+    if not deliveries:
+        return
+    (last,) = conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'accepted' RETURNING value", (len(deliveries),)
     ).fetchone()
-    node, epoch = connection or (None, None)
-    conn.execute(
+    first = int(last) - len(deliveries) + 1
+    conn.executemany(
         "INSERT INTO deliveries (sender, message_id, recipient, text, content, reply_to, timestamp, accepted, node, "
         "epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            sender,
-            message_id,
-            recipient,
-            content_text(content) or "",
-            _event_encoder.encode(content),
-            reply_to,
-            ts,
-            accepted,
-            node,
-            epoch,
-        ),
+        [
+            (
+                d.sender,
+                d.message_id,
+                d.recipient,
+                content_text(d.content) or "",
+                _event_encoder.encode(d.content),
+                d.reply_to,
+                d.timestamp,
+                first + i,
+                *(d.connection or (None, None)),
+            )
+            for i, d in enumerate(deliveries)
+        ],
     )
 
 
@@ -272,12 +297,26 @@ def linked_devices(conn: Conn, phone: str) -> list[str]:
     return [str(r[0]) for r in conn.execute("SELECT session_id FROM devices WHERE phone = ?", (phone,))]
 
 
+MAIL_ROWS_PER_INSERT = 400
+"""Mailbox rows written by one ``INSERT`` statement (two parameters each, far under SQLite's limit)."""
+
+
 def insert_mail(conn: Conn, mail: Sequence[tuple[str, bytes]]) -> list[int]:
-    """Store encoded events for (session id, event) pairs; return their mailbox row ids."""
-    return [
-        int(conn.execute("INSERT INTO mailbox (session_id, event) VALUES (?, ?) RETURNING id", item).fetchone()[0])
-        for item in mail
-    ]
+    """Store encoded events for (session id, event) pairs; return their mailbox row ids, in the same order.
+
+    The rows go in with multi-row ``INSERT``s. ``RETURNING`` promises no order of its rows, but the ids one
+    statement takes grow in the order of its rows (SQLite's ``AUTOINCREMENT``, PostgreSQL's identity sequence),
+    so sorted they match the rows."""
+    ids: list[int] = []
+    for start in range(0, len(mail), MAIL_ROWS_PER_INSERT):
+        chunk = mail[start : start + MAIL_ROWS_PER_INSERT]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        rows = conn.execute(
+            f"INSERT INTO mailbox (session_id, event) VALUES {values} RETURNING id",  # noqa: S608
+            [value for item in chunk for value in item],
+        ).fetchall()
+        ids += sorted(int(row[0]) for row in rows)
+    return ids
 
 
 class Connect(msgspec.Struct, frozen=True):
