@@ -29,14 +29,17 @@ import asyncio
 import http
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, cast
 
 import httptools
 import msgspec
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.exceptions import InvalidState
 
 from ..errors import HandshakeTimeout, InvalidRequest, RateLimited, RequestHeadTooLarge, ZapgateError
 from ..protocol import CloseCode
@@ -45,6 +48,7 @@ from .lean import Inbox, WaitFlag
 
 __all__ = [
     "EDGE_EXTENSION",
+    "SEND_TEXTS_EXTENSION",
     "EdgeHttpProtocol",
     "EdgeTransport",
     "EdgeWebSocketProtocol",
@@ -57,6 +61,8 @@ log = logging.getLogger("zapgate.server")
 
 EDGE_EXTENSION = "zapgate.edge"
 """The scope extension under which a WebSocket connection's :class:`~zapgate.server.guard.Admission` is found."""
+SEND_TEXTS_EXTENSION = "zapgate.send_texts"
+"""The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.send_texts`."""
 REFUSAL_LINGER_S = 1.0
 """How long a refused connection is kept, reading and dropping its input, so that it can read our answer."""
 
@@ -442,6 +448,8 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         extensions = self.scope.get("extensions")
         if extensions is not None and self._admission is not None:
             extensions[EDGE_EXTENSION] = cast(dict[object, object], self._admission)
+        if extensions is not None:
+            extensions[SEND_TEXTS_EXTENSION] = cast(dict[object, object], self.send_texts)
 
     # -- pings
 
@@ -498,6 +506,21 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                     self.handle_parser_exception()
                     return
         super().send_receive_event_to_app()
+
+    async def send_texts(self, texts: Sequence[str]) -> None:
+        """Send text frames, in order, with one write to the socket: a connection's queued events cost one system
+        call together instead of one each. As ``send`` of one ``websocket.send`` per text otherwise."""
+        await self.writable.wait()
+        if self.disconnected or not self.handshake_complete or self.close_sent or self.initial_response is not None:
+            for text in texts:  # the rare cases, answered exactly as uvicorn answers them
+                await self.send({"type": "websocket.send", "text": text})
+            return
+        try:
+            for text in texts:
+                self.conn.send_text(text.encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
     async def send(self, message: Any) -> None:
         kind = message["type"]

@@ -81,6 +81,22 @@ class SendBuffer:
             self._frames = ()
         return frame
 
+    def pop_many(self, max_bytes: int) -> list[str]:
+        """The oldest queued frames, at least one, up to ``max_bytes`` in all."""
+        frames = self._frames
+        if not isinstance(frames, collections.deque):
+            raise IndexError("pop from an empty send buffer")
+        out: list[str] = []
+        taken = 0
+        while frames and (not out or taken + frames[0][1] <= max_bytes):
+            frame, size = frames.popleft()
+            out.append(frame)
+            taken += size
+        self.bytes -= taken
+        if not frames:
+            self._frames = ()
+        return out
+
     def clear(self) -> None:
         self._frames = ()
         self.bytes = 0

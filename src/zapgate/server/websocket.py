@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from starlette.responses import JSONResponse
@@ -59,7 +59,7 @@ from ..protocol import (
 from ..storage import TokenRecord
 from .access import bearer_token
 from .commands import run_command
-from .edge import EDGE_EXTENSION, log_refusal
+from .edge import EDGE_EXTENSION, SEND_TEXTS_EXTENSION, log_refusal
 from .guard import Admission, EdgeGuard, TokenBucket
 from .origin import refuse_foreign_origin
 from .sendbuffer import SendBuffer, frame_size
@@ -69,6 +69,9 @@ __all__ = ["WebSocketClient", "resume_header", "websocket_endpoint"]
 log = logging.getLogger("zapgate.server")
 
 REPLAY_PAGE = 500
+WRITE_BYTES = 64 * 1024
+"""Most bytes of queued frames written to the socket at once (about the transport's high-water mark, so that a
+client that reads slowly makes the writer wait as often as before)."""
 SUBPROTOCOL = f"zapgate.v{PROTOCOL_VERSION}"
 MAX_SEQ = 2**63 - 1
 _SEQ_DIGITS = re.compile(r"[0-9]{1,19}")
@@ -107,6 +110,7 @@ class WebSocketClient:
         "_live",
         "_newest",
         "_out",
+        "_send_texts",
         "_sent",
         "_slots",
         "_tasks",
@@ -134,6 +138,8 @@ class WebSocketClient:
         self._token: str | None = None  # counted against max_connections_per_token
         extensions = websocket.scope.get("extensions") or {}
         self._admission: Admission | None = extensions.get(EDGE_EXTENSION)
+        # Under zapgate's own server: all the frames queued for this connection go out in one socket write.
+        self._send_texts: Callable[[list[str]], Awaitable[None]] | None = extensions.get(SEND_TEXTS_EXTENSION)
         self._out = SendBuffer(s.send_buffer_frames, s.send_buffer_bytes)
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
@@ -549,7 +555,10 @@ class WebSocketClient:
         ``send_text``, and it finishes (``done()``) in the same step in which it finds the queue empty."""
         try:
             while self._out:
-                await self.ws.send_text(self._out.pop())
+                if self._send_texts is not None and len(self._out) > 1:
+                    await self._send_texts(self._out.pop_many(WRITE_BYTES))
+                else:
+                    await self.ws.send_text(self._out.pop())
                 if self._sent is not None:
                     self._sent.set()
             if self._close is not None and not self._close_sent:

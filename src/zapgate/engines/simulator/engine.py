@@ -619,15 +619,18 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             if device.online and device.mail:
                 # Up to MAIL_IN_FLIGHT items at once, handed to the sink in order: the gateway stores them in
                 # the same group commits (a burst is written in batches, not one commit per message).
-                batch = heapq.nsmallest(MAIL_IN_FLIGHT, device.mail)
+                # The batch leaves the heap while it is handed over (taking it out afterwards by filtering the
+                # whole heap cost time in the square of a device's waiting mail); what fails goes back.
+                batch = [heapq.heappop(device.mail) for _ in range(min(MAIL_IN_FLIGHT, len(device.mail)))]
                 outcomes = await asyncio.gather(*(self._call_sink(device, event) for _, event in batch))
-                done = {row_id for (row_id, _), ok in zip(batch, outcomes, strict=True) if ok}
-                if done:
-                    device.mail[:] = [m for m in device.mail if m[0] not in done]
-                    heapq.heapify(device.mail)
-                for row_id in done:
-                    device.queued.discard(row_id)
-                    self._delivered(row_id)
+                for (row_id, event), ok in zip(batch, outcomes, strict=True):
+                    if row_id not in device.queued:
+                        continue  # the device was unlinked meanwhile: its mail is gone
+                    if ok:
+                        device.queued.discard(row_id)
+                        self._delivered(row_id)
+                    else:
+                        heapq.heappush(device.mail, (row_id, event))
                 if not all(outcomes):
                     # What failed stays in the mailbox and is offered again.
                     await asyncio.sleep(1.0)
