@@ -112,7 +112,7 @@ class Gateway:
             )
         await self.storage.open()
         self.storage.set_event_listener(self._committed)
-        await self.engine.start(self.sessions.on_engine_event)
+        await self.engine.start(self.sessions.on_engine_event, self.sessions.on_engine_events)
         await self.sessions.start()
         if self.cluster is not None:
             await self.cluster.start()

@@ -3,8 +3,8 @@
 An engine knows sessions only by their opaque ``session_id`` and the ``device`` record it asked the
 manager to persist; it knows nothing of tenants, tokens or clients. It reports everything that happens
 to a session through one async callback, the :data:`EngineSink`, with the typed events below, in order per
-session. The sink returns once the event is durably recorded, so an engine may acknowledge a message to
-WhatsApp only after the sink returned.
+session (or through its batch form, :data:`EngineBatchSink`, several at a time). The sink returns once the
+event is durably recorded, so an engine may acknowledge a message to WhatsApp only after the sink returned.
 
 Engine events are msgspec structs so that they can cross a process boundary unchanged (the ``whatsapp``
 engine runs neonize in worker processes).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -43,6 +43,7 @@ __all__ = [
     "Disconnected",
     "DownloadError",
     "Engine",
+    "EngineBatchSink",
     "EngineEvent",
     "EngineIssue",
     "EngineSink",
@@ -282,6 +283,11 @@ EngineEvent = (
     | GroupParticipantsIn
 )
 EngineSink = Callable[[str, EngineEvent], Awaitable[None]]
+EngineBatchSink = Callable[[str, Sequence[EngineEvent]], Awaitable[list[BaseException | None]]]
+"""The sink's batch form: several events of one session, handled as if each were passed to the sink in turn (one
+failing does not stop the others); returns once all are settled, with each one's outcome: None once it is durably
+recorded, else its error. A burst of received messages costs the gateway one call per batch instead of one per
+message."""
 
 
 GroupAction = Literal["add", "remove", "promote", "demote"]
@@ -444,8 +450,9 @@ class Engine(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    async def start(self, sink: EngineSink) -> None:
-        """Get ready to run sessions; every session event goes to ``sink``."""
+    async def start(self, sink: EngineSink, batch_sink: EngineBatchSink | None = None) -> None:
+        """Get ready to run sessions; every session event goes to ``sink``, or, when the engine has several of a
+        session's events at hand, to ``batch_sink`` (if given) together."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -68,23 +68,24 @@ class Identities:
 
     async def message(self, session_id: str, event: MessageIn) -> MessageIn:
         """Learn from a received message, and name its author and one-to-one chat both ways."""
-        one_to_one = _is_person(event.chat)
-        identities = await self.learn(
-            session_id, [(event.sender, event.sender_lid), (event.chat, event.chat_lid) if one_to_one else (None, None)]
-        )
-        sender = identities.both(event.sender_lid or event.sender)
-        changes: dict[str, str | None] = {}
-        if sender.preferred and sender.preferred != event.sender:
-            changes["sender"] = sender.preferred
-        if sender.lid and sender.lid != event.sender_lid:
-            changes["sender_lid"] = sender.lid
-        if one_to_one:
-            chat = identities.both(event.chat_lid or event.chat)
-            if chat.preferred and chat.preferred != event.chat:
-                changes["chat"] = chat.preferred
-            if chat.lid and chat.lid != event.chat_lid:
-                changes["chat_lid"] = chat.lid
-        return msgspec.structs.replace(event, **changes) if changes else event
+        return (await self.messages(session_id, [event]))[0]
+
+    async def messages(self, session_id: str, events: Sequence[MessageIn]) -> list[MessageIn]:
+        """:meth:`message` for several messages of a session, in order: each is named with what it and those before
+        it taught, and everything new is stored at once."""
+        identities = await self.map(session_id)
+        new: list[tuple[str, str]] = []
+        named: list[MessageIn] = []
+        for event in events:
+            one_to_one = _is_person(event.chat)
+            if (pair := identities.learn_jids(event.sender, event.sender_lid)) is not None:
+                new.append(pair)
+            if one_to_one and (pair := identities.learn_jids(event.chat, event.chat_lid)) is not None:
+                new.append(pair)
+            named.append(_named(identities, event, one_to_one))
+        if new:
+            await self._store.save(session_id, new, time.time())
+        return named
 
     async def receipt(self, session_id: str, event: ReceiptIn) -> ReceiptIn:
         if not _is_person(event.chat):
@@ -106,6 +107,23 @@ class Identities:
             chat=chat.preferred or event.chat,
             chat_lid=chat.lid,
         )
+
+
+def _named(identities: IdentityMap, event: MessageIn, one_to_one: bool) -> MessageIn:
+    """``event`` with its author and (``one_to_one``) its chat named both ways, as far as ``identities`` knows."""
+    sender = identities.both(event.sender_lid or event.sender)
+    changes: dict[str, str | None] = {}
+    if sender.preferred and sender.preferred != event.sender:
+        changes["sender"] = sender.preferred
+    if sender.lid and sender.lid != event.sender_lid:
+        changes["sender_lid"] = sender.lid
+    if one_to_one:
+        chat = identities.both(event.chat_lid or event.chat)
+        if chat.preferred and chat.preferred != event.chat:
+            changes["chat"] = chat.preferred
+        if chat.lid and chat.lid != event.chat_lid:
+            changes["chat_lid"] = chat.lid
+    return msgspec.structs.replace(event, **changes) if changes else event
 
 
 def _is_person(jid: str) -> bool:

@@ -23,8 +23,8 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, cast
 
 import msgspec
 
@@ -75,7 +75,16 @@ from ..protocol import (
     encode,
 )
 from ..protocol.content import Edit
-from ..storage import ChatSettings, LeaseLost, NewEvent, SessionExists, SessionRecord, Storage
+from ..storage import (
+    ChatSettings,
+    LeaseLost,
+    MediaRecord,
+    NewEvent,
+    SessionExists,
+    SessionRecord,
+    Storage,
+    StoredEvent,
+)
 from .chats import Chats, history_pairs, inbound_entry
 from .contacts import Contacts
 from .groups import Groups
@@ -397,6 +406,36 @@ class SessionManager(SessionMoves, MessageSending):
         except LeaseLost:
             raise self.lost(session) from None
 
+    async def on_engine_events(self, session_id: str, events: Sequence[EngineEvent]) -> list[BaseException | None]:
+        """The engine's batch sink: several events of one session, handled as if each went to
+        :meth:`on_engine_event` in turn. Received messages are stored together: each is queued for the same
+        batched write, then all are awaited at once, so a burst costs one chain of coroutines per batch instead
+        of one per message. Returns once every event is settled: for each, None once stored, else its error."""
+        session = self._by_id.get(session_id)
+        if session is None or not all(isinstance(event, MessageIn) for event in events):
+            return [await _outcome(self.on_engine_event(session_id, event)) for event in events]
+        messages = cast(Sequence[MessageIn], events)
+        try:
+            named = await self.identities.messages(session.id, messages)
+            stored = [self._store_message(session, event) for event in named]
+        except LeaseLost:
+            return [self.lost(session)] * len(events)
+        except Exception as exc:
+            return [exc] * len(events)
+        results = await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
+        outcomes: list[BaseException | None] = []
+        lost: NotOwner | None = None
+        for event, (_, media), result in zip(named, stored, results, strict=True):
+            if isinstance(result, LeaseLost):
+                lost = lost or self.lost(session)
+                outcomes.append(lost)
+            elif isinstance(result, BaseException):
+                outcomes.append(result)
+            else:
+                self._message_stored(session, event, media, result)
+                outcomes.append(None)
+        return outcomes
+
     async def _on_event(self, session: Session, event: EngineEvent) -> None:
         match event:
             case MessageIn():
@@ -477,10 +516,17 @@ class SessionManager(SessionMoves, MessageSending):
                 )
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
+        future, media = self._store_message(session, event)
+        self._message_stored(session, event, media, await future)
+
+    def _store_message(
+        self, session: Session, event: MessageIn
+    ) -> tuple[asyncio.Future[list[StoredEvent] | None], MediaRecord | None]:
+        """Queue a received message (already named by :attr:`identities`) and its event for storage."""
         # A file gets its media id in the same transaction as the event that names it; then it is downloaded.
         event, media = self._media.receiving(session.tenant, session.id, event)
         name, data = describe_inbound(event)
-        stored = await self._storage.record_inbound(
+        future = self._storage.submit_inbound(
             session.id,
             event.message_id,
             event.chat,
@@ -493,6 +539,12 @@ class SessionManager(SessionMoves, MessageSending):
             message=inbound_entry(event),
             edit=(event.content.message_id, event.content.text) if isinstance(event.content, Edit) else None,
         )
+        return future, media
+
+    def _message_stored(
+        self, session: Session, event: MessageIn, media: MediaRecord | None, stored: list[StoredEvent] | None
+    ) -> None:
+        """What follows once a received message is stored (``stored`` None: it had been received before)."""
         if stored is not None and media is not None:
             self.downloads.schedule(session.tenant, media.id)
         if stored is not None and session.sender is not None and not event.status:
@@ -593,3 +645,12 @@ class SessionManager(SessionMoves, MessageSending):
 
     def _event(self, session: Session, name: str, data: Any) -> NewEvent:
         return NewEvent(session.tenant, session.name, name, encode(data))
+
+
+async def _outcome(handled: Awaitable[None]) -> BaseException | None:
+    """None once ``handled`` finished, else what it raised (an engine's batch sink reports errors per event)."""
+    try:
+        await handled
+    except Exception as exc:
+        return exc
+    return None

@@ -839,15 +839,47 @@ class Storage:
         message: StoredMessage | None = None,
         edit: tuple[str, str] | None = None,
     ) -> list[StoredEvent] | None:
-        """Remember a received message and append its events, unless it was received before (then None). The row
-        of its file, ``media``, is written in the same transaction, so the events may already name it; so is
+        """Remember a received message and append its events, unless it was received before (then None); see
+        :meth:`submit_inbound`."""
+        return await self.submit_inbound(
+            session_id,
+            message_id,
+            chat,
+            events,
+            now,
+            sender=sender,
+            kind=kind,
+            media=media,
+            fence=fence,
+            message=message,
+            edit=edit,
+        )
+
+    def submit_inbound(
+        self,
+        session_id: str,
+        message_id: str,
+        chat: str,
+        events: Sequence[NewEvent],
+        now: float,
+        *,
+        sender: str | None = None,
+        kind: str | None = None,
+        media: MediaRecord | None = None,
+        fence: Fence | None = None,
+        message: StoredMessage | None = None,
+        edit: tuple[str, str] | None = None,
+    ) -> asyncio.Future[list[StoredEvent] | None]:
+        """Queue a received message to be remembered with its events; the future resolves once they are durable
+        (and published) with the stored events, or None when the message was received before. The row of its
+        file, ``media``, is written in the same transaction, so the events may already name it; so is
         ``message``, its entry in the chat's history, and an ``edit`` (message id, new text) of a stored one.
 
-        Messages arriving together (a burst, many sessions at once) are written together: every one asked for
-        before the next group commit starts is stored by one :func:`_record_inbound_batch`."""
+        Messages arriving together (a burst, many sessions at once) are written together: every one queued
+        before the next group commit starts is stored by one :func:`_record_inbound_batch`, in the order queued.
+        Queuing needs no coroutine, so a caller may queue many and then wait for them all."""
         request = _Inbound(session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message, edit)
-        result: list[StoredEvent] | None = await self.db.submit_batched("inbound", request, _record_inbound_batch)
-        return result
+        return self.db.submit_batched("inbound", request, _record_inbound_batch)
 
     async def inbound_records(self, session_id: str, message_ids: Sequence[str]) -> dict[str, InboundRecord]:
         """What the session remembers of the given received messages, by id."""

@@ -23,6 +23,7 @@ from ..base import (
     Connected,
     Disconnected,
     Engine,
+    EngineBatchSink,
     EngineEvent,
     EngineSink,
     Failed,
@@ -98,6 +99,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         self._extra_contacts = [parse_phone(c) for c in contacts]
         self._history_messages = history_messages
         self._sink: EngineSink | None = None
+        self._batch_sink: EngineBatchSink | None = None
         self._devices: dict[str, Device] = {}
         self._linked: dict[str, list[str]] = collections.defaultdict(list)
         """phone → session ids of the linked devices known on this node (for presence)."""
@@ -117,8 +119,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
 
     # -- engine interface
 
-    async def start(self, sink: EngineSink) -> None:
+    async def start(self, sink: EngineSink, batch_sink: EngineBatchSink | None = None) -> None:
         self._sink = sink
+        self._batch_sink = batch_sink
         await self._server.open()
         for phone in [ECHO_PHONE, *self._extra_contacts]:
             kind = "echo" if phone == ECHO_PHONE else "contact"
@@ -622,7 +625,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
                 # The batch leaves the heap while it is handed over (taking it out afterwards by filtering the
                 # whole heap cost time in the square of a device's waiting mail); what fails goes back.
                 batch = [heapq.heappop(device.mail) for _ in range(min(MAIL_IN_FLIGHT, len(device.mail)))]
-                outcomes = await asyncio.gather(*(self._call_sink(device, event) for _, event in batch))
+                outcomes = await self._call_sinks(device, [event for _, event in batch])
                 for (row_id, event), ok in zip(batch, outcomes, strict=True):
                     if row_id not in device.queued:
                         continue  # the device was unlinked meanwhile: its mail is gone
@@ -644,6 +647,28 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
                 continue
             device.wake.clear()
             await device.wake.wait()
+
+    async def _call_sinks(self, device: Device, events: list[EngineEvent]) -> list[bool]:
+        """Hand ``events`` to the gateway together (its batch sink, else the sink for each at once); whether each
+        was stored."""
+        if self._batch_sink is None or len(events) == 1:
+            return list(await asyncio.gather(*(self._call_sink(device, event) for event in events)))
+        try:
+            outcomes = await self._batch_sink(device.session_id, events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session %s: handling %d events failed", device.session_id, len(events))
+            return [False] * len(events)
+        for event, error in zip(events, outcomes, strict=True):
+            if error is not None:
+                log.error(
+                    "session %s: handling %s failed",
+                    device.session_id,
+                    type(event).__name__,
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+        return [error is None for error in outcomes]
 
     async def _call_sink(self, device: Device, event: EngineEvent) -> bool:
         assert self._sink is not None

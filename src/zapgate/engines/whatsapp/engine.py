@@ -33,6 +33,7 @@ from ..base import (
     Disconnected,
     DownloadError,
     Engine,
+    EngineBatchSink,
     EngineEvent,
     EngineIssue,
     EngineSink,
@@ -116,7 +117,7 @@ class WhatsAppEngine(Engine):
 
     # -- engine interface
 
-    async def start(self, sink: EngineSink) -> None:
+    async def start(self, sink: EngineSink, batch_sink: EngineBatchSink | None = None) -> None:
         self._sink = sink
         await self._ids.open()
 
