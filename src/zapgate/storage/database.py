@@ -306,6 +306,10 @@ class Database(abc.ABC):
                                 log.exception("event listener failed")
                         if not future.done():
                             future.set_result(result)
+                        if len(events) >= MAX_BATCH // 2:
+                            # Let the loop turn between the batches of a big group: connections write what was
+                            # just published (and other clients are served) before the next batch is.
+                            await asyncio.sleep(0)
                     elif not future.done():
                         future.set_exception(value)
         finally:
