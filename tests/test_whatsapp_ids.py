@@ -6,7 +6,7 @@ The gateway-side engine is driven here with events as its workers deliver them, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +227,46 @@ async def test_a_media_send_hands_the_worker_the_stored_files_path_not_its_bytes
     assert isinstance(request, ipc.Send)
     assert request.content == Image(media=Media(), caption="foto") and request.media == file
     assert timeout == MEDIA_SEND_TIMEOUT_S  # the worker uploads first
+
+
+async def test_received_messages_waiting_together_go_to_the_batch_sink_in_order(tmp_path: Path) -> None:
+    """Messages the workers delivered together reach the gateway's batch sink together, in order; other events
+    keep their place between them, and a message the batch could not store is stored on its own after it."""
+    engine = WhatsAppEngine(fast_settings(tmp_path / "data", engine="whatsapp"))
+    delivered: list[EngineEvent] = []
+    batches: list[list[str]] = []
+    refuse_once = {"3A2"}
+
+    async def sink(session_id: str, event: EngineEvent) -> None:
+        delivered.append(event)
+
+    async def batch_sink(session_id: str, events: Sequence[EngineEvent]) -> list[BaseException | None]:
+        batches.append([e.message_id for e in events if isinstance(e, MessageIn)])
+        outcomes: list[BaseException | None] = []
+        for event in events:
+            if isinstance(event, MessageIn) and event.message_id in refuse_once:
+                refuse_once.discard(event.message_id)
+                outcomes.append(OSError("disk full"))
+            else:
+                delivered.append(event)
+                outcomes.append(None)
+        return outcomes
+
+    await engine.start(sink, batch_sink)
+    try:
+        chat = "5511999990000@s.whatsapp.net"
+
+        def message(n: int) -> MessageIn:
+            return MessageIn(message_id=f"3A{n}", chat=chat, sender=chat, content=Text(text=str(n)), timestamp=n)
+
+        for n in range(5):
+            engine._from_worker(SESSION, message(n))
+        engine._from_worker(SESSION, ReceiptIn(message_ids=["3EB0PHONE"], chat=chat, status="read", timestamp=9))
+        for n in range(5, 8):
+            engine._from_worker(SESSION, message(n))
+        await _settled(delivered, 9)
+        order = [e.message_id if isinstance(e, MessageIn) else "receipt" for e in delivered]
+        assert order == ["3A0", "3A1", "3A3", "3A4", "3A2", "receipt", "3A5", "3A6", "3A7"]
+        assert batches == [["3A0", "3A1", "3A2", "3A3", "3A4"], ["3A5", "3A6", "3A7"]]
+    finally:
+        await engine.close()

@@ -13,7 +13,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ CONTACTS_TIMEOUT_S = 60.0
 LOGOUT_TIMEOUT_S = 30.0
 SINK_ATTEMPTS = 3
 """Tries to store an event (a second apart) before it is dropped and logged."""
+SINK_BATCH = 32
+"""Most received messages of a session handed to the gateway's batch sink at once (those already waiting)."""
 PRUNE_EVERY_SENDS = 10000
 """Links older than :data:`~.ids.RETENTION_S` are pruned at start and after this many sends."""
 RECENT_MESSAGES = 20000
@@ -105,6 +107,7 @@ class WhatsAppEngine(Engine):
         )
         self._devices = DeviceStores(settings.data_dir, settings.database_url if settings.clustered else None)
         self._sink: EngineSink | None = None
+        self._batch_sink: EngineBatchSink | None = None
         self._queues: dict[str, asyncio.Queue[EngineEvent]] = {}
         self._history: dict[str, collections.deque[EngineEvent]] = {}
         """History-sync batches per session, stored after any live event waiting (history is older anyway)."""
@@ -119,6 +122,7 @@ class WhatsAppEngine(Engine):
 
     async def start(self, sink: EngineSink, batch_sink: EngineBatchSink | None = None) -> None:
         self._sink = sink
+        self._batch_sink = batch_sink
         await self._ids.open()
 
     async def close(self) -> None:
@@ -445,34 +449,79 @@ class WhatsAppEngine(Engine):
             )
 
     async def _deliver(self, session_id: str, queue: asyncio.Queue[EngineEvent]) -> None:
-        assert self._sink is not None
+        """Hand the session's events to the sink in order. Received messages already waiting together (a burst
+        after a reconnect, a busy group) go to the batch sink together, up to :data:`SINK_BATCH`; one the batch
+        could not store is tried again on its own."""
         history = self._history.setdefault(session_id, collections.deque())
-        while not queue.empty() or history:
-            event = queue.get_nowait() if not queue.empty() else history.popleft()
-            try:
-                event = await self._translated(session_id, event)
-            except Exception:
-                log.exception("session %s: could not map the message ids of %s", session_id, type(event).__name__)
-            for attempt in range(1, SINK_ATTEMPTS + 1):
-                try:
-                    await self._sink(session_id, event)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception(
-                        "session %s: storing %s failed (attempt %d of %d)",
-                        session_id,
-                        type(event).__name__,
-                        attempt,
-                        SINK_ATTEMPTS,
-                    )
-                    if attempt < SINK_ATTEMPTS:
-                        await asyncio.sleep(1.0)
+        ahead: EngineEvent | None = None  # translated already: taken from the queue while filling a batch
+        while ahead is not None or not queue.empty() or history:
+            if ahead is not None:
+                event, ahead = ahead, None
+            else:
+                event = await self._translated_or_not(
+                    session_id, queue.get_nowait() if not queue.empty() else history.popleft()
+                )
+            if isinstance(event, MessageIn) and self._batch_sink is not None and not queue.empty():
+                batch = [event]
+                while len(batch) < SINK_BATCH and not queue.empty():
+                    following = await self._translated_or_not(session_id, queue.get_nowait())
+                    if not isinstance(following, MessageIn):
+                        ahead = following
+                        break
+                    batch.append(following)
+                await self._store_batch(session_id, batch)
+                continue
+            await self._store(session_id, event, first_attempt=1)
         if self._queues.get(session_id) is queue and queue.empty() and not history:
             del self._queues[session_id]
             self._history.pop(session_id, None)
             self._consumers.pop(session_id, None)
+
+    async def _translated_or_not(self, session_id: str, event: EngineEvent) -> EngineEvent:
+        try:
+            return await self._translated(session_id, event)
+        except Exception:
+            log.exception("session %s: could not map the message ids of %s", session_id, type(event).__name__)
+            return event
+
+    async def _store_batch(self, session_id: str, batch: Sequence[MessageIn]) -> None:
+        assert self._batch_sink is not None
+        try:
+            outcomes: list[BaseException | None] = await self._batch_sink(session_id, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
+        for event, error in zip(batch, outcomes, strict=True):
+            if error is not None:
+                log.error(
+                    "session %s: storing %s failed (attempt 1 of %d)",
+                    session_id,
+                    type(event).__name__,
+                    SINK_ATTEMPTS,
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+                await asyncio.sleep(1.0)
+                await self._store(session_id, event, first_attempt=2)
+
+    async def _store(self, session_id: str, event: EngineEvent, *, first_attempt: int) -> None:
+        assert self._sink is not None
+        for attempt in range(first_attempt, SINK_ATTEMPTS + 1):
+            try:
+                await self._sink(session_id, event)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "session %s: storing %s failed (attempt %d of %d)",
+                    session_id,
+                    type(event).__name__,
+                    attempt,
+                    SINK_ATTEMPTS,
+                )
+                if attempt < SINK_ATTEMPTS:
+                    await asyncio.sleep(1.0)
 
     async def _translated(self, session_id: str, event: EngineEvent) -> EngineEvent:
         """Replace WhatsApp ids of messages the gateway sent by the gateway's ids; remember who is who."""
