@@ -555,7 +555,7 @@ class WebSocketClient:
         ``send_text``, and it finishes (``done()``) in the same step in which it finds the queue empty."""
         try:
             while self._out:
-                if self._send_texts is not None and len(self._out) > 1:
+                if self._send_texts is not None:
                     await self._send_texts(self._out.pop_many(WRITE_BYTES))
                 else:
                     await self.ws.send_text(self._out.pop())
