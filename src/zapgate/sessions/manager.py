@@ -98,7 +98,6 @@ from .sender import Sender
 from .sending import MessageSending
 from .session import Session
 from .state import Status
-from .turns import TurnBudget
 
 __all__ = ["Session", "SessionManager"]
 
@@ -107,9 +106,6 @@ log = logging.getLogger("zapgate.sessions")
 
 RESTORE_CONCURRENCY = 64
 """Sessions prepared and reopened at the same time when the gateway starts."""
-INBOUND_PER_TURN = 128
-"""Most received messages (handed over in batches) whose storing starts in one turn of the event loop: a burst
-over many sessions is spread over turns, and other clients are served between them (:class:`.turns.TurnBudget`)."""
 
 
 class SessionManager(SessionMoves, MessageSending):
@@ -140,7 +136,6 @@ class SessionManager(SessionMoves, MessageSending):
             new_contacts_per_day=settings.pacing_new_contacts_per_day,
         )
         self._tasks = BackgroundTasks(log)
-        self._inbound_turns = TurnBudget(INBOUND_PER_TURN)
         self.presence = Presence(engine, storage, self.get, self._event)
         """``chat.presence``, ``presence.set``, ``presence.subscribe`` and the ``presence`` events."""
         self.chats = Chats(engine, storage, self.get, self._event)
@@ -420,7 +415,6 @@ class SessionManager(SessionMoves, MessageSending):
         if session is None or not all(isinstance(event, MessageIn) for event in events):
             return [await _outcome(self.on_engine_event(session_id, event)) for event in events]
         messages = cast(Sequence[MessageIn], events)
-        await self._inbound_turns.take(len(messages))
         try:
             named = await self.identities.messages(session.id, messages)
             stored = [self._store_message(session, event) for event in named]
