@@ -61,6 +61,8 @@ async def test_sends_recorded_together_each_get_their_own_outcome(gateway: Runni
             )
         received = [e for e in acme.events if e["event"] == "message.received" and e["session"] == "bob"]
         assert sorted(e["data"]["text"] for e in received) == ["dois", "três", "um"]
+        # Bob's chat with Alice shows her messages in the order WhatsApp accepted them.
+        assert [e["data"]["text"] for e in received if e["data"]["text"] != "três"] == ["um", "dois"]
         assert not [e for e in acme.events if e["event"] == "message.received" and e["session"] == "carol"]
         assert not [
             e
