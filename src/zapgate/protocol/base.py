@@ -94,7 +94,8 @@ class CommandSpec:
     request: type[Command]
     reply: Any
     """The type of the reply's ``data`` (a struct, usually)."""
-    scope: Scope
+    scope: Scope | None
+    """The scope a token needs to run it; None: any valid token (``ping``)."""
     http: tuple[str, str] | None
     """(method, path) of its REST route; path parameters name request fields (``/v1/sessions/{session}``)."""
     summary: str
@@ -123,7 +124,7 @@ C = TypeVar("C", bound=type[Command])
 def command(
     *,
     reply: Any,
-    scope: Scope,
+    scope: Scope | None,
     http: tuple[str, str] | None = None,
     summary: str = "",
     simulator_only: bool = False,

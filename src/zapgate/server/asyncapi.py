@@ -109,7 +109,11 @@ def asyncapi_document(host: str = "127.0.0.1:8787") -> dict[str, Any]:
             "channel": channel_ref,
             "summary": spec.summary,
             "description": spec.description.replace("``", "`")
-            + f"\n\nNeeds a token with the `{spec.scope.value}` scope.",
+            + (
+                f"\n\nNeeds a token with the `{spec.scope.value}` scope."
+                if spec.scope
+                else "\n\nAny valid token may run it."
+            ),
             "messages": [ref(command_message(spec.name))],
             "reply": {"channel": channel_ref, "messages": [ref(reply_message(spec.name))]},
         }

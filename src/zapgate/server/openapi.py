@@ -90,7 +90,8 @@ def _operation(op: Operation, schemas: ProtocolSchemas, settings: Settings) -> d
     }
     statuses = [s for s in _ERROR_STATUSES if op.in_query is False or s not in (413, 415)]
     responses.update({str(status): _error_response(status) for status in statuses if status != 405})
-    description = spec.description + f"\n\nThe `{spec.name}` command (scope `{spec.scope.value}`)."
+    scope = f"scope `{spec.scope.value}`" if spec.scope else "any valid token"
+    description = spec.description + f"\n\nThe `{spec.name}` command ({scope})."
     if spec.simulator_only:
         description += " Exists only with `--engine simulator` (`command_unavailable`, 404, otherwise)."
     operation: dict[str, Any] = {

@@ -124,7 +124,9 @@ def routes_table() -> str:
             route = f"`{op.method} {op.path}`"
             required = {f.encode_name for f in op.fields.values() if f.required}
             body = ", ".join(f"`{name}`" if name in required else f"`{name}?`" for name in op.fields) or "—"
-        scope = op.spec.scope.value + (" (simulator only)" if op.spec.simulator_only else "")
+        scope = (op.spec.scope.value if op.spec.scope else "any") + (
+            " (simulator only)" if op.spec.simulator_only else ""
+        )
         lines.append(f"| {route} | {body} | `{op.spec.name}` | {scope} |")
     return "\n".join(lines) + "\n"
 

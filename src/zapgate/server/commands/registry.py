@@ -132,7 +132,7 @@ async def _handle(gw: Gateway, caller: Caller, cmd: Command, spec: CommandSpec) 
 
 
 def _check(gw: Gateway, caller: Caller, cmd: Command, spec: CommandSpec) -> None:
-    if not caller.allows(spec.scope):
+    if spec.scope is not None and not caller.allows(spec.scope):
         raise Forbidden(f"{spec.name} needs a token with the {spec.scope.value!r} scope")
     if caller.sessions is not None:
         session = getattr(cmd, "session", None)
