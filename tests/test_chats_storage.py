@@ -30,7 +30,7 @@ def message(
 
 async def store(storage: Storage, *messages: StoredMessage) -> None:
     for m in messages:
-        await storage.record_inbound("ses_1", m.message_id, m.chat, [], 1.0, message=m)
+        await storage.submit_inbound("ses_1", m.message_id, m.chat, [], 1.0, message=m)
 
 
 async def test_messages_chats_paging_and_reading(storage: Storage) -> None:
@@ -136,9 +136,9 @@ async def test_an_edit_changes_the_stored_text_or_caption(storage: Storage) -> N
         text="old",
     )
     await store(storage, photo)
-    await storage.record_inbound("ses_1", "E1", BOB, [], 2.0, edit=("M0001", "m1, edited"))
-    await storage.record_inbound("ses_1", "E2", BOB, [], 2.0, edit=("M0002", "new caption"))
-    await storage.record_inbound("ses_1", "E3", BOB, [], 2.0, edit=("M9999", "nothing to edit"))
+    await storage.submit_inbound("ses_1", "E1", BOB, [], 2.0, edit=("M0001", "m1, edited"))
+    await storage.submit_inbound("ses_1", "E2", BOB, [], 2.0, edit=("M0002", "new caption"))
+    await storage.submit_inbound("ses_1", "E3", BOB, [], 2.0, edit=("M9999", "nothing to edit"))
     history = await storage.chats.history("ses_1", BOB, limit=10)
     assert history is not None
     assert [(m.message_id, m.text) for m in history] == [("M0002", "new caption"), ("M0001", "m1, edited")]

@@ -82,9 +82,9 @@ async def test_a_received_file_is_stored_with_its_message_once(storage: Storage)
     published: list[StoredEvent] = []
     storage.set_event_listener(published.extend)
     row = received("med_aaaaaaaa")
-    first = await storage.record_inbound("ses_1", "3A01", "c", event("message.received"), 1.0, media=row)
+    first = await storage.submit_inbound("ses_1", "3A01", "c", event("message.received"), 1.0, media=row)
     assert first is not None and [e.event for e in published] == ["message.received"]
-    again = await storage.record_inbound(
+    again = await storage.submit_inbound(
         "ses_1", "3A01", "c", event("message.received"), 2.0, media=received("med_bbbbbbbb")
     )
     assert again is None  # a repeat of the message: neither its event nor another media row

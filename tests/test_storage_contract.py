@@ -135,8 +135,8 @@ async def test_outbox_idempotency_order_and_outcomes(storage: Storage) -> None:
 
 
 async def test_inbound_is_recorded_once(storage: Storage) -> None:
-    assert await storage.record_inbound("s", "w1", "c", events("t", 1, "message.received"), 1.0)
-    assert await storage.record_inbound("s", "w1", "c", events("t", 1, "message.received"), 2.0) is None
+    assert await storage.submit_inbound("s", "w1", "c", events("t", 1, "message.received"), 1.0)
+    assert await storage.submit_inbound("s", "w1", "c", events("t", 1, "message.received"), 2.0) is None
     assert await storage.known_inbound("s", ["w1", "w2"]) == {"w1"}
     assert (await storage.event_bounds("t")) == (1, 1)
     known, recent = await storage.load_contacts("s", 0.0)
@@ -146,14 +146,14 @@ async def test_inbound_is_recorded_once(storage: Storage) -> None:
 async def test_inbound_arriving_together_is_written_together_and_each_once(storage: Storage) -> None:
     """Received messages asked for at the same time share one batched write: each still gets its own events,
     in order, or None when it was received before (earlier, or earlier in the same batch)."""
-    assert await storage.record_inbound("s", "old", "c1", events("t", 1, "message.received"), 1.0)
+    assert await storage.submit_inbound("s", "old", "c1", events("t", 1, "message.received"), 1.0)
     published: list[StoredEvent] = []
     storage.set_event_listener(published.extend)
     calls = [
-        storage.record_inbound("s", "old", "c1", events("t", 1, "message.received"), 2.0),
-        *(storage.record_inbound("s", f"n{i}", f"c{i % 3}", events("t", 2, "message.received"), 2.0) for i in range(5)),
-        storage.record_inbound("s", "n0", "c0", events("t", 1, "message.received"), 2.0),
-        storage.record_inbound("s2", "n0", "c9", events("u", 1, "message.received"), 2.0),
+        storage.submit_inbound("s", "old", "c1", events("t", 1, "message.received"), 2.0),
+        *(storage.submit_inbound("s", f"n{i}", f"c{i % 3}", events("t", 2, "message.received"), 2.0) for i in range(5)),
+        storage.submit_inbound("s", "n0", "c0", events("t", 1, "message.received"), 2.0),
+        storage.submit_inbound("s2", "n0", "c9", events("u", 1, "message.received"), 2.0),
     ]
     results = await asyncio.gather(*calls)
     assert results[0] is None and results[6] is None

@@ -92,7 +92,7 @@ async def test_a_write_with_a_stale_fence_is_refused_and_changes_nothing(storage
         storage.append_events([event(2)], fence=old),
         storage.save_session(rec, [event(3)], fence=old),
         storage.enqueue_message(item, fence=old),
-        storage.record_inbound("s1", "w1", "c", [event(4)], 1.0, fence=old),
+        storage.submit_inbound("s1", "w1", "c", [event(4)], 1.0, fence=old),
         storage.fail_pending("s1", "x", lambda it: event(5), fence=old),
         storage.finish_message(item, [event(6)], new_contact_at=None, fence=old),
         storage.delete_session(rec, [event(7)], fence=old),
@@ -107,8 +107,8 @@ async def test_a_write_with_a_stale_fence_is_refused_and_changes_nothing(storage
 
     # The new holder's writes go through, also in the same batch as a refused one.
     refused, accepted = await asyncio.gather(
-        storage.record_inbound("s1", "w2", "c", [event(9)], 1.0, fence=old),
-        storage.record_inbound("s1", "w3", "c", [event(10)], 1.0, fence=new),
+        storage.submit_inbound("s1", "w2", "c", [event(9)], 1.0, fence=old),
+        storage.submit_inbound("s1", "w3", "c", [event(10)], 1.0, fence=new),
         return_exceptions=True,
     )
     assert isinstance(refused, LeaseLost) and isinstance(accepted, list) and len(accepted) == 1

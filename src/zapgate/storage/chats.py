@@ -5,7 +5,7 @@ edits, revokes, votes or status posts), live or from WhatsApp's history sync; ``
 last message, how many received messages are unread, and the archived, pinned and muted settings.
 
 Live messages are written by :func:`note_messages` inside the same transaction as their event
-(``Storage.record_inbound``, ``Storage.finish_message``); a history batch is one transaction of its own
+(``Storage.submit_inbound``, ``Storage.finish_message``); a history batch is one transaction of its own
 (:meth:`ChatStore.apply_history`). A message already stored (the same session, chat and id) is never stored
 twice, so a history sync that repeats live messages changes nothing.
 """

@@ -3,7 +3,7 @@
 Several rows may point at one blob (the same bytes uploaded twice, or received by two sessions): a blob may
 be deleted only when no row names it any more (:meth:`MediaStore.referenced`). A received file's row is written
 in the same transaction as its ``message.received`` event (:func:`insert_media`, called by
-``Storage.record_inbound``), so the event can already name ``media.id``; its download is tracked here
+``Storage.submit_inbound``), so the event can already name ``media.id``; its download is tracked here
 (``status``, ``attempts``, ``next_attempt_at``) so that it resumes after a restart.
 """
 

@@ -148,7 +148,7 @@ class _Inbound:
 
 
 def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
-    """Store received messages with ``executemany`` (see :meth:`Storage.record_inbound`): one fence check per
+    """Store received messages with ``executemany`` (see :meth:`Storage.submit_inbound`): one fence check per
     session, one look-up of the ids already received, then the new rows and their events."""
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
     refused: dict[Fence, Exception] = {}
@@ -823,37 +823,6 @@ class Storage:
         return await self._write(op)
 
     # -- incoming messages and contacts
-
-    async def record_inbound(
-        self,
-        session_id: str,
-        message_id: str,
-        chat: str,
-        events: Sequence[NewEvent],
-        now: float,
-        *,
-        sender: str | None = None,
-        kind: str | None = None,
-        media: MediaRecord | None = None,
-        fence: Fence | None = None,
-        message: StoredMessage | None = None,
-        edit: tuple[str, str] | None = None,
-    ) -> list[StoredEvent] | None:
-        """Remember a received message and append its events, unless it was received before (then None); see
-        :meth:`submit_inbound`."""
-        return await self.submit_inbound(
-            session_id,
-            message_id,
-            chat,
-            events,
-            now,
-            sender=sender,
-            kind=kind,
-            media=media,
-            fence=fence,
-            message=message,
-            edit=edit,
-        )
 
     def submit_inbound(
         self,
