@@ -147,6 +147,26 @@ class _Inbound:
     edit: tuple[str, str] | None = None
 
 
+def _add_contacts(conn: Conn, rows: list[tuple[str, str, float]], *, we_wrote_first: bool) -> None:
+    """Remember (session, chat, first seen at) contacts not known yet; ``we_wrote_first``: the session wrote first."""
+    if rows:
+        conn.executemany(
+            "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [(*row, int(we_wrote_first)) for row in rows],
+        )
+
+
+def _note_history(conn: Conn, entries: list[tuple[str, StoredMessage | None]]) -> None:
+    """Add the (session, message) entries that have a message to the sessions' chat history, one call per session."""
+    history: dict[str, list[StoredMessage]] = {}
+    for session_id, message in entries:
+        if message is not None:
+            history.setdefault(session_id, []).append(message)
+    for session_id, messages in history.items():
+        note_messages(conn, session_id, messages)
+
+
 def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
     """Store received messages with ``executemany`` (see :meth:`Storage.submit_inbound`): one fence check per
     session, one look-up of the ids already received, then the new rows and their events."""
@@ -189,19 +209,11 @@ def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tu
     contacts: dict[tuple[str, str], tuple[str, str, float]] = {}
     for r in fresh:
         contacts.setdefault((r.session_id, r.chat), (r.session_id, r.chat, r.now))
-    conn.executemany(
-        "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) VALUES (?, ?, ?, 0) "
-        "ON CONFLICT DO NOTHING",
-        list(contacts.values()),
-    )
-    history: dict[str, list[StoredMessage]] = {}
+    _add_contacts(conn, list(contacts.values()), we_wrote_first=False)
     for r in fresh:
         if r.media is not None:
             insert_media(conn, r.media)
-        if r.message is not None:
-            history.setdefault(r.session_id, []).append(r.message)
-    for session_id, messages in history.items():
-        note_messages(conn, session_id, messages)
+    _note_history(conn, [(r.session_id, r.message) for r in fresh])
     for r in fresh:
         if r.edit is not None:
             note_edit(conn, r.session_id, r.chat, *r.edit)
@@ -384,18 +396,8 @@ def _finish_batch(
         for r in outcomes_of
         if r.new_contact_at is not None
     }
-    if contacts:
-        conn.executemany(
-            "INSERT INTO contacts (session_id, chat, first_seen_at, we_wrote_first) "
-            "VALUES (?, ?, ?, 1) ON CONFLICT DO NOTHING",
-            list(contacts.values()),
-        )
-    history: dict[str, list[StoredMessage]] = {}
-    for r in outcomes_of:
-        if r.message is not None:
-            history.setdefault(r.session_id, []).append(r.message)
-    for session_id, messages in history.items():
-        note_messages(conn, session_id, messages)
+    _add_contacts(conn, list(contacts.values()), we_wrote_first=True)
+    _note_history(conn, [(r.session_id, r.message) for r in outcomes_of])
     for r in outcomes_of:
         if r.edit is not None:
             note_edit(conn, r.session_id, r.chat, *r.edit)
