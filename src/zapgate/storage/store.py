@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import QuotaExceeded
 from .base import (
@@ -147,6 +147,23 @@ class _Inbound:
     edit: tuple[str, str] | None = None
 
 
+class _Fenced(Protocol):
+    @property
+    def fence(self) -> Fence | None: ...
+
+
+def _stale_fences(conn: Conn, requests: Sequence[_Fenced]) -> dict[Fence, Exception]:
+    """Check each distinct fence of a batch once, in session order (lease rows are locked sorted); the refusal of
+    each fence that no longer holds."""
+    refused: dict[Fence, Exception] = {}
+    for fence in sorted({r.fence for r in requests if r.fence is not None}, key=lambda f: f.session_id):
+        try:
+            check_fence(conn, fence)
+        except LeaseLost as exc:
+            refused[fence] = exc
+    return refused
+
+
 def _add_contacts(conn: Conn, rows: list[tuple[str, str, float]], *, we_wrote_first: bool) -> None:
     """Remember (session, chat, first seen at) contacts not known yet; ``we_wrote_first``: the session wrote first."""
     if rows:
@@ -238,12 +255,7 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
     would pass a limit), then each outbox row. Rows are locked in the order of :func:`_finish_batch`: lease
     rows (sorted), then the tenants' rows in sorted tenant order, then the messages' own rows."""
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
-    refused: dict[Fence, Exception] = {}
-    for fence in sorted({r.fence for r in requests if r.fence is not None}, key=lambda f: f.session_id):
-        try:
-            check_fence(conn, fence)
-        except LeaseLost as exc:
-            refused[fence] = exc
+    refused = _stale_fences(conn, requests)
     todo: list[int] = []
     first_of_key: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}  # request → the earlier request of this batch with its idempotency key
@@ -351,12 +363,7 @@ def _finish_batch(
     tenants' rows last, in sorted tenant order (each tenant's ``tenant_seq`` row before its ``tenants`` row, as
     :func:`~.tenants.release_queued` takes them)."""
     outcomes: list[tuple[bool, Any]] = [(True, [])] * len(requests)
-    refused: dict[Fence, Exception] = {}
-    for fence in sorted({r.fence for r in requests if r.fence is not None}, key=lambda f: f.session_id):
-        try:
-            check_fence(conn, fence)
-        except LeaseLost as exc:
-            refused[fence] = exc
+    refused = _stale_fences(conn, requests)
     now = time.time()
     kept: list[int] = []
     released: dict[str, list[int]] = {}  # tenant → [count, size]
