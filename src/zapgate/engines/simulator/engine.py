@@ -43,14 +43,8 @@ from .groups import SimulatedGroups
 from .pairing import Pairings
 from .phones import SimulatedPhones
 from .presence import SimPresence
-from .records import (
-    decode_event,
-    encode_event,
-    insert_mail,
-    linked_devices,
-    record_connect,
-)
-from .sends import Replaced, SendRequest, record_sends
+from .records import decode_event, record_connect
+from .sends import Replaced, SendRequest, mail_each, record_sends
 from .server import SimServer
 
 __all__ = ["ECHO_PHONE", "SimulatorEngine"]
@@ -542,13 +536,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
 
     def _store_mail(self, conn: Conn, items: Sequence[tuple[str, EngineEvent]]) -> Mail:
         """Inside a write: mail each event to every device linked to its phone, and tell the other nodes."""
-        addressed = []
-        for phone, event in items:
-            raw = encode_event(event)
-            addressed += [(session_id, event, raw) for session_id in linked_devices(conn, phone)]
-        row_ids = insert_mail(conn, [(session_id, raw) for session_id, _, raw in addressed])
-        self._server.announce(conn, "mail", sorted({session_id for session_id, _, _ in addressed}))
-        return [(session_id, event, row_id) for (session_id, event, _), row_id in zip(addressed, row_ids, strict=True)]
+        return [m for mail in mail_each(conn, items, self._server.announce) for m in mail]
 
     def _post(self, mail: Mail) -> None:
         """Hand stored mail to the devices open here (a device opened later reads its mailbox)."""
@@ -609,7 +597,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
 
         Mail leaves the mailbox only after the sink returned, that is after the gateway stored it; if the
         sink fails the same item is offered again a second later. Waiting mail is handed over up to
-        :data:`MAIL_IN_FLIGHT` items at a time, in order (the sink starts storing each before it yields).
+        :data:`MAIL_IN_FLIGHT` items at a time, in order, to the batch sink (which stores them together).
         """
         while True:
             if device.control:
@@ -649,10 +637,10 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             await device.wake.wait()
 
     async def _call_sinks(self, device: Device, events: list[EngineEvent]) -> list[bool]:
-        """Hand ``events`` to the gateway together (its batch sink, else the sink for each at once); whether each
-        was stored."""
+        """Hand ``events`` to the gateway together (its batch sink, else the sink for each in turn: the sink's
+        contract is order per session); whether each was stored."""
         if self._batch_sink is None or len(events) == 1:
-            return list(await asyncio.gather(*(self._call_sink(device, event) for event in events)))
+            return [await self._call_sink(device, event) for event in events]
         try:
             outcomes = await self._batch_sink(device.session_id, events)
         except asyncio.CancelledError:

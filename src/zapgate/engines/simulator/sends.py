@@ -27,7 +27,7 @@ from .records import (
 )
 from .rules import refusal, target_of
 
-__all__ = ["Recorded", "Replaced", "SendRequest", "record_sends"]
+__all__ = ["Recorded", "Replaced", "SendRequest", "mail_each", "record_sends"]
 
 
 class Replaced(Exception):
@@ -125,7 +125,9 @@ def record_sends(
     if repeats:
         conn.executemany("UPDATE deliveries SET attempts = attempts + 1 WHERE sender = ? AND message_id = ?", repeats)
     if mailing:
-        _store_mail(conn, outcomes, mailing, announce)
+        stored = mail_each(conn, [(phone, event) for _, phone, event in mailing], announce)
+        for (index, _, _), mail in zip(mailing, stored, strict=True):
+            outcomes[index][1].mail.extend(mail)
     return outcomes, []
 
 
@@ -145,18 +147,18 @@ def _accepted_before(conn: Conn, sends: Sequence[SendRequest]) -> dict[tuple[str
     return found
 
 
-def _store_mail(
-    conn: Conn, outcomes: list[tuple[bool, Any]], mailing: list[tuple[int, str, EngineEvent]], announce: Announce
-) -> None:
-    """Mail each event to every device linked to its phone, in order, and add it to its send's ``Recorded``."""
-    devices = {phone: linked_devices(conn, phone) for phone in {phone for _, phone, _ in mailing}}
+def mail_each(conn: Conn, items: Sequence[tuple[str, EngineEvent]], announce: Announce) -> list[Mail]:
+    """Inside a write: mail each (phone, event) of ``items`` to every device linked to the phone, in order, and
+    tell the other nodes (``announce``); the mail stored for each item."""
+    devices = {phone: linked_devices(conn, phone) for phone in {phone for phone, _ in items}}
     addressed: list[tuple[int, str, EngineEvent, bytes]] = []
-    for index, phone, event in mailing:
+    for index, (phone, event) in enumerate(items):
         if devices[phone]:
             raw = encode_event(event)
             addressed += [(index, session_id, event, raw) for session_id in devices[phone]]
     row_ids = insert_mail(conn, [(session_id, raw) for _, session_id, _, raw in addressed])
     announce(conn, "mail", sorted({session_id for _, session_id, _, _ in addressed}))
+    mail: list[Mail] = [[] for _ in items]
     for (index, session_id, event, _), row_id in zip(addressed, row_ids, strict=True):
-        mail = outcomes[index][1].mail
-        mail.append((session_id, event, row_id))
+        mail[index].append((session_id, event, row_id))
+    return mail
