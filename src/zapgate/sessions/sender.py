@@ -129,6 +129,11 @@ class Sender:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: the sender stopped", self._label, exc_info=task.exception())
 
+    def _send_ended(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: a send ended with an error", self._label, exc_info=task.exception())
+
     async def close(self, fail_reason: str | None = None) -> None:
         """Stop sending. With ``fail_reason``, everything queued fails with it (and whoever waits for a message
         is answered); without, it stays queued in storage for the next start and waiters are cancelled."""
@@ -310,7 +315,7 @@ class Sender:
         self._pacer.started(chat, now=time.time())
         task = asyncio.create_task(self._send_one(chat, item, new_contact), name=f"send-{item.message_id}")
         self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        task.add_done_callback(self._send_ended)
 
     async def _send_one(self, chat: str, item: OutboxItem, new_contact: bool) -> None:
         try:
