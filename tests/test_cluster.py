@@ -79,12 +79,19 @@ def owner(nodes: list[RunningGateway], session: str) -> RunningGateway:
 
 
 async def spread(nodes: list[RunningGateway], sessions: int) -> None:
-    """Wait until every session runs on exactly one node and the nodes share them evenly."""
+    """Wait until every session runs on exactly one node, the nodes share them evenly, and every session is
+    connected again (a session a node has just taken over starts its engine anew; a send before that is queued)."""
     share = -(-sessions // len(nodes))
 
     def even() -> bool:
         counts = [len(runs(n)) for n in nodes]
-        return sum(counts) == sessions and max(counts) <= share and len(set().union(*map(runs, nodes))) == sessions
+        connected = all(s.state.status.wire == "connected" for n in nodes for s in n.gateway.sessions.all())
+        return (
+            sum(counts) == sessions
+            and max(counts) <= share
+            and len(set().union(*map(runs, nodes))) == sessions
+            and connected
+        )
 
     await until(even, "sessions to spread evenly", TIMEOUT * 3)
 
