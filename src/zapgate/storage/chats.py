@@ -39,6 +39,11 @@ MUTED_FOREVER = -1
 _IN_CHUNK = 500
 """Ids per ``IN (…)`` list."""
 
+_INSERT_CHUNK = 500
+"""Messages per multi-row insert (15 parameters each: 7,500, below SQLite's and PostgreSQL's limits)."""
+
+_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
 
 @dataclass(slots=True)
 class StoredMessage:
@@ -115,59 +120,51 @@ def _message(row: Sequence[Any]) -> StoredMessage:
 
 
 def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
-    """Inside a write: store the messages not stored yet and bring their chats up to date; return those stored."""
+    """Inside a write: store the messages not stored yet and bring their chats up to date; return those stored.
+
+    The rows go in with one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per :data:`_INSERT_CHUNK`
+    messages: its answer names the messages that were new, with no look-up before it."""
     fresh: dict[tuple[str, str], StoredMessage] = {}
     for m in messages:
         fresh.setdefault((m.chat, m.message_id), m)
-    if len(fresh) > 1:  # one look-up for them all (one message alone: its insert says whether it is new)
-        by_chat: dict[str, list[str]] = {}
-        for chat, message_id in fresh:
-            by_chat.setdefault(chat, []).append(message_id)
-        for chat, ids in by_chat.items():
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND message_id IN ({marks})",  # noqa: S608
-                    (session_id, chat, *chunk),
-                ).fetchall()
-                for (known,) in rows:
-                    fresh.pop((chat, known), None)
-    new = list(fresh.values())
-    if not new:
+    if not fresh:
         return []
     now = time.time()
+    pending = list(fresh.values())
+    inserted: set[tuple[str, str]] = set()
+    for start in range(0, len(pending), _INSERT_CHUNK):
+        chunk = pending[start : start + _INSERT_CHUNK]
+        values = ", ".join([_MESSAGE_ROW] * len(chunk))
+        params: list[Any] = []
+        for m in chunk:
+            params += (
+                session_id,
+                m.chat,
+                m.message_id,
+                int(m.from_me),
+                m.timestamp,
+                m.kind,
+                m.content,
+                m.sender,
+                m.sender_lid,
+                m.text,
+                m.reply_to,
+                m.push_name,
+                m.origin,
+                int(m.read),
+                now,
+            )
+        rows = conn.execute(
+            f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) VALUES {values} "  # noqa: S608
+            "ON CONFLICT DO NOTHING RETURNING chat, message_id",
+            params,
+        ).fetchall()
+        inserted.update((str(chat), str(message_id)) for chat, message_id in rows)
+    new = [m for key, m in fresh.items() if key in inserted]
     for m in new:
         m.stored_at = now
-    rows = [
-        (
-            session_id,
-            m.chat,
-            m.message_id,
-            int(m.from_me),
-            m.timestamp,
-            m.kind,
-            m.content,
-            m.sender,
-            m.sender_lid,
-            m.text,
-            m.reply_to,
-            m.push_name,
-            m.origin,
-            int(m.read),
-            m.stored_at,
-        )
-        for m in new
-    ]
-    insert = (
-        f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) "  # noqa: S608
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    )
-    if len(rows) == 1:
-        if conn.execute(insert + " RETURNING 1", rows[0]).fetchone() is None:
-            return []  # stored before
-    else:
-        conn.executemany(insert, rows)
+    if not new:
+        return []
     chats: dict[str, tuple[StoredMessage, int, str | None]] = {}
     for m in new:
         newest, unread, name = chats.get(m.chat, (m, 0, None))
