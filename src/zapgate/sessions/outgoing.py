@@ -11,7 +11,7 @@ import msgspec
 from ..engines.base import PLAIN, Outgoing, Quote, Target
 from ..errors import InvalidRecipient, InvalidRequest
 from ..jid import USER_SERVER, Jid, parse_recipient
-from ..protocol.content import Content, Edit, Reaction, Revoke, Vote, content_text
+from ..protocol.content import Content, Edit, Revoke, content_text, target_of
 from ..storage import OutboxItem, Storage
 
 __all__ = ["decode_outgoing", "encode_content", "encode_outgoing", "mentions_for", "refers_to"]
@@ -63,7 +63,7 @@ async def refers_to(
 ) -> Outgoing:
     """The quoted message and the target of a reaction, edit, revoke or vote, as the engine needs them:
     whether the session sent it, and who wrote it."""
-    target_id = content.message_id if isinstance(content, Reaction | Edit | Revoke | Vote) else None
+    target_id = target_of(content)
     wanted = [mid for mid in (reply_to, target_id) if mid is not None]
     if not wanted:  # most messages refer to none: no reads
         return Outgoing()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ...protocol.content import Content, Edit, Poll, Reaction, Revoke, Text, Vote
+from ...protocol.content import Content, Edit, Poll, Reaction, Revoke, Text, Vote, target_of
 
 __all__ = ["EDIT_WINDOW_S", "Earlier", "echo_answer", "refusal", "target_of"]
 
@@ -27,11 +27,6 @@ class Earlier:
     recipient: str
     timestamp: int
     content: Content
-
-
-def target_of(content: Content) -> str | None:
-    """The id of the message ``content`` is about (reactions, edits, revokes, votes)."""
-    return content.message_id if isinstance(content, Reaction | Edit | Revoke | Vote) else None
 
 
 def refusal(content: Content, sender: str, recipient: str, target: Earlier | None, now: int) -> str | None:

@@ -23,7 +23,7 @@ import msgspec
 from ...config import Settings
 from ...jid import Jid
 from ...protocol import GroupInfo, ParticipantResult
-from ...protocol.content import Content, Edit, Media, Reaction, Revoke, Vote, content_text, media_of
+from ...protocol.content import Content, Media, content_text, media_of, target_of
 from ..base import (
     PLAIN,
     Availability,
@@ -534,7 +534,7 @@ class WhatsAppEngine(Engine):
             case MessageIn():
                 self._remember(session_id, event.message_id, event.sender, content_text(event.content) or "")
                 content = event.content
-                target = content.message_id if isinstance(content, Reaction | Edit | Revoke | Vote) else None
+                target = target_of(content)
                 wanted = [mid for mid in (event.reply_to, target) if mid is not None]
                 known = await self._ids.to_gateway(session_id, wanted) if wanted else {}
                 if known:
