@@ -120,9 +120,7 @@ class MessageSending(abc.ABC):
         waiter = session.sender.waiter(item.message_id) if item.status == "queued" else None
         if waiter is not None and session.state.status is Status.CONNECTED:
             try:
-                item = await asyncio.wait_for(asyncio.shield(waiter), self._settings.send_wait_s)
-            except TimeoutError:
-                pass
+                item = await _within(waiter, self._settings.send_wait_s) or item
             except asyncio.CancelledError:
                 if not waiter.cancelled():
                     raise  # this command itself was cancelled (its connection closed)
@@ -139,3 +137,27 @@ class MessageSending(abc.ABC):
         if item.status == "sent":
             return SendResult(message_id=item.message_id, chat=item.chat, status="sent", timestamp=item.wa_timestamp)
         return SendResult(message_id=item.message_id, chat=item.chat, status="queued")
+
+
+async def _within(waiter: asyncio.Future[OutboxItem], seconds: float) -> OutboxItem | None:
+    """``waiter``'s result if it resolves within ``seconds``, else None. Like ``wait_for(shield(waiter))``,
+    cancelling the caller never cancels ``waiter``; it costs one future and one timer instead of the futures and
+    callbacks of both (this runs once per ``message.send``)."""
+    if not waiter.done():
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = loop.call_later(seconds, wake)
+        waiter.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+            waiter.remove_done_callback(wake)
+        if not waiter.done():
+            return None
+    return waiter.result()
