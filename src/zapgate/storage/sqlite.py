@@ -1,8 +1,9 @@
 """SQLite: the embedded, zero-setup database of a single gateway (and of the simulator and engine side tables).
 
 WAL mode, so readers never block the writer; ``synchronous=FULL`` (one fsync per group commit) unless the
-operator chose ``normal``; the schema version in ``PRAGMA user_version``. Why our own writer thread rather than
-aiosqlite: a group commit needs many statements in one thread hop (``docs/decisions.md``).
+operator chose ``normal``; temporary files in memory; the schema version in ``PRAGMA user_version``. Why our own
+writer thread rather than aiosqlite: a group commit needs many statements in one thread hop
+(``docs/decisions.md``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class SqliteDatabase(Database):
         conn.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA foreign_keys=ON")
+        # The temporary files SQLite would otherwise write in /var/tmp (the statement journal of a multi-row
+        # write, a sort without an index) stay in memory: no message content on disk outside the data directory,
+        # and no file created, written and deleted per group commit.
+        conn.execute("PRAGMA temp_store=MEMORY")
         if writer:
             _migrate(conn, self._migrations, self.path)
             for suffix in ("-wal", "-shm", "-journal"):  # SQLite creates them with the file's mode
