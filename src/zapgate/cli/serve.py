@@ -34,7 +34,7 @@ GC_YOUNG_THRESHOLD = 20_000
 """Net allocations of container objects between two collections of the garbage collector's youngest generation
 (CPython's default is 700). Almost everything a command allocates is freed by reference counting; collecting
 every 700 allocations cost about a tenth of the gateway's CPU per ``message.send`` (``bench/findings.md``,
-"Send path, round 5")."""
+"Round 5"; ``docs/decisions.md``)."""
 
 
 class _Terminated(Exception):

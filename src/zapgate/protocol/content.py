@@ -245,6 +245,7 @@ def media_of(content: Content) -> Media | None:
 
 
 _ABOUT_TYPES = (Reaction, Edit, Revoke, Vote)
+"""The kinds of content that are about another message."""
 
 
 def target_of(content: Content) -> str | None:
