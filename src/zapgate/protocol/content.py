@@ -235,22 +235,22 @@ MediaKinds = Image | Video | Audio | Document | Sticker
 _encoder = msgspec.json.Encoder(order="deterministic")
 
 
-_MEDIA_TYPES = (Image, Video, Audio, Document, Sticker)
+_MEDIA_CLASSES = (Image, Video, Audio, Document, Sticker)
 """The classes of :data:`MediaKinds`, as a tuple for ``isinstance`` (a ``|`` union is rebuilt at each call)."""
 
 
 def media_of(content: Content) -> Media | None:
     """The file of a media message, None for the other kinds."""
-    return content.media if isinstance(content, _MEDIA_TYPES) else None
+    return content.media if isinstance(content, _MEDIA_CLASSES) else None
 
 
-_ABOUT_TYPES = (Reaction, Edit, Revoke, Vote)
+_ABOUT_CLASSES = (Reaction, Edit, Revoke, Vote)
 """The kinds of content that are about another message."""
 
 
 def target_of(content: Content) -> str | None:
     """The id of the message ``content`` is about (reactions, edits, revokes, votes); None for the other kinds."""
-    return content.message_id if isinstance(content, _ABOUT_TYPES) else None
+    return content.message_id if isinstance(content, _ABOUT_CLASSES) else None
 
 
 def content_text(content: Content) -> str | None:
