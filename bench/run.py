@@ -28,7 +28,10 @@ RESULTS = BENCH / "results"
 REPORT = ROOT / "docs" / "performance.md"
 
 FULL: dict[str, list[str]] = {
-    "send_path": ["--connections", "1,16,256", "--in-flight", "1,8", "--seconds", "2", "--repeats", "3"],
+    "send_path": [
+        *("--connections", "1,16,256", "--in-flight", "1,8", "--seconds", "2", "--repeats", "3"),
+        *("--rate-curve", "250,500,750"),
+    ],
     "idle_clients": ["--counts", "1000,10000"],
     "sessions": ["--counts", "100,1000", "--restores", "3"],
     "engine_worker": ["--sessions", "1,50"],
@@ -47,7 +50,7 @@ QUICK: dict[str, list[str]] = {
 TINY: dict[str, list[str]] = {
     "send_path": [
         *("--connections", "1", "--in-flight", "2", "--seconds", "0.3", "--repeats", "1"),
-        *("--rate", "50", "--rate-connections", "1", "--sync", "normal"),
+        *("--rate", "50", "--rate-connections", "1", "--rate-curve", "20", "--sync", "normal"),
     ],
     "idle_clients": ["--counts", "20", "--settle", "0.2"],
     "sessions": ["--counts", "12", "--restores", "1", "--settle", "0.2"],
@@ -160,15 +163,18 @@ def render_send(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list
             "latency from each request's *scheduled* send time (no coordinated omission), median of the runs. "
             "Added = gateway minus ceiling at the same percentile.",
             "",
-            "| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | added p99.9 ms |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | added p99.9 ms "
+            "| CPU µs/msg |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, row in fixed.items():
             added = [row[k] - base[k] for k in ("p50_ms", "p99_ms", "p999_ms")]
             cells = [name, _ms(row["p50_ms"]), _ms(row["p99_ms"]), _ms(row["p999_ms"]), _ms(row["max_ms"])]
             cells += ["" if name == "ceiling" else _ms(a) for a in added]
+            cells.append(_cpu(row))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += render_curve(r, rate, fixed)
         if "gateway-full" in fixed:
             added_p99 = fixed["gateway-full"]["p99_ms"] - base["p99_ms"]
             verdicts.append(
@@ -192,6 +198,45 @@ def render_send(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list
             added_ping = fixed["gateway-ping"]["p99_ms"] - base["p99_ms"]
             verdicts.append((f"(for reference) added p99 of `ping` at {rate:,.0f}/s", f"{added_ping:.2f} ms", ""))
     return lines
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    cpu = row.get("cpu_us_per_msg")
+    return "?" if cpu is None else f"{cpu:,.0f}"
+
+
+def render_curve(r: dict[str, Any], rate: float, fixed: dict[str, Any]) -> list[str]:
+    """The durable send path at several fixed rates: latency and CPU per message against the offered load."""
+    curve: dict[str, dict[str, Any]] = dict(r.get("rate_curve") or {})
+    if not curve:
+        return []
+    curve[f"{rate:g}"] = fixed
+    names = [n for n in ("gateway-full", "gateway-normal", "gateway-accept") if all(n in by for by in curve.values())]
+    if "ceiling" not in next(iter(curve.values())) or not names:
+        return []
+    lines = [
+        f"The same at other fixed rates (`--rate-curve`, over {r['settings']['rate_connections']} connections, median "
+        "of the runs): the gateway's latency and CPU per message against the offered load. `full` and `normal` as "
+        "above; `accept` is the send path replying at the durable accept (`ZAPGATE_SEND_WAIT_S=0`). CPU % is the "
+        "gateway process's CPU time per second of the run, in one core's time.",
+        "",
+        "| msgs/s offered | ceiling p99 ms | "
+        + " | ".join(
+            f"{n.removeprefix('gateway-')} {col}" for n in names for col in ("p50 / p99 ms", "CPU µs/msg", "CPU %")
+        )
+        + " |",
+        "|---:|---:|" + "---:|" * (3 * len(names)),
+    ]
+    for key in sorted(curve, key=float):
+        by = curve[key]
+        cells = [_n(float(key)), _ms(by["ceiling"]["p99_ms"])]
+        for n in names:
+            row = by[n]
+            cpu = row.get("cpu_us_per_msg")
+            cells += [f"{_ms(row['p50_ms'])} / {_ms(row['p99_ms'])}", _cpu(row)]
+            cells.append("?" if cpu is None else f"{cpu * float(key) / 1e4:.0f} %")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def render_idle(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list[str]:

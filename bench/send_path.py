@@ -11,7 +11,9 @@ The same matrix is also run with ``ping`` commands on the gateway (auth'd connec
 reply, no storage, no engine): that separates the cost of the WebSocket stack from that of the send path.
 
 Closed loop at C x W, then a fixed-rate run (default 1,000 msgs/s over 16 connections) for the latency the
-gateway adds. Every target is measured in turn within each repeat, and medians are reported.
+gateway adds; with ``--rate-curve``, more fixed rates for the ceiling and the durable send path (latency and CPU
+per message against the offered load). Every target is measured in turn within each repeat, and medians are
+reported.
 
     python bench/send_path.py --connections 1,16,256 --in-flight 1,8 --seconds 3 --repeats 3
 """
@@ -61,6 +63,9 @@ def make_ping(_conn: int, request_id: str) -> str:
 
 
 REQUESTS = {"send": make_request, "ping": make_ping}
+
+CURVE_TARGETS = ("ceiling", "gateway-full", "gateway-normal", "gateway-accept")
+"""The targets measured at each rate of ``--rate-curve``."""
 
 
 async def pair_all(server: Server, tokens: list[str]) -> None:
@@ -123,6 +128,7 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
     matrix = [(c, w) for c in args.connections for w in args.in_flight]
     closed: dict[str, dict[str, list[LoadResult]]] = {name: {} for name, t in targets.items() if t.closed_loop}
     fixed: dict[str, list[LoadResult]] = {name: [] for name in targets}
+    curve: dict[float, dict[str, list[LoadResult]]] = {rate: {} for rate in args.rate_curve}
     for repeat in range(args.repeats):
         for c, w in matrix:
             for name, target in targets.items():
@@ -145,21 +151,44 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
                     f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  p99.9 {result.p999_ms:.2f} ms",
                     flush=True,
                 )
+        for rate in args.rate_curve:
+            for name, target in targets.items():
+                if name not in CURVE_TARGETS:
+                    continue
+                result = await measure(target, args.rate_connections, 1, args.seconds, rate=rate)
+                curve[rate].setdefault(name, []).append(result)
+                print(
+                    f"  [{repeat + 1}/{args.repeats}] {name:<15} {rate:.0f}/s over {args.rate_connections}: "
+                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
+                    f"CPU {result.extra['cpu_us_per_msg']:5.0f} us/msg",
+                    flush=True,
+                )
     return {
         "closed_loop": {name: {key: _median_of(runs) for key, runs in by.items()} for name, by in closed.items()},
         "fixed_rate": {name: _median_of(runs) for name, runs in fixed.items() if runs},
+        "rate_curve": {
+            f"{rate:g}": {name: _median_of(runs) for name, runs in by.items()} for rate, by in curve.items()
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    floats = lambda s: [float(x) for x in s.split(",") if x]  # noqa: E731
     parser.add_argument("--connections", type=ints, default=[1, 16, 256])
     parser.add_argument("--in-flight", type=ints, default=[1, 8])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate latency run (0 to skip)")
     parser.add_argument("--rate-connections", type=int, default=16)
+    parser.add_argument(
+        "--rate-curve",
+        type=floats,
+        default=[],
+        help="also measure the ceiling and the durable send path at each of these fixed rates (e.g. 250,500,750): "
+        "latency and CPU per message against the offered load",
+    )
     parser.add_argument("--sync", default="full,normal", help="sqlite_synchronous modes to run the gateway in")
     parser.add_argument(
         "--ping", action=argparse.BooleanOptionalAction, default=True, help="also measure 'ping' (no storage)"

@@ -43,6 +43,10 @@ def test_send_path_round_trips_through_gateway_and_ceiling(bench_run: tuple[dict
         point = result["closed_loop"][target]["1x2"]
         assert point["msgs_per_s"] > 0 and point["errors"] == 0, (target, point)
         assert result["fixed_rate"][target]["p99_ms"] > 0
+    for target in ("ceiling", "gateway-normal"):
+        point = result["rate_curve"]["20"][target]
+        assert point["p99_ms"] > 0 and point["errors"] == 0, (target, point)
+    assert "msgs/s offered" in bench_run[1]  # the curve's table is rendered
 
 
 def test_idle_clients_are_all_authenticated(bench_run: tuple[dict[str, Any], str]) -> None:
