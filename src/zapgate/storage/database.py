@@ -29,10 +29,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from .base import StoredEvent
+from .threads import ConnectionThread
 
 __all__ = ["DIALECT_TYPES", "BatchFn", "Conn", "Cursor", "Database", "WriteFn", "format_migrations"]
 
@@ -160,8 +160,8 @@ class Database(abc.ABC):
     def __init__(self, *, name: str, migrations: Sequence[str]) -> None:
         self.name = name
         self._migrations = migrations
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-write")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-read")
+        self._writer = ConnectionThread(f"{name}-write")
+        self._reader = ConnectionThread(f"{name}-read")
         self._wconn: Any = None
         self._rconn: Any = None
         self._pending: list[tuple[WriteFn[Any], asyncio.Future[Any]]] = []
@@ -210,9 +210,8 @@ class Database(abc.ABC):
     # -- lifecycle
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._wconn = await loop.run_in_executor(self._writer, lambda: self._connect(writer=True))
-        self._rconn = await loop.run_in_executor(self._reader, lambda: self._connect(writer=False))
+        self._wconn = await self._writer.run(lambda: self._connect(writer=True))
+        self._rconn = await self._reader.run(lambda: self._connect(writer=False))
 
     async def close(self) -> None:
         if self._closed:
@@ -220,12 +219,10 @@ class Database(abc.ABC):
         self._closed = True
         if self._flusher is not None:
             await self._flusher
-        loop = asyncio.get_running_loop()
-        for pool, conn in ((self._writer, self._wconn), (self._reader, self._rconn)):
+        for thread, conn in ((self._writer, self._wconn), (self._reader, self._rconn)):
             if conn is not None:
-                await loop.run_in_executor(pool, self._close_conn, conn)
-            # The pools are idle now; don't block the event loop joining their threads.
-            pool.shutdown(wait=False)
+                await thread.run(self._close_conn, conn)
+            thread.stop()
 
     @property
     def closed(self) -> bool:
@@ -247,7 +244,7 @@ class Database(abc.ABC):
                     raise
                 return fn(self._usable(conn, writer=False))  # a read is safe to run again
 
-        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+        return await self._reader.run(run)
 
     def submit(self, fn: WriteFn[T]) -> asyncio.Future[T]:
         """Queue ``fn`` for the next group commit now; the future resolves once it is durable and its events
@@ -278,7 +275,6 @@ class Database(abc.ABC):
         return future
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._pending:
                 # Let every callback that is ready run first: writes they request join this group, so one
@@ -289,7 +285,7 @@ class Database(abc.ABC):
                     if isinstance(fn, _Batch):
                         fn.closed = True  # requests from now on go to a new batch, in the next group
                 try:
-                    outcomes = await loop.run_in_executor(self._writer, self._apply, [fn for fn, _ in group])
+                    outcomes = await self._writer.run(self._apply, [fn for fn, _ in group])
                 except Exception as exc:  # the COMMIT itself failed: nothing in the group happened
                     log.exception("database commit failed")
                     for _, future in group:
