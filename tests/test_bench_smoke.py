@@ -102,3 +102,23 @@ def test_the_groups_bench_sends_to_a_group(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["members"] == 5 and row["delivered_ms_median"] > 0
+
+
+def test_thread_hop_measures_both_round_trips_and_the_disk(tmp_path: Path) -> None:
+    out = tmp_path / "thread_hop.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "bench/thread_hop.py", "--hops", "50", "--syncs", "20", "--sync-rate", "1000"),
+            *("--dir", str(tmp_path), "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["hops"]) == {"run_in_executor", "ConnectionThread"}
+    assert all(row["cpu_us"] > 0 for row in result["hops"].values())
+    assert 0 < result["fdatasync"]["p50_ms"] <= result["fdatasync"]["max_ms"]
+    assert not list(tmp_path.glob("fsync-probe-*"))  # the probe file is removed
