@@ -94,7 +94,9 @@ def _p99(marks: list[Any], start: float, stop: float) -> float:
     return percentile(values, 0.99)
 
 
-async def burst(url: str, pid: int, token: str, other: str, args: argparse.Namespace) -> dict[str, Any]:
+async def burst(
+    url: str, pid: int, token: str, other: str, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
     sessions = [f"s{i:04d}" for i in range(args.sessions)]
     per_session = args.messages // args.sessions
     total = per_session * args.sessions
@@ -123,6 +125,7 @@ async def burst(url: str, pid: int, token: str, other: str, args: argparse.Names
         watcher = await _open_one(url, token, 30)
         done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         counter = asyncio.create_task(_count_events(watcher, total, done))
+        marks_file = workdir / "pings.json"
         pinger = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -131,7 +134,7 @@ async def burst(url: str, pid: int, token: str, other: str, args: argparse.Names
             other,
             str(args.ping_rate),
             str(args.quiet + args.ping_seconds),
-            stdout=asyncio.subprocess.PIPE,
+            str(marks_file),
         )
         await asyncio.sleep(args.quiet)  # the others' baseline, before the burst
         cpu_before = cpu_seconds(pid)
@@ -140,8 +143,9 @@ async def burst(url: str, pid: int, token: str, other: str, args: argparse.Names
         end = await asyncio.wait_for(done, args.timeout)
         wall_end = wall_start + (end - start)
         cpu = cpu_seconds(pid) - cpu_before
-        out, _ = await pinger.communicate()
-        marks = [tuple(m) for m in json.loads(out)]
+        if await pinger.wait() != 0:
+            raise RuntimeError(f"the other tenant's pinger failed (exit code {pinger.returncode}); see above")
+        marks = [tuple(m) for m in json.loads(marks_file.read_text())]
         counter.cancel()
         await watcher.close()
         took = end - start
@@ -167,8 +171,9 @@ async def burst(url: str, pid: int, token: str, other: str, args: argparse.Names
 
 def main() -> None:
     if sys.argv[1:2] == ["--pinger"]:  # the other tenant, in its own process
-        url, token, rate, seconds = sys.argv[2:6]
-        print(json.dumps(uvloop.run(_pings(url, token, float(rate), float(seconds)))))
+        # Its marks go to a file, not to stdout, which anything the process prints would corrupt.
+        url, token, rate, seconds, marks_path = sys.argv[2:7]
+        Path(marks_path).write_text(json.dumps(uvloop.run(_pings(url, token, float(rate), float(seconds)))))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=100)
@@ -187,7 +192,7 @@ def main() -> None:
         token, other = create_tokens(data_dir, ["burst", "other"], source)
         server = start_gateway(data_dir, source=source, sqlite_synchronous=args.sync, max_inflight_commands=128)
         try:
-            result = uvloop.run(burst(server.url, server.pid, token, other, args))
+            result = uvloop.run(burst(server.url, server.pid, token, other, args, Path(tmp)))
         finally:
             server.stop()
     emit({"scenario": "inbound", "settings": vars(args), **result}, args.out)
