@@ -65,3 +65,5 @@ async def test_stop_ends_the_thread_after_the_work_already_handed_to_it() -> Non
             break
         await asyncio.sleep(0.01)
     assert not any(t.name == "t-stop" for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="t-stop was stopped"):
+        thread.run(time.sleep, 0)  # never a second thread on the same queue (and connection)

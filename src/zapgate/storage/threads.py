@@ -26,7 +26,8 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], asyncio.A
 
 
 class ConnectionThread:
-    """One thread, started at the first :meth:`run` and ended by :meth:`stop`. It is a daemon thread: a gateway
+    """One thread, started at the first :meth:`run` and ended by :meth:`stop`, for good: a second thread would
+    share the first one's queue, and the connection with it. It is a daemon thread: a gateway
     closes its databases before it exits (each group is committed or rolled back by then), and a process that
     did not close them does not hang at exit on a thread waiting for work."""
 
@@ -34,10 +35,13 @@ class ConnectionThread:
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run ``fn(*args)`` in the thread after the functions handed to it before; the future resolves with its
         result (or exception) on the calling event loop. Cancelling the future does not stop ``fn``."""
+        if self._stopped:
+            raise RuntimeError(f"{self.name} was stopped")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
@@ -47,10 +51,11 @@ class ConnectionThread:
         return future
 
     def stop(self) -> None:
-        """End the thread once the functions already handed to it have run (it is not waited for)."""
-        if self._thread is not None:
+        """End the thread once the functions already handed to it have run (it is not waited for); :meth:`run`
+        refuses from now on."""
+        if self._thread is not None and not self._stopped:
             self._jobs.put(None)
-            self._thread = None
+        self._stopped = True
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
