@@ -4,7 +4,6 @@ And nothing slow runs on the event loop: file and CPU work goes to a thread."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -146,23 +145,29 @@ async def test_the_qr_png_is_rendered_off_the_event_loop(
     assert threads and threading.main_thread() not in threads
 
 
-async def test_closing_a_database_does_not_join_its_threads_on_the_event_loop(
+async def test_closing_a_database_ends_its_threads_without_joining_them_on_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = SqliteDatabase(tmp_path / "x.db", synchronous="normal", migrations=["CREATE TABLE t (x)"], name="x")
     await db.open()
     await db.write(lambda conn: (conn.execute("INSERT INTO t VALUES (1)"), []))
-    real = concurrent.futures.ThreadPoolExecutor.shutdown
-    joins: list[tuple[threading.Thread, bool]] = []
+    mine = {"x-write", "x-read"}
+    assert mine <= {thread.name for thread in threading.enumerate()}
+    real = threading.Thread.join
+    joined_on: list[threading.Thread] = []
 
-    def spy(self: concurrent.futures.ThreadPoolExecutor, wait: bool = True, **kwargs: Any) -> None:
-        joins.append((threading.current_thread(), wait))
-        real(self, wait=wait, **kwargs)
+    def spy(self: threading.Thread, timeout: float | None = None) -> None:
+        joined_on.append(threading.current_thread())
+        real(self, timeout)
 
-    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "shutdown", spy)
+    monkeypatch.setattr(threading.Thread, "join", spy)
     await db.close()
-    assert len(joins) == 2  # the writer's pool and the reader's
-    assert not [thread for thread, wait in joins if wait and thread is threading.current_thread()]
+    assert threading.current_thread() not in joined_on  # the event loop never waits for a thread to end
+    for _ in range(200):
+        if not mine & {thread.name for thread in threading.enumerate()}:
+            break
+        await asyncio.sleep(0.01)
+    assert not mine & {thread.name for thread in threading.enumerate()}  # ... and both threads end
 
 
 async def test_the_whatsapp_engine_deletes_device_stores_off_the_event_loop(
