@@ -11,9 +11,9 @@ The same matrix is also run with ``ping`` commands on the gateway (auth'd connec
 reply, no storage, no engine): that separates the cost of the WebSocket stack from that of the send path.
 
 Closed loop at C x W, then a fixed-rate run (default 1,000 msgs/s over 16 connections) for the latency the
-gateway adds; with ``--rate-curve``, more fixed rates for the ceiling and the durable send path (latency and CPU
-per message against the offered load). Every target is measured in turn within each repeat, and medians are
-reported.
+gateway adds; with ``--rate-curve``, more fixed rates for the ceiling and the send path (``CURVE_TARGETS``:
+latency and CPU per message against the offered load). Every target is measured in turn within each repeat, and
+medians are reported.
 
     python bench/send_path.py --connections 1,16,256 --in-flight 1,8 --seconds 3 --repeats 3
 """
@@ -186,8 +186,8 @@ def main() -> None:
         "--rate-curve",
         type=floats,
         default=[],
-        help="also measure the ceiling and the durable send path at each of these fixed rates (e.g. 250,500,750): "
-        "latency and CPU per message against the offered load",
+        help="also measure the ceiling and the send path (full, normal, accept) at each of these fixed rates "
+        "(e.g. 250,500,750): latency and CPU per message against the offered load",
     )
     parser.add_argument("--sync", default="full,normal", help="sqlite_synchronous modes to run the gateway in")
     parser.add_argument(

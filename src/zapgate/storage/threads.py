@@ -1,10 +1,10 @@
 """A database connection's own thread: it runs the functions the event loop hands it, one at a time, in order.
 
 This is what ``loop.run_in_executor`` on a one-thread ``ThreadPoolExecutor`` does, at a third of the cost of a
-round trip (about 18 instead of 60 µs of CPU, measured with uvloop on the benchmark machine; see
-``bench/findings.md``, round 6): no ``concurrent.futures.Future`` with its condition variable and no chaining of
-two futures, only a queue, the loop's future and one ``call_soon_threadsafe``. A group commit makes one round
-trip, and at a few hundred messages a second each message makes several of them alone.
+round trip (18 to 30 instead of 60 to 90 µs of CPU in ``bench/thread_hop.py`` runs under uvloop on the benchmark
+machine; see ``bench/findings.md``, round 6): no ``concurrent.futures.Future`` with its condition variable and
+no chaining of two futures, only a queue, the loop's future and one ``call_soon_threadsafe``. A group commit
+makes one round trip, and at a few hundred messages a second each message makes several of them alone.
 """
 
 from __future__ import annotations
