@@ -57,6 +57,26 @@ async def test_messages_chats_paging_and_reading(storage: Storage) -> None:
     assert bob is not None and bob.unread == 1
 
 
+async def test_one_batch_over_many_sessions_keeps_each_sessions_history_apart(storage: Storage) -> None:
+    """Received messages queued together are written together, across sessions: the same chat and message id in
+    two sessions are two messages, a repeat within the batch is stored once, and each session's chat counts only
+    its own unread messages."""
+    first, second, again = message(BOB, 1, ts=1000), message(BOB, 2, ts=1001), message(BOB, 1, ts=1000)
+    queued = [
+        storage.submit_inbound("ses_1", first.message_id, BOB, [], 1.0, message=first),
+        storage.submit_inbound("ses_2", again.message_id, BOB, [], 1.0, message=again),
+        storage.submit_inbound("ses_2", second.message_id, BOB, [], 1.0, message=second),
+        storage.submit_inbound("ses_2", "M0002-repeat", BOB, [], 1.0, message=message(BOB, 2, ts=1001)),
+    ]
+    for future in queued:
+        await future
+    one, two = await storage.chats.chat("ses_1", BOB), await storage.chats.chat("ses_2", BOB)
+    assert one is not None and one.unread == 1 and one.last is not None and one.last.message_id == "M0001"
+    assert two is not None and two.unread == 2 and two.last is not None and two.last.message_id == "M0002"
+    history = await storage.chats.history("ses_2", BOB, limit=10)
+    assert history is not None and [m.message_id for m in history] == ["M0002", "M0001"]
+
+
 async def test_sent_messages_and_settings_with_events(storage: Storage) -> None:
     published: list[str] = []
     storage.set_event_listener(lambda batch: published.extend(e.event for e in batch))

@@ -119,24 +119,27 @@ def _message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
-    """Inside a write: store the messages not stored yet and bring their chats up to date; return those stored.
+def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> list[StoredMessage]:
+    """Inside a write: store the (session id, message) entries not stored yet and bring their chats up to date;
+    return the messages stored.
 
-    The rows go in with one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per :data:`_INSERT_CHUNK`
-    messages: its answer names the messages that were new, with no look-up before it."""
-    fresh: dict[tuple[str, str], StoredMessage] = {}
-    for m in messages:
-        fresh.setdefault((m.chat, m.message_id), m)
+    The rows of every session go in together, with one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``
+    per :data:`_INSERT_CHUNK` messages (its answer names the messages that were new, with no look-up before it),
+    then one upsert of the chats they touched: a burst over many sessions costs a few statements, not a few per
+    session."""
+    fresh: dict[tuple[str, str, str], StoredMessage] = {}
+    for session_id, m in entries:
+        fresh.setdefault((session_id, m.chat, m.message_id), m)
     if not fresh:
         return []
     now = time.time()
-    pending = list(fresh.values())
-    inserted: set[tuple[str, str]] = set()
+    pending = list(fresh.items())
+    inserted: set[tuple[str, str, str]] = set()
     for start in range(0, len(pending), _INSERT_CHUNK):
         chunk = pending[start : start + _INSERT_CHUNK]
         values = ", ".join([_MESSAGE_ROW] * len(chunk))
         params: list[Any] = []
-        for m in chunk:
+        for (session_id, _, _), m in chunk:
             params += (
                 session_id,
                 m.chat,
@@ -156,23 +159,22 @@ def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]
             )
         rows = conn.execute(
             f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) VALUES {values} "  # noqa: S608
-            "ON CONFLICT DO NOTHING RETURNING chat, message_id",
+            "ON CONFLICT DO NOTHING RETURNING session_id, chat, message_id",
             params,
         ).fetchall()
-        inserted.update((str(chat), str(message_id)) for chat, message_id in rows)
-    new = [m for key, m in fresh.items() if key in inserted]
-    for m in new:
-        m.stored_at = now
+        inserted.update((str(session_id), str(chat), str(message_id)) for session_id, chat, message_id in rows)
+    new = [(key, m) for key, m in fresh.items() if key in inserted]
     if not new:
         return []
-    chats: dict[str, tuple[StoredMessage, int, str | None]] = {}
-    for m in new:
-        newest, unread, name = chats.get(m.chat, (m, 0, None))
+    chats: dict[tuple[str, str], tuple[StoredMessage, int, str | None]] = {}
+    for (session_id, chat, _), m in new:
+        m.stored_at = now
+        newest, unread, name = chats.get((session_id, chat), (m, 0, None))
         if (m.timestamp, m.message_id) >= (newest.timestamp, newest.message_id):
             newest = m
-        if not m.from_me and m.push_name and not m.chat.endswith("@g.us"):
+        if not m.from_me and m.push_name and not chat.endswith("@g.us"):
             name = m.push_name
-        chats[m.chat] = (newest, unread + (0 if m.read or m.from_me else 1), name)
+        chats[session_id, chat] = (newest, unread + (0 if m.read or m.from_me else 1), name)
     conn.executemany(
         "INSERT INTO chats (session_id, chat, name, last_message_id, last_timestamp, last_stored_at, unread) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, chat) DO UPDATE SET "
@@ -186,10 +188,10 @@ def note_messages(conn: Conn, session_id: str, messages: Sequence[StoredMessage]
         "unread = chats.unread + excluded.unread",
         [
             (session_id, chat, name, m.message_id, m.timestamp, m.stored_at, unread)
-            for chat, (m, unread, name) in chats.items()
+            for (session_id, chat), (m, unread, name) in chats.items()
         ],
     )
-    return new
+    return [m for _, m in new]
 
 
 def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str) -> bool:
@@ -278,7 +280,7 @@ class ChatStore:
         events ``make_events(stored_count)`` returns (a list of :class:`NewEvent`). Returns (stored, events)."""
 
         def op(conn: Conn) -> tuple[tuple[int, list[StoredEvent]], list[StoredEvent]]:
-            stored = note_messages(conn, session_id, messages)
+            stored = note_messages(conn, [(session_id, m) for m in messages])
             for settings in chats:
                 _apply_settings(conn, session_id, settings)
             appended = self._append(conn, make_events(len(stored)), time.time())

@@ -175,13 +175,8 @@ def _add_contacts(conn: Conn, rows: list[tuple[str, str, float]], *, we_wrote_fi
 
 
 def _note_history(conn: Conn, entries: list[tuple[str, StoredMessage | None]]) -> None:
-    """Add the (session, message) entries that have a message to the sessions' chat history, one call per session."""
-    history: dict[str, list[StoredMessage]] = {}
-    for session_id, message in entries:
-        if message is not None:
-            history.setdefault(session_id, []).append(message)
-    for session_id, messages in history.items():
-        note_messages(conn, session_id, messages)
+    """Add the (session, message) entries that have a message to the sessions' chat history, all at once."""
+    note_messages(conn, [(session_id, message) for session_id, message in entries if message is not None])
 
 
 def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
