@@ -88,19 +88,27 @@ def test_an_inbound_burst_is_stored_and_pushed(bench_run: tuple[dict[str, Any], 
     assert "Scenario 6: an inbound burst" in bench_run[1]
 
 
-def test_the_groups_bench_sends_to_a_group(tmp_path: Path) -> None:
+def run_script(script: str, *args: str, out: Path, timeout: float = 60) -> dict[str, Any]:
+    """Run one bench script alone (outside ``run.py``) with ``--out``; its JSON result."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG" and not k.startswith("ZAPGATE_")}
-    out = tmp_path / "groups.json"
     done = subprocess.run(
-        [sys.executable, "bench/groups.py", "--sizes", "5", "--repeats", "2", "--mention-all", "--out", str(out)],
+        [sys.executable, f"bench/{script}", *args, "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["rows"]
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def test_the_groups_bench_sends_to_a_group(tmp_path: Path) -> None:
+    result = run_script(
+        "groups.py", "--sizes", "5", "--repeats", "2", "--mention-all", out=tmp_path / "groups.json", timeout=120
+    )
+    (row,) = result["rows"]
     assert row["members"] == 5 and row["delivered_ms_median"] > 0
 
 
@@ -118,34 +126,17 @@ def test_inbound_storage_measures_a_received_message_with_and_without_its_histor
 
 def test_inbound_storage_leaves_no_database_behind(tmp_path: Path) -> None:
     out = tmp_path / "inbound_storage.json"
-    done = subprocess.run(
-        [
-            *(sys.executable, "bench/inbound_storage.py", "--messages", "20", "--batch", "10", "--sessions", "2"),
-            *("--dir", str(tmp_path), "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    run_script(
+        "inbound_storage.py", "--messages", "20", "--batch", "10", "--sessions", "2", "--dir", str(tmp_path), out=out
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert list(tmp_path.iterdir()) == [out]
 
 
 def test_thread_hop_measures_both_round_trips_and_the_disk(tmp_path: Path) -> None:
-    out = tmp_path / "thread_hop.json"
-    done = subprocess.run(
-        [
-            *(sys.executable, "bench/thread_hop.py", "--hops", "50", "--syncs", "20", "--sync-rate", "1000"),
-            *("--dir", str(tmp_path), "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_script(
+        *("thread_hop.py", "--hops", "50", "--syncs", "20", "--sync-rate", "1000", "--dir", str(tmp_path)),
+        out=tmp_path / "thread_hop.json",
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(out.read_text())
     assert set(result["hops"]) == {"run_in_executor", "ConnectionThread"}
     assert all(row["cpu_us"] > 0 for row in result["hops"].values())
     assert 0 < result["fdatasync"]["p50_ms"] <= result["fdatasync"]["max_ms"]
