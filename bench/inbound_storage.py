@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=200, help="messages per transaction")
     parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--sync", default="full", help="sqlite_synchronous: full or normal")
+    parser.add_argument("--sync", default="full", choices=("full", "normal"), help="sqlite_synchronous")
     parser.add_argument("--dir", help="where the database is written (default: a temporary directory)")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args()
