@@ -35,6 +35,7 @@ from ..protocol.content import Content
 
 __all__ = [
     "PLAIN",
+    "SINK_BATCH",
     "Availability",
     "ChatSettingIn",
     "ChatState",
@@ -288,6 +289,12 @@ EngineBatchSink = Callable[[str, Sequence[EngineEvent]], Awaitable[list[BaseExce
 failing does not stop the others); returns once all are settled, with each one's outcome: None once it is durably
 recorded, else its error. A burst of received messages costs the gateway one call per batch instead of one per
 message."""
+
+SINK_BATCH = 32
+"""Most received messages of one session an engine hands to the batch sink at once (those already waiting: a
+burst after a reconnect, a busy group). Every engine hands over the same number, so that a burst costs the
+gateway the same through the simulator as through WhatsApp; the gateway bounds how much of it one turn of its
+event loop takes (:mod:`zapgate.sessions.intake`)."""
 
 
 GroupAction = Literal["add", "remove", "promote", "demote"]

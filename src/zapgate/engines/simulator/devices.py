@@ -34,8 +34,10 @@ class Device:
     pairing: Pairing | None = None
     restricted_until: float = 0.0
     control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
-    mail: list[tuple[int, EngineEvent]] = field(default_factory=list)
-    """A heap by mailbox row id: mail is delivered in the order the server stored it."""
+    mail: list[tuple[int, EngineEvent | bytes]] = field(default_factory=list)
+    """A heap by mailbox row id: mail is delivered in the order the server stored it. Mail read back from the
+    mailbox stays encoded until it is handed over (a burst's thousands of items are decoded a batch at a time,
+    not all in the turn that read them)."""
     queued: set[int] = field(default_factory=set)
     history: collections.deque[EngineEvent] = field(default_factory=collections.deque)
     """History-sync batches still to deliver (after any live mail)."""

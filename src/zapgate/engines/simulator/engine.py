@@ -18,6 +18,7 @@ from ...protocol.content import Content, media_of
 from ...storage.database import Conn
 from ..base import (
     PLAIN,
+    SINK_BATCH,
     Availability,
     ChatState,
     Connected,
@@ -57,8 +58,6 @@ ENGINE_NAME = "simulator"
 ECHO_PHONE = "15550000000"
 LOCAL_NODE = "local"
 """The node name of a single gateway's connections."""
-MAIL_IN_FLIGHT = 4
-"""Mail items of one device handed to the gateway at once (see ``_pump``)."""
 
 
 class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engine):
@@ -390,13 +389,16 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             await self._server.account(device.phone)
             self._linked[device.phone].append(device.session_id)
         if with_mail:
-            self._queue(device, [(int(i), decode_event(bytes(raw))) for i, raw in mail])
+            self._queue(device, [(int(i), bytes(raw)) for i, raw in mail])
 
-    def _queue(self, device: Device, mail: Sequence[tuple[int, EngineEvent]]) -> None:
-        for row_id, event in mail:
-            if row_id not in device.queued and row_id not in self._deleting:
-                heapq.heappush(device.mail, (row_id, event))
-                device.queued.add(row_id)
+    def _queue(self, device: Device, mail: Sequence[tuple[int, EngineEvent | bytes]]) -> None:
+        new = [item for item in mail if item[0] not in device.queued and item[0] not in self._deleting]
+        if len(new) == 1:
+            heapq.heappush(device.mail, new[0])
+        elif new:  # a mailbox read back: one heapify instead of a push each (it comes in order, heapify is quick)
+            device.mail.extend(new)
+            heapq.heapify(device.mail)
+        device.queued.update(row_id for row_id, _ in new)
         if mail:
             device.wake.set()
 
@@ -597,7 +599,7 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
 
         Mail leaves the mailbox only after the sink returned, that is after the gateway stored it; if the
         sink fails the same item is offered again a second later. Waiting mail is handed over up to
-        :data:`MAIL_IN_FLIGHT` items at a time, in order, to the batch sink (which stores them together).
+        :data:`SINK_BATCH` items at a time, in order, to the batch sink (which stores them together).
         """
         while True:
             if device.control:
@@ -608,11 +610,16 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
                 await self._refresh(device, with_mail=True)
                 continue
             if device.online and device.mail:
-                # Up to MAIL_IN_FLIGHT items at once, handed to the sink in order: the gateway stores them in
+                # Up to SINK_BATCH items at once, handed to the sink in order: the gateway stores them in
                 # the same group commits (a burst is written in batches, not one commit per message).
                 # The batch leaves the heap while it is handed over (taking it out afterwards by filtering the
                 # whole heap cost time in the square of a device's waiting mail); what fails goes back.
-                batch = [heapq.heappop(device.mail) for _ in range(min(MAIL_IN_FLIGHT, len(device.mail)))]
+                batch = [
+                    (row_id, decode_event(event) if isinstance(event, bytes) else event)
+                    for row_id, event in (
+                        heapq.heappop(device.mail) for _ in range(min(SINK_BATCH, len(device.mail)))
+                    )
+                ]
                 outcomes = await self._call_sinks(device, [event for _, event in batch])
                 for (row_id, event), ok in zip(batch, outcomes, strict=True):
                     if row_id not in device.queued:

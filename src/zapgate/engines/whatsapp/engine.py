@@ -26,6 +26,7 @@ from ...protocol import GroupInfo, ParticipantResult
 from ...protocol.content import Content, Media, content_text, media_of, target_of
 from ..base import (
     PLAIN,
+    SINK_BATCH,
     Availability,
     ChatState,
     Connected,
@@ -77,8 +78,6 @@ CONTACTS_TIMEOUT_S = 60.0
 LOGOUT_TIMEOUT_S = 30.0
 SINK_ATTEMPTS = 3
 """Tries to store an event (a second apart) before it is dropped and logged."""
-SINK_BATCH = 32
-"""Most received messages of a session handed to the gateway's batch sink at once (those already waiting)."""
 PRUNE_EVERY_SENDS = 10000
 """Links older than :data:`~.ids.RETENTION_S` are pruned at start and after this many sends."""
 RECENT_MESSAGES = 20000
