@@ -71,3 +71,9 @@ async def test_mail_delivered_in_batches_is_stored_and_pushed_once_each_in_order
                     history = await reader.call("message.history", session=name, chat=contact, limit=100)
                     stored += [m["message_id"] for m in history["messages"]]
                 assert sorted(stored) == sorted(ids), name
+
+            # What the batches taught (each contact's LID, learned from their first message) was kept.
+            for name in SESSIONS:
+                for contact in CONTACTS:
+                    known = await reader.call("contact.resolve", session=name, contact=contact)
+                    assert known["phone"] == contact.removeprefix("+") and known["lid"].endswith("@lid"), known

@@ -73,7 +73,17 @@ class Identities:
     async def messages(self, session_id: str, events: Sequence[MessageIn]) -> list[MessageIn]:
         """:meth:`message` for several messages of a session, in order: each is named with what it and those before
         it taught, and everything new is stored at once."""
-        identities = await self.map(session_id)
+        named, saved = self.name_messages(session_id, await self.map(session_id), events)
+        if saved is not None:
+            await saved
+        return named
+
+    def name_messages(
+        self, session_id: str, identities: IdentityMap, events: Sequence[MessageIn]
+    ) -> tuple[list[MessageIn], asyncio.Future[None] | None]:
+        """:meth:`messages` without waiting, given the session's map (:meth:`map`): the named messages, and the
+        write of what they taught, queued now (None if nothing was new). Writes queued after it commit with it
+        or after it."""
         new: list[tuple[str, str]] = []
         named: list[MessageIn] = []
         for event in events:
@@ -83,9 +93,7 @@ class Identities:
             if one_to_one and (pair := identities.learn_jids(event.chat, event.chat_lid)) is not None:
                 new.append(pair)
             named.append(_named(identities, event, one_to_one))
-        if new:
-            await self._store.save(session_id, new, time.time())
-        return named
+        return named, self._store.submit_save(session_id, new, time.time()) if new else None
 
     async def receipt(self, session_id: str, event: ReceiptIn) -> ReceiptIn:
         if not _is_person(event.chat):

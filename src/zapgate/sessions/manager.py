@@ -31,6 +31,7 @@ import msgspec
 from ..background import BackgroundTasks
 from ..config import Settings
 from ..engines.base import (
+    SINK_BATCH,
     ChatSettingIn,
     Connected,
     Disconnected,
@@ -90,6 +91,7 @@ from .contacts import Contacts
 from .groups import Groups
 from .identities import Identities
 from .inbound import describe_inbound
+from .intake import TurnBudget
 from .moves import SessionMoves
 from .ownership import NotOwner, Ownership, SoleOwner
 from .pacing import DAY, Pacer, PacingPolicy
@@ -106,6 +108,10 @@ log = logging.getLogger("zapgate.sessions")
 
 RESTORE_CONCURRENCY = 64
 """Sessions prepared and reopened at the same time when the gateway starts."""
+
+INTAKE_PER_TURN = SINK_BATCH
+"""Received messages the batch sink names and queues per turn of the event loop (:mod:`.intake`): one engine
+batch."""
 
 
 class SessionManager(SessionMoves, MessageSending):
@@ -136,6 +142,7 @@ class SessionManager(SessionMoves, MessageSending):
             new_contacts_per_day=settings.pacing_new_contacts_per_day,
         )
         self._tasks = BackgroundTasks(log)
+        self._intake = TurnBudget(INTAKE_PER_TURN)
         self.presence = Presence(engine, storage, self.get, self._event)
         """``chat.presence``, ``presence.set``, ``presence.subscribe`` and the ``presence`` events."""
         self.chats = Chats(engine, storage, self.get, self._event)
@@ -411,17 +418,34 @@ class SessionManager(SessionMoves, MessageSending):
         :meth:`on_engine_event` in turn. Received messages are stored together: each is queued for the same
         batched write, then all are awaited at once, so a burst costs one chain of coroutines per batch instead
         of one per message. Returns once every event is settled: for each, None once stored, else its error."""
-        session = self._by_id.get(session_id)
-        if session is None or not all(isinstance(event, MessageIn) for event in events):
+        if session_id not in self._by_id or not all(isinstance(event, MessageIn) for event in events):
             return [await _outcome(self.on_engine_event(session_id, event)) for event in events]
         messages = cast(Sequence[MessageIn], events)
         try:
-            named = await self.identities.messages(session.id, messages)
+            identities = await self.identities.map(session_id)  # read from storage once per session
+        except Exception as exc:
+            return [exc] * len(events)
+        # A burst resumes many sessions' batches in the same turn of the loop: each waits for its share of a
+        # turn, and from there to the end of queuing nothing waits, so the batch's work stays in that turn.
+        await self._intake.admit(len(messages))
+        session = self._by_id.get(session_id)
+        if session is None:  # stopped meanwhile
+            return [await _outcome(self.on_engine_event(session_id, event)) for event in events]
+        try:
+            named, learned = self.identities.name_messages(session.id, identities, messages)
             stored = [self._store_message(session, event) for event in named]
         except LeaseLost:
             return [self.lost(session)] * len(events)
         except Exception as exc:
             return [exc] * len(events)
+        if learned is not None:
+            # Committed with the messages or before them; if it failed, they are reported failed (the engine
+            # offers them again, and what was stored is recognised as received before).
+            try:
+                await learned
+            except Exception as exc:
+                await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
+                return [exc] * len(events)
         results = await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
         outcomes: list[BaseException | None] = []
         lost: NotOwner | None = None

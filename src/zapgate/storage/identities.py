@@ -8,6 +8,7 @@ hands (or an account that got a new LID) never maps two ways.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +33,13 @@ class IdentityStore:
 
     async def save(self, session_id: str, pairs: Sequence[tuple[str, str]], now: float) -> None:
         """Record (phone, lid) pairs, replacing any earlier pairing of either side."""
-        if not pairs:
-            return
+        if pairs:
+            await self.submit_save(session_id, pairs, now)
+
+    def submit_save(self, session_id: str, pairs: Sequence[tuple[str, str]], now: float) -> asyncio.Future[None]:
+        """:meth:`save`, queued for the next group commit now (writes queued after it commit with or after it);
+        the future resolves once the pairs are stored."""
+        pairs = list(pairs)
 
         def op(conn: Conn) -> tuple[None, list[StoredEvent]]:
             for phone, lid in pairs:
@@ -46,7 +52,7 @@ class IdentityStore:
                 )
             return None, []
 
-        await self._db.write(op)
+        return self._db.submit(op)
 
     async def count(self, session_id: str) -> int:
         def op(conn: Conn) -> Any:
