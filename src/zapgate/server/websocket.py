@@ -552,7 +552,9 @@ class WebSocketClient:
         """Send queued frames in order, then the close frame if one is due; end when there is nothing left.
 
         A frame queued while this runs is sent by this same task: it is only ever suspended inside
-        ``send_text``, and it finishes (``done()``) in the same step in which it finds the queue empty."""
+        ``send_text`` or between two writes, and it finishes (``done()``) in the same step in which it finds the
+        queue empty. Between two writes it lets the loop turn, so that a long queue (a burst of events) is
+        written a ``WRITE_BYTES`` at a time among other clients' work, not in one long step."""
         try:
             while self._out:
                 if self._send_texts is not None:
@@ -561,6 +563,8 @@ class WebSocketClient:
                     await self.ws.send_text(self._out.pop())
                 if self._sent is not None:
                     self._sent.set()
+                if self._out:
+                    await asyncio.sleep(0)
             if self._close is not None and not self._close_sent:
                 self._close_sent = True
                 await self.ws.close(*self._close)
