@@ -63,7 +63,7 @@ class TurnBudget:
 
     def _turn(self) -> None:
         """Runs once per turn while work is admitted or waiting: a new turn's room, given to the waiting in
-        order (they run in the turn after this callback's, with nothing else this budget admits)."""
+        order (they resume in the next turn)."""
         self._next_turn_scheduled = False
         self._spent = 0
         while self._waiting:

@@ -438,15 +438,17 @@ class SessionManager(SessionMoves, MessageSending):
             return [self.lost(session)] * len(events)
         except Exception as exc:
             return [exc] * len(events)
-        if learned is not None:
-            # Committed with the messages or before them; if it failed, they are reported failed (the engine
-            # offers them again, and what was stored is recognised as received before).
-            try:
-                await learned
-            except Exception as exc:
-                await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
-                return [exc] * len(events)
-        results = await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
+        # What the batch taught is committed with its messages or before them. The map in memory has it either
+        # way; if writing it failed, it is logged (offering the messages again would not write it again).
+        results = await asyncio.gather(
+            *(future for future, _ in stored), *([learned] if learned is not None else []), return_exceptions=True
+        )
+        if learned is not None and isinstance(failed := results.pop(), BaseException):
+            log.error(
+                "%s: storing who is who from received messages failed",
+                session.label,
+                exc_info=(type(failed), failed, failed.__traceback__),
+            )
         outcomes: list[BaseException | None] = []
         lost: NotOwner | None = None
         for event, (_, media), result in zip(named, stored, results, strict=True):
