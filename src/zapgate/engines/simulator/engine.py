@@ -44,7 +44,7 @@ from .groups import SimulatedGroups
 from .pairing import Pairings
 from .phones import SimulatedPhones
 from .presence import SimPresence
-from .records import decode_event, record_connect
+from .records import decode_event, encode_event, record_connect
 from .sends import Replaced, SendRequest, mail_each, record_sends
 from .server import SimServer
 
@@ -545,7 +545,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         for session_id, event, row_id in mail:
             device = self._devices.get(session_id)
             if device is not None and device.opened:
-                self._queue(device, [(row_id, event)])
+                # Mail for a device that is offline may wait by the thousand: kept encoded, it is a few bytes and
+                # nothing for the garbage collector to walk (decoded, each item was three objects it walked).
+                self._queue(device, [(row_id, event if device.online else encode_event(event))])
 
     def _post_later(self, mail: Mail) -> None:
         """``_post(mail)`` after the simulated network latency. The mail of every send answered in this turn of
