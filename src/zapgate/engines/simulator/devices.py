@@ -36,8 +36,9 @@ class Device:
     control: collections.deque[EngineEvent] = field(default_factory=collections.deque)
     mail: list[tuple[int, EngineEvent | bytes]] = field(default_factory=list)
     """A heap by mailbox row id: mail is delivered in the order the server stored it. Mail read back from the
-    mailbox stays encoded until it is handed over (a burst's thousands of items are decoded a batch at a time,
-    not all in the turn that read them)."""
+    mailbox, or posted while the device was offline, stays encoded until it is handed over: a burst's thousands
+    of items are decoded a batch at a time, not all in the turn that read them, and waiting mail gives the
+    garbage collector nothing to walk."""
     queued: set[int] = field(default_factory=set)
     history: collections.deque[EngineEvent] = field(default_factory=collections.deque)
     """History-sync batches still to deliver (after any live mail)."""
