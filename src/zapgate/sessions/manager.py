@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -433,22 +434,16 @@ class SessionManager(SessionMoves, MessageSending):
             return [await _outcome(self.on_engine_event(session_id, event)) for event in events]
         try:
             named, learned = self.identities.name_messages(session.id, identities, messages)
+            if learned is not None:
+                # Queued before the messages, so committed with them or before them. The map in memory has it
+                # either way; a failure is logged, not the messages' (offering them again would not write it).
+                learned.add_done_callback(functools.partial(_log_identities_unsaved, session.label))
             stored = [self._store_message(session, event) for event in named]
         except LeaseLost:
             return [self.lost(session)] * len(events)
         except Exception as exc:
             return [exc] * len(events)
-        # What the batch taught is committed with its messages or before them. The map in memory has it either
-        # way; if writing it failed, it is logged (offering the messages again would not write it again).
-        results = await asyncio.gather(
-            *(future for future, _ in stored), *([learned] if learned is not None else []), return_exceptions=True
-        )
-        if learned is not None and isinstance(failed := results.pop(), BaseException):
-            log.error(
-                "%s: storing who is who from received messages failed",
-                session.label,
-                exc_info=(type(failed), failed, failed.__traceback__),
-            )
+        results = await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
         outcomes: list[BaseException | None] = []
         lost: NotOwner | None = None
         for event, (_, media), result in zip(named, stored, results, strict=True):
@@ -671,6 +666,16 @@ class SessionManager(SessionMoves, MessageSending):
 
     def _event(self, session: Session, name: str, data: Any) -> NewEvent:
         return NewEvent(session.tenant, session.name, name, encode(data))
+
+
+def _log_identities_unsaved(label: str, saved: asyncio.Future[None]) -> None:
+    """Done callback of the write of what a batch of received messages taught about who is who."""
+    if not saved.cancelled() and (error := saved.exception()) is not None:
+        log.error(
+            "%s: storing who is who from received messages failed",
+            label,
+            exc_info=(type(error), error, error.__traceback__),
+        )
 
 
 async def _outcome(handled: Awaitable[None]) -> BaseException | None:
