@@ -38,8 +38,26 @@ async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
         assert 'zapgate_events_total{event="message.status",status="sent"} 1.0' in lines
         assert 'zapgate_events_total{event="message.received",status=""} 1.0' in lines
         assert "acme" not in response.text and '"s"' not in response.text
+        # The database writer's work: commits, the writes in them, and the time they took (COMMIT within it).
+        before = _samples(response.text)
+        assert before["zapgate_db_writes_total"] >= before["zapgate_db_commits_total"] >= 1
+        assert before["zapgate_db_writer_busy_seconds_total"] >= before["zapgate_db_commit_seconds_total"] > 0
+        await client.call("message.send", session="s", to="+1 555 000 0000", text="again")
+        after = _samples((await http.get("/metrics")).text)
+        assert after["zapgate_db_commits_total"] > before["zapgate_db_commits_total"]
+        assert after["zapgate_db_writes_total"] > before["zapgate_db_writes_total"]
+        assert after["zapgate_db_writer_busy_seconds_total"] > before["zapgate_db_writer_busy_seconds_total"]
         described = openapi_document(gateway.settings)["paths"]["/metrics"]["get"]
         assert described["security"] == [] and "text/plain" in described["responses"]["200"]["content"]
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text exposition, by name."""
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name and not name.startswith("#") and "{" not in name
+    }
 
 
 def test_the_openapi_document_describes_metrics_as_this_port_serves_it() -> None:

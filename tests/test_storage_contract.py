@@ -207,3 +207,15 @@ async def test_the_newest_event_of_a_kind_for_a_session(storage: Storage) -> Non
     assert await storage.newest_event("acme", "main", "session.qr") == b'{"n":1}'
     assert await storage.newest_event("acme", "main", "session.pair_code") is None
     assert await storage.newest_event("else", "main", "session.qr") is None
+
+
+async def test_the_writer_counts_its_commits_writes_and_time(storage: Storage) -> None:
+    """``Database.stats`` (``/metrics``): a group commit, each request of a batched write counted, and the writer's
+    wall time with the COMMIT's share of it."""
+    stats = storage.db.stats
+    groups, writes, busy = stats.groups, stats.writes, stats.busy_s
+    queued = [storage.submit_inbound("ses_stats", f"M{i}", "5511988880000@s.whatsapp.net", [], 1.0) for i in range(5)]
+    for future in queued:
+        await future
+    assert stats.groups > groups and stats.writes >= writes + 5
+    assert stats.busy_s > busy and 0 < stats.commit_s <= stats.busy_s

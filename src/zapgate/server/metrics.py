@@ -58,9 +58,27 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "zapgate_uptime_seconds", "Seconds since the gateway started.", value=time.time() - gw.started_at
         )
+        yield from _writer_metrics(gw)
         yield from _webhook_metrics(gw)
         if gw.cluster is not None:
             yield from _cluster_metrics(gw)
+
+
+def _writer_metrics(gw: Gateway) -> Iterator[Metric]:
+    """The gateway database's writer thread: group commits and how busy it is (docs/delivery.md)."""
+    stats = gw.storage.db.stats
+    yield CounterMetricFamily("zapgate_db_commits", "Group commits of the gateway's database.", value=stats.groups)
+    yield CounterMetricFamily(
+        "zapgate_db_writes", "Writes in those commits (each request of a batched write counts).", value=stats.writes
+    )
+    yield CounterMetricFamily(
+        "zapgate_db_writer_busy_seconds",
+        "Seconds the database's writer spent applying and committing groups; its rate near 1 means writes queue.",
+        value=stats.busy_s,
+    )
+    yield CounterMetricFamily(
+        "zapgate_db_commit_seconds", "Of those, seconds spent in COMMIT (with its fsync).", value=stats.commit_s
+    )
 
 
 def _webhook_metrics(gw: Gateway) -> Iterator[Metric]:

@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 from .base import StoredEvent
 from .threads import ConnectionThread
 
-__all__ = ["DIALECT_TYPES", "BatchFn", "Conn", "Cursor", "Database", "WriteFn", "format_migrations"]
+__all__ = ["DIALECT_TYPES", "BatchFn", "Conn", "Cursor", "Database", "WriteFn", "WriterStats", "format_migrations"]
 
 log = logging.getLogger("zapgate.storage")
 
@@ -149,6 +149,20 @@ class _Batch:
                     future.set_exception(value)
 
 
+class WriterStats:
+    """What the writer thread has done since start-up (``/metrics``): group commits, the writes in them (each
+    request of a batched write counts), and the wall time it spent on them, all of it and in ``COMMIT``. The rate of
+    :attr:`busy_s` is how busy the writer is: near 1, writes queue behind it (``bench/findings.md``, round 9)."""
+
+    __slots__ = ("busy_s", "commit_s", "groups", "writes")
+
+    def __init__(self) -> None:
+        self.groups = 0
+        self.writes = 0
+        self.busy_s = 0.0
+        self.commit_s = 0.0
+
+
 class Database(abc.ABC):
     """The group-commit machinery; subclasses provide connections and transactions (see the module docs)."""
 
@@ -169,6 +183,8 @@ class Database(abc.ABC):
         self._batches: dict[str, _Batch] = {}
         self.on_commit: Callable[[list[StoredEvent]], None] | None = None
         self._closed = False
+        self.stats = WriterStats()
+        self._commit_s = 0.0  # the current group's time in COMMIT (only the writer thread touches it)
 
     # -- what a backend provides
 
@@ -285,13 +301,18 @@ class Database(abc.ABC):
                     if isinstance(fn, _Batch):
                         fn.closed = True  # requests from now on go to a new batch, in the next group
                 try:
-                    outcomes = await self._writer.run(self._apply, [fn for fn, _ in group])
+                    outcomes, busy_s, commit_s = await self._writer.run(self._apply_timed, [fn for fn, _ in group])
                 except Exception as exc:  # the COMMIT itself failed: nothing in the group happened
                     log.exception("database commit failed")
                     for _, future in group:
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                stats = self.stats
+                stats.groups += 1
+                stats.writes += sum(len(fn.requests) if isinstance(fn, _Batch) else 1 for fn, _ in group)
+                stats.busy_s += busy_s
+                stats.commit_s += commit_s
                 for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                     if ok:
                         result, events = value
@@ -310,6 +331,13 @@ class Database(abc.ABC):
                         future.set_exception(value)
         finally:
             self._flusher = None
+
+    def _apply_timed(self, fns: list[WriteFn[Any]]) -> tuple[list[tuple[bool, Any]], float, float]:
+        """:meth:`_apply`, with the wall time it took and the part of it spent in ``COMMIT``."""
+        began = time.perf_counter()
+        self._commit_s = 0.0
+        outcomes = self._apply(fns)
+        return outcomes, time.perf_counter() - began, self._commit_s
 
     def _apply(self, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
         """Apply a group in one transaction. Writes rarely fail, so the group first runs without a savepoint
@@ -341,11 +369,14 @@ class Database(abc.ABC):
 
     def _commit(self, conn: Any, outcomes: list[tuple[bool, Any]]) -> list[tuple[bool, Any]]:
         """COMMIT the group applied on ``conn``."""
+        began = time.perf_counter()
         try:
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
+        finally:
+            self._commit_s += time.perf_counter() - began
         return outcomes
 
     def _transient(self, exc: Exception) -> bool:
@@ -373,11 +404,10 @@ class Database(abc.ABC):
                 if not ok and isinstance(fn, _Batch) and len(fn.requests) > 1:
                     ok, value = True, self._one_by_one(conn, fn)
                 outcomes.append((ok, value))
-            conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
-        return outcomes
+        return self._commit(conn, outcomes)
 
     def _isolated(self, conn: Any, fn: WriteFn[Any]) -> tuple[bool, Any]:
         """Run ``fn`` in a savepoint: ``(True, its result)``, or ``(False, the exception)`` and nothing written."""
