@@ -29,6 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .base import StoredEvent
@@ -149,18 +150,16 @@ class _Batch:
                     future.set_exception(value)
 
 
+@dataclass(slots=True)
 class WriterStats:
     """What the writer thread has done since start-up (``/metrics``): group commits, the writes in them (each
     request of a batched write counts), and the wall time it spent on them, all of it and in ``COMMIT``. The rate of
     :attr:`busy_s` is how busy the writer is: near 1, writes queue behind it (``bench/findings.md``, round 9)."""
 
-    __slots__ = ("busy_s", "commit_s", "groups", "writes")
-
-    def __init__(self) -> None:
-        self.groups = 0
-        self.writes = 0
-        self.busy_s = 0.0
-        self.commit_s = 0.0
+    groups: int = 0
+    writes: int = 0
+    busy_s: float = 0.0
+    commit_s: float = 0.0
 
 
 class Database(abc.ABC):
