@@ -123,6 +123,36 @@ async def test_an_idle_connection_keeps_no_handshake_and_no_instance_dictionary(
         assert "time" in await client.call("ping")
 
 
+async def test_a_reply_goes_out_at_once_unless_frames_wait_before_it(gateway: RunningGateway) -> None:
+    # A reply to a connection with nothing queued is written in the step that makes it, with no writer task: one
+    # turn of the event loop sooner (bench/findings.md, round 10). While the transport asks to stop writing, or
+    # behind frames already on their way, it is queued, and the writer sends everything in order.
+    async with gateway.connect() as client:
+        await eventually(lambda: len(gateway.gateway.connections) == 1, "the connection to be authenticated")
+        (server_side,) = gateway.gateway.connections
+        assert isinstance(server_side, WebSocketClient)
+        protocol = _protocol(server_side)
+        assert "time" in await client.call("ping")
+        assert server_side._writer is None, "hello, ready and the reply went out without a writer task"
+
+        protocol.pause_writing()  # what the transport does when its buffer is full
+        await client.send({"type": "ping", "id": "held"})
+        await eventually(
+            lambda: server_side._writer is not None and not server_side._writer.done(),
+            "a writer to wait for the transport with the reply",
+        )
+        await client.send({"type": "ping", "id": "next"})
+        await eventually(lambda: len(server_side._out) == 1, "the second reply to be queued behind the first")
+        protocol.resume_writing()
+        assert [(await client.recv())["id"] for _ in range(2)] == ["held", "next"]
+
+        writer = server_side._writer
+        assert writer is not None
+        await eventually(writer.done, "the writer to end with the queue empty")
+        assert "time" in await client.call("ping")
+        assert server_side._writer is writer, "with nothing queued, the reply went out without a new writer task"
+
+
 async def test_the_headers_are_read_before_the_upgrade_is_accepted(gateway: RunningGateway) -> None:
     token = await gateway.token()
     client = await RawClient.open(

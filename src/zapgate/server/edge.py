@@ -48,6 +48,7 @@ from .lean import Inbox, WaitFlag
 
 __all__ = [
     "EDGE_EXTENSION",
+    "SEND_NOW_EXTENSION",
     "SEND_TEXTS_EXTENSION",
     "EdgeHttpProtocol",
     "EdgeTransport",
@@ -63,6 +64,8 @@ EDGE_EXTENSION = "zapgate.edge"
 """The scope extension under which a WebSocket connection's :class:`~zapgate.server.guard.Admission` is found."""
 SEND_TEXTS_EXTENSION = "zapgate.send_texts"
 """The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.send_texts`."""
+SEND_NOW_EXTENSION = "zapgate.send_text_now"
+"""The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.send_text_now`."""
 REFUSAL_LINGER_S = 1.0
 """How long a refused connection is kept, reading and dropping its input, so that it can read our answer."""
 
@@ -450,6 +453,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
             extensions[EDGE_EXTENSION] = cast(dict[object, object], self._admission)
         if extensions is not None:
             extensions[SEND_TEXTS_EXTENSION] = cast(dict[object, object], self.send_texts)
+            extensions[SEND_NOW_EXTENSION] = cast(dict[object, object], self.send_text_now)
 
     # -- pings
 
@@ -506,6 +510,25 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                     self.handle_parser_exception()
                     return
         super().send_receive_event_to_app()
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame to the socket now, in this step of the loop, and return True; or write nothing and
+        return False when it cannot go at once (the transport asked to stop writing, or the connection is not
+        open): the caller then queues it as usual."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     async def send_texts(self, texts: Sequence[str]) -> None:
         """Send text frames, in order, with one write to the socket: a connection's queued events cost one system

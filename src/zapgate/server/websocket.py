@@ -1,13 +1,15 @@
 """One WebSocket client connection on ``/v1/ws``: authentication, resume, commands and events.
 
 A connection has a reader (this task: it reads frames and starts a task per command, at most
-``max_inflight_commands`` at once, each command costing a token of a per-connection rate limit), a writer
-that sends queued frames in order, and, while the connection is behind, a task that reads events from the
-event log. Frames wait in a :class:`~zapgate.server.sendbuffer.SendBuffer` bounded in frames and bytes: a
-live event that does not fit is not queued; the connection falls behind and reads it from the log once the
-client has taken what is queued, so a client that reads is never closed for a burst. A reply that does not
-fit, or a client that takes nothing for ``send_timeout_s``, closes the connection with 4429 (it resumes
-from its last ``seq``). What happens before the upgrade is bounded in ``edge.py``.
+``max_inflight_commands`` at once, each command costing a token of a per-connection rate limit), a writer that
+sends queued frames in order (a short reply to a connection with nothing queued is written at once, without it: one
+turn of the event loop sooner, which is what other clients wait for while a burst makes each turn long), and, while
+the connection is behind, a task that reads events from the event log. Frames wait in a
+:class:`~zapgate.server.sendbuffer.SendBuffer` bounded in frames and bytes: a live event that does not fit is not
+queued; the connection falls behind and reads it from the log once the client has taken what is queued, so a client
+that reads is never closed for a burst. A reply that does not fit, or a client that takes nothing for
+``send_timeout_s``, closes the connection with 4429 (it resumes from its last ``seq``). What happens before the
+upgrade is bounded in ``edge.py``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from ..protocol import (
 from ..storage import TokenRecord
 from .access import bearer_token
 from .commands import run_command
-from .edge import EDGE_EXTENSION, SEND_TEXTS_EXTENSION, log_refusal
+from .edge import EDGE_EXTENSION, SEND_NOW_EXTENSION, SEND_TEXTS_EXTENSION, log_refusal
 from .guard import Admission, EdgeGuard, TokenBucket
 from .origin import refuse_foreign_origin
 from .sendbuffer import SendBuffer, frame_size
@@ -110,6 +112,7 @@ class WebSocketClient:
         "_live",
         "_newest",
         "_out",
+        "_send_now",
         "_send_texts",
         "_sent",
         "_slots",
@@ -140,6 +143,7 @@ class WebSocketClient:
         self._admission: Admission | None = extensions.get(EDGE_EXTENSION)
         # Under zapgate's own server: all the frames queued for this connection go out in one socket write.
         self._send_texts: Callable[[list[str]], Awaitable[None]] | None = extensions.get(SEND_TEXTS_EXTENSION)
+        self._send_now: Callable[[str], bool] | None = extensions.get(SEND_NOW_EXTENSION)
         self._out = SendBuffer(s.send_buffer_frames, s.send_buffer_bytes)
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
@@ -535,8 +539,20 @@ class WebSocketClient:
     # -- output
 
     def _send(self, frame: object) -> None:
-        """Queue a reply or control frame; one the buffer cannot take closes the connection (4429)."""
+        """Send a reply or control frame: at once when nothing is queued before it, it is no longer than one step of
+        the writer (``WRITE_BYTES``) and the socket takes it (no writer task, and no turn of the event loop to wait
+        for: during a burst each turn is long); else queued behind the rest. One the buffer cannot take closes the
+        connection (4429)."""
         data = encode(frame)
+        if (
+            self._send_now is not None
+            and len(data) <= WRITE_BYTES
+            and not self._out
+            and self._close is None
+            and (self._writer is None or self._writer.done())
+            and self._send_now(data.decode())
+        ):
+            return
         if not self._out.fits_reply(len(data)):
             self._slow_consumer(f"{len(self._out)} frames ({self._out.bytes} bytes) wait for it")
             return
