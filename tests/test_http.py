@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import httpx
 
 from zapgate.config import Settings
 from zapgate.server.openapi import openapi_document
 
 from .contract import check_rest_response
-from .support import RunningGateway
+from .support import RunningGateway, eventually
 
 
 async def test_healthz_reports_engine_and_sessions(gateway: RunningGateway) -> None:
@@ -49,6 +52,26 @@ async def test_metrics_in_prometheus_format(gateway: RunningGateway) -> None:
         assert after["zapgate_db_writer_busy_seconds_total"] > before["zapgate_db_writer_busy_seconds_total"]
         described = openapi_document(gateway.settings)["paths"]["/metrics"]["get"]
         assert described["security"] == [] and "text/plain" in described["responses"]["200"]["content"]
+
+
+async def test_metrics_show_how_late_the_event_loop_runs(gateway: RunningGateway) -> None:
+    # The gateway runs in this test's event loop: holding the loop makes the lag sampler's timer fire late.
+    name = "zapgate_event_loop_lag_seconds"
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        before = _samples((await http.get("/metrics")).text)
+        time.sleep(0.4)  # blocking the loop is the point
+        await eventually(
+            lambda: _samples_now(http, f"{name}_sum", above=before[f"{name}_sum"] + 0.2), "the late timer to be noted"
+        )
+        text = (await http.get("/metrics")).text
+    after = _samples(text)
+    assert after[f"{name}_count"] > before[f"{name}_count"]
+    bucket = re.search(rf'^{name}_bucket{{le="0.1"}} (\S+)$', text, re.MULTILINE)
+    assert bucket is not None and float(bucket[1]) < after[f"{name}_count"], "one sample was over 0.1 s late"
+
+
+async def _samples_now(http: httpx.AsyncClient, name: str, *, above: float) -> bool:
+    return _samples((await http.get("/metrics")).text)[name] > above
 
 
 def _samples(text: str) -> dict[str, float]:

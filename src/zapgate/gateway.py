@@ -17,6 +17,7 @@ from typing import Protocol
 
 from .auth import ADMIN_TOKEN_ID, TokenIssuer, load_admin_token
 from .background import BackgroundTasks
+from .cluster.latency import Latencies
 from .cluster.node import ClusterNode
 from .config import Settings
 from .datadir import DataDirLock, is_private
@@ -35,6 +36,9 @@ log = logging.getLogger("zapgate.server")
 
 PRUNE_INTERVAL_S = 600.0
 TOKEN_CHECK_INTERVAL_S = 30.0
+LOOP_LAG_INTERVAL_S = 0.1
+"""How often the event loop's lag is sampled (``zapgate_event_loop_lag_seconds``): a timer set for this long, and
+how late it fired."""
 """How often live connections are checked against revoked and expired tokens and disabled tenants (changes made
 through the admin API take effect at once; this covers the CLI, other nodes and expiry)."""
 
@@ -85,6 +89,8 @@ class Gateway:
         self.connections: set[LiveConnection] = set()
         self.data_lock = DataDirLock(settings.data_dir)
         self._tasks = BackgroundTasks(log)
+        self.loop_lag = Latencies()
+        """How late the event loop runs a timer: what a command, reply or event arriving then waits (``/metrics``)."""
 
     async def lock_data_dir(self) -> None:
         """Take the data directory's lock (creating the directory, private, if needed); :meth:`start` does it
@@ -122,6 +128,7 @@ class Gateway:
         await self.webhooks.start()
         self._tasks.spawn(self._every(PRUNE_INTERVAL_S, self.prune), name="zapgate-prune")
         self._tasks.spawn(self._every(TOKEN_CHECK_INTERVAL_S, self.check_tokens), name="zapgate-tokens")
+        self._tasks.spawn(self._watch_loop_lag(), name="zapgate-loop-lag")
         log.info(
             "gateway ready (engine %s, data %s, database %s)",
             self.engine.name,
@@ -203,6 +210,16 @@ class Gateway:
             except Exception:
                 log.exception("stopping session %s of disabled tenant %s failed", session.name, tenant)
         return stopped
+
+    async def _watch_loop_lag(self) -> None:
+        """Sample the event loop's lag: sleep :data:`LOOP_LAG_INTERVAL_S` and note how much later than that the
+        loop came back. Long turns of the loop (a burst's work, a blocking call) show here before clients see
+        them in their replies."""
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await asyncio.sleep(LOOP_LAG_INTERVAL_S)
+            self.loop_lag.add(max(0.0, loop.time() - began - LOOP_LAG_INTERVAL_S))
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
         """Run ``job`` now and then every ``seconds``."""

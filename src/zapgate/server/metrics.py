@@ -59,6 +59,12 @@ class GatewayCollector(Collector):
             "zapgate_uptime_seconds", "Seconds since the gateway started.", value=time.time() - gw.started_at
         )
         yield from _writer_metrics(gw)
+        yield HistogramMetricFamily(
+            "zapgate_event_loop_lag_seconds",
+            "How late the event loop ran a timer, sampled every 0.1 s: what a command, reply or event waited then.",
+            buckets=gw.loop_lag.cumulative(),
+            sum_value=gw.loop_lag.total,
+        )
         yield from _webhook_metrics(gw)
         if gw.cluster is not None:
             yield from _cluster_metrics(gw)
