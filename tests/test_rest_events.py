@@ -165,8 +165,16 @@ async def test_a_server_shutdown_ends_the_stream_at_once(tmp_path: Path) -> None
     await http.aclose()
 
 
-async def test_a_stream_that_is_not_read_is_cut_and_resumes_without_loss(tmp_path: Path) -> None:
-    settings = fast_settings(tmp_path, send_buffer_frames=5)
+@pytest.mark.parametrize(
+    ("limit", "size"),
+    # 60 events that wait: more than 5 of them, or more than 64 KiB of them.
+    [({"send_buffer_frames": 5}, 60000), ({"send_buffer_bytes": 65536}, 30000)],
+    ids=["events", "bytes"],
+)
+async def test_a_stream_that_is_not_read_is_cut_and_resumes_without_loss(
+    tmp_path: Path, limit: dict[str, int], size: int
+) -> None:
+    settings = fast_settings(tmp_path, **limit)
     async with serve_gateway(settings) as gateway, gateway.connect() as ws:
         await ws.pair("alice", ALICE)
         token = await gateway.token()
@@ -182,7 +190,7 @@ async def test_a_stream_that_is_not_read_is_cut_and_resumes_without_loss(tmp_pat
             f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()
-        text = "x" * 60000
+        text = "x" * size
         sent = 60
         for i in range(sent):
             await ws.call("sim.receive", session="alice", **{"from": CONTACT}, text=f"{i} {text}")

@@ -145,7 +145,7 @@ class Settings:
     )
     max_frame_bytes: int = field(default=65536, metadata=_doc("Largest accepted frame; larger closes 1009."))
     send_buffer_frames: int = field(
-        default=1000,
+        default=4000,
         metadata=_doc("Frames queued for one client; events use at most half (see send_buffer_bytes)."),
     )
     send_buffer_bytes: int = field(

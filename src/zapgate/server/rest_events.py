@@ -13,7 +13,8 @@ It is ``events.fetch``'s route, and does two more things than run that command o
 wakes a long-poll, and what a stream replays and pushes.
 
 Live events come from the hub and are queued per stream without blocking; a client that lets more than
-``send_buffer_frames`` events pile up is disconnected and resumes with ``Last-Event-ID``. Streams and long-polls
+``send_buffer_frames`` events, or more than ``send_buffer_bytes`` of them, pile up is disconnected and resumes
+with ``Last-Event-ID``. Streams and long-polls
 end at once when the server shuts down (:class:`Streams`).
 """
 
@@ -36,6 +37,7 @@ from ..gateway import Gateway
 from ..protocol import EventsFetch, EventsPage, Ready, encode, event_filter
 from .commands import run_command
 from .rest import Operation, json_response, parse_command
+from .sendbuffer import frame_size
 
 __all__ = ["EVENT_STREAM", "LAST_EVENT_ID", "WAIT_PARAM", "EventStream", "Streams", "events_endpoint"]
 
@@ -170,6 +172,7 @@ class EventStream(Response):
         self.caller = caller
         self.command = command
         self.live: collections.deque[tuple[int, str]] = collections.deque()
+        self.live_bytes = 0
         self.wake = asyncio.Event()
         self.overflow = False
         self.sent_seq = command.after
@@ -196,17 +199,26 @@ class EventStream(Response):
     def deliver(self, seq: int, frame: str) -> None:
         if self.overflow:
             return
-        if len(self.live) >= self.gw.settings.send_buffer_frames:
+        size = frame_size(frame)
+        settings = self.gw.settings
+        if len(self.live) >= settings.send_buffer_frames or (
+            self.live and self.live_bytes + size > settings.send_buffer_bytes
+        ):
             log.info(
-                "ending event stream of tenant %s: slow consumer, %d events queued", self.caller.tenant, len(self.live)
+                "ending event stream of tenant %s: slow consumer, %d events (%d bytes) queued",
+                self.caller.tenant,
+                len(self.live),
+                self.live_bytes,
             )
             self.overflow = True
             self.live.clear()
+            self.live_bytes = 0
             self.gw.hub.unsubscribe(self.caller.tenant, self)
             if self._writer is not None:
                 self._writer.cancel()  # it may be stuck sending to a client that reads nothing
         else:
             self.live.append((seq, frame))
+            self.live_bytes += size
         self.wake.set()
 
     def revoke(self, why: str = "the token of this stream was revoked") -> None:
@@ -289,7 +301,7 @@ class EventStream(Response):
         heartbeat = self.gw.settings.sse_heartbeat_s
         while not self.overflow and not self.streams.closing and self.revoked is None:
             if self.live:
-                frames, self.live = self.live, collections.deque()
+                frames, self.live, self.live_bytes = self.live, collections.deque(), 0
                 text = self._format(frame for seq, frame in frames if seq > self.sent_seq)
                 if text:
                     await chunk(text)
