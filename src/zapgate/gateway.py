@@ -36,11 +36,11 @@ log = logging.getLogger("zapgate.server")
 
 PRUNE_INTERVAL_S = 600.0
 TOKEN_CHECK_INTERVAL_S = 30.0
+"""How often live connections are checked against revoked and expired tokens and disabled tenants (changes made
+through the admin API take effect at once; this covers the CLI, other nodes and expiry)."""
 LOOP_LAG_INTERVAL_S = 0.1
 """How often the event loop's lag is sampled (``zapgate_event_loop_lag_seconds``): a timer set for this long, and
 how late it fired."""
-"""How often live connections are checked against revoked and expired tokens and disabled tenants (changes made
-through the admin API take effect at once; this covers the CLI, other nodes and expiry)."""
 
 
 _REFUSALS = {

@@ -511,10 +511,10 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                     return
         super().send_receive_event_to_app()
 
-    def send_text_now(self, text: str) -> bool:
-        """Write a text frame to the socket now, in this step of the loop, and return True; or write nothing and
-        return False when it cannot go at once (the transport asked to stop writing, or the connection is not
-        open): the caller then queues it as usual."""
+    def send_text_now(self, data: bytes) -> bool:
+        """Write a text frame (``data``: its UTF-8) to the socket now, in this step of the loop, and return True; or
+        write nothing and return False when it cannot go at once (the transport asked to stop writing, or the
+        connection is not open): the caller then queues it as usual."""
         if (
             not self.writable.is_set()
             or self.disconnected
@@ -524,7 +524,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         try:
-            self.conn.send_text(text.encode())
+            self.conn.send_text(data)
         except InvalidState:
             return False
         self.transport.write(b"".join(self.conn.data_to_send()))

@@ -14,8 +14,7 @@ wakes a long-poll, and what a stream replays and pushes.
 
 Live events come from the hub and are queued per stream without blocking; a client that lets more than
 ``send_buffer_frames`` events, or more than ``send_buffer_bytes`` of them, pile up is disconnected and resumes
-with ``Last-Event-ID``. Streams and long-polls
-end at once when the server shuts down (:class:`Streams`).
+with ``Last-Event-ID``. Streams and long-polls end at once when the server shuts down (:class:`Streams`).
 """
 
 from __future__ import annotations

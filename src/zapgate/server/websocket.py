@@ -143,7 +143,7 @@ class WebSocketClient:
         self._admission: Admission | None = extensions.get(EDGE_EXTENSION)
         # Under zapgate's own server: all the frames queued for this connection go out in one socket write.
         self._send_texts: Callable[[list[str]], Awaitable[None]] | None = extensions.get(SEND_TEXTS_EXTENSION)
-        self._send_now: Callable[[str], bool] | None = extensions.get(SEND_NOW_EXTENSION)
+        self._send_now: Callable[[bytes], bool] | None = extensions.get(SEND_NOW_EXTENSION)
         self._out = SendBuffer(s.send_buffer_frames, s.send_buffer_bytes)
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
@@ -550,7 +550,7 @@ class WebSocketClient:
             and not self._out
             and self._close is None
             and (self._writer is None or self._writer.done())
-            and self._send_now(data.decode())
+            and self._send_now(data)
         ):
             return
         if not self._out.fits_reply(len(data)):
