@@ -123,6 +123,7 @@ class Gateway:
         self.storage.set_event_listener(self._committed)
         await self.engine.start(self.sessions.on_engine_event, self.sessions.on_engine_events)
         await self.sessions.start()
+        self.storage.db.pace_publishing = self.sessions.admit_publishing
         if self.cluster is not None:
             await self.cluster.start()
         await self.webhooks.start()

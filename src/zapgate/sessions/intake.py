@@ -6,7 +6,9 @@ does so at once. Naming and queueing a received message costs tens of microsecon
 hundred sessions' batches resumed in one turn would hold the loop for a hundred milliseconds, and every other
 client's command waits behind them. :class:`TurnBudget` admits at most a fixed number of messages per turn of
 the loop, first come first served; the rest wait for the following turns, between which the loop serves
-sockets. A burst then costs the same work spread over more, short turns.
+sockets. A burst then costs the same work spread over more, short turns. While it is in use, publishing a big
+committed batch takes its share of it too (:meth:`~zapgate.sessions.manager.SessionManager.admit_publishing`),
+so that a turn does not both queue received messages and publish a batch of their events.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class TurnBudget:
     def waiting(self) -> int:
         """Requests waiting for a later turn."""
         return len(self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        """Whether this turn admitted work or some waits for a later one."""
+        return self._spent > 0 or bool(self._waiting)
 
     async def admit(self, units: int) -> None:
         """Return once ``units`` of work may run: at once if this turn has room, else in a later turn."""

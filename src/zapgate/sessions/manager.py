@@ -87,6 +87,7 @@ from ..storage import (
     Storage,
     StoredEvent,
 )
+from ..storage.database import MAX_BATCH
 from .chats import Chats, history_pairs, inbound_entry
 from .contacts import Contacts
 from .groups import Groups
@@ -413,6 +414,14 @@ class SessionManager(SessionMoves, MessageSending):
             await self._on_event(session, event)
         except LeaseLost:
             raise self.lost(session) from None
+
+    async def admit_publishing(self, events: int) -> None:
+        """While received messages are being queued (the intake's turn budget is in use), wait for a share of it
+        before ``events`` just committed are published: a full batch (:data:`~zapgate.storage.database.MAX_BATCH`
+        events) takes a whole turn's, so that one turn of a burst does not both queue received messages and publish
+        a batch (``bench/findings.md``, round 10). Without received messages, publishing does not wait."""
+        if self._intake.busy:
+            await self._intake.admit(max(1, events * INTAKE_PER_TURN // MAX_BATCH))
 
     async def on_engine_events(self, session_id: str, events: Sequence[EngineEvent]) -> list[BaseException | None]:
         """The engine's batch sink: several events of one session, handled as if each went to

@@ -28,7 +28,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -82,6 +82,9 @@ MAX_GROUP = 2000
 MAX_BATCH = 256
 """Most requests in one batched write (:meth:`Database.submit_batched`): a full batch is followed by another in
 the same group, so that publishing the events of one batch does not hold the event loop for long."""
+
+PACED_EVENTS = 32
+"""A write that publishes at least this many events waits for :attr:`Database.pace_publishing` first (when set)."""
 
 
 class Cursor(Protocol):
@@ -181,6 +184,10 @@ class Database(abc.ABC):
         self._flusher: asyncio.Task[None] | None = None
         self._batches: dict[str, _Batch] = {}
         self.on_commit: Callable[[list[StoredEvent]], None] | None = None
+        self.pace_publishing: Callable[[int], Awaitable[None]] | None = None
+        """When set, called with the number of events of a write that publishes at least :data:`PACED_EVENTS` of
+        them, and awaited before they are published: publishing a big batch takes its share of the loop's turn
+        budget with the other bulk work of a burst (``sessions/intake.py``), so that a turn holds less of it."""
         self._closed = False
         self.stats = WriterStats()
         self._commit_s = 0.0  # the current group's time in COMMIT (only the writer thread touches it)
@@ -315,6 +322,8 @@ class Database(abc.ABC):
                 for (_, future), (ok, value) in zip(group, outcomes, strict=True):
                     if ok:
                         result, events = value
+                        if self.pace_publishing is not None and len(events) >= PACED_EVENTS:
+                            await self.pace_publishing(len(events))
                         if events and self.on_commit is not None:
                             try:
                                 self.on_commit(events)
