@@ -97,6 +97,14 @@ def test_websockets_keeps_the_request_in_its_parser_whose_headers_the_edge_empti
 # -- a live idle connection
 
 
+async def _the_connection(gateway: RunningGateway) -> tuple[WebSocketClient, EdgeWebSocketProtocol]:
+    """The gateway's side of its one connection, once authenticated, and its protocol."""
+    await eventually(lambda: len(gateway.gateway.connections) == 1, "the connection to be authenticated")
+    (server_side,) = gateway.gateway.connections
+    assert isinstance(server_side, WebSocketClient)
+    return server_side, _protocol(server_side)
+
+
 def _protocol(client: WebSocketClient) -> EdgeWebSocketProtocol:
     receive: Any = client.ws._receive
     protocol = receive.__self__
@@ -106,10 +114,7 @@ def _protocol(client: WebSocketClient) -> EdgeWebSocketProtocol:
 
 async def test_an_idle_connection_keeps_no_handshake_and_no_instance_dictionary(gateway: RunningGateway) -> None:
     async with gateway.connect() as client:
-        await eventually(lambda: len(gateway.gateway.connections) == 1, "the connection to be authenticated")
-        (server_side,) = gateway.gateway.connections
-        assert isinstance(server_side, WebSocketClient)
-        protocol = _protocol(server_side)
+        server_side, protocol = await _the_connection(gateway)
         assert vars(protocol) == {}, "uvicorn set an attribute that is not a slot"
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
         assert protocol.scope["headers"] == [] and len(server_side.ws.headers) == 0
@@ -128,10 +133,7 @@ async def test_a_reply_goes_out_at_once_unless_frames_wait_before_it(gateway: Ru
     # turn of the event loop sooner (bench/findings.md, round 10). While the transport asks to stop writing, or
     # behind frames already on their way, it is queued, and the writer sends everything in order.
     async with gateway.connect() as client:
-        await eventually(lambda: len(gateway.gateway.connections) == 1, "the connection to be authenticated")
-        (server_side,) = gateway.gateway.connections
-        assert isinstance(server_side, WebSocketClient)
-        protocol = _protocol(server_side)
+        server_side, protocol = await _the_connection(gateway)
         assert "time" in await client.call("ping")
         assert server_side._writer is None, "hello, ready and the reply went out without a writer task"
 
