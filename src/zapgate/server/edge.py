@@ -511,17 +511,17 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                     return
         super().send_receive_event_to_app()
 
+    def _open_for_texts(self) -> bool:
+        """Accepted, still open and not closing: text frames may be written straight to the transport."""
+        return not (
+            self.disconnected or not self.handshake_complete or self.close_sent or self.initial_response is not None
+        )
+
     def send_text_now(self, data: bytes) -> bool:
         """Write a text frame (``data``: its UTF-8) to the socket now, in this step of the loop, and return True; or
         write nothing and return False when it cannot go at once (the transport asked to stop writing, or the
         connection is not open): the caller then queues it as usual."""
-        if (
-            not self.writable.is_set()
-            or self.disconnected
-            or not self.handshake_complete
-            or self.close_sent
-            or self.initial_response is not None
-        ):
+        if not self.writable.is_set() or not self._open_for_texts():
             return False
         try:
             self.conn.send_text(data)
@@ -534,7 +534,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         """Send text frames, in order, with one write to the socket: a connection's queued events cost one system
         call together instead of one each. As ``send`` of one ``websocket.send`` per text otherwise."""
         await self.writable.wait()
-        if self.disconnected or not self.handshake_complete or self.close_sent or self.initial_response is not None:
+        if not self._open_for_texts():
             for text in texts:  # the rare cases, answered exactly as uvicorn answers them
                 await self.send({"type": "websocket.send", "text": text})
             return
