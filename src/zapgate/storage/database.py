@@ -6,6 +6,11 @@ group durable. One failing write does not undo the others: the group is then run
 own savepoint (see :meth:`Database._apply`). After the
 commit, ``on_commit(events)`` runs on the event loop for each write in order, before its caller resumes.
 
+A small group of an SQLite database runs its statements on the event loop's own thread and hands only its
+``COMMIT`` to the writer thread (:attr:`Database.inline_requests`): Python's ``sqlite3`` gives up the GIL around
+every statement, and a writer thread that gives it up twenty times per message waits for the event loop to give it
+back each time (``bench/findings.md``, round 11).
+
 Operations are written once, in **portable SQL**, and run on SQLite and PostgreSQL alike:
 
 - placeholders are ``?`` (translated to ``%s`` for PostgreSQL);
@@ -116,6 +121,22 @@ BatchFn = Callable[[Any, list[Any]], tuple[list[tuple[bool, Any]], list[Any]]]
 each request (``(True, result)`` or ``(False, exception)``, in order) and the events to publish after the commit."""
 
 
+def _requests(fns: list[WriteFn[Any]]) -> int:
+    """How many requests a group holds (each request of a batched write counts)."""
+    return sum(len(fn.requests) if isinstance(fn, _Batch) else 1 for fn in fns)
+
+
+def _inline_requests(fns: list[WriteFn[Any]]) -> int | None:
+    """How many requests a group holds if each of its writes is a batch that may run on the event loop's thread
+    (``submit_batched(..., inline=True)``), else None."""
+    count = 0
+    for fn in fns:
+        if not isinstance(fn, _Batch) or not fn.inline:
+            return None
+        count += len(fn.requests)
+    return count
+
+
 def _apply_one(apply: BatchFn, request: Any, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
     return apply(conn, [request])
 
@@ -124,10 +145,11 @@ class _Batch:
     """Requests of one kind collected for the next group commit and written by one function (``executemany``
     instead of one write per request). It holds its place in the group where its first request arrived."""
 
-    __slots__ = ("apply", "closed", "futures", "requests")
+    __slots__ = ("apply", "closed", "futures", "inline", "requests")
 
-    def __init__(self, apply: BatchFn) -> None:
+    def __init__(self, apply: BatchFn, *, inline: bool) -> None:
         self.apply = apply
+        self.inline = inline
         self.requests: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
         self.closed = False
@@ -172,6 +194,12 @@ class Database(abc.ABC):
     """``sqlite`` or ``postgresql``."""
     now_sql: str
     """An SQL expression for the database's clock, in seconds since 1970 (a float)."""
+    inline_requests = 0
+    """A group of at most this many requests, all of batches submitted ``inline`` (:meth:`submit_batched`), runs its
+    statements on the event loop's thread, where they wait for nothing, and only its ``COMMIT`` (the write to disk and
+    its fsync) in the writer thread. Any other group runs wholly in the writer thread, as does one whose transaction
+    cannot begin at once (:meth:`_try_begin`). 0: every group runs in the writer thread (PostgreSQL, whose statements
+    are round trips to its server)."""
 
     def __init__(self, *, name: str, migrations: Sequence[str]) -> None:
         self.name = name
@@ -201,6 +229,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def _begin(self, conn: Any) -> None:
         """Start the write transaction of a group."""
+
+    def _try_begin(self, conn: Any) -> bool:
+        """Start the write transaction of a group if that needs no wait (False: another connection holds the
+        write lock, and nothing was started). Needed when :attr:`inline_requests` is not 0."""
+        raise NotImplementedError
 
     def _close_conn(self, conn: Any) -> None:
         conn.close()
@@ -282,15 +315,21 @@ class Database(abc.ABC):
     async def write(self, fn: WriteFn[T]) -> T:
         return await self.submit(fn)
 
-    def submit_batched(self, kind: str, request: Any, apply: BatchFn) -> asyncio.Future[Any]:
+    def submit_batched(self, kind: str, request: Any, apply: BatchFn, *, inline: bool = False) -> asyncio.Future[Any]:
         """Queue ``request`` for the next group commit, written together with every other request of ``kind``
         queued before that group starts, by one call of ``apply``; the future resolves with this request's own
         result once it is durable and the batch's events are published. The batch takes the place in the group
-        of its first request."""
+        of its first request.
+
+        ``inline``: this request is a few statements (a message's acceptance, its outcome), so a small group of
+        batches whose every request is ``inline`` may run its statements on the event loop's thread
+        (:attr:`inline_requests`). A request whose cost has no such bound (a long list of rows to delete, say) is
+        not ``inline``."""
         batch = self._batches.get(kind)
         if batch is None or batch.closed or len(batch.requests) >= MAX_BATCH:
-            batch = self._batches[kind] = _Batch(apply)
+            batch = self._batches[kind] = _Batch(apply, inline=inline)
             self.submit(batch).add_done_callback(batch.settle)
+        batch.inline = batch.inline and inline
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         batch.requests.append(request)
         batch.futures.append(future)
@@ -307,7 +346,7 @@ class Database(abc.ABC):
                     if isinstance(fn, _Batch):
                         fn.closed = True  # requests from now on go to a new batch, in the next group
                 try:
-                    outcomes, busy_s, commit_s = await self._writer.run(self._apply_timed, [fn for fn, _ in group])
+                    outcomes, busy_s, commit_s = await self._apply_group([fn for fn, _ in group])
                 except Exception as exc:  # the COMMIT itself failed: nothing in the group happened
                     log.exception("database commit failed")
                     for _, future in group:
@@ -316,7 +355,7 @@ class Database(abc.ABC):
                     continue
                 stats = self.stats
                 stats.groups += 1
-                stats.writes += sum(len(fn.requests) if isinstance(fn, _Batch) else 1 for fn, _ in group)
+                stats.writes += _requests([fn for fn, _ in group])
                 stats.busy_s += busy_s
                 stats.commit_s += commit_s
                 for (_, future), (ok, value) in zip(group, outcomes, strict=True):
@@ -340,6 +379,22 @@ class Database(abc.ABC):
         finally:
             self._flusher = None
 
+    async def _apply_group(self, fns: list[WriteFn[Any]]) -> tuple[list[tuple[bool, Any]], float, float]:
+        """Apply and commit a group: the outcome of each write, the wall time it took and the part of it spent in
+        ``COMMIT``. A small one of ``inline`` batches runs its statements here and its ``COMMIT`` in the writer thread
+        (:attr:`inline_requests`); any other, wholly in the writer thread."""
+        count = _inline_requests(fns) if self.inline_requests else None
+        if count is not None and count <= self.inline_requests:
+            began = time.perf_counter()
+            applied = self._statements(fns, wait=False)
+            if applied is not None:
+                conn, outcomes = applied
+                commit_s = 0.0
+                if conn is not None:
+                    outcomes, commit_s = await self._writer.run(self._commit_timed, conn, outcomes)
+                return outcomes, time.perf_counter() - began, commit_s
+        return await self._writer.run(self._apply_timed, fns)
+
     def _apply_timed(self, fns: list[WriteFn[Any]]) -> tuple[list[tuple[bool, Any]], float, float]:
         """:meth:`_apply`, with the wall time it took and the part of it spent in ``COMMIT``."""
         began = time.perf_counter()
@@ -347,16 +402,36 @@ class Database(abc.ABC):
         outcomes = self._apply(fns)
         return outcomes, time.perf_counter() - began, self._commit_s
 
+    def _commit_timed(self, conn: Any, outcomes: list[tuple[bool, Any]]) -> tuple[list[tuple[bool, Any]], float]:
+        """:meth:`_commit`, with the time it took."""
+        self._commit_s = 0.0
+        return self._commit(conn, outcomes), self._commit_s
+
     def _apply(self, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
-        """Apply a group in one transaction. Writes rarely fail, so the group first runs without a savepoint
-        per write (each costs two more statements, and a GIL handoff around each); if one write fails, the
-        transaction is rolled back and the group runs again with each write in its own savepoint, so that the
-        failing one does not undo the others. Writes are plain SQL with no effect outside the transaction, so
-        running one again is safe."""
+        """Apply a group in one transaction and commit it."""
+        applied = self._statements(fns, wait=True)
+        assert applied is not None  # it waits for the write lock
+        conn, outcomes = applied
+        return outcomes if conn is None else self._commit(conn, outcomes)
+
+    def _statements(
+        self, fns: list[WriteFn[Any]], *, wait: bool
+    ) -> tuple[Any, list[tuple[bool, Any]]] | None:
+        """Run a group's statements in one transaction, left open for :meth:`_commit`: ``(connection, outcome of
+        each write)``, or ``(None, outcomes)`` when nothing is left to commit (the group's only write failed), or, if
+        not ``wait``, None when the transaction could not begin at once (nothing was run).
+
+        Writes rarely fail, so the group first runs without a savepoint per write (each costs two more statements,
+        and a GIL handoff around each); if one write fails, the transaction is rolled back and the group runs again
+        with each write in its own savepoint, so that the failing one does not undo the others. Writes are plain SQL
+        with no effect outside the transaction, so running one again is safe."""
         assert self._wconn is not None
         for attempt in range(TRANSIENT_RETRIES + 1):
             conn = self._usable(self._wconn, writer=True)
-            conn = self._begin_group(conn)
+            if wait:
+                conn = self._begin_group(conn)
+            elif not self._try_begin(conn):
+                return None
             outcomes: list[tuple[bool, Any]] = []
             try:
                 for fn in fns:
@@ -367,13 +442,13 @@ class Database(abc.ABC):
                     _pause(attempt)
                     continue
                 if len(fns) == 1:
-                    return [(False, exc)]
-                return self._apply_isolated(self._begin_group(conn), fns)
+                    return None, [(False, exc)]
+                return conn, self._isolated_group(self._begin_group(conn), fns)
             except BaseException:
                 self._rollback(conn)
                 raise
             break
-        return self._commit(conn, outcomes)
+        return conn, outcomes
 
     def _commit(self, conn: Any, outcomes: list[tuple[bool, Any]]) -> list[tuple[bool, Any]]:
         """COMMIT the group applied on ``conn``."""
@@ -402,9 +477,9 @@ class Database(abc.ABC):
             self._begin(conn)
         return conn
 
-    def _apply_isolated(self, conn: Any, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
-        """The group again (in a transaction begun on ``conn``), each write in its own savepoint; a batch that
-        fails as a whole runs again request by request, so that one failing request fails alone."""
+    def _isolated_group(self, conn: Any, fns: list[WriteFn[Any]]) -> list[tuple[bool, Any]]:
+        """The group again (in a transaction begun on ``conn``, left open), each write in its own savepoint; a
+        batch that fails as a whole runs again request by request, so that one failing request fails alone."""
         outcomes: list[tuple[bool, Any]] = []
         try:
             for fn in fns:
@@ -415,7 +490,7 @@ class Database(abc.ABC):
         except BaseException:
             self._rollback(conn)
             raise
-        return self._commit(conn, outcomes)
+        return outcomes
 
     def _isolated(self, conn: Any, fn: WriteFn[Any]) -> tuple[bool, Any]:
         """Run ``fn`` in a savepoint: ``(True, its result)``, or ``(False, the exception)`` and nothing written."""

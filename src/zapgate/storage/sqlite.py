@@ -21,11 +21,22 @@ __all__ = ["SqliteDatabase"]
 log = logging.getLogger("zapgate.storage")
 
 
+BUSY_TIMEOUT_MS = 5000
+"""How long a statement waits for a lock another connection holds (``PRAGMA busy_timeout``)."""
+
+INLINE_REQUESTS = 16
+"""Groups of at most this many light requests run their statements on the event loop's thread
+(:attr:`~.database.Database.inline_requests`). A request costs 40–100 µs there (a send's acceptance about 45, the
+simulator's record of it about 95; ``bench/findings.md``, round 11), so such a group holds the loop for 1.5 ms at
+most."""
+
+
 class SqliteDatabase(Database):
     """One SQLite file (see :class:`~.database.Database` for reads, writes and group commits)."""
 
     dialect = "sqlite"
     now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
+    inline_requests = INLINE_REQUESTS
 
     def __init__(self, path: Path, *, synchronous: str, migrations: Sequence[str], name: str) -> None:
         super().__init__(name=name, migrations=migrations)
@@ -44,7 +55,7 @@ class SqliteDatabase(Database):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys=ON")
         # The temporary files SQLite would otherwise write in /var/tmp (the statement journal of a multi-row
         # write, a sort without an index) stay in memory: no message content on disk outside the data directory,
@@ -59,7 +70,21 @@ class SqliteDatabase(Database):
         return conn
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_MS for another connection's write lock
+
+    def _try_begin(self, conn: sqlite3.Connection) -> bool:
+        # On the event loop's thread: a write lock held by another process (a CLI command, an open sqlite3 shell)
+        # must not stop the loop, so no wait here; the group then runs in the writer thread, which waits.
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                return False
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return True
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:

@@ -606,7 +606,7 @@ class Storage:
         stores the sends' outcomes (:meth:`finish_message`): written together with them, and never before the
         outcome of a message asked for earlier."""
         result: list[StoredEvent] = await self.db.submit_batched(
-            "finish", _MessageEvents(tuple(events), fence), _finish_batch
+            "finish", _MessageEvents(tuple(events), fence), _finish_batch, inline=True
         )
         return result
 
@@ -707,7 +707,7 @@ class Storage:
         Messages accepted together (many connections sending at once) are stored together: every one asked for
         before the next group commit starts is stored by one :func:`_enqueue_batch`."""
         result: tuple[OutboxItem, bool] | QuotaExceeded = await self.db.submit_batched(
-            "enqueue", _Enqueue(item, fence, quota), _enqueue_batch
+            "enqueue", _Enqueue(item, fence, quota), _enqueue_batch, inline=True
         )
         if isinstance(result, QuotaExceeded):
             raise result
@@ -791,7 +791,7 @@ class Storage:
             message,
             edit,
         )
-        return self.db.submit_batched("finish", request, _finish_batch)
+        return self.db.submit_batched("finish", request, _finish_batch, inline=True)
 
     async def fail_pending(
         self,

@@ -59,6 +59,16 @@ ECHO_PHONE = "15550000000"
 LOCAL_NODE = "local"
 """The node name of a single gateway's connections."""
 
+LIGHT_DELETE = 4
+"""A deletion of acknowledged mail of at most this many rows is light enough to run on the event loop's thread
+(``inline``, storage/database.py); a burst's, of dozens, runs in the writer thread."""
+
+
+def _delete_mail(conn: Conn, deletions: list[list[int]]) -> tuple[list[tuple[bool, Any]], list[Any]]:
+    """Delete acknowledged mail: each request is a list of mailbox ids (a batched write)."""
+    conn.executemany("DELETE FROM mailbox WHERE id = ?", [(i,) for ids in deletions for i in ids])
+    return [(True, None)] * len(deletions), []
+
 
 class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engine):
     """A simulated WhatsApp network (see the module documentation).
@@ -226,7 +236,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         )
         try:
             # Every send asked for before the simulator's next group commit is recorded by one write.
-            timestamp, mail, refused = await self._db.submit_batched("send", request, self._record_sends)
+            timestamp, mail, refused = await self._db.submit_batched(
+                "send", request, self._record_sends, inline=True
+            )
         except Replaced:
             raise SendError(
                 "stream_replaced", "another connection replaced this device's; not sent", retryable=True
@@ -575,10 +587,6 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         if not ids or self._db.closed:
             return
 
-        def delete(conn: Conn) -> tuple[None, list[Any]]:
-            conn.executemany("DELETE FROM mailbox WHERE id = ?", [(i,) for i in ids])
-            return None, []
-
         def done(future: asyncio.Future[Any]) -> None:
             self._deleting.difference_update(ids)
             if not future.cancelled() and future.exception() is not None:
@@ -586,7 +594,8 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
 
         # Losing this write in a crash only means the mail is offered again after the restart, which the
         # gateway handles (messages are deduplicated by id); so nobody waits for it.
-        self._db.submit(delete).add_done_callback(done)
+        light = len(ids) <= LIGHT_DELETE  # a few rows: may run on the event loop's thread (storage/database.py)
+        self._db.submit_batched("forget", ids, _delete_mail, inline=light).add_done_callback(done)
 
     def _emit(self, device: Device, event: EngineEvent) -> None:
         device.control.append(event)
