@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from zapgate.storage import open_storage
 from zapgate.storage.sqlite import INLINE_REQUESTS
 
@@ -93,4 +95,30 @@ async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_
         assert int(storage.db._wconn.execute("PRAGMA busy_timeout").fetchone()[0]) == 5000
     finally:
         other.close()
+        await storage.close()
+
+
+def _insert_or_refuse(conn: Any, numbers: list[int]) -> tuple[list[tuple[bool, Any]], list[Any]]:
+    if any(n < 0 for n in numbers):
+        raise ValueError("negative")
+    return _insert_batch(conn, numbers)
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop's thread", "in the writer thread"])
+async def test_a_failing_request_of_a_batch_alone_in_its_group_fails_alone(tmp_path: Path, inline: bool) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'zapgate.db'}", synchronous="full")
+    await storage.open()
+    try:
+        await storage.db.write(_ensure_table)
+        here = threading.get_ident()
+        futures = [storage.db.submit_batched("probe", n, _insert_or_refuse, inline=inline) for n in (1, -2, 3)]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert isinstance(outcomes[1], ValueError)
+        assert outcomes[0] == outcomes[2] and (outcomes[0] == here) is inline
+
+        def values(conn: Any) -> list[int]:
+            return [int(n) for (n,) in conn.execute("SELECT n FROM probe ORDER BY rowid")]
+
+        assert await storage.db.read(values) == [1, 3]
+    finally:
         await storage.close()

@@ -441,9 +441,13 @@ class Database(abc.ABC):
                 if self._transient(exc) and attempt < TRANSIENT_RETRIES:
                     _pause(attempt)
                     continue
-                if len(fns) == 1:
+                if len(fns) == 1 and _requests(fns) == 1:  # nothing else to keep
                     return None, [(False, exc)]
-                return conn, self._isolated_group(self._begin_group(conn), fns)
+                if wait:
+                    conn = self._begin_group(conn)
+                elif not self._try_begin(conn):
+                    return None  # the lock was taken meanwhile: the writer thread runs the whole group again
+                return conn, self._isolated_group(conn, fns)
             except BaseException:
                 self._rollback(conn)
                 raise

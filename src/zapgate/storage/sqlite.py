@@ -26,7 +26,7 @@ BUSY_TIMEOUT_MS = 5000
 
 INLINE_REQUESTS = 16
 """Groups of at most this many light requests run their statements on the event loop's thread
-(:attr:`~.database.Database.inline_requests`). A request costs 40–100 µs there (a send's acceptance about 45, the
+(:attr:`~.database.Database.inline_requests`). A request costs 40 to 100 µs there (a send's acceptance about 45, the
 simulator's record of it about 95; ``bench/findings.md``, round 11), so such a group holds the loop for 1.5 ms at
 most."""
 
