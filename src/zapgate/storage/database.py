@@ -8,8 +8,8 @@ commit, ``on_commit(events)`` runs on the event loop for each write in order, be
 
 A small group of an SQLite database runs its statements on the event loop's own thread and hands only its
 ``COMMIT`` to the writer thread (:attr:`Database.inline_requests`): Python's ``sqlite3`` gives up the GIL around
-every statement, and a writer thread that gives it up twenty times per message waits for the event loop to give it
-back each time (``bench/findings.md``, round 11).
+every statement, and a writer thread that gave it up around each of a message's ten or so statements waited for the
+event loop to give it back each time (``bench/findings.md``, round 11).
 
 Operations are written once, in **portable SQL**, and run on SQLite and PostgreSQL alike:
 
@@ -418,8 +418,8 @@ class Database(abc.ABC):
         self, fns: list[WriteFn[Any]], *, wait: bool
     ) -> tuple[Any, list[tuple[bool, Any]]] | None:
         """Run a group's statements in one transaction, left open for :meth:`_commit`: ``(connection, outcome of
-        each write)``, or ``(None, outcomes)`` when nothing is left to commit (the group's only write failed), or, if
-        not ``wait``, None when the transaction could not begin at once (nothing was run).
+        each write)``, or ``(None, outcomes)`` when nothing is left to commit (the group held one request, which
+        failed), or, if not ``wait``, None when the transaction could not begin at once (nothing is left applied).
 
         Writes rarely fail, so the group first runs without a savepoint per write (each costs two more statements,
         and a GIL handoff around each); if one write fails, the transaction is rolled back and the group runs again
