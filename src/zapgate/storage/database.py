@@ -129,12 +129,7 @@ def _requests(fns: list[WriteFn[Any]]) -> int:
 def _inline_requests(fns: list[WriteFn[Any]]) -> int | None:
     """How many requests a group holds if each of its writes is a batch that may run on the event loop's thread
     (``submit_batched(..., inline=True)``), else None."""
-    count = 0
-    for fn in fns:
-        if not isinstance(fn, _Batch) or not fn.inline:
-            return None
-        count += len(fn.requests)
-    return count
+    return _requests(fns) if all(isinstance(fn, _Batch) and fn.inline for fn in fns) else None
 
 
 def _apply_one(apply: BatchFn, request: Any, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
@@ -427,10 +422,8 @@ class Database(abc.ABC):
         with no effect outside the transaction, so running one again is safe."""
         assert self._wconn is not None
         for attempt in range(TRANSIENT_RETRIES + 1):
-            conn = self._usable(self._wconn, writer=True)
-            if wait:
-                conn = self._begin_group(conn)
-            elif not self._try_begin(conn):
+            conn = self._begin_for(self._usable(self._wconn, writer=True), wait=wait)
+            if conn is None:
                 return None
             outcomes: list[tuple[bool, Any]] = []
             try:
@@ -443,9 +436,8 @@ class Database(abc.ABC):
                     continue
                 if len(fns) == 1 and _requests(fns) == 1:  # nothing else to keep
                     return None, [(False, exc)]
-                if wait:
-                    conn = self._begin_group(conn)
-                elif not self._try_begin(conn):
+                conn = self._begin_for(conn, wait=wait)
+                if conn is None:
                     return None  # the lock was taken meanwhile: the writer thread runs the whole group again
                 return conn, self._isolated_group(conn, fns)
             except BaseException:
@@ -470,6 +462,13 @@ class Database(abc.ABC):
         """Whether ``exc`` is a failure that the same writes, run again, normally do not meet (PostgreSQL's
         deadlock and serialization failures, when several nodes write at once)."""
         return False
+
+    def _begin_for(self, conn: Any, *, wait: bool) -> Any:
+        """Begin a group's transaction on ``conn``: waiting for the write lock (the writer thread), or, if not
+        ``wait``, only if it is free at once (None when it is not)."""
+        if wait:
+            return self._begin_group(conn)
+        return conn if self._try_begin(conn) else None
 
     def _begin_group(self, conn: Any) -> Any:
         try:
