@@ -1,7 +1,9 @@
 """A small group of light batched writes (``submit_batched(..., inline=True)``: a send's acceptance, its outcome)
 runs its statements on the event loop's thread and only its ``COMMIT`` in the writer thread; a larger group, or one
 holding any other write, runs wholly in the writer thread; and a write lock held by another connection never stops
-the event loop (storage/database.py, ``Database.inline_requests``)."""
+the event loop (storage/database.py, ``Database.inline_requests``). With ``synchronous=normal`` such a group commits
+on the loop's thread too, and the WAL's checkpoints run in the writer thread between groups
+(``Database.inline_commit``, storage/sqlite.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from zapgate.storage import open_storage
-from zapgate.storage.sqlite import INLINE_REQUESTS
+from zapgate.storage.sqlite import CHECKPOINT_FRAMES, INLINE_REQUESTS
 
 
 def _ensure_table(conn: Any) -> tuple[None, list[Any]]:
@@ -63,9 +65,12 @@ async def test_a_small_group_runs_its_statements_here_and_commits_in_the_writer_
         await storage.close()
 
 
-async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_loop(
+    tmp_path: Path, synchronous: str
+) -> None:
     path = tmp_path / "zapgate.db"
-    storage = open_storage(f"sqlite:///{path}", synchronous="full")
+    storage = open_storage(f"sqlite:///{path}", synchronous=synchronous)
     await storage.open()
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
@@ -104,9 +109,12 @@ def _insert_or_refuse(conn: Any, numbers: list[int]) -> tuple[list[tuple[bool, A
     return _insert_batch(conn, numbers)
 
 
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
 @pytest.mark.parametrize("inline", [True, False], ids=["on the loop's thread", "in the writer thread"])
-async def test_a_failing_request_of_a_batch_alone_in_its_group_fails_alone(tmp_path: Path, inline: bool) -> None:
-    storage = open_storage(f"sqlite:///{tmp_path / 'zapgate.db'}", synchronous="full")
+async def test_a_failing_request_of_a_batch_alone_in_its_group_fails_alone(
+    tmp_path: Path, inline: bool, synchronous: str
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'zapgate.db'}", synchronous=synchronous)
     await storage.open()
     try:
         await storage.db.write(_ensure_table)
@@ -121,4 +129,106 @@ async def test_a_failing_request_of_a_batch_alone_in_its_group_fails_alone(tmp_p
 
         assert await storage.db.read(values) == [1, 3]
     finally:
+        await storage.close()
+
+
+def _pages(conn: Any, numbers: list[int]) -> tuple[list[tuple[bool, Any]], list[Any]]:
+    """Each request writes a 4 KiB row: a page of the WAL, and more for the index of its table."""
+    conn.executemany("INSERT INTO probe (n, filler) VALUES (?, zeroblob(4096))", [(n,) for n in numbers])
+    return [(True, threading.get_ident())] * len(numbers), []
+
+
+def _ensure_wide_table(conn: Any) -> tuple[None, list[Any]]:
+    conn.execute("CREATE TABLE IF NOT EXISTS probe (n INTEGER, filler BLOB)")
+    return None, []
+
+
+async def test_with_synchronous_normal_a_small_group_commits_on_the_loops_thread_too(tmp_path: Path) -> None:
+    normal = open_storage(f"sqlite:///{tmp_path / 'normal.db'}", synchronous="normal")
+    full = open_storage(f"sqlite:///{tmp_path / 'full.db'}", synchronous="full")
+    await normal.open()
+    await full.open()
+    try:
+        here = threading.get_ident()
+        for storage in (normal, full):
+            await storage.db.write(_ensure_table)
+        statements: list[tuple[int, str]] = []
+        normal.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+        small = await asyncio.gather(
+            *(normal.db.submit_batched("probe", n, _insert_batch, inline=True) for n in range(INLINE_REQUESTS))
+        )
+        assert set(small) == {here}
+        commits = [thread for thread, sql in statements if sql == "COMMIT"]
+        assert commits and set(commits) == {here}  # no fsync to wait for: no round trip to the writer thread
+        # a group in the writer thread still commits there
+        assert await normal.db.write(lambda conn: (threading.get_ident(), [])) != here
+        assert statements[-1][1] == "COMMIT" and statements[-1][0] != here
+        # SQLite's own checkpoint, which would run inside such a COMMIT, is off where commits run here; with
+        # synchronous=full nothing changes
+        assert normal.db.inline_commit and not full.db.inline_commit
+        assert int(normal.db._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+        assert int(full.db._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 1000
+    finally:
+        await normal.close()
+        await full.close()
+
+
+async def _write_frames(storage: Any, frames: int) -> None:
+    """Small inline groups (8 requests) until about ``frames`` pages were written."""
+    for start in range(0, frames, 8):
+        await asyncio.gather(
+            *(storage.db.submit_batched("probe", n, _pages, inline=True) for n in range(start, start + 8))
+        )
+
+
+async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_bound_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "zapgate.db"
+    storage = open_storage(f"sqlite:///{path}", synchronous="normal")
+    await storage.open()
+    try:
+        await storage.db.write(_ensure_wide_table)
+        here = threading.get_ident()
+        statements: list[tuple[int, str]] = []
+        storage.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+        await _write_frames(storage, 4 * CHECKPOINT_FRAMES)
+        checkpoints = [thread for thread, sql in statements if "wal_checkpoint" in sql]
+        assert 3 <= len(checkpoints) <= 5, len(checkpoints)
+        assert here not in checkpoints  # its copying and fsyncs never hold the event loop
+        # The WAL holds no more than about one checkpoint's worth, and its file stays that size
+        assert storage.db._wal_frames() < CHECKPOINT_FRAMES + 64
+        page = int(storage.db._wconn.execute("PRAGMA page_size").fetchone()[0])
+        assert path.with_name(path.name + "-wal").stat().st_size < (CHECKPOINT_FRAMES + 64) * (page + 24) + 32
+
+        def count(conn: Any) -> int:
+            return int(conn.execute("SELECT count(*) FROM probe").fetchone()[0])
+
+        assert await storage.db.read(count) == 4 * CHECKPOINT_FRAMES
+    finally:
+        await storage.close()
+    # What was committed is there after a restart (the last close checkpoints and removes the WAL)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 4 * CHECKPOINT_FRAMES
+
+
+async def test_a_reader_keeping_the_wal_does_not_make_every_group_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "zapgate.db"
+    storage = open_storage(f"sqlite:///{path}", synchronous="normal")
+    await storage.open()
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await storage.db.write(_ensure_wide_table)
+        await _write_frames(storage, 8)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM probe").fetchone()  # holds its snapshot: the WAL cannot start over
+        statements: list[str] = []
+        storage.db._wconn.set_trace_callback(statements.append)
+        await _write_frames(storage, 3 * CHECKPOINT_FRAMES)
+        checkpoints = sum("wal_checkpoint" in sql for sql in statements)
+        assert 1 <= checkpoints <= 4, checkpoints  # once per CHECKPOINT_FRAMES written, not after every group
+        assert storage.db._wal_frames() >= 3 * CHECKPOINT_FRAMES
+        reader.execute("COMMIT")
+        await _write_frames(storage, 2 * CHECKPOINT_FRAMES)  # the next checkpoint completes, the WAL starts over
+        assert storage.db._wal_frames() < CHECKPOINT_FRAMES + 64
+    finally:
+        reader.close()
         await storage.close()

@@ -9,7 +9,8 @@ commit, ``on_commit(events)`` runs on the event loop for each write in order, be
 A small group of an SQLite database runs its statements on the event loop's own thread and hands only its
 ``COMMIT`` to the writer thread (:attr:`Database.inline_requests`): Python's ``sqlite3`` gives up the GIL around
 every statement, and a writer thread that gave it up around each of a message's ten or so statements waited for the
-event loop to give it back each time (``bench/findings.md``, round 11).
+event loop to give it back each time (``bench/findings.md``, round 11). Where the ``COMMIT`` does not wait for the
+disk (SQLite with ``synchronous=NORMAL``), it runs there too (:attr:`Database.inline_commit`).
 
 Operations are written once, in **portable SQL**, and run on SQLite and PostgreSQL alike:
 
@@ -196,6 +197,11 @@ class Database(abc.ABC):
     cannot begin at once (:meth:`_try_begin`). 0: every group runs in the writer thread (PostgreSQL, whose statements
     are round trips to its server)."""
 
+    inline_commit = False
+    """True: a group whose statements ran on the event loop's thread (:attr:`inline_requests`) commits there too,
+    with no round trip to the writer thread: its ``COMMIT`` writes the log and waits for no disk (SQLite with
+    ``synchronous=NORMAL``, whose checkpoints then run in the writer thread between groups: :meth:`_checkpoint`)."""
+
     def __init__(self, *, name: str, migrations: Sequence[str]) -> None:
         self.name = name
         self._migrations = migrations
@@ -213,7 +219,7 @@ class Database(abc.ABC):
         budget with the other bulk work of a burst (``sessions/intake.py``), so that a turn holds less of it."""
         self._closed = False
         self.stats = WriterStats()
-        self._commit_s = 0.0  # the current group's time in COMMIT (only the writer thread touches it)
+        self._commit_s = 0.0  # the current group's time in COMMIT (one group at a time touches it)
 
     # -- what a backend provides
 
@@ -228,6 +234,16 @@ class Database(abc.ABC):
     def _try_begin(self, conn: Any) -> bool:
         """Start the write transaction of a group if that needs no wait (False: another connection holds the
         write lock, and nothing was started). Needed when :attr:`inline_requests` is not 0."""
+        raise NotImplementedError
+
+    def _checkpoint_due(self) -> bool:
+        """With :attr:`inline_commit`: whether the writer thread should run :meth:`_checkpoint` before the next
+        group (the database's automatic checkpoint is off, as it would run inside a ``COMMIT``)."""
+        return False
+
+    def _checkpoint(self, conn: Any) -> None:
+        """Copy the log into the database file (in the writer thread, between two groups). Needed when
+        :meth:`_checkpoint_due` can be True."""
         raise NotImplementedError
 
     def _close_conn(self, conn: Any) -> None:
@@ -371,13 +387,18 @@ class Database(abc.ABC):
                             await asyncio.sleep(0)
                     elif not future.done():
                         future.set_exception(value)
+                if self._checkpoint_due():
+                    try:
+                        await self._writer.run(self._checkpoint, self._wconn)
+                    except Exception:  # the next one is due after as many frames again
+                        log.exception("%s: checkpoint failed", self.describe())
         finally:
             self._flusher = None
 
     async def _apply_group(self, fns: list[WriteFn[Any]]) -> tuple[list[tuple[bool, Any]], float, float]:
         """Apply and commit a group: the outcome of each write, the wall time it took and the part of it spent in
         ``COMMIT``. A small one of ``inline`` batches runs its statements here and its ``COMMIT`` in the writer thread
-        (:attr:`inline_requests`); any other, wholly in the writer thread."""
+        (:attr:`inline_requests`), or here too (:attr:`inline_commit`); any other, wholly in the writer thread."""
         count = _inline_requests(fns) if self.inline_requests else None
         if count is not None and count <= self.inline_requests:
             began = time.perf_counter()
@@ -385,7 +406,9 @@ class Database(abc.ABC):
             if applied is not None:
                 conn, outcomes = applied
                 commit_s = 0.0
-                if conn is not None:
+                if conn is not None and self.inline_commit:
+                    outcomes, commit_s = self._commit_timed(conn, outcomes)
+                elif conn is not None:
                     outcomes, commit_s = await self._writer.run(self._commit_timed, conn, outcomes)
                 return outcomes, time.perf_counter() - began, commit_s
         return await self._writer.run(self._apply_timed, fns)

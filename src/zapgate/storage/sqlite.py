@@ -4,12 +4,23 @@ WAL mode, so readers never block the writer; ``synchronous=FULL`` (one fsync per
 operator chose ``normal``; temporary files in memory; the schema version in ``PRAGMA user_version``. Why our own
 writer thread rather than aiosqlite: a group commit needs many statements in one thread hop
 (``docs/decisions.md``).
+
+With ``synchronous=NORMAL`` a ``COMMIT`` only writes the WAL (no fsync), so a small inline group commits on the
+event loop's thread too (:attr:`~.database.Database.inline_commit`), saving the writer thread's round trip, about
+60 µs of CPU per group (``bench/findings.md``, round 12). SQLite would run its automatic checkpoint inside such a
+``COMMIT`` (copying the WAL into the database file, with fsyncs); that one is turned off, and the group-commit
+loop runs a ``PASSIVE`` checkpoint in the writer thread, between groups, once the WAL holds
+:data:`CHECKPOINT_FRAMES` frames: the count SQLite's own checkpoint goes by, read from the WAL index header in the
+``-shm`` file (``mxFrame``, https://sqlite.org/walformat.html). Where that file cannot be read, nothing changes:
+the ``COMMIT`` stays in the writer thread, with SQLite's automatic checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +42,16 @@ simulator's record of it about 95; ``bench/findings.md``, round 11), so such a g
 most."""
 
 
+CHECKPOINT_FRAMES = 1000
+"""With commits on the event loop's thread: a checkpoint runs (in the writer thread) once the WAL holds this many
+frames (pages), and, while a reader keeps it from completing, again each time this many more were written. SQLite's
+own default (``PRAGMA wal_autocheckpoint``)."""
+
+_MX_FRAME = struct.Struct("=I")
+"""``mxFrame`` of the WAL index header: native byte order, at offset 16 of the ``-shm`` file."""
+_MX_FRAME_OFFSET = 16
+
+
 class SqliteDatabase(Database):
     """One SQLite file (see :class:`~.database.Database` for reads, writes and group commits)."""
 
@@ -42,6 +63,8 @@ class SqliteDatabase(Database):
         super().__init__(name=name, migrations=migrations)
         self.path = path
         self.synchronous = synchronous
+        self._shm: int | None = None  # the -shm file, read-only, while commits run on the event loop's thread
+        self._frames_at_checkpoint = 0  # the WAL's frame count when the last checkpoint ran
 
     def describe(self) -> str:
         return str(self.path)
@@ -67,7 +90,50 @@ class SqliteDatabase(Database):
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
                     ensure_private_file(side)
+            if self.synchronous != "full" and self._shm is None:
+                self._shm = self._open_shm()
+                if self._shm is not None:
+                    conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run between groups instead
+                    self.inline_commit = True
         return conn
+
+    def _open_shm(self) -> int | None:
+        """The WAL index (``-shm``) opened read-only, if its header can be read: else None."""
+        try:
+            fd = os.open(self.path.with_name(self.path.name + "-shm"), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            log.info("%s: the WAL index cannot be read; commits stay in the writer thread", self.path.name)
+            return None
+        if len(os.pread(fd, _MX_FRAME.size, _MX_FRAME_OFFSET)) != _MX_FRAME.size:
+            os.close(fd)
+            return None
+        return fd
+
+    def _wal_frames(self) -> int:
+        """How many frames the WAL holds (what a checkpoint would copy), as SQLite's own checkpoint reads it."""
+        assert self._shm is not None
+        raw = os.pread(self._shm, _MX_FRAME.size, _MX_FRAME_OFFSET)
+        return int(_MX_FRAME.unpack(raw)[0]) if len(raw) == _MX_FRAME.size else 0
+
+    def _checkpoint_due(self) -> bool:
+        if self._shm is None:
+            return False
+        frames = self._wal_frames()
+        if frames < self._frames_at_checkpoint:  # the WAL started over
+            self._frames_at_checkpoint = 0
+        return frames - self._frames_at_checkpoint >= CHECKPOINT_FRAMES
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # PASSIVE: copies what no reader still needs and waits for nobody. With a reader in the way it stops short;
+        # the next one is due after CHECKPOINT_FRAMES more frames.
+        self._frames_at_checkpoint = self._wal_frames()
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _close_conn(self, conn: sqlite3.Connection) -> None:
+        conn.close()
+        if conn is self._wconn and self._shm is not None:
+            os.close(self._shm)
+            self._shm = None
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_MS for another connection's write lock
