@@ -174,7 +174,9 @@ async def _fixed_rate(conn: _Conn, per_conn_rate: float, start: float, stop_at: 
     try:
         while not (sending_done.is_set() and not conn.sent_at):
             try:
-                raw = await asyncio.wait_for(conn.ws.recv(), 0.05) if sending_done.is_set() else await conn.ws.recv()
+                # Never an unbounded wait: at a low rate the last reply can come before the last send is due, and
+                # the frame awaited then may never come (cancelling websockets' recv loses no frame).
+                raw = await asyncio.wait_for(conn.ws.recv(), 0.05 if sending_done.is_set() else 0.5)
             except TimeoutError:
                 continue
             conn.on_frame(raw, clock())
