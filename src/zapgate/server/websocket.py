@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import __version__
 from ..auth import Caller
+from ..eager import start_eagerly
 from ..errors import (
     AuthTimeout,
     Forbidden,
@@ -486,7 +487,9 @@ class WebSocketClient:
                 self._send_error(frame.id, self._rate_limited(wait))
                 continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._execute(frame), name=f"cmd-{frame.id}")
+            # Its first step runs now, in this turn (an eager task): a command that waits for nothing is answered
+            # at once, not one turn later (during a burst each turn of the loop is long).
+            task = start_eagerly(self._execute(frame), name=f"cmd-{frame.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
