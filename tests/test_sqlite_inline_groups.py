@@ -8,15 +8,17 @@ on the loop's thread too, and the WAL's checkpoints run in the writer thread bet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zapgate.storage import open_storage
+from zapgate.storage import Storage, open_storage
 from zapgate.storage.sqlite import CHECKPOINT_FRAMES, INLINE_REQUESTS
 
 
@@ -30,14 +32,20 @@ def _insert_batch(conn: Any, numbers: list[int]) -> tuple[list[tuple[bool, Any]]
     return [(True, threading.get_ident())] * len(numbers), []
 
 
+def _traced(storage: Any) -> list[tuple[int, str]]:
+    """Every statement the writer's connection runs from now on, with the thread that ran it."""
+    statements: list[tuple[int, str]] = []
+    storage.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+    return statements
+
+
 async def test_a_small_group_runs_its_statements_here_and_commits_in_the_writer_thread(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'zapgate.db'}", synchronous="full")
     await storage.open()
     try:
         await storage.db.write(_ensure_table)
         here = threading.get_ident()
-        statements: list[tuple[int, str]] = []
-        storage.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+        statements = _traced(storage)
 
         def insert(n: int, *, inline: bool = True) -> Any:
             return storage.db.submit_batched("probe", n, _insert_batch, inline=inline)
@@ -152,8 +160,7 @@ async def test_with_synchronous_normal_a_small_group_commits_on_the_loops_thread
         here = threading.get_ident()
         for storage in (normal, full):
             await storage.db.write(_ensure_table)
-        statements: list[tuple[int, str]] = []
-        normal.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+        statements = _traced(normal)
         small = await asyncio.gather(
             *(normal.db.submit_batched("probe", n, _insert_batch, inline=True) for n in range(INLINE_REQUESTS))
         )
@@ -181,15 +188,23 @@ async def _write_frames(storage: Any, frames: int) -> None:
         )
 
 
-async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_bound_the_wal(tmp_path: Path) -> None:
-    path = tmp_path / "zapgate.db"
+@contextlib.asynccontextmanager
+async def _normal_storage(path: Path) -> AsyncIterator[Storage]:
+    """A gateway database with synchronous=normal and a table of wide rows, open."""
     storage = open_storage(f"sqlite:///{path}", synchronous="normal")
     await storage.open()
     try:
         await storage.db.write(_ensure_wide_table)
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_bound_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "zapgate.db"
+    async with _normal_storage(path) as storage:
         here = threading.get_ident()
-        statements: list[tuple[int, str]] = []
-        storage.db._wconn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+        statements = _traced(storage)
         await _write_frames(storage, 4 * CHECKPOINT_FRAMES)
         checkpoints = [thread for thread, sql in statements if "wal_checkpoint" in sql]
         assert 3 <= len(checkpoints) <= 5, len(checkpoints)
@@ -203,8 +218,6 @@ async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_
             return int(conn.execute("SELECT count(*) FROM probe").fetchone()[0])
 
         assert await storage.db.read(count) == 4 * CHECKPOINT_FRAMES
-    finally:
-        await storage.close()
     # What was committed is there after a restart (the last close checkpoints and removes the WAL)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 4 * CHECKPOINT_FRAMES
@@ -212,23 +225,20 @@ async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_
 
 async def test_a_reader_keeping_the_wal_does_not_make_every_group_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "zapgate.db"
-    storage = open_storage(f"sqlite:///{path}", synchronous="normal")
-    await storage.open()
     reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        await storage.db.write(_ensure_wide_table)
-        await _write_frames(storage, 8)
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM probe").fetchone()  # holds its snapshot: the WAL cannot start over
-        statements: list[str] = []
-        storage.db._wconn.set_trace_callback(statements.append)
-        await _write_frames(storage, 3 * CHECKPOINT_FRAMES)
-        checkpoints = sum("wal_checkpoint" in sql for sql in statements)
-        assert 1 <= checkpoints <= 4, checkpoints  # once per CHECKPOINT_FRAMES written, not after every group
-        assert storage.db._wal_frames() >= 3 * CHECKPOINT_FRAMES
-        reader.execute("COMMIT")
-        await _write_frames(storage, 2 * CHECKPOINT_FRAMES)  # the next checkpoint completes, the WAL starts over
-        assert storage.db._wal_frames() < CHECKPOINT_FRAMES + 64
+        async with _normal_storage(path) as storage:
+            await _write_frames(storage, 8)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM probe").fetchone()  # holds its snapshot: the WAL cannot start over
+            statements: list[str] = []
+            storage.db._wconn.set_trace_callback(statements.append)
+            await _write_frames(storage, 3 * CHECKPOINT_FRAMES)
+            checkpoints = sum("wal_checkpoint" in sql for sql in statements)
+            assert 1 <= checkpoints <= 4, checkpoints  # once per CHECKPOINT_FRAMES written, not after every group
+            assert storage.db._wal_frames() >= 3 * CHECKPOINT_FRAMES
+            reader.execute("COMMIT")
+            await _write_frames(storage, 2 * CHECKPOINT_FRAMES)  # the next checkpoint completes, the WAL starts over
+            assert storage.db._wal_frames() < CHECKPOINT_FRAMES + 64
     finally:
         reader.close()
-        await storage.close()
