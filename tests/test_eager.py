@@ -137,6 +137,25 @@ async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits(waits_on
     assert events == ["cancelled", "released"]
 
 
+@pytest.mark.parametrize("ended", ["returned", "raised"])
+async def test_a_task_whose_coroutine_ended_in_its_first_step_ends_as_it_did_even_if_cancelled(ended: str) -> None:
+    done: list[str] = []
+
+    async def ping() -> None:
+        done.append("answered")
+        if ended == "raised":
+            raise LookupError("refused")
+
+    task = start_eagerly(ping(), name="ping")
+    task.cancel()  # as a closing connection cancels its commands' tasks: too late, as for a 3.12 eager task
+    if ended == "raised":
+        with pytest.raises(LookupError):
+            await task
+    else:
+        assert await task is None
+    assert not task.cancelled() and done == ["answered"]
+
+
 async def test_a_coroutine_cancelled_in_its_first_step_ends_the_task_cancelled() -> None:
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     done.cancel()

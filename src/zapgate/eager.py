@@ -72,7 +72,10 @@ class _Steps(Coroutine[Any, Any, None]):
         return first  # the task now waits for what coro waits for
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self._first = _HANDED  # a cancellation before the task's own first step reaches coro where it waits
+        first, self._first = self._first, _HANDED
+        if isinstance(first, _Ended):  # coro ended in its first step: cancelling the task now changes nothing in it
+            raise first.exc
+        # else a cancellation (before the task's own first step or later) reaches coro where it waits
         return self._coro.throw(typ) if val is None and tb is None else self._coro.throw(typ, val, tb)
 
     def close(self) -> None:
