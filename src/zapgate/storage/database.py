@@ -197,10 +197,13 @@ class Database(abc.ABC):
     cannot begin at once (:meth:`_try_begin`). 0: every group runs in the writer thread (PostgreSQL, whose statements
     are round trips to its server)."""
 
-    inline_commit = False
-    """True: a group whose statements ran on the event loop's thread (:attr:`inline_requests`) commits there too,
-    with no round trip to the writer thread: its ``COMMIT`` writes the log and waits for no disk (SQLite with
-    ``synchronous=NORMAL``, whose checkpoints then run in the writer thread between groups: :meth:`_checkpoint`)."""
+    @property
+    def inline_commit(self) -> bool:
+        """True: a group whose statements ran on the event loop's thread (:attr:`inline_requests`) commits there
+        too, with no round trip to the writer thread: its ``COMMIT`` writes the log and waits for no disk (SQLite
+        with ``synchronous=NORMAL``, whose checkpoints then run in the writer thread between groups:
+        :meth:`_checkpoint`)."""
+        return False
 
     def __init__(self, *, name: str, migrations: Sequence[str]) -> None:
         self.name = name

@@ -94,8 +94,12 @@ class SqliteDatabase(Database):
                 self._shm = self._open_shm()
                 if self._shm is not None:
                     conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run between groups instead
-                    self.inline_commit = True
         return conn
+
+    @property
+    def inline_commit(self) -> bool:
+        # Exactly while the WAL index can be read: then SQLite's automatic checkpoint is off and ours is on.
+        return self._shm is not None
 
     def _open_shm(self) -> int | None:
         """The WAL index (``-shm``) opened read-only, if its header can be read: else None."""
