@@ -31,7 +31,7 @@ import uvloop
 from websockets.asyncio.client import ClientConnection
 
 from loadgen import _open_one, percentile
-from procs import Client, cpu_seconds, create_tokens, emit, phone, start_gateway
+from procs import Client, Server, cpu_seconds, create_tokens, emit, phone, start_gateway, thread_cpu_seconds
 
 CONTACT = "5511977776666"
 
@@ -89,14 +89,40 @@ async def _pings(url: str, token: str, rate: float, seconds: float) -> list[tupl
     return marks
 
 
+def _where_the_time_went(
+    pid: int,
+    threads_before: dict[int, float],
+    threads_after: dict[int, float],
+    metrics_before: dict[str, float],
+    metrics_after: dict[str, float],
+    events: int,
+    seconds: float,
+) -> dict[str, float]:
+    """Where the burst's time went: CPU per event of the event loop (the gateway's first thread) and of its other
+    threads (database writers and readers), how busy the loop and the ``zapgate.db`` writer were over the burst,
+    and the writer's group commits (``/metrics``)."""
+    used = {tid: cpu - threads_before.get(tid, 0.0) for tid, cpu in threads_after.items()}
+    loop = used.pop(pid, 0.0)
+
+    def grew(name: str) -> float:
+        return metrics_after.get(name, 0.0) - metrics_before.get(name, 0.0)
+
+    return {
+        "loop_us_per_event": 1e6 * loop / events,
+        "threads_us_per_event": 1e6 * sum(used.values()) / events,
+        "loop_busy": loop / seconds,
+        "writer_busy": grew("zapgate_db_writer_busy_seconds_total") / seconds,
+        "commits": grew("zapgate_db_commits_total"),
+    }
+
+
 def _p99(marks: list[Any], start: float, stop: float) -> float:
     values = sorted(1000.0 * lat for at, lat in marks if start <= at < stop)
     return percentile(values, 0.99)
 
 
-async def burst(
-    url: str, pid: int, token: str, other: str, args: argparse.Namespace, workdir: Path
-) -> dict[str, Any]:
+async def burst(server: Server, token: str, other: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    url, pid = server.url, server.pid
     sessions = [f"s{i:04d}" for i in range(args.sessions)]
     per_session = args.messages // args.sessions
     total = per_session * args.sessions
@@ -137,12 +163,14 @@ async def burst(
             str(marks_file),
         )
         await asyncio.sleep(args.quiet)  # the others' baseline, before the burst
-        cpu_before = cpu_seconds(pid)
+        cpu_before, threads_before, metrics_before = cpu_seconds(pid), thread_cpu_seconds(pid), server.metrics()
         start, wall_start = time.perf_counter(), time.time()
         await asyncio.gather(*(setup.call("sim.network", session=s, online=True) for s in sessions))
         end = await asyncio.wait_for(done, args.timeout)
         wall_end = wall_start + (end - start)
         cpu = cpu_seconds(pid) - cpu_before
+        threads = thread_cpu_seconds(pid)
+        metrics = server.metrics()
         if await pinger.wait() != 0:
             raise RuntimeError(f"the other tenant's pinger failed (exit code {pinger.returncode}); see above")
         marks = [tuple(m) for m in json.loads(marks_file.read_text())]
@@ -157,11 +185,18 @@ async def burst(
             "cpu_us_per_event": 1e6 * cpu / total,
             "others_ping_p99_ms_before": _p99(marks, wall_start - args.quiet, wall_start),
             "others_ping_p99_ms_during": _p99(marks, wall_start, wall_end),
+            **_where_the_time_went(pid, threads_before, threads, metrics_before, metrics, total, took),
         }
         print(
             f"  {total} events in {took:.2f} s: {result['events_per_s']:,.0f} events/s, "
             f"{result['cpu_us_per_event']:.0f} us CPU/event; other tenant's ping p99 "
             f"{result['others_ping_p99_ms_before']:.2f} ms before, {result['others_ping_p99_ms_during']:.2f} ms during",
+            flush=True,
+        )
+        print(
+            f"  event loop {result['loop_us_per_event']:.0f} us/event (busy {result['loop_busy']:.0%}), other threads "
+            f"{result['threads_us_per_event']:.0f} us/event; the database writer busy {result['writer_busy']:.0%} "
+            f"in {result['commits']:.0f} group commits",
             flush=True,
         )
         return result
@@ -192,7 +227,7 @@ def main() -> None:
         token, other = create_tokens(data_dir, ["burst", "other"], source)
         server = start_gateway(data_dir, source=source, sqlite_synchronous=args.sync, max_inflight_commands=128)
         try:
-            result = uvloop.run(burst(server.url, server.pid, token, other, args, Path(tmp)))
+            result = uvloop.run(burst(server, token, other, args, Path(tmp)))
         finally:
             server.stop()
     emit({"scenario": "inbound", "settings": vars(args), **result}, args.out)

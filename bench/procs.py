@@ -66,6 +66,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU time used so far by each thread of process ``pid``, by thread id, from ``/proc``. The
+    thread whose id is ``pid`` is the process's first thread: the gateway's event loop."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        times[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
 def settle_rss(pid: int, seconds: float = 1.0) -> int:
     """RSS after letting the process settle: the largest of a few samples over ``seconds``."""
     samples = []
@@ -127,6 +141,18 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def metrics(self, prefix: str = "zapgate_") -> dict[str, float]:
+        """The samples of ``/metrics`` whose names start with ``prefix`` (the bench's gateway serves it without a
+        token), by name with labels."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
     def healthz(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as response:

@@ -404,6 +404,17 @@ def render_inbound(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> l
         f"{_ms(r['others_ping_p99_ms_during'])} ms |",
         "",
     ]
+    if "loop_us_per_event" in r:  # results written before these were measured lack them
+        loop, writer, others = 100 * r["loop_busy"], 100 * r["writer_busy"], r["threads_us_per_event"]
+        lines += [
+            "Where the burst's time went: the event loop (the gateway's first thread) used "
+            f"{r['loop_us_per_event']:.0f} µs of CPU per event and was busy {loop:.0f} % of the burst; its other "
+            f"threads (the writers and readers of `zapgate.db` and `simulator.db`) used {others:.0f} "
+            f"µs per event; the `zapgate.db` writer was busy {writer:.0f} % of the burst "
+            f"(`zapgate_db_writer_busy_seconds_total`), in {r['commits']:.0f} group commits. The loop and that writer "
+            f"were busy {loop + writer:.0f} % of the burst between them.",
+            "",
+        ]
     verdicts.append(
         (
             f"inbound burst of {r['messages']:,} over {r['sessions']} sessions >= 20,000 events/s",

@@ -86,6 +86,11 @@ def test_an_inbound_burst_is_stored_and_pushed(bench_run: tuple[dict[str, Any], 
     result = bench_run[0]["inbound"]
     assert result["messages"] == 20 and result["events_per_s"] > 0
     assert "Scenario 6: an inbound burst" in bench_run[1]
+    # Where the time went: the loop's and the other threads' CPU (in clock ticks: 20 messages may take none), the
+    # writer's busy share and its group commits (20 messages stored make at least one).
+    assert result["loop_us_per_event"] >= 0 and result["threads_us_per_event"] >= 0
+    assert result["loop_busy"] >= 0 and result["writer_busy"] > 0 and result["commits"] >= 1
+    assert "Where the burst's time went" in bench_run[1]
 
 
 def run_script(script: str, *args: str, out: Path, timeout: float = 60) -> dict[str, Any]:
