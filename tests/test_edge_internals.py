@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,8 @@ from zapgate.server.edge import _UVICORN_ATTRIBUTES, EdgeWebSocketProtocol
 from zapgate.server.lean import Inbox, WaitFlag
 from zapgate.server.websocket import WebSocketClient
 
-from .support import RawClient, RunningGateway, eventually
+from .conftest import fast_settings
+from .support import RawClient, RunningGateway, eventually, serve_gateway
 
 REVIEW = "uvicorn's WebSocketsSansIOProtocol changed: review EdgeWebSocketProtocol's overrides in server/edge.py"
 
@@ -153,6 +156,66 @@ async def test_a_reply_goes_out_at_once_unless_frames_wait_before_it(gateway: Ru
         await eventually(writer.done, "the writer to end with the queue empty")
         assert "time" in await client.call("ping")
         assert server_side._writer is writer, "with nothing queued, the reply went out without a new writer task"
+
+
+def _count_queued(monkeypatch: pytest.MonkeyPatch, protocol: EdgeWebSocketProtocol) -> list[Any]:
+    """The messages the protocol queues for the app's ``receive`` from now on (its inbox's ``put_nowait``)."""
+    queued: list[Any] = []
+    put = Inbox.put_nowait
+
+    def counting_put(inbox: Inbox[Any], item: Any) -> None:
+        if inbox is protocol.queue:
+            queued.append(item)
+        put(inbox, item)
+
+    monkeypatch.setattr(Inbox, "put_nowait", counting_put)
+    return queued
+
+
+async def test_a_command_is_taken_in_the_step_that_read_its_frame(
+    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the reader waits for a frame with none queued ahead, the protocol hands a command's frame to the
+    # connection in the step that read it: it is never queued for the reader, whose next turn would start it one
+    # turn of the event loop later (during a burst, a long turn; bench/findings.md, round 13).
+    async with gateway.connect() as client:
+        server_side, protocol = await _the_connection(gateway)
+        queued = _count_queued(monkeypatch, protocol)
+        for _ in range(3):
+            assert "time" in await client.call("ping")
+        await client.send({"type": "events.fetch", "id": "log", "after": 0})
+        assert (await client.recv())["id"] == "log"
+        assert queued == [], "commands read while the reader waited went through its queue"
+        assert server_side._free == gateway.settings.max_inflight_commands
+
+
+async def test_commands_past_the_in_flight_limit_are_queued_and_keep_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One command at a time: a frame that comes while one runs is queued for the reader (as is every frame behind
+    # it), which starts each once the one before has ended. Replies come in the order of the frames; a ping that
+    # overtook a read of the event log would answer first.
+    settings = fast_settings(tmp_path / "data", max_inflight_commands=1)
+    async with serve_gateway(settings) as gateway, gateway.connect() as client:
+        server_side, protocol = await _the_connection(gateway)
+        queued = _count_queued(monkeypatch, protocol)
+        frames = [
+            {"type": "events.fetch", "id": "a", "after": 0},
+            {"type": "ping", "id": "b"},
+            {"type": "ping", "id": "c"},
+            {"type": "events.fetch", "id": "d", "after": 0},
+            {"type": "ping", "id": "e"},
+        ]
+        # The five frames in one write to the socket, so that the gateway reads them in one step, while the
+        # first command runs.
+        for frame in frames:
+            client._commands[frame["id"]] = frame["type"]  # what RawClient.send records, for the contract
+            client.ws.protocol.send_text(json.dumps(frame).encode())
+        client.ws.transport.write(b"".join(client.ws.protocol.data_to_send()))
+        assert [(await client.recv())["id"] for _ in frames] == ["a", "b", "c", "d", "e"]
+        assert [json.loads(m["text"])["id"] for m in queued] == ["b", "c", "d", "e"]
+        await eventually(lambda: server_side._free == 1, "the one command slot to be free again")
+        assert "time" in await client.call("ping")
 
 
 async def test_the_headers_are_read_before_the_upgrade_is_accepted(gateway: RunningGateway) -> None:

@@ -19,6 +19,10 @@ unbounded, these subclasses bound:
   ``close_timeout_s`` after it was asked to close (a client that does not read never takes the close frame).
 - A text frame that is not UTF-8 closes 1007 and is logged at DEBUG, not as a traceback; an upgrade answered
   with an HTTP response (401, 400, 429) is not logged as an ERROR.
+- A text frame is offered to the connection in the step of the loop that read it
+  (:meth:`EdgeWebSocketProtocol.take_texts_with`): while nothing is queued, a command starts there, without a
+  turn through the receive queue and without pausing and resuming the socket's reading as uvicorn does for each
+  message it queues.
 - An idle WebSocket connection costs little: uvicorn's per-connection state is trimmed (slots, a lean receive
   queue and event, no request head kept once the upgrade is accepted; :class:`EdgeWebSocketProtocol`).
 """
@@ -29,7 +33,7 @@ import asyncio
 import http
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, cast
 
 import httptools
@@ -50,6 +54,7 @@ __all__ = [
     "EDGE_EXTENSION",
     "SEND_NOW_EXTENSION",
     "SEND_TEXTS_EXTENSION",
+    "TAKE_TEXTS_EXTENSION",
     "EdgeHttpProtocol",
     "EdgeTransport",
     "EdgeWebSocketProtocol",
@@ -66,6 +71,8 @@ SEND_TEXTS_EXTENSION = "zapgate.send_texts"
 """The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.send_texts`."""
 SEND_NOW_EXTENSION = "zapgate.send_text_now"
 """The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.send_text_now`."""
+TAKE_TEXTS_EXTENSION = "zapgate.take_texts"
+"""The scope extension under which a WebSocket connection offers :meth:`EdgeWebSocketProtocol.take_texts_with`."""
 REFUSAL_LINGER_S = 1.0
 """How long a refused connection is kept, reading and dropping its input, so that it can read our answer."""
 
@@ -395,7 +402,15 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
     headers) is dropped once the upgrade is accepted: the app reads the headers before it accepts.
     """
 
-    __slots__ = (*_UVICORN_ATTRIBUTES, "_admission", "_close_timeout", "_control", "_edge", "_pending_pong")
+    __slots__ = (
+        *_UVICORN_ATTRIBUTES,
+        "_admission",
+        "_close_timeout",
+        "_control",
+        "_edge",
+        "_pending_pong",
+        "_take_text",
+    )
 
     queue: Inbox[Any]  # type: ignore[assignment]
     writable: WaitFlag  # type: ignore[assignment]
@@ -419,6 +434,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         self._close_timeout = close_timeout
         self._edge: EdgeTransport | None = None
         self._pending_pong: bytes | None = None
+        self._take_text: Callable[[str], bool] | None = None
         self._control = TokenBucket(*control_rate, self.loop.time()) if control_rate and control_rate[0] else None
         if admission is not None:
             admission.on_close = self._cut_if_lingering
@@ -454,6 +470,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         if extensions is not None:
             extensions[SEND_TEXTS_EXTENSION] = cast(dict[object, object], self.send_texts)
             extensions[SEND_NOW_EXTENSION] = cast(dict[object, object], self.send_text_now)
+            extensions[TAKE_TEXTS_EXTENSION] = cast(dict[object, object], self.take_texts_with)
 
     # -- pings
 
@@ -497,6 +514,13 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # -- frames and closes
 
+    def take_texts_with(self, take: Callable[[str], bool] | None) -> None:
+        """Offer each text frame, in the step of the loop that read it, to ``take`` (None: no more) before queueing
+        it for ``receive``: while nothing is queued, a frame ``take`` accepts (True) is its, never queued, and the
+        app reads it one turn of the loop sooner. A frame it refuses (False), and every frame while others are
+        queued, is queued as before, so that frames keep their order."""
+        self._take_text = take
+
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent:
             data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
@@ -509,6 +533,10 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
                     self.conn.send_close(CloseCode.INVALID_UTF8, "text frames must be UTF-8")
                     self.handle_parser_exception()
                     return
+            take = self._take_text
+            if take is not None and self.queue.empty() and take(data.decode()):
+                self.frames = []
+                return
         super().send_receive_event_to_app()
 
     def _open_for_texts(self) -> bool:

@@ -1,10 +1,11 @@
 """One WebSocket client connection on ``/v1/ws``: authentication, resume, commands and events.
 
 A connection has a reader (this task: it reads frames and starts a task per command, at most
-``max_inflight_commands`` at once, each command costing a token of a per-connection rate limit), a writer that
-sends queued frames in order (a short reply to a connection with nothing queued is written at once, without it: one
-turn of the event loop sooner, which is what other clients wait for while a burst makes each turn long), and, while
-the connection is behind, a task that reads events from the event log. Frames wait in a
+``max_inflight_commands`` at once, each command costing a token of a per-connection rate limit; while it waits
+with nothing queued, a frame's command starts in the step of the loop that read it, see :meth:`_take_now`), a
+writer that sends queued frames in order (a short reply to a connection with nothing queued is written at once,
+without it: one turn of the event loop sooner, which is what other clients wait for while a burst makes each turn
+long), and, while the connection is behind, a task that reads events from the event log. Frames wait in a
 :class:`~zapgate.server.sendbuffer.SendBuffer` bounded in frames and bytes: a live event that does not fit is not
 queued; the connection falls behind and reads it from the log once the client has taken what is queued, so a client
 that reads is never closed for a burst. A reply that does not fit, or a client that takes nothing for
@@ -62,7 +63,7 @@ from ..protocol import (
 from ..storage import TokenRecord
 from .access import bearer_token
 from .commands import run_command
-from .edge import EDGE_EXTENSION, SEND_NOW_EXTENSION, SEND_TEXTS_EXTENSION, log_refusal
+from .edge import EDGE_EXTENSION, SEND_NOW_EXTENSION, SEND_TEXTS_EXTENSION, TAKE_TEXTS_EXTENSION, log_refusal
 from .guard import Admission, EdgeGuard, TokenBucket
 from .origin import refuse_foreign_origin
 from .sendbuffer import SendBuffer, frame_size
@@ -109,14 +110,17 @@ class WebSocketClient:
         "_close",
         "_close_sent",
         "_filter",
+        "_free",
+        "_freed",
         "_last_seq",
         "_live",
         "_newest",
         "_out",
+        "_reading",
         "_send_now",
         "_send_texts",
         "_sent",
-        "_slots",
+        "_take_texts_with",
         "_tasks",
         "_token",
         "_writer",
@@ -145,12 +149,18 @@ class WebSocketClient:
         # Under zapgate's own server: all the frames queued for this connection go out in one socket write.
         self._send_texts: Callable[[list[str]], Awaitable[None]] | None = extensions.get(SEND_TEXTS_EXTENSION)
         self._send_now: Callable[[bytes], bool] | None = extensions.get(SEND_NOW_EXTENSION)
+        # ... and a command is taken in the step of the loop that read its frame (see _take_now).
+        self._take_texts_with: Callable[[Callable[[str], bool] | None], None] | None = extensions.get(
+            TAKE_TEXTS_EXTENSION
+        )
         self._out = SendBuffer(s.send_buffer_frames, s.send_buffer_bytes)
         self._writer: asyncio.Task[None] | None = None  # runs only while there is something to send
         self._sent: asyncio.Event | None = None  # made when someone first waits for the queue to drain
         self._close: tuple[int, str] | None = None
         self._close_sent = False
-        self._slots = asyncio.Semaphore(s.max_inflight_commands)
+        self._free = s.max_inflight_commands  # commands that may start before one of those running ends
+        self._freed: asyncio.Future[None] | None = None  # the reader waits on it while none may start
+        self._reading = False  # the reader waits for the next frame, and none is queued ahead of it
         self._tasks: set[asyncio.Task[None]] = set()
         self._catch_up_task: asyncio.Task[None] | None = None
         self._live = False  # live events are queued as they come; else they are read from the log
@@ -462,36 +472,70 @@ class WebSocketClient:
     # -- commands
 
     async def _read_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._close is None:
-            # While the buffer is three quarters full, read no more commands: a client that sends without
-            # reading is held back by TCP; one whose replies still overflow the buffer is closed (4429).
-            if not await self._wait_until(self._out.accepts_commands):
-                return
-            message = await self.ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            wait = self._bucket.take(loop.time()) if self._bucket is not None else 0.0
-            text = message.get("text")
-            try:
-                if text is None:
-                    raise InvalidFrame("binary frames are not accepted: send JSON as text frames")
-                frame = decode_client_frame(text)
-                if isinstance(frame, Auth):
-                    raise InvalidFrame("already authenticated")
-            except ProtocolError as exc:
-                log.debug("bad frame from %s: %s", self.peer, exc.message)
-                self._send_error(exc.request_id, self._rate_limited(wait) if wait else exc)
-                continue
-            if wait:
-                self._send_error(frame.id, self._rate_limited(wait))
-                continue
-            await self._slots.acquire()
-            # Its first step runs now, in this turn (an eager task): a command that waits for nothing is answered
-            # at once, not one turn later (during a burst each turn of the loop is long).
-            task = start_eagerly(self._execute(frame), name=f"cmd-{frame.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._take_texts_with is not None:
+            self._take_texts_with(self._take_now)
+        try:
+            while self._close is None:
+                # While the buffer is three quarters full, read no more commands: a client that sends without
+                # reading is held back by TCP; one whose replies still overflow the buffer is closed (4429).
+                if not await self._wait_until(self._out.accepts_commands):
+                    return
+                self._reading = True
+                try:
+                    message = await self.ws.receive()
+                finally:
+                    self._reading = False
+                if message["type"] == "websocket.disconnect":
+                    return
+                frame = self._decode(message.get("text"))
+                if frame is None:
+                    continue
+                while self._free == 0:
+                    self._freed = asyncio.get_running_loop().create_future()
+                    await self._freed
+                self._start(frame)
+        finally:
+            if self._take_texts_with is not None:
+                self._take_texts_with(None)
+
+    def _take_now(self, text: str) -> bool:
+        """A text frame, offered by the protocol in the step of the loop that read it, before it is queued for
+        :meth:`_read_loop` (``TAKE_TEXTS_EXTENSION``). When the reader is waiting for a frame with none queued
+        ahead, the buffer takes commands and one may start, it is taken here (True): its command starts now, one
+        turn of the loop sooner than from the reader, which during a burst is a long turn. Otherwise False, and
+        the reader takes it in turn."""
+        if not self._reading or self._close is not None or self._free == 0 or not self._out.accepts_commands():
+            return False
+        frame = self._decode(text)
+        if frame is not None:
+            self._start(frame)
+        return True
+
+    def _decode(self, text: str | None) -> Command | None:
+        """The command of a frame; or None, its error answered, when it is not one or the rate limit refuses it."""
+        wait = self._bucket.take(asyncio.get_running_loop().time()) if self._bucket is not None else 0.0
+        try:
+            if text is None:
+                raise InvalidFrame("binary frames are not accepted: send JSON as text frames")
+            frame = decode_client_frame(text)
+            if isinstance(frame, Auth):
+                raise InvalidFrame("already authenticated")
+        except ProtocolError as exc:
+            log.debug("bad frame from %s: %s", self.peer, exc.message)
+            self._send_error(exc.request_id, self._rate_limited(wait) if wait else exc)
+            return None
+        if wait:
+            self._send_error(frame.id, self._rate_limited(wait))
+            return None
+        return frame
+
+    def _start(self, command: Command) -> None:
+        """Start a command (one may start: :attr:`_free`). Its first step runs now, in this step of the loop (an
+        eager task): a command that waits for nothing is answered at once, not one turn later."""
+        self._free -= 1
+        task = start_eagerly(self._execute(command), name=f"cmd-{command.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _subscribe(self, command: Subscribe) -> Subscription:
         """Replace this connection's subscription: the events queued so far stay queued, every later one (live or
@@ -528,7 +572,9 @@ class WebSocketClient:
             log.exception("command %s failed", type(command).__name__)
             self._send(Reply(id=command.id, ok=False, error=ErrorBody("internal", "internal error; see server log")))
         finally:
-            self._slots.release()
+            self._free += 1
+            if self._freed is not None and not self._freed.done():
+                self._freed.set_result(None)
 
     def _send_error(self, request_id: str | None, exc: ZapgateError) -> None:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
