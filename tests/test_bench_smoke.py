@@ -43,6 +43,9 @@ def test_send_path_round_trips_through_gateway_and_ceiling(bench_run: tuple[dict
         point = result["closed_loop"][target]["1x2"]
         assert point["msgs_per_s"] > 0 and point["errors"] == 0, (target, point)
         assert result["fixed_rate"][target]["p99_ms"] > 0
+        # Where the CPU went: the first thread (the event loop) and the others add up to the process's CPU.
+        assert point["loop_us_per_msg"] > 0 and point["threads_us_per_msg"] >= 0, (target, point)
+        assert point["loop_us_per_msg"] + point["threads_us_per_msg"] == pytest.approx(point["cpu_us_per_msg"])
     for target in ("ceiling", "gateway-normal"):
         point = result["rate_curve"]["20"][target]
         assert point["p99_ms"] > 0 and point["errors"] == 0, (target, point)
