@@ -144,3 +144,43 @@ async def test_identities_are_stored_per_session(storage: Storage) -> None:
     await store.save("s1", [("5511999990003", "222")], 3.0)  # the LID now names another number
     assert sorted(await store.load("s1")) == [("5511999990001", "333"), ("5511999990003", "222")]
     assert await store.count("s1") == 2
+
+
+async def test_a_batch_names_each_message_as_if_named_alone_in_order(storage: Storage) -> None:
+    """A batch of received messages is named with what each message and those before it taught, repeated
+    addresses included: one seen again after the map learned something is named anew."""
+    from zapgate.engines.base import MessageIn
+    from zapgate.protocol.content import Text
+    from zapgate.sessions.identities import Identities
+
+    lid, other_lid, group = "111@lid", "222@lid", "120363000000000001@g.us"
+
+    def message(n: int, sender: str, sender_lid: str | None, chat: str, chat_lid: str | None = None) -> MessageIn:
+        return MessageIn(f"M{n}", chat, sender, Text(text=str(n)), 1, sender_lid=sender_lid, chat_lid=chat_lid)
+
+    batch = [
+        message(1, lid, None, lid),  # by LID alone: no number known yet
+        message(2, lid, None, lid),
+        message(3, ALICE_JID, lid, group),  # teaches Alice's LID
+        message(4, lid, None, lid),  # the same addresses as 1 and 2, now known both ways
+        message(5, ALICE_JID, other_lid, ALICE_JID, other_lid),  # Alice's number got another LID
+        message(6, lid, None, lid),  # the old LID no longer names her number
+        message(7, ALICE_JID, None, ALICE_JID),
+    ]
+    together = Identities(storage.identities)
+    named, saved = together.name_messages("batch", await together.map("batch"), batch)
+    assert saved is not None
+    await saved
+    alone = Identities(storage.identities)
+    assert named == [(await alone.messages("alone", [event]))[0] for event in batch]
+    assert [(m.sender, m.sender_lid) for m in named] == [
+        (lid, lid),
+        (lid, lid),
+        (ALICE_JID, lid),
+        (ALICE_JID, lid),
+        (ALICE_JID, other_lid),
+        (lid, lid),
+        (ALICE_JID, other_lid),
+    ]
+    assert (named[3].chat, named[3].chat_lid) == (ALICE_JID, lid)
+    assert sorted(await storage.identities.load("batch")) == [("5511999990001", "222")]

@@ -86,13 +86,24 @@ class Identities:
         or after it."""
         new: list[tuple[str, str]] = []
         named: list[MessageIn] = []
+        # A batch mostly repeats a few (author, chat) addresses: each is named once, again only after the map
+        # learned something (what it names depends on the map and those four addresses alone).
+        changes_of: dict[tuple[str, str | None, str, str | None], dict[str, str | None]] = {}
         for event in events:
-            one_to_one = _is_person(event.chat)
-            if (pair := identities.learn_jids(event.sender, event.sender_lid)) is not None:
-                new.append(pair)
-            if one_to_one and (pair := identities.learn_jids(event.chat, event.chat_lid)) is not None:
-                new.append(pair)
-            named.append(_named(identities, event, one_to_one))
+            key = (event.sender, event.sender_lid, event.chat, event.chat_lid)
+            changes = changes_of.get(key)
+            if changes is None:
+                one_to_one = _is_person(event.chat)
+                learned = identities.learn_jids(event.sender, event.sender_lid)
+                if learned is not None:
+                    new.append(learned)
+                if one_to_one and (pair := identities.learn_jids(event.chat, event.chat_lid)) is not None:
+                    new.append(pair)
+                    learned = pair
+                if learned is not None:
+                    changes_of.clear()
+                changes = changes_of[key] = _changes(identities, event, one_to_one)
+            named.append(msgspec.structs.replace(event, **changes) if changes else event)
         return named, self._store.submit_save(session_id, new, time.time()) if new else None
 
     async def receipt(self, session_id: str, event: ReceiptIn) -> ReceiptIn:
@@ -117,8 +128,9 @@ class Identities:
         )
 
 
-def _named(identities: IdentityMap, event: MessageIn, one_to_one: bool) -> MessageIn:
-    """``event`` with its author and (``one_to_one``) its chat named both ways, as far as ``identities`` knows."""
+def _changes(identities: IdentityMap, event: MessageIn, one_to_one: bool) -> dict[str, str | None]:
+    """The fields of ``event`` to change so that its author and (``one_to_one``) its chat are named both ways, as
+    far as ``identities`` knows."""
     sender = identities.both(event.sender_lid or event.sender)
     changes: dict[str, str | None] = {}
     if sender.preferred and sender.preferred != event.sender:
@@ -131,7 +143,7 @@ def _named(identities: IdentityMap, event: MessageIn, one_to_one: bool) -> Messa
             changes["chat"] = chat.preferred
         if chat.lid and chat.lid != event.chat_lid:
             changes["chat_lid"] = chat.lid
-    return msgspec.structs.replace(event, **changes) if changes else event
+    return changes
 
 
 def _is_person(jid: str) -> bool:
