@@ -101,6 +101,11 @@ async def measure(
         # The process's first thread is the event loop; the rest is the writer threads (and uvloop's resolver).
         result.extra["loop_us_per_msg"] = loop * per_msg
         result.extra["threads_us_per_msg"] = (cpu - loop) * per_msg
+        if result.errors and target.server.log is not None:
+            # The gateway logs why it answered with an error (the data directory, and the log, go with the run).
+            tail = target.server.log.read_text(errors="replace")[-4000:]
+            result.extra["server_log_tail"] = tail
+            print(f"  {result.errors} error replies; the gateway's log ends with:\n{tail}", flush=True)
         return result
     finally:
         await close_all(conns)
@@ -114,6 +119,7 @@ def _median_of(runs: list[LoadResult]) -> dict[str, Any]:
     row["runs"] = [{k: getattr(r, k) for k in (*keys, "completed", "errors")} for r in runs]
     row["errors"] = sum(r.errors for r in runs)
     row["first_error"] = next((r.first_error for r in runs if r.first_error), None)
+    row["server_log_tail"] = next((r.extra["server_log_tail"] for r in runs if "server_log_tail" in r.extra), None)
     return row
 
 
