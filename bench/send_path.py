@@ -94,8 +94,9 @@ async def measure(
         pid = target.server.pid
         cpu_before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
         result = await run_load(conns, REQUESTS[target.request], in_flight=in_flight, seconds=seconds, rate=rate)
-        cpu, threads_after = cpu_seconds(pid) - cpu_before, thread_cpu_seconds(pid)
-        loop = threads_after.get(pid, 0.0) - threads_before.get(pid, 0.0)
+        # The loop's thread is read before the process: its share never exceeds the process's.
+        loop = thread_cpu_seconds(pid).get(pid, 0.0) - threads_before.get(pid, 0.0)
+        cpu = cpu_seconds(pid) - cpu_before
         per_msg = 1e6 / result.replies if result.replies else float("nan")
         result.extra["cpu_us_per_msg"] = cpu * per_msg
         # The process's first thread is the event loop; the rest is the writer threads (and uvloop's resolver).
