@@ -94,9 +94,11 @@ async def measure(
         pid = target.server.pid
         cpu_before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
         result = await run_load(conns, REQUESTS[target.request], in_flight=in_flight, seconds=seconds, rate=rate)
-        # The loop's thread is read before the process: its share never exceeds the process's.
+        # The kernel scales a thread's CPU time and the process's separately (each by its own run time), so the
+        # loop's share can come out a fraction of a clock tick above the process's: it is counted as all of it.
         loop = thread_cpu_seconds(pid).get(pid, 0.0) - threads_before.get(pid, 0.0)
         cpu = cpu_seconds(pid) - cpu_before
+        loop = min(loop, cpu)
         per_msg = 1e6 / result.replies if result.replies else float("nan")
         result.extra["cpu_us_per_msg"] = cpu * per_msg
         # The process's first thread is the event loop; the rest is the writer threads (and uvloop's resolver).
