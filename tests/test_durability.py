@@ -413,6 +413,22 @@ async def test_same_key_same_message_sent_once_and_different_content_conflicts(t
         assert accepted == [(first["message_id"], 1), (second, 1)]
 
 
+async def test_a_message_id_drawn_twice_is_drawn_again(tmp_path: Path) -> None:
+    # Message ids are a millisecond counter and 32 random bits, so two drawn in the same millisecond can meet: the
+    # second message gets another id and is sent; the first message is untouched.
+    async with paired_gateway(tmp_path) as (gateway, client):
+        first = await client.call("message.send", session="s", to="+" + CHATS[0], text="primeiro")
+        engine = gateway.gateway.engine
+        draws = iter([first["message_id"]])  # the next id drawn is the first message's again
+        fresh = engine.new_message_id
+        engine.new_message_id = lambda: next(draws, None) or fresh()  # type: ignore[method-assign]
+        second = await client.call("message.send", session="s", to="+" + CHATS[1], text="segundo")
+        assert second["status"] == "sent" and second["message_id"] != first["message_id"], second
+        accepted = {d["message_id"]: (d["recipient"], d["attempts"]) for d in await accepted_by_whatsapp(gateway)}
+        assert accepted == {first["message_id"]: (CHATS[0], 1), second["message_id"]: (CHATS[1], 1)}
+        assert next(draws, None) is None  # the collision did happen
+
+
 async def test_send_while_offline_is_queued_then_goes_out_in_order(tmp_path: Path) -> None:
     async with paired_gateway(tmp_path) as (gateway, client):
         await client.call("sim.network", session="s", online=False)

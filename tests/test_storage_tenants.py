@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from zapgate.errors import QuotaExceeded, TenantExists
-from zapgate.storage import NewEvent, OutboxItem, SessionRecord, Storage, TenantQuotas, TokenRecord
+from zapgate.storage import (
+    MessageIdTaken,
+    NewEvent,
+    OutboxItem,
+    SessionRecord,
+    Storage,
+    TenantQuotas,
+    TokenRecord,
+)
 from zapgate.storage.tenants import counted_queued, queued_usage
 
 NO_LIMITS = TenantQuotas(0, 0, 0)
@@ -131,6 +140,39 @@ async def test_queue_quota_holds_under_concurrent_sends(storage: Storage) -> Non
     assert sum(not isinstance(r, BaseException) for r in results) == 5
     assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
     assert len(await storage.pending_messages("ses_acme_a")) == 5
+
+
+async def test_a_taken_message_id_stores_nothing_and_counts_nothing(storage: Storage) -> None:
+    # Two ids drawn in the same millisecond can meet (Engine.new_message_id): the second message is refused with
+    # MessageIdTaken, and neither the outbox nor the tenant's queue counts it; the first one is untouched.
+    await storage.tenants.create_tenant("acme", 1.0, TenantQuotas(max_queued_messages=10, max_queued_bytes=1000))
+    await storage.add_session(session("a"))
+    await storage.add_session(session("b"))
+    quota = ("acme", NO_LIMITS)
+    first = message(1, "ses_acme_a", 30)
+    await storage.enqueue_message(first, quota=quota)
+    taken = OutboxItem(
+        message_id=first.message_id, session_id="ses_acme_b", chat="2@s.whatsapp.net", content=b"y" * 50, created_at=2.0
+    )
+    with pytest.raises(MessageIdTaken) as exc:
+        await storage.enqueue_message(taken, quota=quota)
+    assert exc.value.message_id == first.message_id
+    assert await storage.tenants.usage("acme") == (2, 1, 30)
+    kept = await storage.outbox_item(first.message_id)
+    assert kept is not None and (kept.session_id, kept.content) == ("ses_acme_a", b"x" * 30)
+    assert await storage.pending_messages("ses_acme_b") == []
+
+    # Queued together with others (one batch, one reservation for the tenant): only the taken one is left out.
+    results = await asyncio.gather(
+        storage.enqueue_message(message(2, "ses_acme_a", 10), quota=quota),
+        storage.enqueue_message(dataclasses.replace(taken, created_at=3.0), quota=quota),
+        storage.enqueue_message(message(3, "ses_acme_b", 20), quota=quota),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], MessageIdTaken), results
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException), results
+    assert await storage.tenants.usage("acme") == (2, 3, 60)
+    assert [m.message_id for m in await storage.pending_messages("ses_acme_b")] == ["mses_acme_b3"]
 
 
 async def test_audit_log_pages_and_filters_by_tenant(storage: Storage) -> None:

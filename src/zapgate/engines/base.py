@@ -443,12 +443,12 @@ class RandomPool:
         self._buf = b""
         self._pos = self.SIZE
 
-    def bits28(self) -> int:
+    def bits32(self) -> int:
         if self._pos + 4 > len(self._buf):
             self._buf, self._pos = os.urandom(self.SIZE), 0
         pos = self._pos
         self._pos = pos + 4
-        return int.from_bytes(self._buf[pos : pos + 4]) >> 4
+        return int.from_bytes(self._buf[pos : pos + 4])
 
 
 class Engine(abc.ABC):
@@ -602,13 +602,16 @@ class Engine(abc.ABC):
     def new_message_id(self) -> str:
         """A fresh message id shaped like WhatsApp Web's (``3EB0`` + 18 upper-case hex digits).
 
-        The first 11 digits count milliseconds, the other 7 are random: ids made later sort later, so the
-        indexes that hold them grow at one end instead of touching a random page for every message.
+        The first 10 digits count milliseconds (they wrap every 34 years), the other 8 are random: ids made later
+        sort later, so the indexes that hold them grow at one end instead of touching a random page for every
+        message. Two ids drawn in the same millisecond are the same once in 2**32 pairs (a burst of 256 sends
+        decoded in one turn makes 32,640 pairs); the outbox refuses a taken id, and the sender draws again
+        (:class:`~zapgate.storage.MessageIdTaken`).
         """
         pool = self.__dict__.get("_id_bits")
         if pool is None:
             pool = self.__dict__["_id_bits"] = RandomPool()
-        return f"3EB0{time.time_ns() // 1_000_000 % 16**11:011X}{pool.bits28():07X}"
+        return f"3EB0{time.time_ns() // 1_000_000 % 16**10:010X}{pool.bits32():08X}"
 
 
 EngineFactory = Callable[..., Engine]

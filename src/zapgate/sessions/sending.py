@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from ..jid import Jid, parse_recipient
 from ..media.library import MediaLibrary
 from ..protocol import SendResult
 from ..protocol.content import Content, check_sendable, content_fingerprint, media_of
-from ..storage import LeaseLost, OutboxItem, Storage
+from ..storage import LeaseLost, MessageIdTaken, OutboxItem, Storage
 from .identities import Identities
 from .outgoing import encode_content, encode_outgoing, mentions_for, refers_to
 from .ownership import NotOwner
@@ -25,6 +26,12 @@ from .session import Session
 from .state import Status
 
 __all__ = ["NOT_SENT", "MessageSending"]
+
+log = logging.getLogger("zapgate.sessions")
+
+ID_DRAWS = 3
+"""Ids drawn for one message before its acceptance fails: another is drawn only when a stored message has the one
+drawn (:class:`~zapgate.storage.MessageIdTaken`; two ids drawn in the same millisecond meet once in 2**32)."""
 
 NOT_SENT = {"logged_out": "the session was logged out", "session_deleted": "the session was deleted"}
 """Reasons a queued message fails without WhatsApp having refused it, as ``message.send`` explains them."""
@@ -92,12 +99,19 @@ class MessageSending(abc.ABC):
             fingerprint=fingerprint,
             media_id=media_id,
         )
-        try:
-            stored, created = await self._storage.enqueue_message(
-                item, fence=session.fence, quota=(tenant, self._settings.tenant_quotas)
-            )
-        except LeaseLost:
-            raise self.lost(session) from None
+        for attempt in range(1, ID_DRAWS + 1):
+            try:
+                stored, created = await self._storage.enqueue_message(
+                    item, fence=session.fence, quota=(tenant, self._settings.tenant_quotas)
+                )
+                break
+            except LeaseLost:
+                raise self.lost(session) from None
+            except MessageIdTaken:
+                if attempt == ID_DRAWS:
+                    raise
+                log.info("message id %s was taken already; drawing another", item.message_id)
+                item.message_id = self._engine.new_message_id()
         if not self._exists(session):  # deleted while the message was being stored
             raise SessionNotFound(f"no session named {name!r}")
         if not created:  # the same key arrived twice at the same time: the other one stored it

@@ -45,11 +45,20 @@ from .tenants import (
 )
 from .webhooks import WebhookStore
 
-__all__ = ["SessionExists", "Storage"]
+__all__ = ["MessageIdTaken", "SessionExists", "Storage"]
 
 
 class SessionExists(Exception):
     """Another node created a session with this tenant and name at the same moment."""
+
+
+class MessageIdTaken(Exception):
+    """A message to send was given an id that a stored message has already (two ids drawn in the same millisecond
+    met: :meth:`~zapgate.engines.base.Engine.new_message_id`); nothing was stored, and the sender draws another."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message id {message_id} is taken")
+        self.message_id = message_id
 
 
 def _session_values(record: SessionRecord) -> tuple[Any, ...]:
@@ -278,23 +287,27 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
         quota = requests[i].quota
         if quota is not None:
             by_tenant.setdefault(quota[0], []).append(i)
+    reserved: dict[int, tuple[str, int]] = {}  # request → (tenant, bytes) counted in its tenant's queue
     for tenant in sorted(by_tenant):
         members = by_tenant[tenant]
         defaults = requests[members[0]].quota[1]  # type: ignore[index]
         sizes = [len(requests[i].item.content) + len(requests[i].item.extra or b"") for i in members]
         if len(members) > 1 and reserve_queued(conn, tenant, defaults, sum(sizes), len(members)) is None:
+            reserved.update((i, (tenant, size)) for i, size in zip(members, sizes, strict=True))
             continue
         for i, size in zip(members, sizes, strict=True):
             refusal = reserve_queued(conn, tenant, defaults, size)
             if refusal is not None:
                 outcomes[i] = (True, refusal)
                 todo.remove(i)
+            else:
+                reserved[i] = (tenant, size)
     for i in todo:
         item = requests[i].item
-        cur = conn.execute(
+        row = conn.execute(
             "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
             "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
-            "RETURNING position",
+            "ON CONFLICT (message_id) DO NOTHING RETURNING position",
             (
                 item.message_id,
                 item.session_id,
@@ -307,8 +320,13 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
                 item.created_at,
                 item.media_id,
             ),
-        )
-        item.position = int(cur.fetchone()[0])
+        ).fetchone()
+        if row is None:  # another message has this id: nothing is stored, nor counted in the tenant's queue
+            if i in reserved:
+                release_tenant_queued(conn, reserved[i][0], 1, reserved[i][1], locked=True)
+            outcomes[i] = (False, MessageIdTaken(item.message_id))
+            continue
+        item.position = int(row[0])
         if item.media_id is not None:  # retention counts from the file's last use
             conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
         outcomes[i] = (True, (item, True))
@@ -702,7 +720,8 @@ class Storage:
     ) -> tuple[OutboxItem, bool]:
         """Store a message to send, unless one with its idempotency key is stored (then that one, and False).
         With ``quota`` (the tenant and the gateway's defaults), :class:`~zapgate.errors.QuotaExceeded` when one
-        more queued message would pass the tenant's limits (nothing is stored then).
+        more queued message would pass the tenant's limits (nothing is stored then). :class:`MessageIdTaken` when
+        a stored message has the item's id (nothing is stored, nor counted, then).
 
         Messages accepted together (many connections sending at once) are stored together: every one asked for
         before the next group commit starts is stored by one :func:`_enqueue_batch`."""
