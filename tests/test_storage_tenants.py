@@ -163,12 +163,14 @@ async def test_a_taken_message_id_stores_nothing_and_counts_nothing(storage: Sto
     assert await storage.pending_messages("ses_acme_b") == []
 
     # Queued together with others (one batch, one reservation for the tenant): only the taken one is left out.
+    groups = storage.db.stats.groups
     results = await asyncio.gather(
         storage.enqueue_message(message(2, "ses_acme_a", 10), quota=quota),
         storage.enqueue_message(dataclasses.replace(taken, created_at=3.0), quota=quota),
         storage.enqueue_message(message(3, "ses_acme_b", 20), quota=quota),
         return_exceptions=True,
     )
+    assert storage.db.stats.groups == groups + 1  # the three were written by one batch, in one group commit
     assert isinstance(results[1], MessageIdTaken), results
     assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException), results
     assert await storage.tenants.usage("acme") == (2, 3, 60)
