@@ -12,7 +12,8 @@ Mixed into :class:`~.engine.SimulatorEngine`, which provides the state below.
   and picture from everyone (privacy "nobody"). An account that blocked the session's account hides them from it.
 - **Blocking.** A blocked account's messages are accepted by the server and never delivered.
 - **History sync.** After pairing, the device gets the account's prior conversations: every message the account
-  sent or received through the simulator (newest :data:`HISTORY_MAX_MESSAGES`), and ``sim_history_messages``
+  sent or received through the simulator before the device came online (newest :data:`HISTORY_MAX_MESSAGES`;
+  later ones reach it as live mail), and ``sim_history_messages``
   made-up earlier messages with the echo contact and the ``sim_contacts``, in batches of
   :data:`HISTORY_BATCH_MESSAGES`, with each chat's settings and unread count in the last batch. Batches are
   delivered after any live event waiting, so a sync of thousands does not hold up a live message.
@@ -216,14 +217,16 @@ class SimulatedAccounts(EngineParts):
 
     # -- history sync
 
-    async def _history_for(self, phone: str) -> list[HistoryBatch]:
-        """The history sync a new device of ``phone`` gets (see the module documentation)."""
+    async def _history_for(self, phone: str, *, upto: int) -> list[HistoryBatch]:
+        """The history sync a new device of ``phone`` gets (see the module documentation): the messages accepted up
+        to acceptance number ``upto`` (when the device came online)."""
 
         def read(conn: Conn) -> tuple[list[Any], list[Any]]:
             rows = conn.execute(
                 "SELECT sender, recipient, message_id, content, text, reply_to, timestamp FROM deliveries "
-                "WHERE sender = ? OR recipient = ? ORDER BY accepted DESC LIMIT ?",
-                (phone, phone, HISTORY_MAX_MESSAGES),
+                "WHERE (sender = ? OR recipient = ?) AND (accepted IS NULL OR accepted <= ?) "
+                "ORDER BY accepted DESC LIMIT ?",
+                (phone, phone, upto, HISTORY_MAX_MESSAGES),
             ).fetchall()
             settings = conn.execute(
                 "SELECT chat, archived, pinned, muted_until FROM chat_settings WHERE phone = ?", (phone,)

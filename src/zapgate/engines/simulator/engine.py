@@ -44,7 +44,7 @@ from .groups import SimulatedGroups
 from .pairing import Pairings
 from .phones import SimulatedPhones
 from .presence import SimPresence
-from .records import decode_event, encode_event, record_connect
+from .records import accepted_so_far, decode_event, encode_event, record_connect
 from .sends import Replaced, SendRequest, mail_each, record_sends
 from .server import SimServer
 
@@ -479,9 +479,9 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
             result = record_connect(conn, session_id, node, epoch, time.time())
             if result.outcome == "replaced":
                 self._server.announce(conn, "replaced", [session_id, str(result.other_node), str(result.other_epoch)])
-            return result, []
+            return (result, accepted_so_far(conn)), []
 
-        result = await self._db.write(connect)
+        result, accepted = await self._db.write(connect)
         if not device.opened or device.epoch != epoch or device.online:
             return
         if result.outcome == "refused":
@@ -492,9 +492,10 @@ class SimulatorEngine(SimulatedPhones, SimulatedAccounts, SimulatedGroups, Engin
         device.online = True
         self._emit(device, Connected(me=self._me(device)))
         if device.history_due and device.phone is not None:
-            # WhatsApp sends a new device the account's history once it is online (after the live backlog).
+            # WhatsApp sends a new device the account's history once it is online (after the live backlog): the
+            # conversations as they stood when it came online; what is accepted later reaches it as live mail.
             device.history_due = False
-            device.history.extend(await self._history_for(device.phone))
+            device.history.extend(await self._history_for(device.phone, upto=accepted))
             device.wake.set()
 
     async def _disconnect(self, device: Device) -> None:

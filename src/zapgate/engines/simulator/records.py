@@ -245,6 +245,12 @@ def insert_delivery(
     insert_deliveries(conn, [Delivery(sender, recipient, message_id, content, reply_to, ts, connection)])
 
 
+def accepted_so_far(conn: Conn) -> int:
+    """The acceptance number of the last message WhatsApp's side accepted (0: none yet)."""
+    row = conn.execute("SELECT value FROM counters WHERE name = 'accepted'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def insert_deliveries(conn: Conn, deliveries: Sequence[Delivery]) -> None:
     """Record accepted messages, in this order of acceptance (one counter update and one ``executemany``)."""
     if not deliveries:
