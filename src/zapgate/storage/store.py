@@ -287,21 +287,17 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
         quota = requests[i].quota
         if quota is not None:
             by_tenant.setdefault(quota[0], []).append(i)
-    reserved: dict[int, tuple[str, int]] = {}  # request → (tenant, bytes) counted in its tenant's queue
     for tenant in sorted(by_tenant):
         members = by_tenant[tenant]
         defaults = requests[members[0]].quota[1]  # type: ignore[index]
         sizes = [len(requests[i].item.content) + len(requests[i].item.extra or b"") for i in members]
         if len(members) > 1 and reserve_queued(conn, tenant, defaults, sum(sizes), len(members)) is None:
-            reserved.update((i, (tenant, size)) for i, size in zip(members, sizes, strict=True))
             continue
         for i, size in zip(members, sizes, strict=True):
             refusal = reserve_queued(conn, tenant, defaults, size)
             if refusal is not None:
                 outcomes[i] = (True, refusal)
                 todo.remove(i)
-            else:
-                reserved[i] = (tenant, size)
     for i in todo:
         item = requests[i].item
         row = conn.execute(
@@ -322,8 +318,9 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
             ),
         ).fetchone()
         if row is None:  # another message has this id: nothing is stored, nor counted in the tenant's queue
-            if i in reserved:
-                release_tenant_queued(conn, reserved[i][0], 1, reserved[i][1], locked=True)
+            quota = requests[i].quota  # (every request still to insert with a quota was counted above)
+            if quota is not None:
+                release_tenant_queued(conn, quota[0], 1, len(item.content) + len(item.extra or b""), locked=True)
             outcomes[i] = (False, MessageIdTaken(item.message_id))
             continue
         item.position = int(row[0])
