@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,16 @@ def _p99(marks: list[Any], start: float, stop: float) -> float:
     return percentile(values, 0.99)
 
 
-async def burst(server: Server, token: str, other: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def burst(
+    server: Server,
+    token: str,
+    other: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    on_burst: Callable[[bool], None] | None = None,
+) -> dict[str, Any]:
+    """``on_burst``: called with True just before the mail is handed over, and with False once the last event
+    arrived (``bench/statements.py`` measures that window)."""
     url, pid = server.url, server.pid
     sessions = [f"s{i:04d}" for i in range(args.sessions)]
     per_session = args.messages // args.sessions
@@ -161,9 +171,13 @@ async def burst(server: Server, token: str, other: str, args: argparse.Namespace
         )
         await asyncio.sleep(args.quiet)  # the others' baseline, before the burst
         cpu_before, threads_before, metrics_before = cpu_seconds(pid), thread_cpu_seconds(pid), server.metrics()
+        if on_burst is not None:
+            on_burst(True)
         start, wall_start = time.perf_counter(), time.time()
         await asyncio.gather(*(setup.call("sim.network", session=s, online=True) for s in sessions))
         end = await asyncio.wait_for(done, args.timeout)
+        if on_burst is not None:
+            on_burst(False)
         wall_end = wall_start + (end - start)
         # The kernel scales a thread's CPU time and the process's separately (each by its own run time), so the
         # loop's share can come out a fraction of a clock tick above the process's: it is counted as all of it.

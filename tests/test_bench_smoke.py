@@ -149,3 +149,26 @@ def test_thread_hop_measures_both_round_trips_and_the_disk(tmp_path: Path) -> No
     assert all(row["cpu_us"] > 0 for row in result["hops"].values())
     assert 0 < result["fdatasync"]["p50_ms"] <= result["fdatasync"]["max_ms"]
     assert not list(tmp_path.glob("fsync-probe-*"))  # the probe file is removed
+
+
+def test_statements_counts_each_statement_of_a_send_by_thread(tmp_path: Path) -> None:
+    result = run_script(
+        *("statements.py", "send", "--connections", "2", "--in-flight", "2", "--seconds", "0.5"),
+        out=tmp_path / "statements.json",
+    )
+    assert result["messages"] > 0 and result["cpu_us_per_message"] > 0
+    by_sql = {s["sql"].split(" (")[0]: s for s in result["statements"]}
+    assert by_sql["INSERT INTO outbox"]["calls"] > 0  # a message's acceptance, counted where it ran
+    assert "zapgate-db-write" in result["threads"] and result["threads"]["zapgate-db-write"]["cpu_us"] > 0
+    assert sum(s["cpu_us"] for s in result["statements"]) == pytest.approx(result["sql_us_per_message"])
+
+
+def test_statements_counts_the_rows_of_a_burst(tmp_path: Path) -> None:
+    result = run_script(
+        *("statements.py", "burst", "--sessions", "2", "--messages", "20"),
+        out=tmp_path / "statements.json",
+    )
+    assert result["events"] == 20
+    inbound = [s for s in result["statements"] if s["sql"].startswith("INSERT INTO inbound ")]
+    assert sum(s["rows"] for s in inbound) == 20  # every received message's row, written inside the window
+    assert all(s["thread"] == "zapgate-db-write" for s in inbound)  # a burst's groups run in the writer thread
