@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from zapgate.storage import Storage, open_storage
+from zapgate.storage import sqlite as sqlite_storage
 from zapgate.storage.sqlite import CHECKPOINT_FRAMES, INLINE_REQUESTS
 
 
@@ -103,9 +104,41 @@ async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_
             return [int(n) for (n,) in conn.execute("SELECT n FROM probe ORDER BY rowid")]
 
         assert await storage.db.read(values) == [-1, 1]
-        # and the next small group runs on the loop's thread again, with the usual wait for a lock restored
+        # and the next small group runs on the loop's thread again
         assert await storage.db.submit_batched("probe", 2, _insert_batch, inline=True) == threading.get_ident()
-        assert int(storage.db._wconn.execute("PRAGMA busy_timeout").fetchone()[0]) == 5000
+        # while a group of the writer thread still waits for a lock held elsewhere, and goes on once it is freed
+        other.execute("BEGIN IMMEDIATE")
+        freed = threading.Timer(0.3, other.execute, ("COMMIT",))
+        began = time.perf_counter()
+        freed.start()
+        await asyncio.wait_for(storage.db.submit_batched("probe", 3, _insert_batch, inline=False), 10)
+        assert time.perf_counter() - began >= 0.25
+        freed.join()
+        assert await storage.db.read(values) == [-1, 1, 2, 3]
+    finally:
+        other.close()
+        await storage.close()
+
+
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_a_write_lock_held_elsewhere_for_too_long_fails_the_group_clearly(
+    tmp_path: Path, synchronous: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "zapgate.db"
+    storage = open_storage(f"sqlite:///{path}", synchronous=synchronous)
+    await storage.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await storage.db.write(_ensure_table)
+        other.execute("BEGIN IMMEDIATE")
+        began = time.perf_counter()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await asyncio.wait_for(storage.db.submit_batched("probe", 1, _insert_batch, inline=True), 10)
+        assert 0.25 <= time.perf_counter() - began < 5  # it waited about BUSY_TIMEOUT_MS, not SQLite's default
+        other.execute("ROLLBACK")
+        # nothing was left half done: the next write goes through
+        assert await storage.db.submit_batched("probe", 2, _insert_batch, inline=True) == threading.get_ident()
     finally:
         other.close()
         await storage.close()

@@ -17,10 +17,12 @@ the ``COMMIT`` stays in the writer thread, with SQLite's automatic checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +35,12 @@ log = logging.getLogger("zapgate.storage")
 
 
 BUSY_TIMEOUT_MS = 5000
-"""How long a statement waits for a lock another connection holds (``PRAGMA busy_timeout``)."""
+"""How long a group waits for the write lock another connection holds (a CLI command, an ``sqlite3`` shell), and
+a read for a lock (``PRAGMA busy_timeout`` of the reader's connection)."""
+
+_BUSY_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""The writer thread's waits between two tries to begin a group while another connection holds the write lock
+(the last one repeats until :data:`BUSY_TIMEOUT_MS`)."""
 
 INLINE_REQUESTS = 16
 """Groups of at most this many light requests run their statements on the event loop's thread
@@ -86,6 +93,11 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA temp_store=MEMORY")
         if writer:
             _migrate(conn, self._migrations, self.path)
+            # No busy handler on the writer's connection: the one statement that can meet another connection's
+            # lock is a group's BEGIN IMMEDIATE, which must not wait on the event loop's thread (:meth:`_try_begin`)
+            # and waits in the writer thread (:meth:`_begin`). Turning the handler off and on around every inline
+            # BEGIN cost a lone message about 75 µs of the loop's CPU (``bench/findings.md``, round 16).
+            conn.execute("PRAGMA busy_timeout=0")
             for suffix in ("-wal", "-shm", "-journal"):  # SQLite creates them with the file's mode
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
@@ -140,20 +152,26 @@ class SqliteDatabase(Database):
             self._shm = None
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_MS for another connection's write lock
+        # In the writer thread: waits up to BUSY_TIMEOUT_MS for another connection's write lock.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        for pause in itertools.chain(_BUSY_PAUSES, itertools.repeat(_BUSY_PAUSES[-1])):
+            if self._try_begin(conn):
+                return
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+        conn.execute("BEGIN IMMEDIATE")  # once more: begins, or raises SQLite's own "database is locked"
 
     def _try_begin(self, conn: sqlite3.Connection) -> bool:
         # On the event loop's thread: a write lock held by another process (a CLI command, an open sqlite3 shell)
-        # must not stop the loop, so no wait here; the group then runs in the writer thread, which waits.
-        conn.execute("PRAGMA busy_timeout=0")
+        # must not stop the loop, so no wait here (the writer's connection has no busy handler: see _connect); the
+        # group then runs in the writer thread, which waits.
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
                 return False
             raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return True
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
