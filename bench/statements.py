@@ -85,6 +85,8 @@ def _report(window: _Window, units: int, unit: str) -> dict[str, Any]:
     threads: dict[str, dict[str, Any]] = {}
     for name, tid in probe["threads"].items():
         threads[name] = {"cpu_us": window.threads.get(tid, 0.0) * per, "sql_us": 0.0}
+    if window.server.pid not in probe["threads"].values():  # the event loop ran no statement in the window
+        threads["MainThread"] = {"cpu_us": window.threads.get(window.server.pid, 0.0) * per, "sql_us": 0.0}
     statements = []
     for thread, sql, calls, rows, spent in probe["statements"]:
         threads[thread]["sql_us"] += spent * per

@@ -172,3 +172,4 @@ def test_statements_counts_the_rows_of_a_burst(tmp_path: Path) -> None:
     inbound = [s for s in result["statements"] if s["sql"].startswith("INSERT INTO inbound ")]
     assert sum(s["rows"] for s in inbound) == 20  # every received message's row, written inside the window
     assert all(s["thread"] == "zapgate-db-write" for s in inbound)  # a burst's groups run in the writer thread
+    assert "MainThread" in result["threads"]  # the event loop is listed even when it ran no statement
