@@ -74,16 +74,25 @@ async def test_a_small_group_runs_its_statements_here_and_commits_in_the_writer_
         await storage.close()
 
 
-@pytest.mark.parametrize("synchronous", ["full", "normal"])
-async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_loop(
-    tmp_path: Path, synchronous: str
-) -> None:
-    path = tmp_path / "zapgate.db"
+@contextlib.asynccontextmanager
+async def _with_another_connection(path: Path, synchronous: str) -> AsyncIterator[tuple[Storage, sqlite3.Connection]]:
+    """A storage with the probe table, and another connection to its file (a CLI command, an sqlite3 shell)."""
     storage = open_storage(f"sqlite:///{path}", synchronous=synchronous)
     await storage.open()
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         await storage.db.write(_ensure_table)
+        yield storage, other
+    finally:
+        other.close()
+        await storage.close()
+
+
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_loop(
+    tmp_path: Path, synchronous: str
+) -> None:
+    async with _with_another_connection(tmp_path / "zapgate.db", synchronous) as (storage, other):
         other.execute("BEGIN IMMEDIATE")  # another process (a CLI command, an sqlite3 shell) holds the write lock
         other.execute("INSERT INTO probe (n) VALUES (-1)")
 
@@ -115,9 +124,6 @@ async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_
         assert time.perf_counter() - began >= 0.25
         freed.join()
         assert await storage.db.read(values) == [-1, 1, 2, 3]
-    finally:
-        other.close()
-        await storage.close()
 
 
 @pytest.mark.parametrize("synchronous", ["full", "normal"])
@@ -125,12 +131,7 @@ async def test_a_write_lock_held_elsewhere_for_too_long_fails_the_group_clearly(
     tmp_path: Path, synchronous: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_MS", 300)
-    path = tmp_path / "zapgate.db"
-    storage = open_storage(f"sqlite:///{path}", synchronous=synchronous)
-    await storage.open()
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        await storage.db.write(_ensure_table)
+    async with _with_another_connection(tmp_path / "zapgate.db", synchronous) as (storage, other):
         other.execute("BEGIN IMMEDIATE")
         began = time.perf_counter()
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
@@ -139,9 +140,6 @@ async def test_a_write_lock_held_elsewhere_for_too_long_fails_the_group_clearly(
         other.execute("ROLLBACK")
         # nothing was left half done: the next write goes through
         assert await storage.db.submit_batched("probe", 2, _insert_batch, inline=True) == threading.get_ident()
-    finally:
-        other.close()
-        await storage.close()
 
 
 def _insert_or_refuse(conn: Any, numbers: list[int]) -> tuple[list[tuple[bool, Any]], list[Any]]:
