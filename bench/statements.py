@@ -59,7 +59,8 @@ class _Window:
 
     def __init__(self, server: Server, out: Path) -> None:
         self.server, self.out = server, out
-        self.threads: dict[int, float] = {}
+        self.threads: dict[int, float] = {}  # CPU seconds by thread id: at the start, then over the window
+        self.cpu = 0.0  # the process's CPU seconds: at the start, then over the window
 
     def __call__(self, starting: bool) -> None:
         pid = self.server.pid
