@@ -128,7 +128,7 @@ async def test_a_write_lock_held_elsewhere_delays_the_write_but_never_the_event_
 
 @pytest.mark.parametrize("synchronous", ["full", "normal"])
 async def test_a_write_lock_held_elsewhere_for_too_long_fails_the_group_clearly(
-    tmp_path: Path, synchronous: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synchronous: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(sqlite_storage, "BUSY_TIMEOUT_MS", 300)
     async with _with_another_connection(tmp_path / "zapgate.db", synchronous) as (storage, other):
@@ -137,6 +137,10 @@ async def test_a_write_lock_held_elsewhere_for_too_long_fails_the_group_clearly(
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
             await asyncio.wait_for(storage.db.submit_batched("probe", 1, _insert_batch, inline=True), 10)
         assert 0.25 <= time.perf_counter() - began < 5  # it waited about BUSY_TIMEOUT_MS, not SQLite's default
+        # the log names the database and what failed, with SQLite's reason
+        (record,) = [r for r in caplog.records if r.name == "zapgate.storage" and r.levelname == "ERROR"]
+        assert record.getMessage() == f"{tmp_path / 'zapgate.db'}: a group of 1 writes failed as a whole"
+        assert record.exc_info is not None and "database is locked" in str(record.exc_info[1])
         other.execute("ROLLBACK")
         # nothing was left half done: the next write goes through
         assert await storage.db.submit_batched("probe", 2, _insert_batch, inline=True) == threading.get_ident()

@@ -359,17 +359,19 @@ class Database(abc.ABC):
                 for fn, _ in group:
                     if isinstance(fn, _Batch):
                         fn.closed = True  # requests from now on go to a new batch, in the next group
+                fns = [fn for fn, _ in group]
                 try:
-                    outcomes, busy_s, commit_s = await self._apply_group([fn for fn, _ in group])
-                except Exception as exc:  # the COMMIT itself failed: nothing in the group happened
-                    log.exception("database commit failed")
+                    outcomes, busy_s, commit_s = await self._apply_group(fns)
+                except Exception as exc:  # it could not begin (another connection held the write lock too long),
+                    # or the COMMIT itself failed: nothing in the group happened
+                    log.exception("%s: a group of %d writes failed as a whole", self.describe(), _requests(fns))
                     for _, future in group:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 stats = self.stats
                 stats.groups += 1
-                stats.writes += _requests([fn for fn, _ in group])
+                stats.writes += _requests(fns)
                 stats.busy_s += busy_s
                 stats.commit_s += commit_s
                 for (_, future), (ok, value) in zip(group, outcomes, strict=True):
