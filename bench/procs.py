@@ -213,15 +213,23 @@ def gateway_env(data_dir: Path, **settings: Any) -> dict[str, str]:
     return env
 
 
-def start_gateway(data_dir: Path, *, timeout: float = 120.0, source: Path | None = None, **settings: Any) -> Server:
+def start_gateway(
+    data_dir: Path,
+    *,
+    timeout: float = 120.0,
+    source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    **settings: Any,
+) -> Server:
     """Run ``zapgate serve`` in its own process; returns once it accepts connections (sessions loaded).
 
     ``source``: a ``src`` directory of another zapgate checkout to run instead of the installed one (the
-    before side of a before/after comparison measured in one run)."""
+    before side of a before/after comparison measured in one run). ``extra_env``: more variables for the
+    gateway's environment only."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = data_dir / "gateway.log"
-    env = gateway_env(data_dir, port=port, **settings)
+    env = gateway_env(data_dir, port=port, **settings) | (extra_env or {})
     if source is not None:
         env["PYTHONPATH"] = str(source)
         # An older tree does not know every setting of this one (and refuses unknown ones): leave those out.

@@ -41,17 +41,9 @@ TOP = 25
 
 def _gateway(data_dir: Path, out: Path, **settings: Any) -> Server:
     """A gateway with the probe loaded (only it: the variables go to its environment, not to this process's)."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "BENCH_STATEMENTS_OUT")}
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROBE), saved["PYTHONPATH"]) if p)
-    os.environ["BENCH_STATEMENTS_OUT"] = str(out)
-    try:
-        return start_gateway(data_dir, **settings)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    paths = (str(PROBE), os.environ.get("PYTHONPATH", ""))
+    probe_env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "BENCH_STATEMENTS_OUT": str(out)}
+    return start_gateway(data_dir, extra_env=probe_env, **settings)
 
 
 class _Window:
