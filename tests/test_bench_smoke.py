@@ -161,6 +161,22 @@ def test_statements_counts_each_statement_of_a_send_by_thread(tmp_path: Path) ->
     assert by_sql["INSERT INTO outbox"]["calls"] > 0  # a message's acceptance, counted where it ran
     assert "zapgate-db-write" in result["threads"] and result["threads"]["zapgate-db-write"]["cpu_us"] > 0
     assert sum(s["cpu_us"] for s in result["statements"]) == pytest.approx(result["sql_us_per_message"])
+    # The pages its commits wrote, named by table or index: a send writes its outbox row and the simulator's record
+    pages = result["pages"]["zapgate.db"]
+    assert pages["commits"] > 0 and pages["frames"] >= pages["commits"]
+    assert pages["per_commit"]["outbox"] > 0 and pages["per_commit"]["events"] > 0
+    assert result["pages"]["simulator.db"]["per_commit"]["deliveries"] > 0
+
+
+def test_statements_runs_a_send_at_a_fixed_rate(tmp_path: Path) -> None:
+    result = run_script(
+        *("statements.py", "send", "--connections", "2", "--rate", "100", "--seconds", "0.5"),
+        out=tmp_path / "statements.json",
+    )
+    # 100 a second for a second (the load's half-second warm-up, then the half-second measured), not as fast as
+    # it can: a closed loop of 2 connections sends several hundred
+    assert 80 <= result["messages"] <= 120
+    assert result["settings"]["rate"] == 100
 
 
 def test_statements_counts_the_rows_of_a_burst(tmp_path: Path) -> None:
@@ -173,3 +189,5 @@ def test_statements_counts_the_rows_of_a_burst(tmp_path: Path) -> None:
     assert sum(s["rows"] for s in inbound) == 20  # every received message's row, written inside the window
     assert all(s["thread"] == "zapgate-db-write" for s in inbound)  # a burst's groups run in the writer thread
     assert "MainThread" in result["threads"]  # the event loop is listed even when it ran no statement
+    pages = result["pages"]["zapgate.db"]  # the burst's commits only, not the pairing's before it
+    assert pages["per_commit"]["inbound"] > 0 and 0 < pages["commits"] <= result["group_commits"]
