@@ -13,9 +13,9 @@ The probe's own cost (a Python call and two clock reads per statement, about 1 t
 the run is slower than the benchmark's: the table shows where the SQL time goes, not the gateway's speed.
 
 It also says which pages the commits wrote, by the table or index each belongs to: each database's WAL is read
-every 0.1 s while the load runs (``WalSampler``; commits whose frames a checkpoint let the next ones overwrite
-between two reads are missed, so it is a sample). A commit writes every page it changed, whole: this is what
-makes a commit of a few messages cost what it does.
+every 0.1 s while the load runs (``PageSampling``, ``WalSampler``; commits whose frames a checkpoint let the next
+ones overwrite between two reads are missed, so it is a sample). A commit writes every page it changed, whole:
+this is what makes a commit of a few messages cost what it does.
 
     python bench/statements.py send --connections 16 --in-flight 8 --seconds 5
     python bench/statements.py send --connections 16 --in-flight 1 --rate 1000 --seconds 5
@@ -33,6 +33,7 @@ import signal
 import sqlite3
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,15 +155,21 @@ class WalSampler:
         self.wal = database.with_name(database.name + "-wal")
         self.generations: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self.before: tuple[tuple[int, int], int] | None = None  # the frames already there at the first read
+        self.last = False  # the last read was made: later ones (still running in a thread) count for nothing
+        self._lock = threading.Lock()
 
-    def read(self) -> None:
+    def read(self, *, last: bool = False) -> None:
         current = wal_frames(self.wal)
-        if current is not None:
-            salts, frames = current
-            if self.before is None:
-                self.before = (salts, len(frames))
-            if len(frames) > len(self.generations.get(salts, [])):
-                self.generations[salts] = frames
+        with self._lock:
+            if self.last:
+                return
+            self.last = last
+            if current is not None:
+                salts, frames = current
+                if self.before is None:
+                    self.before = (salts, len(frames))
+                if len(frames) > len(self.generations.get(salts, [])):
+                    self.generations[salts] = frames
 
     def report(self) -> dict[str, Any] | None:
         """``{"commits", "frames", "per_commit": {table or index: pages per commit}}``; None without a commit."""
@@ -201,17 +208,39 @@ class WalSampler:
         raise AssertionError("unreachable")
 
 
-async def sample_pages(data_dir: Path, until: asyncio.Future[Any], every: float = 0.1) -> dict[str, Any]:
-    """:class:`WalSampler` of each of the gateway's databases, reading until ``until`` is done."""
-    samplers = [WalSampler(data_dir / name) for name in DATABASES]
-    while not until.done():
-        for sampler in samplers:
-            await asyncio.to_thread(sampler.read)
-        await asyncio.wait([until], timeout=every)
-    for sampler in samplers:
-        sampler.read()
-    reports = {s.database.name: await asyncio.to_thread(s.report) for s in samplers}
-    return {name: report for name, report in reports.items() if report is not None}
+class PageSampling:
+    """:class:`WalSampler` of each of the gateway's databases, from :meth:`start` to :meth:`stop`."""
+
+    def __init__(self, data_dir: Path, every: float = 0.1) -> None:
+        self.samplers = [WalSampler(data_dir / name) for name in DATABASES]
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        for sampler in self.samplers:  # the frames already there are not the window's
+            sampler.read()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            for sampler in self.samplers:
+                await asyncio.to_thread(sampler.read)
+
+    def stop(self) -> None:
+        """The last read, made now: the commits counted are those made before this call."""
+        for sampler in self.samplers:
+            sampler.read(last=True)
+        if self._task is not None:
+            self._task.cancel()
+
+    async def report(self) -> dict[str, Any]:
+        """By database: :meth:`WalSampler.report`, for those whose commits were read."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        reports = {s.database.name: await asyncio.to_thread(s.report) for s in self.samplers}
+        return {name: report for name, report in reports.items() if report is not None}
 
 
 async def _burst(
@@ -222,20 +251,17 @@ async def _burst(
         sessions=args.sessions, messages=args.messages, ping_rate=50.0, quiet=0.5, ping_seconds=1.0, timeout=600.0
     )
     assert server.data_dir is not None
-    data_dir = server.data_dir
-    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    sampling: list[asyncio.Task[dict[str, Any]]] = []
+    sampling = PageSampling(server.data_dir)
 
     def on_burst(starting: bool) -> None:
         window(starting)
         if starting:
-            sampling.append(asyncio.ensure_future(sample_pages(data_dir, ended)))
+            sampling.start()
         else:
-            ended.set_result(None)
+            sampling.stop()  # before the burst's own figures are read, so its commits include every one counted
 
     outcome = await inbound.burst(server, token, other, burst_args, tmp, on_burst=on_burst)
-    if sampling:
-        pages.update(await sampling[0])
+    pages.update(await sampling.report())
     return outcome
 
 
@@ -255,14 +281,16 @@ async def _send(
     try:
         rate = args.rate or None
         await run_load(conns, send_path.make_request, in_flight=args.in_flight, seconds=1.0, rate=rate)  # warm up
-        window(True)
-        load = asyncio.ensure_future(
-            run_load(conns, send_path.make_request, in_flight=args.in_flight, seconds=args.seconds, rate=rate)
-        )
         assert server.data_dir is not None
-        pages.update(await sample_pages(server.data_dir, load))
-        result = load.result()
+        sampling = PageSampling(server.data_dir)
+        window(True)
+        sampling.start()
+        result = await run_load(
+            conns, send_path.make_request, in_flight=args.in_flight, seconds=args.seconds, rate=rate
+        )
+        sampling.stop()
         window(False)
+        pages.update(await sampling.report())
         if result.errors:
             raise RuntimeError(f"{result.errors} sends failed: {result.first_error}")
         return result.replies
