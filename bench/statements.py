@@ -51,7 +51,7 @@ PROBE = BENCH / "statement_probe"
 TOP = 25
 """Statements listed (the most costly first); the totals count them all."""
 DATABASES = ("zapgate.db", "simulator.db")
-"""The gateway's databases whose last commits' pages are counted."""
+"""The gateway's databases whose commits' pages are counted."""
 _WAL_HEADER = struct.Struct(">IIIIIIII")  # magic, version, page size, checkpoint, salt-1, salt-2, checksum x2
 _FRAME_HEADER = struct.Struct(">IIII")  # page number, database size after a commit (else 0), salt-1, salt-2
 _FRAME_HEADER_SIZE = 24  # and a checksum of two words (https://sqlite.org/fileformat2.html#walformat)
@@ -144,11 +144,11 @@ def wal_frames(wal: Path) -> tuple[tuple[int, int], list[tuple[int, int]]] | Non
 class WalSampler:
     """The pages written by a database's commits over a window, by the table or index they belong to.
 
-    The WAL is read every ``every`` seconds: a checkpoint lets the next commit start it again from its first frame
-    (with new salts), so frames are kept by ``(salts, index)`` and each read adds those not seen; commits whose
-    frames were overwritten between two reads are missed, so this is a sample of the window's commits. The
-    pages are then named from a copy of the database and its WAL (SQLite's ``dbstat``); the gateway's files are
-    only read."""
+    The WAL is read again and again (:class:`PageSampling`): a checkpoint lets the next commit start it from its
+    first frame (with new salts), so frames are kept by ``(salts, index)`` and each read adds those not seen;
+    commits whose frames were overwritten between two reads are missed, so this is a sample of the window's
+    commits. The pages are then named from a copy of the database and its WAL (SQLite's ``dbstat``): the
+    gateway's files are only read."""
 
     def __init__(self, database: Path) -> None:
         self.database = database
@@ -228,7 +228,8 @@ class PageSampling:
                 await asyncio.to_thread(sampler.read)
 
     def stop(self) -> None:
-        """The last read, made now: the commits counted are those made before this call."""
+        """The last read, made now: the commits counted are those made before the first call (later calls read
+        nothing more)."""
         for sampler in self.samplers:
             sampler.read(last=True)
         if self._task is not None:
@@ -260,7 +261,10 @@ async def _burst(
         else:
             sampling.stop()  # before the burst's own figures are read, so its commits include every one counted
 
-    outcome = await inbound.burst(server, token, other, burst_args, tmp, on_burst=on_burst)
+    try:
+        outcome = await inbound.burst(server, token, other, burst_args, tmp, on_burst=on_burst)
+    finally:
+        sampling.stop()  # a second time once the burst ended: nothing more is read
     pages.update(await sampling.report())
     return outcome
 
@@ -285,10 +289,12 @@ async def _send(
         sampling = PageSampling(server.data_dir)
         window(True)
         sampling.start()
-        result = await run_load(
-            conns, send_path.make_request, in_flight=args.in_flight, seconds=args.seconds, rate=rate
-        )
-        sampling.stop()
+        try:
+            result = await run_load(
+                conns, send_path.make_request, in_flight=args.in_flight, seconds=args.seconds, rate=rate
+            )
+        finally:
+            sampling.stop()
         window(False)
         pages.update(await sampling.report())
         if result.errors:
