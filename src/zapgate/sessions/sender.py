@@ -160,7 +160,7 @@ class Sender:
         future = self._waiters.get(item.message_id)
         if future is None:
             future = self._waiters[item.message_id] = asyncio.get_running_loop().create_future()
-            size = _stored_size(item)
+            size = item.queued_size
             room = len(self._fresh) < FRESH_KEPT and self._fresh_bytes + size <= FRESH_KEPT_BYTES
             if room and item.status == "queued":
                 self._fresh[item.message_id] = item
@@ -171,7 +171,7 @@ class Sender:
     def _forget_fresh(self, message_id: str) -> OutboxItem | None:
         item = self._fresh.pop(message_id, None)
         if item is not None:
-            self._fresh_bytes -= _stored_size(item)
+            self._fresh_bytes -= item.queued_size
         return item
 
     def waiter(self, message_id: str) -> asyncio.Future[OutboxItem] | None:
@@ -419,7 +419,3 @@ class Sender:
                 waiter.set_result(item)
 
         done.add_done_callback(resolve)
-
-
-def _stored_size(item: OutboxItem) -> int:
-    return len(item.content) + len(item.extra or b"")

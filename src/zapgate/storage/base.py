@@ -125,6 +125,11 @@ class OutboxItem:
     media_id: str | None = field(default=None, compare=False)
     """The media file the message sends, if any (kept while the message is queued; written, not read back)."""
 
+    @property
+    def queued_size(self) -> int:
+        """The bytes it counts for in its tenant's queue: what :data:`~.tenants.QUEUED_SIZE` computes in SQL."""
+        return len(self.content) + len(self.extra or b"")
+
 
 @dataclass(frozen=True, slots=True)
 class QueuedMessage:

@@ -290,7 +290,7 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
     for tenant in sorted(by_tenant):
         members = by_tenant[tenant]
         defaults = requests[members[0]].quota[1]  # type: ignore[index]
-        sizes = [len(requests[i].item.content) + len(requests[i].item.extra or b"") for i in members]
+        sizes = [requests[i].item.queued_size for i in members]
         if len(members) > 1 and reserve_queued(conn, tenant, defaults, sum(sizes), len(members)) is None:
             continue
         for i, size in zip(members, sizes, strict=True):
@@ -320,7 +320,7 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
         if row is None:  # another message has this id: nothing is stored, nor counted in the tenant's queue
             quota = requests[i].quota  # (every request still to insert with a quota was counted above)
             if quota is not None:
-                release_tenant_queued(conn, quota[0], 1, len(item.content) + len(item.extra or b""), locked=True)
+                release_tenant_queued(conn, quota[0], 1, item.queued_size, locked=True)
             outcomes[i] = (False, MessageIdTaken(item.message_id))
             continue
         item.position = int(row[0])
@@ -834,7 +834,7 @@ class Storage:
                 "UPDATE outbox SET status = 'failed', reason = ?, finished_at = ? WHERE message_id = ?",
                 [(reason, now, it.message_id) for it in items],
             )
-            release_queued(conn, session_id, len(items), sum(len(it.content) + len(it.extra or b"") for it in items))
+            release_queued(conn, session_id, len(items), sum(it.queued_size for it in items))
             for it in items:
                 it.status, it.reason = "failed", reason
             stored = append_events(conn, [make_event(it) for it in items], now)
