@@ -4,6 +4,8 @@ a history batch in one transaction, and deleting a session removing both."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from zapgate.storage import MUTED_FOREVER, ChatSettings, NewEvent, SessionRecord, Storage, StoredMessage
 
 BOB = "5521988880002@s.whatsapp.net"
@@ -163,3 +165,69 @@ async def test_an_edit_changes_the_stored_text_or_caption(storage: Storage) -> N
     assert history is not None
     assert [(m.message_id, m.text) for m in history] == [("M0002", "new caption"), ("M0001", "m1, edited")]
     assert b'"caption":"new caption"' in history[0].content and b'"media"' in history[0].content
+
+
+async def test_history_written_before_chat_numbers_reads_the_same_after(storage_url: str) -> None:
+    """Migration 11 keys the history by a number per chat: a database written with the layout before it (the
+    session id and the chat's address on every message) reads the same after it, on both backends: each
+    session's chats with their last message and unread count, pages newest first, unread messages, a message
+    whose chat had no row, and a repeat of a stored message is still not stored twice."""
+    from zapgate.storage import open_storage
+    from zapgate.storage.by_url import database_for
+    from zapgate.storage.schema import MIGRATIONS
+
+    old = database_for(storage_url, migrations=MIGRATIONS[:10], name="zapgate-db", synchronous="normal")
+    await old.open()
+    rows = [  # session, chat, id, from_me, timestamp, is_read, stored_at
+        ("ses_1", BOB, "M0001", 0, 1000, 1, 1.0),
+        ("ses_1", BOB, "M0002", 0, 1001, 0, 2.0),
+        ("ses_1", BOB, "M0003", 1, 1001, 1, 3.0),
+        ("ses_1", CAROL, "M0004", 0, 999, 0, 4.0),
+        ("ses_2", BOB, "M0001", 0, 1002, 0, 5.0),  # the same chat and id in another session
+    ]
+
+    def write_old(conn: Any) -> tuple[None, list[object]]:
+        conn.executemany(
+            "INSERT INTO messages (session_id, chat, message_id, sender, from_me, timestamp, kind, text, content, "
+            "origin, is_read, stored_at) VALUES (?, ?, ?, ?, ?, ?, 'text', ?, ?, 'live', ?, ?)",
+            [
+                (s, c, i, None if me else c, me, ts, f"text {i}", b'{"kind":"text","text":"%s"}' % i.encode(), r, at)
+                for s, c, i, me, ts, r, at in rows
+            ],
+        )
+        conn.executemany(  # CAROL's chat in ses_1 has no row: the migration makes one
+            "INSERT INTO chats (session_id, chat, name, last_message_id, last_timestamp, last_stored_at, unread, "
+            "pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [("ses_1", BOB, "Bob", "M0003", 1001, 3.0, 1, 7), ("ses_2", BOB, None, "M0001", 1002, 5.0, 1, 0)],
+        )
+        return None, []
+
+    await old.write(write_old)
+    await old.close()
+
+    storage = open_storage(storage_url, synchronous="normal")
+    await storage.open()
+    try:
+        chats = await storage.chats.list_chats("ses_1", limit=10)
+        assert chats is not None
+        assert [(c.chat, c.name, c.unread, c.pinned) for c in chats] == [(BOB, "Bob", 1, True), (CAROL, None, 0, False)]
+        assert chats[0].last is not None and (chats[0].last.message_id, chats[0].last.text) == ("M0003", "text M0003")
+        history = await storage.chats.history("ses_1", BOB, limit=10)
+        assert history is not None and [m.message_id for m in history] == ["M0003", "M0002", "M0001"]
+        assert history[0].from_me and history[0].chat == BOB and history[1].sender == BOB
+        older = await storage.chats.history("ses_1", BOB, limit=1, before="M0002")
+        assert older is not None and [m.message_id for m in older] == ["M0001"]
+        carol = await storage.chats.history("ses_1", CAROL, limit=10)
+        assert carol is not None and [(m.message_id, m.chat) for m in carol] == [("M0004", CAROL)]
+        assert [m.message_id for m in await storage.chats.unread("ses_1", BOB)] == ["M0002"]
+        other = await storage.chats.chat("ses_2", BOB)
+        assert other is not None and other.unread == 1 and other.last is not None
+        assert other.last.message_id == "M0001" and other.last.timestamp == 1002
+
+        await store(storage, message(BOB, 2, ts=1001), message(BOB, 5, ts=1003))  # M0002 again, and a new one
+        bob = await storage.chats.chat("ses_1", BOB)
+        assert bob is not None and bob.unread == 2 and bob.last is not None and bob.last.message_id == "M0005"
+        assert await storage.chats.mark_read("ses_1", BOB, ["M0002", "M0005"]) == 2
+        assert await storage.chats.unread("ses_1", BOB) == []
+    finally:
+        await storage.close()

@@ -40,9 +40,12 @@ _IN_CHUNK = 500
 """Ids per ``IN (…)`` list."""
 
 _INSERT_CHUNK = 500
-"""Messages per multi-row insert (15 parameters each: 7,500, below SQLite's and PostgreSQL's limits)."""
+"""Messages per multi-row insert (14 parameters each: 7,000, below SQLite's and PostgreSQL's limits)."""
 
-_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+_CHATS_CHUNK = 256
+"""Chats per look-up of their numbers (two parameters each)."""
 
 
 @dataclass(slots=True)
@@ -95,12 +98,14 @@ class ChatSettings:
 
 
 _MESSAGE_COLUMNS = (
-    "chat, message_id, from_me, timestamp, kind, content, sender, sender_lid, text, reply_to, push_name, origin, "
-    "is_read, stored_at"
+    "message_id, from_me, timestamp, kind, content, sender, sender_lid, text, reply_to, push_name, origin, is_read, "
+    "stored_at"
 )
+"""A ``messages`` row's columns besides ``chat_id``, in :func:`_message`'s order after the chat."""
 
 
 def _message(row: Sequence[Any]) -> StoredMessage:
+    """A message from its chat's address followed by :data:`_MESSAGE_COLUMNS`."""
     return StoredMessage(
         chat=row[0],
         message_id=row[1],
@@ -119,30 +124,62 @@ def _message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
+def chat_id(conn: Conn, session_id: str, chat: str) -> int | None:
+    """The number of the session's chat (its ``chats`` row), None when the session has no such chat."""
+    row = conn.execute("SELECT id FROM chats WHERE session_id = ? AND chat = ?", (session_id, chat)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _chat_ids(conn: Conn, chats: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Inside a write: the numbers of the distinct (session id, chat) pairs, each chat's row made when it has
+    none. They are looked up together, :data:`_CHATS_CHUNK` pairs per statement (a list padded to a power of two
+    by repeating its last pair, so that few statement texts are prepared)."""
+    ids: dict[tuple[str, str], int] = {}
+    for start in range(0, len(chats), _CHATS_CHUNK):
+        chunk = list(chats[start : start + _CHATS_CHUNK])
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        pairs = ", ".join(["(CAST(? AS TEXT), CAST(? AS TEXT))"] * len(chunk))
+        rows = conn.execute(
+            f"SELECT c.id, c.session_id, c.chat FROM (VALUES {pairs}) AS wanted "  # noqa: S608
+            "JOIN chats c ON c.session_id = wanted.column1 AND c.chat = wanted.column2",
+            [value for pair in chunk for value in pair],
+        ).fetchall()
+        ids.update(((str(session_id), str(chat)), int(number)) for number, session_id, chat in rows)
+    for session_id, chat in chats:
+        if (session_id, chat) not in ids:
+            row = conn.execute(
+                "INSERT INTO chats (session_id, chat) VALUES (?, ?) "
+                "ON CONFLICT (session_id, chat) DO UPDATE SET chat = excluded.chat RETURNING id",
+                (session_id, chat),
+            ).fetchone()
+            ids[session_id, chat] = int(row[0])
+    return ids
+
+
 def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> list[StoredMessage]:
     """Inside a write: store the (session id, message) entries not stored yet and bring their chats up to date;
     return the messages stored.
 
-    The rows of every session go in together, with one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING``
-    per :data:`_INSERT_CHUNK` messages (its answer names the messages that were new, with no look-up before it),
-    then one upsert of the chats they touched: a burst over many sessions costs a few statements, not a few per
-    session."""
+    Each chat's number is looked up once (its row made if the chat is new); then the rows of every session go in
+    together, with one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per :data:`_INSERT_CHUNK` messages
+    (its answer names the messages that were new, with no look-up before it), and each chat they touched is
+    updated once: a burst over many sessions costs a few statements per chat, not a few per message."""
     fresh: dict[tuple[str, str, str], StoredMessage] = {}
     for session_id, m in entries:
         fresh.setdefault((session_id, m.chat, m.message_id), m)
     if not fresh:
         return []
+    ids = _chat_ids(conn, list(dict.fromkeys((session_id, chat) for session_id, chat, _ in fresh)))
     now = time.time()
     pending = list(fresh.items())
-    inserted: set[tuple[str, str, str]] = set()
+    inserted: set[tuple[int, str]] = set()
     for start in range(0, len(pending), _INSERT_CHUNK):
         chunk = pending[start : start + _INSERT_CHUNK]
         values = ", ".join([_MESSAGE_ROW] * len(chunk))
         params: list[Any] = []
-        for (session_id, _, _), m in chunk:
+        for (session_id, chat, _), m in chunk:
             params += (
-                session_id,
-                m.chat,
+                ids[session_id, chat],
                 m.message_id,
                 int(m.from_me),
                 m.timestamp,
@@ -158,49 +195,51 @@ def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> l
                 now,
             )
         rows = conn.execute(
-            f"INSERT INTO messages (session_id, {_MESSAGE_COLUMNS}) VALUES {values} "  # noqa: S608
-            "ON CONFLICT DO NOTHING RETURNING session_id, chat, message_id",
+            f"INSERT INTO messages (chat_id, {_MESSAGE_COLUMNS}) VALUES {values} "  # noqa: S608
+            "ON CONFLICT DO NOTHING RETURNING chat_id, message_id",
             params,
         ).fetchall()
-        inserted.update((str(session_id), str(chat), str(message_id)) for session_id, chat, message_id in rows)
-    new = [(key, m) for key, m in fresh.items() if key in inserted]
+        inserted.update((int(number), str(message_id)) for number, message_id in rows)
+    new = [m for (session_id, chat, message_id), m in fresh.items() if (ids[session_id, chat], message_id) in inserted]
     if not new:
         return []
-    chats: dict[tuple[str, str], tuple[StoredMessage, int, str | None]] = {}
-    for (session_id, chat, _), m in new:
+    chats: dict[int, tuple[StoredMessage, int, str | None]] = {}
+    for (session_id, chat, message_id), m in fresh.items():
+        number = ids[session_id, chat]
+        if (number, message_id) not in inserted:
+            continue
         m.stored_at = now
-        newest, unread, name = chats.get((session_id, chat), (m, 0, None))
+        newest, unread, name = chats.get(number, (m, 0, None))
         if (m.timestamp, m.message_id) >= (newest.timestamp, newest.message_id):
             newest = m
         if not m.from_me and m.push_name and not chat.endswith("@g.us"):
             name = m.push_name
-        chats[session_id, chat] = (newest, unread + (0 if m.read or m.from_me else 1), name)
+        chats[number] = (newest, unread + (0 if m.read or m.from_me else 1), name)
     conn.executemany(
-        "INSERT INTO chats (session_id, chat, name, last_message_id, last_timestamp, last_stored_at, unread) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, chat) DO UPDATE SET "
-        "name = coalesce(excluded.name, chats.name), "
-        "last_message_id = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
-        "THEN excluded.last_message_id ELSE chats.last_message_id END, "
-        "last_stored_at = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
-        "THEN excluded.last_stored_at ELSE chats.last_stored_at END, "
-        "last_timestamp = CASE WHEN excluded.last_timestamp >= chats.last_timestamp "
-        "THEN excluded.last_timestamp ELSE chats.last_timestamp END, "
-        "unread = chats.unread + excluded.unread",
+        "UPDATE chats SET name = coalesce(?, name), "
+        "last_message_id = CASE WHEN ? >= last_timestamp THEN ? ELSE last_message_id END, "
+        "last_stored_at = CASE WHEN ? >= last_timestamp THEN ? ELSE last_stored_at END, "
+        "last_timestamp = CASE WHEN ? >= last_timestamp THEN ? ELSE last_timestamp END, "
+        "unread = unread + ? WHERE id = ?",
         [
-            (session_id, chat, name, m.message_id, m.timestamp, m.stored_at, unread)
-            for (session_id, chat), (m, unread, name) in chats.items()
+            (name, m.timestamp, m.message_id, m.timestamp, m.stored_at, m.timestamp, m.timestamp, unread, number)
+            for number, (m, unread, name) in chats.items()
         ],
     )
-    return [m for _, m in new]
+    return new
 
 
 def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str) -> bool:
     """Inside a write: the stored message was edited to ``text`` (a text's text, a media message's caption);
     False when it is not stored (or has no text to edit)."""
-    row = conn.execute(
-        "SELECT content FROM messages WHERE session_id = ? AND chat = ? AND message_id = ?",
-        (session_id, chat, message_id),
-    ).fetchone()
+    number = chat_id(conn, session_id, chat)
+    row = (
+        None
+        if number is None
+        else conn.execute(
+            "SELECT content FROM messages WHERE chat_id = ? AND message_id = ?", (number, message_id)
+        ).fetchone()
+    )
     if row is None:
         return False
     content = json.loads(bytes(row[0]))
@@ -209,8 +248,8 @@ def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str
         return False
     content[field] = text
     conn.execute(
-        "UPDATE messages SET content = ?, text = ? WHERE session_id = ? AND chat = ? AND message_id = ?",
-        (json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(), text, session_id, chat, message_id),
+        "UPDATE messages SET content = ?, text = ? WHERE chat_id = ? AND message_id = ?",
+        (json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(), text, number, message_id),
     )
     return True
 
@@ -245,21 +284,19 @@ def _apply_settings(conn: Conn, session_id: str, settings: ChatSettings) -> None
 
 
 def _set_unread(conn: Conn, session_id: str, chat: str, unread: int) -> None:
-    """The newest ``unread`` received messages of the chat are unread, the others read."""
-    conn.execute(
-        "UPDATE messages SET is_read = 1 WHERE session_id = ? AND chat = ? AND is_read = 0", (session_id, chat)
-    )
+    """The newest ``unread`` received messages of the chat (which has a row) are unread, the others read."""
+    number = chat_id(conn, session_id, chat)
+    conn.execute("UPDATE messages SET is_read = 1 WHERE chat_id = ? AND is_read = 0", (number,))
     if unread > 0:
         rows = conn.execute(
-            "SELECT message_id FROM messages WHERE session_id = ? AND chat = ? AND from_me = 0 "
+            "SELECT message_id FROM messages WHERE chat_id = ? AND from_me = 0 "
             "ORDER BY timestamp DESC, stored_at DESC, message_id DESC LIMIT ?",
-            (session_id, chat, unread),
+            (number, unread),
         ).fetchall()
         conn.executemany(
-            "UPDATE messages SET is_read = 0 WHERE session_id = ? AND chat = ? AND message_id = ?",
-            [(session_id, chat, r[0]) for r in rows],
+            "UPDATE messages SET is_read = 0 WHERE chat_id = ? AND message_id = ?", [(number, r[0]) for r in rows]
         )
-    conn.execute("UPDATE chats SET unread = ? WHERE session_id = ? AND chat = ?", (unread, session_id, chat))
+    conn.execute("UPDATE chats SET unread = ? WHERE id = ?", (unread, number))
 
 
 class ChatStore:
@@ -350,12 +387,14 @@ class ChatStore:
         message ``before``)."""
 
         def op(conn: Conn) -> list[StoredMessage] | None:
-            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND chat = ?"  # noqa: S608
-            args: list[Any] = [session_id, chat]
+            number = chat_id(conn, session_id, chat)
+            if number is None:
+                return None if before is not None else []
+            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ?"  # noqa: S608
+            args: list[Any] = [number]
             if before is not None:
                 row = conn.execute(
-                    "SELECT timestamp, stored_at FROM messages WHERE session_id = ? AND chat = ? AND message_id = ?",
-                    (session_id, chat, before),
+                    "SELECT timestamp, stored_at FROM messages WHERE chat_id = ? AND message_id = ?", (number, before)
                 ).fetchone()
                 if row is None:
                     return None
@@ -364,7 +403,7 @@ class ChatStore:
             rows = conn.execute(
                 sql + " ORDER BY timestamp DESC, stored_at DESC, message_id DESC LIMIT ?", (*args, limit)
             )
-            return [_message(r) for r in rows]
+            return [_message((chat, *r)) for r in rows]
 
         return await self._db.read(op)
 
@@ -372,12 +411,15 @@ class ChatStore:
         """The chat's received messages not read yet, oldest first."""
 
         def op(conn: Conn) -> list[StoredMessage]:
+            number = chat_id(conn, session_id, chat)
+            if number is None:
+                return []
             rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND chat = ? AND is_read = 0 "  # noqa: S608
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND is_read = 0 "  # noqa: S608
                 "ORDER BY timestamp, stored_at, message_id",
-                (session_id, chat),
+                (number,),
             )
-            return [_message(r) for r in rows]
+            return [_message((chat, *r)) for r in rows]
 
         return await self._db.read(op)
 
@@ -386,21 +428,23 @@ class ChatStore:
         ids = list(message_ids)
 
         def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
+            number = chat_id(conn, session_id, chat)
+            if number is None:
+                return 0, []
             changed = 0
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 cur = conn.execute(
-                    f"UPDATE messages SET is_read = 1 WHERE session_id = ? AND chat = ? AND is_read = 0 "  # noqa: S608
+                    f"UPDATE messages SET is_read = 1 WHERE chat_id = ? AND is_read = 0 "  # noqa: S608
                     f"AND message_id IN ({marks})",
-                    (session_id, chat, *chunk),
+                    (number, *chunk),
                 )
                 changed += cur.rowcount
             if changed:
                 conn.execute(
-                    "UPDATE chats SET unread = CASE WHEN unread > ? THEN unread - ? ELSE 0 END "
-                    "WHERE session_id = ? AND chat = ?",
-                    (changed, changed, session_id, chat),
+                    "UPDATE chats SET unread = CASE WHEN unread > ? THEN unread - ? ELSE 0 END WHERE id = ?",
+                    (changed, changed, number),
                 )
             return changed, []
 
@@ -419,8 +463,8 @@ def _chats(
     sql = (
         f"SELECT c.chat, c.name, c.last_timestamp, c.unread, c.archived, c.pinned, c.muted_until, "  # noqa: S608
         f"{', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))} "
-        "FROM chats c LEFT JOIN messages m ON m.session_id = c.session_id AND m.chat = c.chat "
-        "AND m.message_id = c.last_message_id WHERE c.session_id = ?"
+        "FROM chats c LEFT JOIN messages m ON m.chat_id = c.id AND m.message_id = c.last_message_id "
+        "WHERE c.session_id = ?"
     )
     args: list[Any] = [session_id]
     if chat is not None:
@@ -444,7 +488,7 @@ def _chats(
             archived=bool(r[4]),
             pinned=bool(r[5]),
             muted_until=int(r[6]),
-            last=_message(r[7:]) if r[8] is not None else None,
+            last=_message((r[0], *r[7:])) if r[7] is not None else None,
         )
         for r in rows
     ]

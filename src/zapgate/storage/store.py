@@ -587,12 +587,15 @@ class Storage:
                 (record.id,),
             ).fetchone()
             release_queued(conn, record.id, int(count), int(size))  # before the session's row goes
+            # messages name their chat by its number: they go before the chats that hold it
+            conn.execute(
+                "DELETE FROM messages WHERE chat_id IN (SELECT id FROM chats WHERE session_id = ?)", (record.id,)
+            )
             for table, column in (
                 ("sessions", "id"),
                 ("outbox", "session_id"),
                 ("inbound", "session_id"),
                 ("contacts", "session_id"),
-                ("messages", "session_id"),
                 ("chats", "session_id"),
                 ("identities", "session_id"),
                 ("media", "session_id"),
