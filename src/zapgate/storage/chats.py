@@ -104,6 +104,12 @@ _MESSAGE_COLUMNS = (
 """A ``messages`` row's columns besides ``chat_id``, in :func:`_message`'s order after the chat."""
 
 
+UNREAD = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND is_read = 0"  # noqa: S608
+"""A chat's unread messages, in no order: with an ``ORDER BY`` SQLite reads them through ``messages_chat_time``,
+every message of the chat, rather than through ``messages_unread`` (30 ms against 0.02 for 5 unread of 200,000),
+so they are sorted after."""
+
+
 def _message(row: Sequence[Any]) -> StoredMessage:
     """A message from its chat's address followed by :data:`_MESSAGE_COLUMNS`."""
     return StoredMessage(
@@ -414,12 +420,8 @@ class ChatStore:
             number = chat_id(conn, session_id, chat)
             if number is None:
                 return []
-            rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND is_read = 0 "  # noqa: S608
-                "ORDER BY timestamp, stored_at, message_id",
-                (number,),
-            )
-            return [_message((chat, *r)) for r in rows]
+            found = [_message((chat, *r)) for r in conn.execute(UNREAD, (number,))]
+            return sorted(found, key=lambda m: (m.timestamp, m.stored_at, m.message_id))
 
         return await self._db.read(op)
 
