@@ -206,14 +206,15 @@ def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> l
             params,
         ).fetchall()
         inserted.update((int(number), str(message_id)) for number, message_id in rows)
-    new = [m for (session_id, chat, message_id), m in fresh.items() if (ids[session_id, chat], message_id) in inserted]
+    new: list[tuple[int, str, StoredMessage]] = []  # (chat number, chat, message) of each message stored now
+    for (session_id, chat, message_id), m in fresh.items():
+        number = ids[session_id, chat]
+        if (number, message_id) in inserted:
+            new.append((number, chat, m))
     if not new:
         return []
     chats: dict[int, tuple[StoredMessage, int, str | None]] = {}
-    for (session_id, chat, message_id), m in fresh.items():
-        number = ids[session_id, chat]
-        if (number, message_id) not in inserted:
-            continue
+    for number, chat, m in new:
         m.stored_at = now
         newest, unread, name = chats.get(number, (m, 0, None))
         if (m.timestamp, m.message_id) >= (newest.timestamp, newest.message_id):
@@ -232,7 +233,7 @@ def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> l
             for number, (m, unread, name) in chats.items()
         ],
     )
-    return new
+    return [m for _, _, m in new]
 
 
 def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str) -> bool:
