@@ -238,12 +238,12 @@ async def test_history_written_before_chat_numbers_reads_the_same_after(storage_
 def test_a_chats_unread_messages_are_read_through_their_own_index(tmp_path: Path) -> None:
     """Listing a chat's unread messages reads ``messages_unread`` (the unread ones), not the chat's whole history:
     SQLite, asked for them in order, chose ``messages_chat_time``, which walks every message of the chat."""
-    from zapgate.storage.chats import UNREAD
+    from zapgate.storage.chats import _UNREAD
     from zapgate.storage.schema import migrations_for
 
     conn = sqlite3.connect(tmp_path / "plan.db")
     for script in migrations_for("sqlite"):
         conn.executescript(script)
-    plan = " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {UNREAD}", (1,)))
+    plan = " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {_UNREAD}", (1,)))
     assert "messages_unread" in plan, plan
     conn.close()

@@ -104,7 +104,7 @@ _MESSAGE_COLUMNS = (
 """A ``messages`` row's columns besides ``chat_id``, in :func:`_message`'s order after the chat."""
 
 
-UNREAD = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND is_read = 0"  # noqa: S608
+_UNREAD = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ? AND is_read = 0"  # noqa: S608
 """A chat's unread messages, in no order: with an ``ORDER BY`` SQLite reads them through ``messages_chat_time``,
 every message of the chat, rather than through ``messages_unread`` (30 ms against 0.02 for 5 unread of 200,000),
 so they are sorted after."""
@@ -130,7 +130,7 @@ def _message(row: Sequence[Any]) -> StoredMessage:
     )
 
 
-def chat_id(conn: Conn, session_id: str, chat: str) -> int | None:
+def _chat_id(conn: Conn, session_id: str, chat: str) -> int | None:
     """The number of the session's chat (its ``chats`` row), None when the session has no such chat."""
     row = conn.execute("SELECT id FROM chats WHERE session_id = ? AND chat = ?", (session_id, chat)).fetchone()
     return None if row is None else int(row[0])
@@ -239,7 +239,7 @@ def note_messages(conn: Conn, entries: Sequence[tuple[str, StoredMessage]]) -> l
 def note_edit(conn: Conn, session_id: str, chat: str, message_id: str, text: str) -> bool:
     """Inside a write: the stored message was edited to ``text`` (a text's text, a media message's caption);
     False when it is not stored (or has no text to edit)."""
-    number = chat_id(conn, session_id, chat)
+    number = _chat_id(conn, session_id, chat)
     row = (
         None
         if number is None
@@ -292,7 +292,7 @@ def _apply_settings(conn: Conn, session_id: str, settings: ChatSettings) -> None
 
 def _set_unread(conn: Conn, session_id: str, chat: str, unread: int) -> None:
     """The newest ``unread`` received messages of the chat (which has a row) are unread, the others read."""
-    number = chat_id(conn, session_id, chat)
+    number = _chat_id(conn, session_id, chat)
     conn.execute("UPDATE messages SET is_read = 1 WHERE chat_id = ? AND is_read = 0", (number,))
     if unread > 0:
         rows = conn.execute(
@@ -394,7 +394,7 @@ class ChatStore:
         message ``before``)."""
 
         def op(conn: Conn) -> list[StoredMessage] | None:
-            number = chat_id(conn, session_id, chat)
+            number = _chat_id(conn, session_id, chat)
             if number is None:
                 return None if before is not None else []
             sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE chat_id = ?"  # noqa: S608
@@ -418,10 +418,10 @@ class ChatStore:
         """The chat's received messages not read yet, oldest first."""
 
         def op(conn: Conn) -> list[StoredMessage]:
-            number = chat_id(conn, session_id, chat)
+            number = _chat_id(conn, session_id, chat)
             if number is None:
                 return []
-            found = [_message((chat, *r)) for r in conn.execute(UNREAD, (number,))]
+            found = [_message((chat, *r)) for r in conn.execute(_UNREAD, (number,))]
             return sorted(found, key=lambda m: (m.timestamp, m.stored_at, m.message_id))
 
         return await self._db.read(op)
@@ -431,7 +431,7 @@ class ChatStore:
         ids = list(message_ids)
 
         def op(conn: Conn) -> tuple[int, list[StoredEvent]]:
-            number = chat_id(conn, session_id, chat)
+            number = _chat_id(conn, session_id, chat)
             if number is None:
                 return 0, []
             changed = 0
