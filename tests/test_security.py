@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -106,7 +107,7 @@ async def test_tokens_are_stored_hashed(gateway: RunningGateway) -> None:
     database = gateway.settings.database_path  # the token's write is committed once token() returned
     raw = b"".join(p.read_bytes() for p in database.parent.glob("zapgate.db*"))
     assert secret.encode() not in raw and token.encode() not in raw
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db:
         stored = db.execute("SELECT hash FROM tokens").fetchall()
     assert stored == [(hashlib.sha256(token.encode()).digest(),)]  # its SHA-256 digest, and only that
 
@@ -245,7 +246,7 @@ async def test_undecodable_frames_are_answered_and_the_connection_stays_usable(
     async with gateway.connect() as client:
         cases = [
             ('{"type":"nope",}', "invalid_json"),  # a ValidationError, then a DecodeError on the rest
-            ('{"type":' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),  # deeper than the decoder recurses
+            ('{"type":' + "[" * 20000 + "]" * 20000 + "}", "invalid_json"),  # deeper than the decoder recurses
             ("[" * 60000, "invalid_frame"),
         ]
         for frame, code in cases:

@@ -6,6 +6,7 @@ and what a restart finds afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -73,7 +74,7 @@ async def test_a_send_in_flight_when_the_session_is_unlinked_leaves_the_sender_w
 
 async def delivered_to_echo(tmp_path: Path) -> list[str]:
     """Texts the simulated WhatsApp accepted for the echo contact, from its record (the gateway has stopped)."""
-    with sqlite3.connect(tmp_path / "data" / "simulator.db") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "simulator.db")) as db:
         rows = db.execute("SELECT text FROM deliveries WHERE recipient = '15550000000'").fetchall()
     return [text for (text,) in rows]
 

@@ -254,7 +254,7 @@ async def test_with_synchronous_normal_checkpoints_run_in_the_writer_thread_and_
 
         assert await storage.db.read(count) == 4 * CHECKPOINT_FRAMES
     # What was committed is there after a restart (the last close checkpoints and removes the WAL)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 4 * CHECKPOINT_FRAMES
 
 
