@@ -178,7 +178,7 @@ def mutated_frames(draw: st.DrawFn, valid: Strategy) -> tuple[bytes, bool]:
         frame = {**frame, key: draw(JSON_VALUES)}
     elif how == "nest" and frame:
         key = draw(st.sampled_from(sorted(frame)))
-        depth = draw(st.sampled_from([2, 64, 300, 1000, 5000]))
+        depth = draw(st.sampled_from([2, 64, 300, 1000, 5000, 12000]))
         raw = json.dumps({k: v for k, v in frame.items() if k != key}).encode()
         nested = _nest(depth, frame[key], draw(st.booleans()))
         joined = raw[:-1] + (b", " if len(raw) > 2 else b"") + json.dumps(key).encode() + b": " + nested + b"}"

@@ -24,7 +24,7 @@ from .support import TIMEOUT, RawClient, RunningGateway
 
 NASTY_FRAMES = [
     '{"type":"nope",}',  # a ValidationError, then a DecodeError on the rest
-    '{"type":"auth","token":' + "[" * 5000 + "]" * 5000 + "}",  # deeper than the decoder recurses
+    '{"type":"auth","token":' + "[" * 20000 + "]" * 20000 + "}",  # deeper than the decoder recurses
     "[" * 60000,
     '{"type":"auth","token":"\\ud800"}',  # a lone surrogate, escaped
     '{"type":"auth","token":"x","token":"y"}',
@@ -125,7 +125,7 @@ async def test_rest_bodies_that_do_not_decode_get_400_invalid_json_without_a_tra
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     bodies = [
         b'{"to":"+1 555 000 0000","text":"x",}',
-        b'{"text":' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"text":' + b"[" * 20000 + b"]" * 20000 + b"}",
         b'{"to":"+1 555 000 0000","text":"\xff\xfe"}',
         b"[" * 60000,
     ]
