@@ -9,7 +9,8 @@
     python3 tasks.py screenshots                     retake the dashboard's screenshots in docs/img (needs chromium)
     python3 tasks.py lock                            re-resolve every dependency and rewrite requirements.lock
 
-Set-up is idempotent: the virtual environment is rebuilt only when pyproject.toml or requirements.lock changes.
+Set-up is idempotent: the virtual environment is rebuilt only when pyproject.toml or requirements.lock changes,
+or when another Python runs tasks.py (``python3.13 tasks.py test`` makes .venv with 3.13).
 Every package comes at the exact version pinned in requirements.lock, so a release upstream never changes what
 a clean checkout installs; ``lock`` is the deliberate step that moves those pins (see docs/development.md).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -47,9 +49,9 @@ def _exec(*args: str | Path) -> None:
     os.execv(argv[0], argv)  # noqa: S606 - the program is ours, in .venv
 
 
-def _make_venv(path: Path) -> None:
+def _make_venv(path: Path, *, clear: bool = False) -> None:
     try:
-        venv.create(path, with_pip=True)
+        venv.create(path, with_pip=True, clear=clear)
     except Exception as exc:  # Debian ships venv without ensurepip unless python3-venv is installed
         sys.exit(f"could not create {path} ({exc}); on Debian/Ubuntu install python3-venv first")
 
@@ -62,9 +64,28 @@ def _wanted_stamp() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
 
 
+def venv_python(venv_dir: Path) -> str | None:
+    """The version of the Python a virtual environment was made with (from its pyvenv.cfg), or None."""
+    try:
+        lines = (venv_dir / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "version":
+            return value.strip()
+    return None
+
+
 def is_set_up() -> bool:
-    """True when .venv matches pyproject.toml and requirements.lock: the tasks start without installing."""
-    return LOCK.exists() and STAMP.exists() and STAMP.read_text() == _wanted_stamp()
+    """True when .venv was made with this Python and matches pyproject.toml and requirements.lock: the tasks
+    start without installing."""
+    return (
+        LOCK.exists()
+        and STAMP.exists()
+        and STAMP.read_text() == _wanted_stamp()
+        and venv_python(VENV) == platform.python_version()
+    )
 
 
 def setup() -> None:
@@ -75,9 +96,13 @@ def setup() -> None:
     if is_set_up():
         return
     wanted = _wanted_stamp()
+    made_with, running = venv_python(VENV), platform.python_version()
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
-        _make_venv(VENV)
+        _make_venv(VENV, clear=True)
+    elif made_with != running:  # `python3.13 tasks.py ...` after a .venv of 3.11: the tasks run on the Python asked
+        print(f"rebuilding .venv with Python {running} (it was made with Python {made_with}) ...", flush=True)
+        _make_venv(VENV, clear=True)
     print("installing zapgate and its locked dependencies into .venv ...", flush=True)
     pip = _pip(BIN / "python")
     # The lock is a constraints file: it pins every package, including pip itself, without adding any.
