@@ -31,6 +31,8 @@ from websockets.asyncio.client import ClientConnection, connect
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 BIN = Path(sys.executable).parent
+GATEWAY_BIN = Path(os.environ["BENCH_GATEWAY_BIN"]) if os.environ.get("BENCH_GATEWAY_BIN") else BIN
+"""Where the benchmarked gateway's ``zapgate`` is: this interpreter's, or another virtual environment's ``bin``."""
 SILENT_CONTACT = "5511988887777"
 """A simulated contact that exists on the network and never answers: sends to it cost only the send path."""
 SILENT_CONTACTS = tuple(f"55119888877{i:02d}" for i in range(8))
@@ -238,7 +240,7 @@ def start_gateway(
             del env[key]
     began = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen([str(BIN / "zapgate"), "serve"], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([str(GATEWAY_BIN / "zapgate"), "serve"], env=env, stdout=out, stderr=out)
     _wait_listening(proc, port, timeout, log)
     return Server(proc, port, "gateway", data_dir, log, time.perf_counter() - began)
 
