@@ -7,6 +7,7 @@ This file is the definition of correct storage. A new backend passes it; a new o
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -170,6 +171,51 @@ async def test_inbound_arriving_together_is_written_together_and_each_once(stora
     }
     known, _ = await storage.load_contacts("s", 0.0)
     assert known == {"c0", "c1", "c2"}
+
+
+async def test_received_messages_remembered_before_migration_12_are_known_after(storage_url: str) -> None:
+    """Migration 12 rebuilds ``inbound`` (rows in the order they arrive, found by a unique index on the session
+    and message id): what a database remembered before it is known the same after it, on both backends. A repeat
+    is still dropped, each record keeps its chat, author and kind, the same id in another session stays apart,
+    and old rows are still pruned by age."""
+    from zapgate.storage.by_url import database_for
+    from zapgate.storage.schema import MIGRATIONS
+
+    old = database_for(storage_url, migrations=MIGRATIONS[:11], name="zapgate-db", synchronous="normal")
+    await old.open()
+
+    def write_old(conn: Any) -> tuple[None, list[object]]:
+        conn.executemany(
+            "INSERT INTO inbound (session_id, message_id, received_at, chat, sender, kind) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("s", "w1", 100.0, "c1", "a1", "text"),
+                ("s", "w2", 200.0, "c2", None, "image"),
+                ("s2", "w1", 300.0, "c9", "a9", "text"),
+            ],
+        )
+        return None, []
+
+    await old.write(write_old)
+    await old.close()
+
+    storage = open_storage(storage_url, synchronous="normal")
+    await storage.open()
+    try:
+        assert await storage.known_inbound("s", ["w1", "w2", "w3"]) == {"w1", "w2"}
+        records = await storage.inbound_records("s", ["w1", "w2", "w3"])
+        assert {(r.message_id, r.chat, r.sender, r.kind) for r in records.values()} == {
+            ("w1", "c1", "a1", "text"),
+            ("w2", "c2", None, "image"),
+        }
+        assert await storage.submit_inbound("s", "w1", "c1", events("t", 1, "message.received"), 400.0) is None
+        assert await storage.submit_inbound("s", "w3", "c1", events("t", 1, "message.received"), 400.0)
+        assert await storage.submit_inbound("s2", "w2", "c9", events("u", 1, "message.received"), 400.0)
+        assert await storage.known_inbound("s2", ["w1", "w2", "w3"]) == {"w1", "w2"}
+        await storage.prune(450.0, event_max_age=1e9, event_keep=1_000_000, record_max_age=200.0)
+        assert await storage.known_inbound("s", ["w1", "w2", "w3"]) == {"w3"}  # received before 250 are gone
+        assert await storage.known_inbound("s2", ["w1", "w2"]) == {"w1", "w2"}
+    finally:
+        await storage.close()
 
 
 async def test_two_nodes_on_one_database_share_one_sequence(storage_url: str) -> None:
