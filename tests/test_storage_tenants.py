@@ -177,6 +177,55 @@ async def test_a_taken_message_id_stores_nothing_and_counts_nothing(storage: Sto
     assert [m.message_id for m in await storage.pending_messages("ses_acme_b")] == ["mses_acme_b3"]
 
 
+async def test_a_hundred_sends_and_their_outcomes_in_one_batch_each(storage: Storage) -> None:
+    """A batch of sends is stored by a few multi-row statements (64, 32 and 4 rows for 100): each message keeps
+    its place in the queue, an id taken before or earlier in the same batch stores nothing, and the outcomes of a
+    batch (a second outcome of one message among them, applied after its first) leave the tenant's queue
+    counting exactly what is still queued."""
+    await storage.tenants.create_tenant("acme", 1.0, TenantQuotas(max_queued_messages=1000, max_queued_bytes=10**6))
+    await storage.add_session(session("a"))
+    quota = ("acme", NO_LIMITS)
+    await storage.enqueue_message(message(0, "ses_acme_a", 5), quota=quota)
+    items = [message(n, "ses_acme_a", 10 + n) for n in range(1, 99)]
+    items.insert(40, message(0, "ses_acme_a", 7))  # taken before this batch
+    items.insert(70, dataclasses.replace(items[20], content=b"z" * 3))  # taken earlier in this batch
+    assert len(items) == 100
+    groups = storage.db.stats.groups
+    results = await asyncio.gather(*(storage.enqueue_message(i, quota=quota) for i in items), return_exceptions=True)
+    assert storage.db.stats.groups == groups + 1
+    assert [n for n, r in enumerate(results) if isinstance(r, BaseException)] == [40, 70]
+    assert isinstance(results[40], MessageIdTaken) and isinstance(results[70], MessageIdTaken)
+    stored = [r[0] for r in results if not isinstance(r, BaseException)]
+    queued = await storage.pending_messages("ses_acme_a")
+    assert [m.message_id for m in queued] == ["mses_acme_a0", *(m.message_id for m in stored)]
+    assert [m.position for m in queued[1:]] == [m.position for m in stored]
+    kept = await storage.outbox_item(items[20].message_id)
+    assert kept is not None and kept.content == items[20].content  # the first with that id, not the repeat
+    assert await storage.tenants.usage("acme") == (1, 99, 5 + sum(10 + n for n in range(1, 99)))
+
+    outcomes = []
+    for n, item in enumerate(stored):
+        item.status, item.reason = ("sent", None) if n % 3 else ("failed", "not_on_whatsapp")
+        item.wa_timestamp = 1_700_000_000 + n if n % 3 else None
+        outcomes.append(storage.finish_message(dataclasses.replace(item), [], new_contact_at=None))
+    again = dataclasses.replace(stored[1], status="failed", reason="server_error", wa_timestamp=None)
+    outcomes.append(storage.finish_message(again, [], new_contact_at=None))  # after its first, in the same batch
+    groups = storage.db.stats.groups
+    await asyncio.gather(*outcomes)
+    assert storage.db.stats.groups == groups + 1
+    for n, item in enumerate(stored):
+        row = await storage.outbox_item(item.message_id)
+        assert row is not None
+        if n == 1:
+            assert (row.status, row.reason, row.wa_timestamp) == ("failed", "server_error", None)
+        elif n % 3:
+            assert (row.status, row.reason, row.wa_timestamp) == ("sent", None, 1_700_000_000 + n)
+        else:
+            assert (row.status, row.reason, row.wa_timestamp) == ("failed", "not_on_whatsapp", None)
+    assert [m.message_id for m in await storage.pending_messages("ses_acme_a")] == ["mses_acme_a0"]
+    assert await storage.tenants.usage("acme") == (1, 1, 5)
+
+
 async def test_audit_log_pages_and_filters_by_tenant(storage: Storage) -> None:
     audit = storage.tenants
     for n in range(5):

@@ -13,6 +13,7 @@ Writes for one session take an optional :class:`~.leases.Fence`: with several no
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -102,6 +103,47 @@ def _outbox(row: Sequence[Any]) -> OutboxItem:
     if fields[3] is None:  # a text accepted by zapgate 0.1, before contents had kinds
         fields[3] = json.dumps({"kind": "text", "text": text}).encode()
     return OutboxItem(*fields, extra=bytes(extra) if extra is not None else None)  # type: ignore[misc]
+
+
+ROWS_PER_STATEMENT = 64
+"""Most outbox rows one multi-row statement inserts or updates."""
+
+_OUTBOX_ROW = "(?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?)"
+_OUTCOME_ROW = "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT))"
+
+
+@functools.cache
+def _enqueue_sql(rows: int) -> str:
+    """Insert ``rows`` queued messages; the answer names those inserted (a taken message id is not)."""
+    return (
+        "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "  # noqa: S608
+        f"fingerprint, status, created_at, media_id) VALUES {', '.join([_OUTBOX_ROW] * rows)} "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING message_id, position"
+    )
+
+
+@functools.cache
+def _finish_sql(rows: int) -> str:
+    """Record ``rows`` outcomes of queued messages (``finished_at``, then per row: message id, status, reason,
+    WhatsApp's timestamp, chat); the answer names the messages that were queued, with the size they counted for."""
+    return (
+        "UPDATE outbox SET status = v.column2, reason = v.column3, wa_timestamp = v.column4, finished_at = ?, "  # noqa: S608
+        f"chat = v.column5 FROM (VALUES {', '.join([_OUTCOME_ROW] * rows)}) AS v "
+        f"WHERE outbox.message_id = v.column1 AND outbox.status = 'queued' RETURNING outbox.message_id, {QUEUED_SIZE}"
+    )
+
+
+def _chunks(count: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of the statements that take ``count`` rows, in order: sizes are powers of two up to
+    :data:`ROWS_PER_STATEMENT`, so that a few statement texts serve every batch (each text is prepared once and
+    kept in the connection's statement cache)."""
+    chunks = []
+    start = 0
+    while start < count:
+        size = min(ROWS_PER_STATEMENT, 1 << ((count - start).bit_length() - 1))
+        chunks.append((start, size))
+        start += size
+    return chunks
 
 
 def append_events(
@@ -298,13 +340,12 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
             if refusal is not None:
                 outcomes[i] = (True, refusal)
                 todo.remove(i)
-    for i in todo:
-        item = requests[i].item
-        row = conn.execute(
-            "INSERT INTO outbox (message_id, session_id, chat, text, content, extra, reply_to, idempotency_key, "
-            "fingerprint, status, created_at, media_id) VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, 'queued', ?, ?) "
-            "ON CONFLICT (message_id) DO NOTHING RETURNING position",
-            (
+    positions: dict[str, int] = {}  # message id → the position of the row inserted now
+    for start, size in _chunks(len(todo)):
+        params: list[Any] = []
+        for i in todo[start : start + size]:
+            item = requests[i].item
+            params += (
                 item.message_id,
                 item.session_id,
                 item.chat,
@@ -315,15 +356,19 @@ def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[boo
                 item.fingerprint,
                 item.created_at,
                 item.media_id,
-            ),
-        ).fetchone()
-        if row is None:  # another message has this id: nothing is stored, nor counted in the tenant's queue
+            )
+        rows = conn.execute(_enqueue_sql(size), params).fetchall()
+        positions.update((str(message_id), int(position)) for message_id, position in rows)
+    for i in todo:
+        item = requests[i].item
+        position = positions.pop(item.message_id, None)  # the first request with an id has its row, if any
+        if position is None:  # another message has this id: nothing is stored, nor counted in the tenant's queue
             quota = requests[i].quota  # (every request still to insert with a quota was counted above)
             if quota is not None:
                 release_tenant_queued(conn, quota[0], 1, item.queued_size, locked=True)
             outcomes[i] = (False, MessageIdTaken(item.message_id))
             continue
-        item.position = int(row[0])
+        item.position = position
         if item.media_id is not None:  # retention counts from the file's last use
             conn.execute("UPDATE media SET used_at = ? WHERE id = ?", (item.created_at, item.media_id))
         outcomes[i] = (True, (item, True))
@@ -378,19 +423,38 @@ def _finish_batch(
     kept: list[int] = []
     released: dict[str, list[int]] = {}  # tenant → [count, size]
     unknown_tenant: dict[str, list[int]] = {}  # session id → [count, size], when no event names its tenant
+    finishing: list[_Finish] = []
     for i, r in enumerate(requests):
         if r.fence is not None and r.fence in refused:
             outcomes[i] = (False, refused[r.fence])
             continue
         kept.append(i)
-        if isinstance(r, _MessageEvents):
-            continue
-        was_queued = conn.execute(
-            "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "  # noqa: S608
-            f"WHERE message_id = ? AND status = 'queued' RETURNING {QUEUED_SIZE}",
-            (r.status, r.reason, r.wa_timestamp, now, r.chat, r.message_id),
-        ).fetchone()
-        if was_queued is None:  # an outcome of a message that had left the queue already
+        if isinstance(r, _Finish):
+            finishing.append(r)
+    # Each message's first outcome of the batch leaves the queue in a multi-row statement (its answer names the
+    # rows that were queued, with their size); a second outcome of the same message follows, in order, alone.
+    first: dict[str, _Finish] = {}
+    for r in finishing:
+        first.setdefault(r.message_id, r)
+    firsts = list(first.values())
+    sizes: dict[str, int] = {}  # message id → the size it counted for in the queue it left now
+    for start, size in _chunks(len(firsts)):
+        params: list[Any] = [now]
+        for r in firsts[start : start + size]:
+            params += (r.message_id, r.status, r.reason, r.wa_timestamp, r.chat)
+        rows = conn.execute(_finish_sql(size), params).fetchall()
+        sizes.update((str(message_id), int(queued)) for message_id, queued in rows)
+    for r in finishing:
+        if first.get(r.message_id) is r:
+            queued_size = sizes.get(r.message_id)
+        else:
+            row = conn.execute(
+                "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "  # noqa: S608
+                f"WHERE message_id = ? AND status = 'queued' RETURNING {QUEUED_SIZE}",
+                (r.status, r.reason, r.wa_timestamp, now, r.chat, r.message_id),
+            ).fetchone()
+            queued_size = None if row is None else int(row[0])
+        if queued_size is None:  # an outcome of a message that had left the queue already
             conn.execute(
                 "UPDATE outbox SET status = ?, reason = ?, wa_timestamp = ?, finished_at = ?, chat = ? "
                 "WHERE message_id = ?",
@@ -403,7 +467,7 @@ def _finish_batch(
             else:
                 counts = unknown_tenant.setdefault(r.session_id, [0, 0])
             counts[0] += 1
-            counts[1] += int(was_queued[0])
+            counts[1] += queued_size
     if not kept:
         return outcomes, []
     fresh = [requests[i] for i in kept]
