@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,23 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time used so far by process ``pid`` (all its threads), from ``/proc``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def until_quiet(pids: Iterable[int], *, share: float = 0.05, window: float = 0.25, most: float = 15.0) -> float:
+    """Wait until the processes ``pids`` together use less than ``share`` of a core over ``window`` seconds (or
+    ``most`` seconds passed); return how long it took. A gateway goes on working after a measured load ends (the
+    simulator's deliveries and receipts, their writes, checkpoints): measured right after it, another target would
+    share the cores with that tail, and the second of two targets measured in turn would be the slower one."""
+    watched = list(dict.fromkeys(pids))
+    began = time.perf_counter()
+    before = sum(cpu_seconds(pid) for pid in watched)
+    while time.perf_counter() - began < most:
+        await asyncio.sleep(window)
+        after = sum(cpu_seconds(pid) for pid in watched)
+        if after - before < share * window:
+            break
+        before = after
+    return time.perf_counter() - began
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:

@@ -45,6 +45,7 @@ from procs import (
     start_ceiling,
     start_gateway,
     thread_cpu_seconds,
+    until_quiet,
 )
 
 SESSION = "s"
@@ -142,6 +143,17 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
             began = time.perf_counter()
             await pair_all(target.server, target.tokens)
             print(f"  {name}: paired {len(target.tokens)} sessions in {time.perf_counter() - began:.1f} s", flush=True)
+    pids = [t.server.pid for t in targets.values()]
+
+    async def measure_quiet(
+        target: Target, connections: int, in_flight: int, seconds: float, rate: float | None = None
+    ) -> LoadResult:
+        # Each target is measured once every process of the run is quiet again (procs.until_quiet).
+        waited = await until_quiet(pids)
+        if waited > 1.0:
+            print(f"  (waited {waited:.1f} s for the processes to go quiet)", flush=True)
+        return await measure(target, connections, in_flight, seconds, rate)
+
     matrix = [(c, w) for c in args.connections for w in args.in_flight]
     closed: dict[str, dict[str, list[LoadResult]]] = {name: {} for name, t in targets.items() if t.closed_loop}
     fixed: dict[str, list[LoadResult]] = {name: [] for name in targets}
@@ -151,7 +163,7 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
             for name, target in targets.items():
                 if not target.closed_loop:
                     continue
-                result = await measure(target, c, w, args.seconds)
+                result = await measure_quiet(target, c, w, args.seconds)
                 closed[name].setdefault(f"{c}x{w}", []).append(result)
                 print(
                     f"  [{repeat + 1}/{args.repeats}] {name:<15} C={c:<4} W={w}: {result.msgs_per_s:9.0f} msgs/s  "
@@ -162,7 +174,7 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
                 )
         if args.rate:
             for name, target in targets.items():
-                result = await measure(target, args.rate_connections, 1, args.seconds, rate=args.rate)
+                result = await measure_quiet(target, args.rate_connections, 1, args.seconds, rate=args.rate)
                 fixed[name].append(result)
                 print(
                     f"  [{repeat + 1}/{args.repeats}] {name:<15} {args.rate:.0f}/s over {args.rate_connections}: "
@@ -173,7 +185,7 @@ async def bench(args: argparse.Namespace, targets: dict[str, Target]) -> dict[st
             for name, target in targets.items():
                 if name not in CURVE_TARGETS:
                     continue
-                result = await measure(target, args.rate_connections, 1, args.seconds, rate=rate)
+                result = await measure_quiet(target, args.rate_connections, 1, args.seconds, rate=rate)
                 curve[rate].setdefault(name, []).append(result)
                 print(
                     f"  [{repeat + 1}/{args.repeats}] {name:<15} {rate:.0f}/s over {args.rate_connections}: "
