@@ -34,7 +34,7 @@ from typing import Any
 import uvloop
 
 from loadgen import LoadResult, close_all, open_connections, run_load
-from procs import SILENT_CONTACT, Client, Server, create_tokens, emit, phone, start_gateway
+from procs import SILENT_CONTACT, Client, Server, create_tokens, emit, phone, start_gateway, until_quiet
 
 TEXT = "Olá! Your order #1234 has shipped and will arrive tomorrow."
 TENANT = "shop"
@@ -130,6 +130,7 @@ async def bench(args: argparse.Namespace, server: Server, targets: dict[str, Tar
     runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
     for repeat in range(args.repeats):
         for name, target in targets.items():
+            await until_quiet([server.pid])  # the target before goes on working for a while after its load
             cpu = cpu_seconds(server.pid)
             result = await measure(server, target, c, args.in_flight, args.seconds)
             result.extra["cpu_us_per_msg"] = (cpu_seconds(server.pid) - cpu) * 1e6 / max(1, result.completed)
