@@ -374,8 +374,8 @@ MIGRATIONS: list[str] = [
     # 12: received messages' rows in the order they arrive, found by a unique index on (session, message id). The
     # table was keyed by that pair alone (SQLite's WITHOUT ROWID): WhatsApp's message ids are random, so each new
     # row, 110 bytes or more, went to a random page of the whole table, and a burst's commit wrote most of its
-    # pages again. Now a row is appended, and only its key (about 45 bytes) lands at random, in an index a third
-    # of the table's size (bench/findings.md, round 21). PostgreSQL kept rows apart from their key already.
+    # pages again. Now a row is appended, and only its key (about 45 bytes) lands at random, in an index less than
+    # half the table's size (bench/findings.md, round 21). PostgreSQL kept rows apart from their key already.
     """
     CREATE TABLE inbound_v12 (
         session_id TEXT NOT NULL,
