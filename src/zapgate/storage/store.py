@@ -298,8 +298,9 @@ class _Enqueue:
 def _enqueue_batch(conn: Conn, requests: list[_Enqueue]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
     """Store messages to send (see :meth:`Storage.enqueue_message`) together: one fence check per session, the
     idempotency keys looked up, one quota update per tenant (request by request only when the tenant's sum
-    would pass a limit), then each outbox row. Rows are locked in the order of :func:`_finish_batch`: lease
-    rows (sorted), then the tenants' rows in sorted tenant order, then the messages' own rows."""
+    would pass a limit), then the outbox rows, up to :data:`ROWS_PER_STATEMENT` a statement (see :func:`_chunks`).
+    Rows are locked in the order of :func:`_finish_batch`: lease rows (sorted), then the tenants' rows in sorted
+    tenant order, then the messages' own rows."""
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
     refused = _stale_fences(conn, requests)
     todo: list[int] = []
@@ -409,7 +410,8 @@ def _finish_batch(
     conn: Conn, requests: list[_Finish | _MessageEvents]
 ) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
     """Store the outcomes of sends (see :meth:`Storage.finish_message`) and the receipts that follow them
-    together: one fence check per session, each outbox row, then the contacts, the chats' history, one quota
+    together: one fence check per session, the outbox rows (up to :data:`ROWS_PER_STATEMENT` a statement; a second
+    outcome of a message in the same batch alone, after its first), then the contacts, the chats' history, one quota
     update and one ``tenant_seq`` update per tenant, and every event with one ``executemany``, in the order
     they were asked for.
 
