@@ -174,12 +174,8 @@ async def test_history_written_before_chat_numbers_reads_the_same_after(storage_
     session id and the chat's address on every message) reads the same after it, on both backends: each
     session's chats with their last message and unread count, pages newest first, unread messages, a message
     whose chat had no row, and a repeat of a stored message is still not stored twice."""
-    from zapgate.storage import open_storage
-    from zapgate.storage.by_url import database_for
-    from zapgate.storage.schema import MIGRATIONS
+    from .storage_support import storage_written_before
 
-    old = database_for(storage_url, migrations=MIGRATIONS[:10], name="zapgate-db", synchronous="normal")
-    await old.open()
     rows = [  # session, chat, id, from_me, timestamp, is_read, stored_at
         ("ses_1", BOB, "M0001", 0, 1000, 1, 1.0),
         ("ses_1", BOB, "M0002", 0, 1001, 0, 2.0),
@@ -204,11 +200,7 @@ async def test_history_written_before_chat_numbers_reads_the_same_after(storage_
         )
         return None, []
 
-    await old.write(write_old)
-    await old.close()
-
-    storage = open_storage(storage_url, synchronous="normal")
-    await storage.open()
+    storage = await storage_written_before(storage_url, 10, write_old)
     try:
         chats = await storage.chats.list_chats("ses_1", limit=10)
         assert chats is not None

@@ -178,11 +178,7 @@ async def test_received_messages_remembered_before_migration_12_are_known_after(
     and message id): what a database remembered before it is known the same after it, on both backends. A repeat
     is still dropped, each record keeps its chat, author and kind, the same id in another session stays apart,
     and old rows are still pruned by age."""
-    from zapgate.storage.by_url import database_for
-    from zapgate.storage.schema import MIGRATIONS
-
-    old = database_for(storage_url, migrations=MIGRATIONS[:11], name="zapgate-db", synchronous="normal")
-    await old.open()
+    from .storage_support import storage_written_before
 
     def write_old(conn: Any) -> tuple[None, list[object]]:
         conn.executemany(
@@ -195,11 +191,7 @@ async def test_received_messages_remembered_before_migration_12_are_known_after(
         )
         return None, []
 
-    await old.write(write_old)
-    await old.close()
-
-    storage = open_storage(storage_url, synchronous="normal")
-    await storage.open()
+    storage = await storage_written_before(storage_url, 11, write_old)
     try:
         assert await storage.known_inbound("s", ["w1", "w2", "w3"]) == {"w1", "w2"}
         records = await storage.inbound_records("s", ["w1", "w2", "w3"])
