@@ -228,17 +228,21 @@ async def test_a_qr_code_shown_by_one_node_is_served_as_an_image_by_another(tmp_
     require("redis")
     async with cluster(tmp_path, 2, REDIS_URL) as nodes:
         token = await nodes[1].token()
-        async with nodes[1].connect() as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with nodes[1].connect() as client, httpx.AsyncClient() as http:
             await client.call("session.start", session="pairing")  # created, and shown, by node 1
             qr = await client.event("session.qr", lambda e: e["session"] == "pairing")
-        assert runs(nodes[1]) == {"pairing"} and runs(nodes[0]) == set()
-        async with httpx.AsyncClient() as http:
-            headers = {"Authorization": f"Bearer {token}"}
+            assert runs(nodes[1]) == {"pairing"} and runs(nodes[0]) == set()
             image = await http.get(f"{nodes[0].http}/v1/sessions/pairing/qr.png", headers=headers)
             missing = await http.get(f"{nodes[0].http}/v1/sessions/nope/qr.png", headers=headers)
-        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
-        assert image.headers["X-QR-Attempt"] == f"1/{qr['data']['max_attempts']}"
-        assert missing.status_code == 404 and missing.json()["code"] == "session_not_found"
+            assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+            assert image.headers["X-QR-Attempt"] == f"1/{qr['data']['max_attempts']}"
+            assert missing.status_code == 404 and missing.json()["code"] == "session_not_found"
+            # Once paired, the other node draws nothing: its code is in the log, but the session no longer shows it.
+            await client.call("sim.scan", qr=qr["data"]["qr"], phone=PHONES[0])
+            await client.status("pairing", "connected")
+            paired = await http.get(f"{nodes[0].http}/v1/sessions/pairing/qr.png", headers=headers)
+            assert paired.status_code == 404 and paired.json()["code"] == "qr_not_available"
 
 
 async def test_scopes_quotas_and_disabled_tenants_hold_across_nodes(tmp_path: Path) -> None:

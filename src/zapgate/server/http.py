@@ -142,8 +142,10 @@ async def _shown_elsewhere(gateway: Gateway, tenant: str, name: str) -> SessionQ
     if located is None:
         raise SessionNotFound(f"no session named {name!r}")
     stored = await gateway.storage.load_session(located.session_id)
+    if stored is None or stored.status != Status.QR.value:
+        return None  # (not looked up in the log: for a session that is not pairing, that reads the tenant's whole log)
     raw = await gateway.storage.newest_event(tenant, name, "session.qr")
-    if stored is None or stored.status != Status.QR.value or raw is None:
+    if raw is None:
         return None
     shown = msgspec.json.decode(raw, type=SessionQrData)
     return shown if shown.expires_at > time.time() else None
