@@ -122,7 +122,8 @@ def render_send(r: dict[str, Any], verdicts: list[tuple[str, str, str]]) -> list
         "",
         f"Command: `{r['command']}`. Closed loop: C connections, W requests in flight on each, "
         f"{r['settings']['seconds']:g} s per point after 0.5 s of warm-up, median of {r['settings']['repeats']} "
-        "runs, every target measured in turn within each run. Each connection is its own tenant with its own "
+        "runs, every target measured in turn within each run, each once the run's processes are quiet again (a "
+        "gateway works on for about a second after a load). Each connection is its own tenant with its own "
         "session, and rotates its sends over 8 silent contacts. CPU µs/msg is the server process's user + system "
         "time over the whole run divided by the replies it sent. `full` and `normal` are the gateway with "
         "`ZAPGATE_SQLITE_SYNCHRONOUS=full` (the default) and `normal`; `ping` is the gateway answering `ping` "
@@ -378,7 +379,8 @@ def render_fanout(r: dict[str, Any]) -> list[str]:
         "each on a session of its own; every send pushes two `message.status` events. Baseline: "
         f"{c} tenants with one connection each. `one-tenant`: one tenant, {c} connections that receive every "
         "session's events; `one-tenant-subscribed`: the same, each connection subscribed to its own session in "
-        "its `auth` frame. Gateway CPU is the process's user + system time per message.",
+        "its `auth` frame. The three are measured in turn, each once the gateway is quiet again. Gateway CPU is the "
+        "process's user + system time per message.",
         "",
         "| target | msgs/s | vs baseline | p50 ms | p99 ms | gateway CPU µs/msg | vs baseline |",
         "|---|---:|---:|---:|---:|---:|---:|",
