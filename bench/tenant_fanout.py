@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -34,7 +33,17 @@ from typing import Any
 import uvloop
 
 from loadgen import LoadResult, close_all, open_connections, run_load
-from procs import SILENT_CONTACT, Client, Server, create_tokens, emit, phone, start_gateway, until_quiet
+from procs import (
+    SILENT_CONTACT,
+    Client,
+    Server,
+    cpu_seconds,
+    create_tokens,
+    emit,
+    phone,
+    start_gateway,
+    until_quiet,
+)
 
 TEXT = "Olá! Your order #1234 has shipped and will arrive tomorrow."
 TENANT = "shop"
@@ -88,12 +97,6 @@ async def measure(server: Server, target: Target, connections: int, in_flight: i
         return await run_load(conns, make_request(target), in_flight=in_flight, seconds=seconds)
     finally:
         await close_all(conns)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _figures(r: LoadResult) -> dict[str, Any]:
