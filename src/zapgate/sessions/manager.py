@@ -79,6 +79,7 @@ from ..protocol import (
 from ..protocol.content import Edit
 from ..storage import (
     ChatSettings,
+    InboundRequest,
     LeaseLost,
     MediaRecord,
     NewEvent,
@@ -447,22 +448,22 @@ class SessionManager(SessionMoves, MessageSending):
                 # Queued before the messages, so committed with them or before them. The map in memory has it
                 # either way; a failure is logged, not the messages' (offering them again would not write it).
                 learned.add_done_callback(functools.partial(_log_identities_unsaved, session.label))
-            stored = [self._store_message(session, event) for event in named]
+            requests = [self._inbound_request(session, event) for event in named]
+            stored = self._storage.submit_inbound_many([request for request, _ in requests])
         except LeaseLost:
             return [self.lost(session)] * len(events)
         except Exception as exc:
             return [exc] * len(events)
-        results = await asyncio.gather(*(future for future, _ in stored), return_exceptions=True)
         outcomes: list[BaseException | None] = []
         lost: NotOwner | None = None
-        for event, (_, media), result in zip(named, stored, results, strict=True):
+        for event, (_, media), (ok, result) in zip(named, requests, await stored, strict=True):
             if isinstance(result, LeaseLost):
                 lost = lost or self.lost(session)
                 outcomes.append(lost)
-            elif isinstance(result, BaseException):
-                outcomes.append(result)
+            elif not ok:
+                outcomes.append(cast(Exception, result))
             else:
-                self._message_stored(session, event, media, result)
+                self._message_stored(session, event, media, cast(list[StoredEvent] | None, result))
                 outcomes.append(None)
         return outcomes
 
@@ -546,30 +547,33 @@ class SessionManager(SessionMoves, MessageSending):
                 )
 
     async def _on_message(self, session: Session, event: MessageIn) -> None:
-        future, media = self._store_message(session, event)
-        self._message_stored(session, event, media, await future)
+        request, media = self._inbound_request(session, event)
+        ((ok, result),) = await self._storage.submit_inbound_many([request])
+        if not ok:
+            raise cast(Exception, result)
+        self._message_stored(session, event, media, cast(list[StoredEvent] | None, result))
 
-    def _store_message(
-        self, session: Session, event: MessageIn
-    ) -> tuple[asyncio.Future[list[StoredEvent] | None], MediaRecord | None]:
-        """Queue a received message (already named by :attr:`identities`) and its event for storage."""
+    def _inbound_request(self, session: Session, event: MessageIn) -> tuple[InboundRequest, MediaRecord | None]:
+        """A received message (already named by :attr:`identities`) and its event, as stored; and the row of its
+        file, if it has one."""
         # A file gets its media id in the same transaction as the event that names it; then it is downloaded.
         event, media = self._media.receiving(session.tenant, session.id, event)
         name, data = describe_inbound(event)
-        future = self._storage.submit_inbound(
+        content = event.content
+        request = InboundRequest(
             session.id,
             event.message_id,
             event.chat,
-            [self._event(session, name, data)],
+            (self._event(session, name, data),),
             time.time(),
-            sender=event.sender,
-            kind=str(type(event.content).__struct_config__.tag),
-            media=media,
-            fence=session.fence,
-            message=inbound_entry(event),
-            edit=(event.content.message_id, event.content.text) if isinstance(event.content, Edit) else None,
+            event.sender,
+            str(type(content).__struct_config__.tag),
+            media,
+            session.fence,
+            inbound_entry(event),
+            (content.message_id, content.text) if isinstance(content, Edit) else None,
         )
-        return future, media
+        return request, media
 
     def _message_stored(
         self, session: Session, event: MessageIn, media: MediaRecord | None, stored: list[StoredEvent] | None

@@ -33,7 +33,7 @@ from .leases import Fence, Lease, LeaseLost, LeaseStore, Located, NodeInfo
 from .media import MediaRecord, MediaStore
 from .schema import MIGRATIONS
 from .sqlite import SqliteDatabase
-from .store import MessageIdTaken, SessionExists, Storage
+from .store import InboundRequest, MessageIdTaken, SessionExists, Storage
 from .webhooks import AttemptRecord, DeadLetterRecord, WebhookFence, WebhookRecord, WebhookStore
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "EventListener",
     "Fence",
     "InboundRecord",
+    "InboundRequest",
     "Lease",
     "LeaseLost",
     "LeaseStore",

@@ -133,21 +133,41 @@ def _inline_requests(fns: list[WriteFn[Any]]) -> int | None:
     return _requests(fns) if all(isinstance(fn, _Batch) and fn.inline for fn in fns) else None
 
 
+def _joined(
+    whole: asyncio.Future[list[tuple[bool, Any]]],
+    parts: list[asyncio.Future[list[tuple[bool, Any]]]],
+    _part: asyncio.Future[list[tuple[bool, Any]]],
+) -> None:
+    """Done callback of each part of :meth:`Database.submit_batched_many` when the requests went to several
+    batches: ``whole`` resolves with every part's outcomes, in order, once all are done (cancelled if one was)."""
+    if whole.done() or not all(part.done() for part in parts):
+        return
+    if any(part.cancelled() for part in parts):
+        whole.cancel()
+    else:
+        whole.set_result([outcome for part in parts for outcome in part.result()])
+
+
 def _apply_one(apply: BatchFn, request: Any, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
     return apply(conn, [request])
 
 
 class _Batch:
     """Requests of one kind collected for the next group commit and written by one function (``executemany``
-    instead of one write per request). It holds its place in the group where its first request arrived."""
+    instead of one write per request). It holds its place in the group where its first request arrived.
 
-    __slots__ = ("apply", "closed", "futures", "inline", "requests")
+    A request queued alone has a future of its own (:attr:`futures`, aligned with :attr:`requests`); requests
+    queued together share one (:attr:`shared`: the future, the index of the first, how many), and their places in
+    :attr:`futures` hold None."""
+
+    __slots__ = ("apply", "closed", "futures", "inline", "requests", "shared")
 
     def __init__(self, apply: BatchFn, *, inline: bool) -> None:
         self.apply = apply
         self.inline = inline
         self.requests: list[Any] = []
-        self.futures: list[asyncio.Future[Any]] = []
+        self.futures: list[asyncio.Future[Any] | None] = []
+        self.shared: list[tuple[asyncio.Future[list[tuple[bool, Any]]], int, int]] = []
         self.closed = False
 
     def __call__(self, conn: Any) -> tuple[list[tuple[bool, Any]], list[Any]]:
@@ -156,19 +176,30 @@ class _Batch:
     def settle(self, whole: asyncio.Future[list[tuple[bool, Any]]]) -> None:
         """Hand each request its own outcome (or the failure of the whole batch)."""
         error = None if whole.cancelled() else whole.exception()
+        outcomes = whole.result() if not whole.cancelled() and error is None else None
         for i, future in enumerate(self.futures):
-            if future.done():
+            if future is None or future.done():
                 continue
-            if whole.cancelled():
-                future.cancel()
-            elif error is not None:
+            if error is not None:
                 future.set_exception(error)
+                continue
+            if outcomes is None:
+                future.cancel()
+                continue
+            ok, value = outcomes[i]
+            if ok:
+                future.set_result(value)
             else:
-                ok, value = whole.result()[i]
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+                future.set_exception(value)
+        for shared, first, count in self.shared:
+            if shared.done():
+                continue
+            if outcomes is not None:
+                shared.set_result(outcomes[first : first + count])
+            elif error is not None:
+                shared.set_result([(False, error)] * count)
+            else:
+                shared.cancel()
 
 
 @dataclass(slots=True)
@@ -339,15 +370,49 @@ class Database(abc.ABC):
         batches whose every request is ``inline`` may run its statements on the event loop's thread
         (:attr:`inline_requests`). A request whose cost has no such bound (a long list of rows to delete, say) is
         not ``inline``."""
+        batch = self._batch(kind, apply, inline=inline)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        batch.requests.append(request)
+        batch.futures.append(future)
+        return future
+
+    def submit_batched_many(
+        self, kind: str, requests: Sequence[Any], apply: BatchFn, *, inline: bool = False
+    ) -> asyncio.Future[list[tuple[bool, Any]]]:
+        """Queue ``requests``, in order, as :meth:`submit_batched` queues one, with one future for them all: it
+        resolves once every one is durable and published, with the outcome of each (``(True, result)`` or
+        ``(False, exception)``; the failure of a whole group is each request's). A burst's requests then cost one
+        future per batch of them instead of one each. Requests beyond a batch's :data:`MAX_BATCH` go to the next
+        batch, in the same group or the next."""
+        loop = asyncio.get_running_loop()
+        parts: list[asyncio.Future[list[tuple[bool, Any]]]] = []
+        at = 0
+        while at < len(requests):
+            batch = self._batch(kind, apply, inline=inline)
+            take = min(len(requests) - at, MAX_BATCH - len(batch.requests))
+            part: asyncio.Future[list[tuple[bool, Any]]] = loop.create_future()
+            batch.shared.append((part, len(batch.requests), take))
+            batch.requests += requests[at : at + take]
+            batch.futures += [None] * take
+            parts.append(part)
+            at += take
+        if len(parts) == 1:
+            return parts[0]
+        whole: asyncio.Future[list[tuple[bool, Any]]] = loop.create_future()
+        if not parts:
+            whole.set_result([])
+        for part in parts:
+            part.add_done_callback(functools.partial(_joined, whole, parts))
+        return whole
+
+    def _batch(self, kind: str, apply: BatchFn, *, inline: bool) -> _Batch:
+        """The open batch of ``kind`` with room for a request (a new one queued for the next group if none)."""
         batch = self._batches.get(kind)
         if batch is None or batch.closed or len(batch.requests) >= MAX_BATCH:
             batch = self._batches[kind] = _Batch(apply, inline=inline)
             self.submit(batch).add_done_callback(batch.settle)
         batch.inline = batch.inline and inline
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        batch.requests.append(request)
-        batch.futures.append(future)
-        return future
+        return batch
 
     async def _flush(self) -> None:
         try:

@@ -46,7 +46,7 @@ from .tenants import (
 )
 from .webhooks import WebhookStore
 
-__all__ = ["MessageIdTaken", "SessionExists", "Storage"]
+__all__ = ["InboundRequest", "MessageIdTaken", "SessionExists", "Storage"]
 
 
 class SessionExists(Exception):
@@ -184,7 +184,9 @@ def append_events(
 
 
 @dataclass(slots=True)
-class _Inbound:
+class InboundRequest:
+    """A received message to remember, with its events (:meth:`Storage.submit_inbound`)."""
+
     session_id: str
     message_id: str
     chat: str
@@ -230,7 +232,9 @@ def _note_history(conn: Conn, entries: list[tuple[str, StoredMessage | None]]) -
     note_messages(conn, [(session_id, message) for session_id, message in entries if message is not None])
 
 
-def _record_inbound_batch(conn: Conn, requests: list[_Inbound]) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
+def _record_inbound_batch(
+    conn: Conn, requests: list[InboundRequest]
+) -> tuple[list[tuple[bool, Any]], list[StoredEvent]]:
     """Store received messages with ``executemany`` (see :meth:`Storage.submit_inbound`): one fence check per
     session, one look-up of the ids already received, then the new rows and their events."""
     outcomes: list[tuple[bool, Any]] = [(True, None)] * len(requests)
@@ -936,8 +940,18 @@ class Storage:
         Messages arriving together (a burst, many sessions at once) are written together: every one queued
         before the next group commit starts is stored by one :func:`_record_inbound_batch`, in the order queued.
         Queuing needs no coroutine, so a caller may queue many and then wait for them all."""
-        request = _Inbound(session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message, edit)
+        request = InboundRequest(
+            session_id, message_id, chat, tuple(events), now, sender, kind, media, fence, message, edit
+        )
         return self.db.submit_batched("inbound", request, _record_inbound_batch)
+
+    def submit_inbound_many(
+        self, requests: Sequence[InboundRequest]
+    ) -> asyncio.Future[list[tuple[bool, list[StoredEvent] | Exception | None]]]:
+        """Queue several received messages as :meth:`submit_inbound` queues one, in order, with one future for them
+        all: it resolves with each one's outcome, ``(True, stored events or None)`` or ``(False, exception)``
+        (an engine's batch of received messages costs one future, not one each)."""
+        return self.db.submit_batched_many("inbound", requests, _record_inbound_batch)
 
     async def inbound_records(self, session_id: str, message_ids: Sequence[str]) -> dict[str, InboundRecord]:
         """What the session remembers of the given received messages, by id."""
