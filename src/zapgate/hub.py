@@ -196,9 +196,12 @@ class EventHub:
             status = _status_decoder.decode(event.data).status if event.event in _COUNTED_BY_STATUS else ""
             self.counts[(event.event, status)] += 1
         if not self.clustered:
+            newest: dict[str, int] = {}
             for event in events:
                 self._deliver(event)
-                self._wake(event.tenant, event.seq)
+                newest[event.tenant] = event.seq
+            for tenant, seq in newest.items():  # once per tenant: a waker wants the newest seq, not each one
+                self._wake(tenant, seq)
             return
         by_tenant: dict[str, list[StoredEvent]] = {}
         for event in events:
