@@ -64,9 +64,21 @@ LIGHT_DELETE = 4
 (``inline``, storage/database.py); a burst's, of dozens, runs in the writer thread."""
 
 
+DELETE_CHUNK = 64
+"""Most mailbox ids one ``DELETE … IN (…)`` names."""
+
+
 def _delete_mail(conn: Conn, deletions: list[list[int]]) -> tuple[list[tuple[bool, Any]], list[Any]]:
-    """Delete acknowledged mail: each request is a list of mailbox ids (a batched write)."""
-    conn.executemany("DELETE FROM mailbox WHERE id = ?", [(i,) for ids in deletions for i in ids])
+    """Delete acknowledged mail: each request is a list of mailbox ids (a batched write). The ids go by
+    :data:`DELETE_CHUNK` into one statement each, its list padded with the last id to a power of two (an id named
+    twice is deleted once), so that a few statement texts serve every batch: a third less CPU a row than a
+    ``DELETE`` per id (``bench/findings.md``, round 22)."""
+    ids = [i for chunk in deletions for i in chunk]
+    for start in range(0, len(ids), DELETE_CHUNK):
+        chunk = ids[start : start + DELETE_CHUNK]
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += [chunk[-1]] * (size - len(chunk))
+        conn.execute(f"DELETE FROM mailbox WHERE id IN ({', '.join(['?'] * size)})", chunk)  # noqa: S608
     return [(True, None)] * len(deletions), []
 
 
