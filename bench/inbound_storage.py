@@ -27,13 +27,13 @@ from typing import Any
 
 from procs import emit
 from zapgate.storage import NewEvent, StoredMessage, open_database
-from zapgate.storage.store import _Inbound, _record_inbound_batch
+from zapgate.storage.store import InboundRequest, _record_inbound_batch
 
 CHAT = "5511977776666@s.whatsapp.net"
 VARIANTS = ("full", "no-history")
 
 
-def _requests(count: int, sessions: list[str], *, history: bool) -> list[_Inbound]:
+def _requests(count: int, sessions: list[str], *, history: bool) -> list[InboundRequest]:
     """``count`` received messages with WhatsApp-like random ids, round robin over ``sessions``."""
     requests = []
     for i in range(count):
@@ -58,7 +58,8 @@ def _requests(count: int, sessions: list[str], *, history: bool) -> list[_Inboun
         session = sessions[i % len(sessions)]
         event = NewEvent("tenant", session, "message.received", data)
         entry = message if history else None
-        requests.append(_Inbound(session, message_id, CHAT, (event,), time.time(), CHAT, "text", None, None, entry))
+        now = time.time()
+        requests.append(InboundRequest(session, message_id, CHAT, (event,), now, CHAT, "text", None, None, entry))
     return requests
 
 
