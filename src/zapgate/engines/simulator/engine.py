@@ -71,7 +71,7 @@ DELETE_CHUNK = 64
 def _delete_mail(conn: Conn, deletions: list[list[int]]) -> tuple[list[tuple[bool, Any]], list[Any]]:
     """Delete acknowledged mail: each request is a list of mailbox ids (a batched write). The ids go by
     :data:`DELETE_CHUNK` into one statement each, its list padded with the last id to a power of two (an id named
-    twice is deleted once), so that a few statement texts serve every batch: a third less CPU a row than a
+    twice is deleted once), so that a few statement texts serve every batch: about a fifth less CPU a row than a
     ``DELETE`` per id (``bench/findings.md``, round 22)."""
     ids = [i for chunk in deletions for i in chunk]
     for start in range(0, len(ids), DELETE_CHUNK):
