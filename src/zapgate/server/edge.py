@@ -68,6 +68,7 @@ log = logging.getLogger("zapgate.server")
 
 EDGE_EXTENSION = "zapgate.edge"
 """The scope extension under which a WebSocket connection's :class:`~zapgate.server.guard.Admission` is found."""
+
 _SHORT_TEXT_HEADERS = [bytes((0x81, size)) for size in range(126)]
 
 
