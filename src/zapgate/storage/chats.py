@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import NewEvent, StoredEvent
-from .database import Conn, Database
+from .database import Conn, Database, padded_chunks
 
 AppendEvents = Callable[[Conn, Sequence[NewEvent], float], list[StoredEvent]]
 
@@ -138,12 +138,9 @@ def _chat_id(conn: Conn, session_id: str, chat: str) -> int | None:
 
 def _chat_ids(conn: Conn, chats: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Inside a write: the numbers of the distinct (session id, chat) pairs, each chat's row made when it has
-    none. They are looked up together, :data:`_CHATS_CHUNK` pairs per statement (a list padded to a power of two
-    by repeating its last pair, so that few statement texts are prepared)."""
+    none. They are looked up together, :data:`_CHATS_CHUNK` pairs per statement (:func:`~.database.padded_chunks`)."""
     ids: dict[tuple[str, str], int] = {}
-    for start in range(0, len(chats), _CHATS_CHUNK):
-        chunk = list(chats[start : start + _CHATS_CHUNK])
-        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+    for chunk in padded_chunks(chats, _CHATS_CHUNK):
         pairs = ", ".join(["(CAST(? AS TEXT), CAST(? AS TEXT))"] * len(chunk))
         rows = conn.execute(
             f"SELECT c.id, c.session_id, c.chat FROM (VALUES {pairs}) AS wanted "  # noqa: S608

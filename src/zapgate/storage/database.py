@@ -34,7 +34,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -80,6 +80,16 @@ def format_migrations(scripts: Sequence[str], dialect: str) -> list[str]:
     """``scripts`` with their type placeholders filled in for ``dialect`` (``sqlite`` or ``postgresql``)."""
     types = DIALECT_TYPES[dialect]
     return [script.format(**types) for script in scripts]
+
+
+def padded_chunks(items: Sequence[T], most: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``most`` (a power of two), each padded to a power of two by repeating its last
+    item: for an ``IN (…)`` or ``VALUES`` list in which a repeat changes nothing, so that a few statement texts serve
+    every length (each is prepared once and kept in the connection's statement cache)."""
+    for start in range(0, len(items), most):
+        chunk = list(items[start : start + most])
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        yield chunk
 
 
 MAX_GROUP = 2000
