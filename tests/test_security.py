@@ -10,6 +10,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -235,6 +236,33 @@ async def test_tokens_and_texts_never_logged_at_info(gateway: RunningGateway, ca
         message = record.getMessage()
         assert token not in message and token.split("_", 2)[2] not in message
         assert secret_text not in message
+
+
+async def test_tokens_and_texts_never_logged_even_at_debug(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # websockets logs at DEBUG the upgrade's headers and the start and end of each frame: a Bearer token whole, most
+    # of an auth frame's token, message texts. The gateway switches that off; its own DEBUG lines stay.
+    caplog.set_level(logging.DEBUG)
+    secret_text = "top-secret-message-body"
+    async with serve_gateway(fast_settings(tmp_path / "data")) as gateway:
+        token = await gateway.token("acme")
+        by_header = await RawClient.open(gateway.url, additional_headers={"Authorization": f"Bearer {token}"})
+        await by_header.close()
+        client = await RawClient.open(gateway.url)
+        await client.authenticate(token)
+        await client.pair("s", ALICE)
+        await client.call("message.send", session="s", to="+1 555 000 0000", text=secret_text)
+        await client.event("message.received", lambda e: e["data"]["text"] == secret_text)
+        await client.close()
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+            listed = await http.get(f"{gateway.http}/v1/sessions/s/history", params={"chat": "+1 555 000 0000"})
+            assert secret_text in listed.text
+    secret = token.split("_", 2)[2]
+    assert [r for r in caplog.records if r.levelno == logging.DEBUG and r.name.startswith("zapgate")]
+    # The test's own clients log their side (websockets.client, httpx, httpcore): not the gateway's log.
+    for record in [r for r in caplog.records if not r.name.startswith(("websockets.", "httpx", "httpcore"))]:
+        message = record.getMessage()
+        assert secret[:12] not in message and secret[-12:] not in message, (record.name, message)
+        assert secret_text not in message, (record.name, message)
 
 
 # -- every input answered (review §5.4, §5.10, §5.13)

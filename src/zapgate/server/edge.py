@@ -443,6 +443,9 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         control_rate: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        # At DEBUG, websockets logs the upgrade's headers (a Bearer token whole) and the start and end of every
+        # frame (an auth frame's token, message texts): never, at any level (docs/security.md).
+        self.conn.debug = False
         self.queue = Inbox()
         self.writable = WaitFlag()
         self.writable.set()
