@@ -8,6 +8,7 @@ import pytest
 from zapgate.config import ConfigError, Settings
 from zapgate.errors import RateLimited, ServerBusy, TooManyConnections, error_from_wire
 from zapgate.protocol import CloseCode
+from zapgate.server import guard as guard_module
 from zapgate.server.edge import http_error_response
 from zapgate.server.guard import Admission, EdgeGuard, TokenBucket, address_key, forwarded_client
 from zapgate.server.sendbuffer import SendBuffer, frame_size
@@ -100,6 +101,39 @@ def test_failed_authentications_wait_doubling_one_attempt_at_a_time() -> None:
     assert g.auth_wait("203.0.113.7", 11.0) == 0.0
     later = g.auth_failed("203.0.113.7", 100.0)  # after a quiet spell: a new burst, to be logged again
     assert later.burst_started and later.previous_burst == 4 and later.delay == 1.0
+
+
+def test_the_wait_a_burst_of_failures_earned_holds_a_failing_rest_request() -> None:
+    g = guard(auth_failure_delay_s=1.0, auth_failure_max_delay_s=4.0)
+    assert g.failure_delay("203.0.113.7", 0.0) == 0.0  # no failure yet: answered at once
+    g.auth_failed("203.0.113.7", 0.0)
+    assert g.failure_delay("203.0.113.7", 0.1) == 1.0
+    assert g.failure_delay("198.51.100.1", 0.1) == 0.0  # another address is not affected
+    g.auth_failed("203.0.113.7", 1.1)
+    g.auth_failed("203.0.113.7", 3.1)
+    g.auth_failed("203.0.113.7", 7.1)
+    assert g.failure_delay("203.0.113.7", 7.2) == 4.0  # capped
+    assert g.failure_delay("203.0.113.7", 100.0) == 0.0  # a quiet spell ends the burst
+
+
+def test_rest_requests_take_from_a_bucket_per_token() -> None:
+    g = guard(command_rate_per_s=10.0, command_burst=2)
+    assert [g.take_request("tok-a", 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert g.take_request("tok-a", 0.0) == pytest.approx(0.1)
+    assert g.take_request("tok-b", 0.0) == 0.0  # another token has its own
+    assert g.take_request("tok-a", 0.1) == 0.0
+    assert guard(command_rate_per_s=0.0).take_request("tok-a", 0.0) == 0.0  # 0: no limit
+
+
+def test_rest_buckets_are_bounded_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard_module, "MAX_TRACKED_TOKENS", 2)
+    g = guard(command_rate_per_s=1.0, command_burst=1)
+    assert g.take_request("tok-a", 0.0) == 0.0
+    assert g.take_request("tok-b", 0.0) == 0.0
+    assert g.take_request("tok-a", 0.0) > 0  # a is the most recently used now
+    assert g.take_request("tok-c", 0.0) == 0.0  # b, the least recently used, is forgotten
+    assert g.take_request("tok-a", 0.0) > 0  # a was kept: still empty
+    assert g.take_request("tok-b", 0.0) == 0.0  # b starts again with a full burst
 
 
 def test_refusals_are_warned_about_at_most_once_a_minute_per_kind() -> None:

@@ -4,6 +4,7 @@ Every JSON answer here is also checked against ``/v1/openapi.json`` (``RestClien
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from zapgate.config import ConfigError, Settings
 from zapgate.errors import ERRORS_BY_CODE, HTTP_STATUS
@@ -18,7 +20,7 @@ from zapgate.protocol import COMMANDS, Command, CommandSpec, Scope
 from zapgate.server.rest import operations, parse_command
 
 from .conftest import fast_settings
-from .support import TIMEOUT, RestClient, RunningGateway, serve_gateway
+from .support import TIMEOUT, RawClient, RestClient, RunningGateway, serve_gateway
 
 ALICE = "+55 11 99999-0001"
 BOB = "+55 21 98888-0002"
@@ -286,3 +288,54 @@ async def test_the_descriptions_and_the_docs_page_need_no_token_and_load_nothing
             assert "http://" not in text and "https://" not in text and "//cdn" not in text
             assert "localStorage" not in text and "sessionStorage" not in text and "document.cookie" not in text
         assert (await http.get("/v1/docs/../config.py")).status_code == 404
+
+
+# -- limits per token and per address, as on the socket
+
+
+async def test_requests_past_a_tokens_rate_get_429_with_retry_after(tmp_path: Path) -> None:
+    async with serve_gateway(fast_settings(tmp_path / "data", command_rate_per_s=2.0, command_burst=5)) as gateway:
+        first, other = await gateway.token("acme"), await gateway.token("acme")
+        async with httpx.AsyncClient(base_url=gateway.http, timeout=TIMEOUT) as http:
+
+            def get(path: str, token: str) -> Any:
+                return http.get(path, headers={"Authorization": f"Bearer {token}"})
+
+            assert [(await get("/v1/sessions", first)).status_code for _ in range(5)] == [200] * 5  # the burst
+            refused = await get("/v1/sessions", first)
+            assert refused.status_code == 429 and refused.json()["code"] == "rate_limited", refused.text
+            assert int(refused.headers["retry-after"]) >= 1
+            assert (await get("/v1/media/nothing-here", first)).status_code == 429  # every route, media too
+            assert (await get("/v1/sessions", other)).status_code == 200  # a bucket per token
+            async with gateway.connect("acme") as client:  # the socket's own limit is per connection
+                assert (await client.call("ping"))["time"] > 0
+            await asyncio.sleep(int(refused.headers["retry-after"]))
+            assert (await get("/v1/sessions", first)).status_code == 200
+
+
+async def test_failed_authentications_over_rest_are_answered_slower_and_slower(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data", auth_failure_delay_s=0.2, auth_failure_max_delay_s=0.8)
+    async with serve_gateway(settings) as gateway:
+        token = await gateway.token("acme")
+        loop = asyncio.get_running_loop()
+        # A failure on the socket starts the address's burst: REST and the socket count the same failures.
+        client = await RawClient.open(gateway.url)
+        await client.send({"type": "auth", "token": "zgt_000000000009_wrong"})
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await client.recv()
+        async with httpx.AsyncClient(base_url=gateway.http, timeout=TIMEOUT) as http:
+            took: list[float] = []
+            for i in range(4):
+                began = loop.time()
+                bad = await http.get("/v1/sessions", headers={"Authorization": f"Bearer zgt_{i:012x}_wrong"})
+                took.append(loop.time() - began)
+                assert bad.status_code == 401 and bad.json()["code"] == "unauthorized"
+            # Each failure is answered after the wait the earlier ones earned: 0.2, 0.4, 0.8 s (the cap), 0.8 s.
+            # Lower bounds, which a loaded machine only makes easier to meet: never a race.
+            assert all(span >= wait for span, wait in zip(took, (0.2, 0.4, 0.8, 0.8), strict=True)), took
+            # A valid token is checked at once, even from that address, and so are requests in parallel.
+            answers = await asyncio.gather(
+                *(http.get("/v1/sessions", headers={"Authorization": f"Bearer {token}"}) for _ in range(8))
+            )
+            assert [a.status_code for a in answers] == [200] * 8

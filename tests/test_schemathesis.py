@@ -33,8 +33,12 @@ pytestmark = pytest.mark.slow
 async def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text("")
-    # Long-polls are bounded by the spec's own maximum: keep it short so that generated waits stay short.
-    settings = fast_settings(tmp_path / "data", rest_max_wait_s=0.5)
+    # Long-polls are bounded by the spec's own maximum: keep it short so that generated waits stay short. Its
+    # `ignored_auth` check sends wrong tokens on purpose, each answered after the address's penalty for failures
+    # (doubling to 30 s by default; tested in test_rest.py): a millisecond here.
+    settings = fast_settings(
+        tmp_path / "data", rest_max_wait_s=0.5, auth_failure_delay_s=0.001, auth_failure_max_delay_s=0.001
+    )
     async with serve_gateway(settings) as gateway:
         token = await gateway.token()
         process = await asyncio.create_subprocess_exec(

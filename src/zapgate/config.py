@@ -169,12 +169,14 @@ class Settings:
     command_rate_per_s: float = field(
         default=50.0,
         metadata=_doc(
-            "Commands per second one connection may send on average; beyond: 'rate_limited'. Pings count in a "
-            "bucket of their own; a ping flood closes 1008. 0: no limit."
+            "Commands per second one connection may send on average, and REST requests one token may make (per "
+            "node); beyond: 'rate_limited' (REST: 429). Pings count in a bucket of their own; a ping flood closes "
+            "1008. 0: no limit."
         ),
     )
     command_burst: int = field(
-        default=200, metadata=_doc("Commands one connection may send at once above command_rate_per_s.")
+        default=200,
+        metadata=_doc("Commands one connection (REST: requests one token) may send at once above command_rate_per_s."),
     )
     ping_interval_s: float = field(default=20.0, metadata=_doc("WebSocket ping interval (0 disables)."))
     ping_timeout_s: float = field(default=20.0, metadata=_doc("Close a client that does not answer a ping."))

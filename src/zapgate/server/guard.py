@@ -24,6 +24,9 @@ REFUSAL_WARNING_INTERVAL_S = 60.0
 """Refusals of one kind (too many connections, headers too large, ...) are logged at WARNING at most this often."""
 MAX_TRACKED_ADDRESSES = 10_000
 """Addresses whose authentication failures are remembered; the oldest are forgotten beyond this."""
+MAX_TRACKED_TOKENS = 10_000
+"""Tokens whose REST request rate is tracked; the least recently used are forgotten beyond this (a forgotten
+token starts again with a full burst)."""
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -170,6 +173,7 @@ class EdgeGuard:
         self._per_token: collections.Counter[str] = collections.Counter()
         self._unauthenticated = 0
         self._failures: dict[str, _Failures] = {}
+        self._requests: dict[str, TokenBucket] = {}
         self.refused: collections.Counter[str] = collections.Counter()
         """Connections refused so far, by error code."""
         self._warned_at: dict[str, float] = {}
@@ -242,6 +246,21 @@ class EdgeGuard:
         if self._per_token[token_id] <= 0:
             del self._per_token[token_id]
 
+    def take_request(self, token_id: str, now: float) -> float:
+        """Count a REST request made with ``token_id`` against its bucket (``command_rate_per_s`` on average,
+        ``command_burst`` at once, as a WebSocket connection's commands): 0 when it may run, else the seconds until
+        it may (nothing is counted)."""
+        rate = self.settings.command_rate_per_s
+        if not rate:
+            return 0.0
+        bucket = self._requests.pop(token_id, None)
+        if bucket is None:
+            bucket = TokenBucket(rate, self.settings.command_burst, now)
+        self._requests[token_id] = bucket  # re-inserted last: the dict is least recently used first
+        while len(self._requests) > MAX_TRACKED_TOKENS:
+            del self._requests[next(iter(self._requests))]
+        return bucket.take(now)
+
     def note_refusal(self, code: str, now: float) -> int | None:
         """Whether to log a refusal at WARNING: the first of its kind, then at most one per
         :data:`REFUSAL_WARNING_INTERVAL_S`. Returns how many went unlogged since the last warning, or None."""
@@ -275,6 +294,14 @@ class EdgeGuard:
             return failures.blocked_until - now
         failures.blocked_until = now + self._delay(failures.count)  # reserved for this attempt
         return 0.0
+
+    def failure_delay(self, client: str, now: float) -> float:
+        """The wait that ``client``'s current burst of failures has earned (0 without one): over REST, where a
+        valid token never waits, a failing request is answered only after it."""
+        failures = self._failures.get(address_key(client))
+        if failures is None or now - failures.last_at > self._quiet_s():
+            return 0.0
+        return self._delay(failures.count)
 
     def auth_succeeded(self, client: str, now: float) -> None:
         """Lift the reservation of a penalised address; its failure count stays until a quiet spell."""

@@ -10,6 +10,7 @@ Files never travel through the WebSocket (its frames stay small). An upload is s
 from __future__ import annotations
 
 import logging
+import math
 import urllib.parse
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -25,6 +26,7 @@ from ..errors import (
     MediaNotFound,
     MediaNotReady,
     MediaTooLarge,
+    RateLimited,
     Unauthorized,
     ZapgateError,
 )
@@ -32,7 +34,7 @@ from ..gateway import Gateway
 from ..media.library import Declared, media_info
 from ..media.policy import RangeNotSatisfiable, parse_range
 from ..protocol import Scope, encode
-from .access import bearer_token
+from .access import authenticate_request
 from .commands.media import may_see_media
 
 __all__ = ["download_media", "upload_media"]
@@ -43,6 +45,7 @@ STATUS = {
     InvalidRequest: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    RateLimited: 429,
     MediaNotFound: 404,
     MediaNotReady: 409,
     MediaTooLarge: 413,
@@ -59,14 +62,13 @@ def _error(exc: ZapgateError) -> Response:
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
     body = encode({"code": exc.code, "message": exc.message if status != 500 else "internal error"})
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _caller(request: Request, gw: Gateway, scope: Scope) -> Caller:
-    token = bearer_token(request.headers)
-    if not token:
-        raise Unauthorized("send Authorization: Bearer <token>")
-    caller = Caller.of(await gw.tokens.authenticate(token))
+    caller = await authenticate_request(request)
     if not caller.allows(scope):
         raise Forbidden(f"this needs a token with the {scope.value!r} scope")
     return caller

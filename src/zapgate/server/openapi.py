@@ -39,6 +39,8 @@ _REASONS = {
     413: "The body is larger than `rest_max_body_bytes`.",
     415: "The body is not JSON.",
     422: "Valid, but WhatsApp will not do it (`not_on_whatsapp`, `send_failed`).",
+    429: "More requests with this token than `command_rate_per_s` allows (`rate_limited`): send it again after "
+    "`Retry-After` seconds; or a tenant's quota (`quota_exceeded`).",
     500: "A bug (`internal`); details are in the server log.",
     503: "The engine cannot do it right now (`engine_unavailable`), or the session is moving to another node "
     "(`session_unavailable`): retry.",
@@ -53,6 +55,10 @@ def _error_response(status: int) -> dict[str, Any]:
     if status == 401:
         response["headers"] = {
             "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="zapgate"…'}
+        }
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait (`rate_limited`)."}
         }
     return response
 

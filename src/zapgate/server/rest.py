@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -40,6 +41,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
+    RateLimited,
     Unauthorized,
     UnsupportedMediaType,
     ZapgateError,
@@ -47,13 +49,12 @@ from ..errors import (
 )
 from ..gateway import Gateway
 from ..protocol import COMMANDS, Command, CommandSpec, encode
-from .access import bearer_token
+from .access import authenticate_request, bearer_token
 from .commands import run_command
 
 __all__ = [
     "IDEMPOTENCY_FIELD",
     "Operation",
-    "authenticate",
     "error_response",
     "json_response",
     "not_found",
@@ -238,15 +239,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def authenticate(request: Request) -> Caller:
-    """The caller of an ``Authorization: Bearer <token>`` request, or :class:`Unauthorized`."""
-    token = bearer_token(request.headers)
-    if not token:
-        raise Unauthorized("send the header Authorization: Bearer <token>")
-    gateway: Gateway = request.app.state.gateway
-    return Caller.of(await gateway.tokens.authenticate(token))
-
-
 # -- responses
 
 
@@ -265,6 +257,8 @@ def error_response(exc: ZapgateError, request: Request | None = None) -> Respons
     if isinstance(exc, Unauthorized):
         sent = request is not None and bool(bearer_token(request.headers))
         response.headers["WWW-Authenticate"] = 'Bearer realm="zapgate"' + (', error="invalid_token"' if sent else "")
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
     return response
 
 
@@ -277,7 +271,7 @@ def _endpoint(op: Operation, extension: Extension | None) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         gateway: Gateway = request.app.state.gateway
         try:
-            caller = await authenticate(request)
+            caller = await authenticate_request(request)
             if extension is not None:
                 return await extension(op, request, caller)
             body = b"" if op.in_query else await read_body(request, gateway.settings.rest_max_body_bytes)

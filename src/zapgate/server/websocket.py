@@ -61,7 +61,7 @@ from ..protocol import (
     event_filter,
 )
 from ..storage import TokenRecord
-from .access import bearer_token
+from .access import bearer_token, check_token
 from .commands import run_command
 from .edge import EDGE_EXTENSION, SEND_NOW_EXTENSION, SEND_TEXTS_EXTENSION, TAKE_TEXTS_EXTENSION, log_refusal
 from .guard import Admission, EdgeGuard, TokenBucket
@@ -252,29 +252,7 @@ class WebSocketClient:
 
     async def _check_token(self, token: str) -> TokenRecord:
         """The token's record, or :class:`Unauthorized`; an address whose attempts keep failing waits first."""
-        loop = asyncio.get_running_loop()
-        while (wait := self.guard.auth_wait(self.address, loop.time())) > 0:
-            log.debug("authentication from %s waits %.3f s (earlier failures)", self.peer, wait)
-            await asyncio.sleep(wait)
-        try:
-            record = await self.gateway.tokens.authenticate(token)
-        except Unauthorized:
-            failure = self.guard.auth_failed(self.address, loop.time())
-            if failure.burst_started:
-                previous = f" (its previous burst: {failure.previous_burst} failures)" if failure.previous_burst else ""
-                log.warning(
-                    "authentication failed from %s: invalid or revoked token%s; further attempts from this address "
-                    "wait, doubling up to %g s, and their failures are logged at DEBUG until none for %g s",
-                    self.address,
-                    previous,
-                    self.settings.auth_failure_max_delay_s,
-                    2 * self.settings.auth_failure_max_delay_s,
-                )
-            else:
-                log.debug("authentication failed from %s; its next attempt waits %.3f s", self.peer, failure.delay)
-            raise
-        self.guard.auth_succeeded(self.address, loop.time())
-        return record
+        return await check_token(self.gateway.tokens, self.guard, self.address, token)
 
     def _open_token(self, record: TokenRecord) -> ZapgateError | None:
         refusal = self.guard.open_token(record.id)
