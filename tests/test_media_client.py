@@ -19,10 +19,11 @@ from zapgate.client import (
     connect,
 )
 from zapgate.client.media import http_base
-from zapgate.errors import InvalidRequest, MediaNotFound, MediaNotReady
+from zapgate.errors import InvalidRequest, MediaNotFound, MediaNotReady, RateLimited
 
 from . import media_kit as kit
-from .support import RunningGateway
+from .conftest import fast_settings
+from .support import RunningGateway, serve_gateway
 from .test_cli import ECHO, cli, cli_env
 from .test_client import next_event, pair
 
@@ -150,3 +151,14 @@ async def test_cli_sends_files_and_gets_them(gateway: RunningGateway, tmp_path: 
     assert wrong.code == 2 and "no such file" in wrong.err
     mixed = await cli("send", "alice", BOB, "--image", str(photo), "--location", "1,2", env=env)
     assert mixed.code == 2 and "cannot be combined" in mixed.err
+
+
+async def test_a_rate_limited_transfer_says_when_to_try_again(tmp_path: Path) -> None:
+    # The gateway's REST rate is per token (docs/rest.md): the SDK's file transfers read its Retry-After.
+    async with serve_gateway(fast_settings(tmp_path / "data", command_rate_per_s=0.5, command_burst=1)) as gateway:
+        token = await gateway.token()
+        async with connect(gateway.url, token) as gw:
+            uploaded = await gw.upload(kit.png())
+            with pytest.raises(RateLimited) as limited:
+                await gw.download(uploaded.media_id)
+            assert limited.value.retry_after is not None and limited.value.retry_after >= 1

@@ -99,7 +99,7 @@ class MediaTransfer:
             async with self._client().stream("GET", f"/v1/media/{media_id}") as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise _error(response.status_code, response.content)
+                    raise _error(response.status_code, response.content, response.headers.get("retry-after"))
                 await asyncio.to_thread(partial.write_bytes, b"")
                 async for chunk in response.aiter_bytes(CHUNK):
                     await asyncio.to_thread(_append, partial, chunk)
@@ -123,14 +123,16 @@ class MediaTransfer:
         except httpx.TransportError as exc:
             raise GatewayUnreachable(f"could not reach {self.base}: {exc}") from None
         if response.status_code >= 300:
-            raise _error(response.status_code, response.content)
+            raise _error(response.status_code, response.content, response.headers.get("retry-after"))
         return response.content
 
 
-def _error(status: int, body: bytes) -> ZapgateError:
+def _error(status: int, body: bytes, retry_after: str | None = None) -> ZapgateError:
+    """The error of an HTTP answer; ``retry_after``: its ``Retry-After`` header (a 429 ``rate_limited``)."""
     try:
         wire = msgspec.json.decode(body, type=dict[str, str])
-        return error_from_wire(wire["code"], wire["message"])
+        wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return error_from_wire(wire["code"], wire["message"], wait)
     except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
         return error_from_wire("internal", f"the gateway answered HTTP {status}")
 
