@@ -62,6 +62,8 @@ error gets when it answers an HTTP request (an upgrade refused before the WebSoc
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "ERRORS_BY_CODE",
     "HTTP_STATUS",
@@ -203,13 +205,19 @@ class HostNotAllowed(ZapgateError):
 
 
 class RateLimited(ZapgateError):
-    """Too many commands on one connection: the command was not run; send it again after ``retry_after`` s."""
+    """Too many commands on one connection (over REST: requests with one token): the command was not run; send it
+    again after ``retry_after`` s."""
 
     code = "rate_limited"
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str | None:
+        """The HTTP ``Retry-After`` value, whole seconds rounded up; None when the wait is not known."""
+        return None if self.retry_after is None else str(math.ceil(self.retry_after))
 
 
 class QuotaExceeded(ZapgateError):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, cast
 
@@ -107,8 +106,8 @@ def http_error_response(error: ZapgateError) -> bytes:
         f"content-length: {len(body)}",
         "connection: close",
     ]
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        lines.append(f"retry-after: {math.ceil(error.retry_after)}")
+    if isinstance(error, RateLimited) and error.retry_after_header is not None:
+        lines.append(f"retry-after: {error.retry_after_header}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 

@@ -10,7 +10,6 @@ Files never travel through the WebSocket (its frames stay small). An upload is s
 from __future__ import annotations
 
 import logging
-import math
 import urllib.parse
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -62,12 +61,12 @@ def _error(exc: ZapgateError) -> Response:
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
     body = encode({"code": exc.code, "message": exc.message if status != 500 else "internal error"})
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    if isinstance(exc, RateLimited) and exc.retry_after_header is not None:
+        headers["Retry-After"] = exc.retry_after_header
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-async def _caller(request: Request, gw: Gateway, scope: Scope) -> Caller:
+async def _caller(request: Request, scope: Scope) -> Caller:
     caller = await authenticate_request(request)
     if not caller.allows(scope):
         raise Forbidden(f"this needs a token with the {scope.value!r} scope")
@@ -83,7 +82,7 @@ async def upload_media(request: Request) -> Response:
     ``mimetype`` and ``filename`` fields). Answers 201 with the media's info."""
     gw: Gateway = request.app.state.gateway
     try:
-        caller = await _caller(request, gw, Scope.SEND)
+        caller = await _caller(request, Scope.SEND)
         limit = gw.media.max_bytes
         kind, options = parse_options_header(request.headers.get("content-type", ""))
         multipart = kind == b"multipart/form-data"
@@ -238,7 +237,7 @@ async def download_media(request: Request) -> Response:
     """``GET``/``HEAD /v1/media/{media_id}``: the stored file (see the module documentation)."""
     gw: Gateway = request.app.state.gateway
     try:
-        caller = await _caller(request, gw, Scope.READ)
+        caller = await _caller(request, Scope.READ)
         record = await gw.media.readable(caller.tenant, request.path_params["media_id"])
         if not await may_see_media(gw, caller, record):
             raise MediaNotFound(f"no media {record.id}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -257,8 +256,8 @@ def error_response(exc: ZapgateError, request: Request | None = None) -> Respons
     if isinstance(exc, Unauthorized):
         sent = request is not None and bool(bearer_token(request.headers))
         response.headers["WWW-Authenticate"] = 'Bearer realm="zapgate"' + (', error="invalid_token"' if sent else "")
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    if isinstance(exc, RateLimited) and exc.retry_after_header is not None:
+        response.headers["Retry-After"] = exc.retry_after_header
     return response
 
 
